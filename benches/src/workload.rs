@@ -1,0 +1,1 @@
+//! Dialed-number workloads for the numbering benches.

@@ -1,0 +1,5 @@
+//! `tollgate`: the daemon and CLI around `tollgate-engine`.
+//!
+//! The engine decides; this crate translates bytes to engine calls and engine answers to bytes.
+
+pub mod cli;

@@ -1,0 +1,35 @@
+//! Helpers for the end-to-end tests in `tests/tests/`: locating and running the real binary.
+
+use std::path::PathBuf;
+
+/// Path of the `tollgate` binary to test: `$TOLLGATE_BIN`, else the one built beside this test
+/// executable (`target/<profile>/tollgate`).
+///
+/// Integration tests of *this* crate do not get `CARGO_BIN_EXE_tollgate` (the binary belongs to
+/// another package), so `scripts/test` runs `cargo build --workspace --bins` before `cargo test`.
+pub fn tollgate_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TOLLGATE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target profile dir");
+    let bin = profile_dir.join(format!("tollgate{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --workspace --bins` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository root (where `config/` lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
