@@ -5,4 +5,9 @@
 //! turns its answers back into SIP and HTTP. Every business rule lives here, so every rule is
 //! unit-testable without a socket.
 
+pub mod catalog;
+pub mod credits;
+pub mod directory;
+pub mod load;
 pub mod numbering;
+pub mod pools;

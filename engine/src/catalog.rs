@@ -1,0 +1,326 @@
+//! The plan catalog (`catalog.toml`, DESIGN §3): what each SKU grants, which regions share a
+//! pool, which count as domestic for each other, and which number types are free or barred.
+//!
+//! Figures and rules come from the Teams documentation (see
+//! `/work/shared/reference/calling-plan-rules.md`): minutes "per calendar month" per user by usage
+//! location (§1), PR pooling with the US (§2), US ↔ CA ↔ PR domestic (§5), premium rate and UK
+//! `449` barred (§4).
+
+use std::collections::HashMap;
+
+use crate::load::{CatalogRecord, LoadErrors, CATALOG_FILE};
+use crate::numbering::{NumberType, Region};
+
+/// The kind of a Calling Plan SKU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PlanKind {
+    /// Domestic minutes only (MCOPSTN1, MCOPSTN5, MCOPSTN6).
+    Domestic,
+    /// Domestic minutes plus a separate international pool (MCOPSTN2).
+    International,
+}
+
+/// What one SKU grants.
+#[derive(Clone, Debug)]
+pub struct Sku {
+    pub name: String,
+    /// Includes Phone System (MCOEV, E5): DESIGN §4 rule 3.
+    pub phone_system: bool,
+    pub plan: Option<PlanKind>,
+    /// Domestic minutes per user per month where no override applies.
+    pub minutes_default: u32,
+    pub minutes: HashMap<Region, u32>,
+    /// International minutes per user per month (International plan only).
+    pub international_minutes: u32,
+    /// Communications Credits (MCOPSTNC): DESIGN §4 rule 10.
+    pub credits: bool,
+}
+
+impl Sku {
+    /// Domestic minutes per user per month for a user licensed in `region`.
+    pub fn minutes_for(&self, region: Region) -> u32 {
+        self.minutes
+            .get(&region)
+            .copied()
+            .unwrap_or(self.minutes_default)
+    }
+}
+
+/// The checked catalog.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub skus: Vec<Sku>,
+    by_name: HashMap<String, u16>,
+    pool_with: HashMap<Region, Region>,
+    /// Region → domestic group id.
+    domestic_group: HashMap<Region, u16>,
+    /// Reachable international destinations; empty = all.
+    international: Vec<Region>,
+    free_domestic: Vec<NumberType>,
+    barred: Vec<NumberType>,
+    barred_prefixes: Vec<String>,
+}
+
+impl Catalog {
+    /// Checks a parsed `catalog.toml`; every error is added to `errors`.
+    pub fn build(rec: &CatalogRecord, errors: &mut LoadErrors) -> Catalog {
+        let f = CATALOG_FILE;
+        let mut c = Catalog::default();
+        let rl = Some(rec.regions_line);
+        let region = |code: &str, field: &str, line: Option<usize>, errors: &mut LoadErrors| {
+            let r = Region::new(code);
+            if r.is_none() {
+                errors.push(
+                    f,
+                    line,
+                    field,
+                    format!("{code:?} is not an ISO 3166 alpha-2 region"),
+                );
+            }
+            r
+        };
+        for (from, to) in &rec.regions.pool_with {
+            let a = region(from, "regions.pool_with", rl, errors);
+            let b = region(to, "regions.pool_with", rl, errors);
+            if let (Some(a), Some(b)) = (a, b) {
+                c.pool_with.insert(a, b);
+            }
+        }
+        for (gid, group) in rec.regions.domestic_groups.iter().enumerate() {
+            for code in group {
+                if let Some(r) = region(code, "regions.domestic_groups", rl, errors) {
+                    if c.domestic_group.insert(r, gid as u16).is_some() {
+                        errors.push(
+                            f,
+                            rl,
+                            "regions.domestic_groups",
+                            format!("{code} is in two groups"),
+                        );
+                    }
+                }
+            }
+        }
+        for code in &rec.regions.international {
+            if let Some(r) = region(code, "regions.international", rl, errors) {
+                c.international.push(r);
+            }
+        }
+        let nl = Some(rec.numbers_line);
+        let types = |names: &[String], field: &str, errors: &mut LoadErrors| {
+            let mut out = Vec::new();
+            for n in names {
+                match NumberType::from_name(n) {
+                    Some(t) => out.push(t),
+                    None => errors.push(f, nl, field, format!("unknown number type {n:?}")),
+                }
+            }
+            out
+        };
+        c.free_domestic = types(&rec.numbers.free_domestic, "numbers.free_domestic", errors);
+        c.barred = types(&rec.numbers.barred, "numbers.barred", errors);
+        for p in &rec.numbers.barred_prefixes {
+            let ok =
+                p.len() > 1 && p.starts_with('+') && p[1..].bytes().all(|b| b.is_ascii_digit());
+            if ok {
+                c.barred_prefixes.push(p.clone());
+            } else {
+                errors.push(
+                    f,
+                    nl,
+                    "numbers.barred_prefixes",
+                    format!("{p:?} is not `+` and digits"),
+                );
+            }
+        }
+        for s in &rec.skus {
+            let line = Some(s.line);
+            let plan = match s.plan.as_deref() {
+                None => None,
+                Some("domestic") => Some(PlanKind::Domestic),
+                Some("international") => Some(PlanKind::International),
+                Some(other) => {
+                    errors.push(
+                        f,
+                        line,
+                        "plan",
+                        format!("{other:?} is neither `domestic` nor `international`"),
+                    );
+                    None
+                }
+            };
+            let mut minutes = HashMap::new();
+            let mut minutes_default = 0;
+            for (k, v) in &s.minutes {
+                if k == "default" {
+                    minutes_default = *v;
+                } else if let Some(r) = region(k, "minutes", line, errors) {
+                    minutes.insert(r, *v);
+                }
+            }
+            if plan.is_some() && !s.minutes.contains_key("default") {
+                errors.push(f, line, "minutes", "a calling plan needs `minutes.default`");
+            }
+            if plan == Some(PlanKind::International) && s.international_minutes == 0 {
+                errors.push(
+                    f,
+                    line,
+                    "international_minutes",
+                    "an international plan needs international minutes",
+                );
+            }
+            let name = s.name.trim().to_ascii_uppercase();
+            if c.by_name.contains_key(&name) {
+                errors.push(f, line, "name", format!("SKU {name} is defined twice"));
+                continue;
+            }
+            c.by_name.insert(name.clone(), c.skus.len() as u16);
+            c.skus.push(Sku {
+                name,
+                phone_system: s.phone_system,
+                plan,
+                minutes_default,
+                minutes,
+                international_minutes: s.international_minutes,
+                credits: s.credits,
+            });
+        }
+        c
+    }
+
+    /// Index of a SKU by part number (case-insensitive). Unknown SKUs are `None` and ignored by
+    /// the directory: real license exports carry dozens.
+    pub fn sku_index(&self, name: &str) -> Option<u16> {
+        if let Some(&i) = self.by_name.get(name) {
+            return Some(i);
+        }
+        self.by_name.get(&name.to_ascii_uppercase()).copied()
+    }
+
+    pub fn sku(&self, i: u16) -> Option<&Sku> {
+        self.skus.get(i as usize)
+    }
+
+    /// The region whose pool users of `usage_location` draw from (`PR` → `US`).
+    pub fn pool_region(&self, usage_location: Region) -> Region {
+        self.pool_with
+            .get(&usage_location)
+            .copied()
+            .unwrap_or(usage_location)
+    }
+
+    /// Whether `dest` is domestic for a caller licensed in `caller` (DESIGN §4 rule 8): the same
+    /// region, or the same domestic group (US ↔ CA ↔ PR).
+    pub fn is_domestic(&self, caller: Region, dest: Region) -> bool {
+        if caller == dest {
+            return true;
+        }
+        match (
+            self.domestic_group.get(&caller),
+            self.domestic_group.get(&dest),
+        ) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Whether a domestic call to this type is free (toll-free by default).
+    pub fn is_free_domestic(&self, t: NumberType) -> bool {
+        self.free_domestic.contains(&t)
+    }
+
+    /// DESIGN §4 rule 6: premium rate, barred prefixes (UK `+449`), and international
+    /// destinations outside the reachable list.
+    pub fn is_barred(&self, e164: &str, t: NumberType, dest: Region, domestic: bool) -> bool {
+        if self.barred.contains(&t)
+            || self
+                .barred_prefixes
+                .iter()
+                .any(|p| e164.starts_with(p.as_str()))
+        {
+            return true;
+        }
+        !domestic && !self.international.is_empty() && !self.international.contains(&dest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::parse_catalog;
+
+    fn shipped() -> Catalog {
+        let text = include_str!("../../config/catalog.toml");
+        let mut errors = LoadErrors::default();
+        let rec = parse_catalog(text, &mut errors);
+        let c = Catalog::build(&rec, &mut errors);
+        assert!(errors.is_empty(), "{errors}");
+        c
+    }
+
+    fn r(s: &str) -> Region {
+        Region::new(s).unwrap()
+    }
+
+    #[test]
+    fn shipped_figures() {
+        let c = shipped();
+        let p1 = c.sku(c.sku_index("MCOPSTN1").unwrap()).unwrap();
+        assert_eq!(p1.minutes_for(r("US")), 3000);
+        assert_eq!(p1.minutes_for(r("GB")), 3000);
+        assert_eq!(p1.minutes_for(r("DE")), 1200);
+        let p2 = c.sku(c.sku_index("mcopstn2").unwrap()).unwrap();
+        assert_eq!(p2.plan, Some(PlanKind::International));
+        assert_eq!(p2.international_minutes, 600);
+        assert_eq!(
+            c.sku(c.sku_index("MCOPSTN5").unwrap())
+                .unwrap()
+                .minutes_for(r("US")),
+            120
+        );
+        assert_eq!(
+            c.sku(c.sku_index("MCOPSTN6").unwrap())
+                .unwrap()
+                .minutes_for(r("FR")),
+            240
+        );
+        assert!(c.sku_index("ENTERPRISEPACK").is_none());
+    }
+
+    #[test]
+    fn regions_and_numbers() {
+        let c = shipped();
+        assert_eq!(c.pool_region(r("PR")), r("US"));
+        assert_eq!(c.pool_region(r("DE")), r("DE"));
+        assert!(c.is_domestic(r("US"), r("CA")));
+        assert!(c.is_domestic(r("CA"), r("US")));
+        assert!(c.is_domestic(r("PR"), r("US")));
+        assert!(!c.is_domestic(r("US"), r("MX")));
+        assert!(!c.is_domestic(r("GB"), r("FR")));
+        assert!(c.is_free_domestic(NumberType::TollFree));
+        assert!(c.is_barred("+19005550100", NumberType::PremiumRate, r("US"), true));
+        assert!(c.is_barred("+449012345678", NumberType::Unknown, r("GB"), true));
+        assert!(!c.is_barred("+442079460000", NumberType::FixedLine, r("GB"), false));
+    }
+
+    #[test]
+    fn bad_catalog_reports_every_error() {
+        let text = "[regions]\npool_with = { PRX = \"US\" }\n[numbers]\nbarred = [\"nope\"]\n\
+                    [[sku]]\nname = \"X\"\nplan = \"weird\"\n";
+        let mut errors = LoadErrors::default();
+        let rec = parse_catalog(text, &mut errors);
+        Catalog::build(&rec, &mut errors);
+        let fields: Vec<_> = errors
+            .0
+            .iter()
+            .map(|e| (e.line, e.field.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (Some(1), "regions.pool_with"),
+                (Some(3), "numbers.barred"),
+                (Some(5), "plan")
+            ]
+        );
+    }
+}

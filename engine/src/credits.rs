@@ -1,0 +1,315 @@
+//! Communications Credits (DESIGN §4 rule 10): a tenant balance, per-destination rates from
+//! `rates.csv`, and an optional per-user monthly spend limit.
+//!
+//! Money is an integer count of micro-units of the tenant currency ([`Money`]); never floats.
+//! Balances are reserved and settled like minutes: a CAS loop takes the cost of the grant from
+//! the balance (which never goes below zero), settlement refunds what the call did not use.
+//! "Dial international phone numbers … / Dial out and pay per minute once you have exhausted your
+//! monthly minute allotment" (`what-are-communications-credits.md`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::load::{LoadErrors, RateRecord, RATES_FILE};
+use crate::numbering::{NumberType, Region};
+use crate::pools::MonthKey;
+
+/// An amount in micro-units (10⁻⁶) of the tenant currency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(pub i64);
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+    const SCALE: i64 = 1_000_000;
+
+    /// Parses a non-negative decimal such as `"250.00"` or `"0.019"` (at most 6 decimals).
+    pub fn parse(text: &str) -> Option<Money> {
+        let t = text.trim();
+        let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+        if int.is_empty() && frac.is_empty()
+            || frac.len() > 6
+            || !int.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let whole: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let mut f: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
+        for _ in frac.len()..6 {
+            f *= 10;
+        }
+        whole.checked_mul(Self::SCALE)?.checked_add(f).map(Money)
+    }
+
+    /// The cost of `seconds` at `per_minute`, rounded up to the micro-unit.
+    pub fn for_seconds(per_minute: Money, seconds: u64) -> Money {
+        let s = i128::from(seconds);
+        let v = (i128::from(per_minute.0) * s + 59) / 60;
+        Money(v.min(i128::from(i64::MAX)) as i64)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:06}", a / 1_000_000, a % 1_000_000)
+    }
+}
+
+/// Per-minute prices by destination region and number type, from `rates.csv`. `*` in either
+/// column is a wildcard; the most specific row wins: (region, type), (region, *), (*, type), (*, *).
+#[derive(Clone, Debug, Default)]
+pub struct Rates {
+    map: HashMap<(Option<Region>, Option<NumberType>), Money>,
+}
+
+impl Rates {
+    pub fn build(rows: &[RateRecord], errors: &mut LoadErrors) -> Rates {
+        let mut map = HashMap::new();
+        for r in rows {
+            let line = Some(r.line);
+            let region = match r.destination.as_str() {
+                "*" => Some(None),
+                code => Region::new(code).map(Some),
+            };
+            if region.is_none() {
+                errors.push(
+                    RATES_FILE,
+                    line,
+                    "destination",
+                    format!("{:?} is neither `*` nor a region", r.destination),
+                );
+            }
+            let ty = match r.number_type.as_str() {
+                "*" | "" => Some(None),
+                name => NumberType::from_name(name).map(Some),
+            };
+            if ty.is_none() {
+                errors.push(
+                    RATES_FILE,
+                    line,
+                    "number_type",
+                    format!("unknown number type {:?}", r.number_type),
+                );
+            }
+            let price = Money::parse(&r.price_per_minute);
+            if price.is_none() {
+                errors.push(
+                    RATES_FILE,
+                    line,
+                    "price_per_minute",
+                    format!("{:?} is not a decimal amount", r.price_per_minute),
+                );
+            }
+            if let (Some(region), Some(ty), Some(price)) = (region, ty, price) {
+                if map.insert((region, ty), price).is_some() {
+                    errors.push(
+                        RATES_FILE,
+                        line,
+                        "destination",
+                        "duplicate rate for this destination and type",
+                    );
+                }
+            }
+        }
+        Rates { map }
+    }
+
+    /// The per-minute price of a call to `region` / `t`, if any row covers it.
+    pub fn price(&self, region: Region, t: NumberType) -> Option<Money> {
+        [
+            (Some(region), Some(t)),
+            (Some(region), None),
+            (None, Some(t)),
+            (None, None),
+        ]
+        .iter()
+        .find_map(|k| self.map.get(k).copied())
+    }
+}
+
+/// A tenant's live Communications Credits balance. Shared (`Arc`) across reloads.
+#[derive(Debug)]
+pub struct CreditAccount {
+    pub tenant: Arc<str>,
+    balance: AtomicI64,
+    /// The balance figure of the configuration last applied: a reload applies the difference
+    /// (a top-up) to the live balance.
+    configured: AtomicI64,
+}
+
+impl CreditAccount {
+    pub fn new(tenant: Arc<str>, configured: Money) -> CreditAccount {
+        CreditAccount {
+            tenant,
+            balance: AtomicI64::new(configured.0),
+            configured: AtomicI64::new(configured.0),
+        }
+    }
+
+    pub fn balance(&self) -> Money {
+        Money(self.balance.load(Ordering::Acquire))
+    }
+
+    /// A reload with a new configured balance: the live balance moves by the difference.
+    pub fn reconfigure(&self, configured: Money) {
+        let old = self.configured.swap(configured.0, Ordering::AcqRel);
+        self.balance.fetch_add(configured.0 - old, Ordering::AcqRel);
+    }
+
+    /// Takes `amount` from the balance if it covers it (CAS loop; never below zero).
+    pub fn reserve(&self, amount: Money) -> bool {
+        let mut cur = self.balance.load(Ordering::Acquire);
+        loop {
+            if amount.0 < 0 || cur < amount.0 {
+                return false;
+            }
+            match self.balance.compare_exchange_weak(
+                cur,
+                cur - amount.0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Gives back the unused part of a reservation.
+    pub fn refund(&self, amount: Money) {
+        if amount.0 > 0 {
+            self.balance.fetch_add(amount.0, Ordering::AcqRel);
+        }
+    }
+
+    /// Whole increments of a call the balance can pay for at `per_minute`, up to `want` seconds.
+    pub fn affordable_seconds(&self, per_minute: Money, want: u64, increment: u64) -> u64 {
+        let inc = increment.max(1);
+        if per_minute.0 <= 0 {
+            return want;
+        }
+        let bal = self.balance().0.max(0) as u128;
+        let secs = bal * 60 / per_minute.0 as u128;
+        (secs.min(u128::from(want)) as u64) / inc * inc
+    }
+}
+
+/// Per-user monthly credits spending against `user_spend_limit`
+/// (`Set-CsTeamsCallingPolicy -CallingSpendUserLimit`). Only the credits path touches it.
+#[derive(Debug, Default)]
+pub struct SpendLedger {
+    spent: DashMap<(Arc<str>, MonthKey), i64>,
+}
+
+impl SpendLedger {
+    /// Adds `amount` to the user's spending this month if it stays within `limit`.
+    pub fn reserve(&self, user: &Arc<str>, month: MonthKey, amount: Money, limit: Money) -> bool {
+        let mut e = self.spent.entry((Arc::clone(user), month)).or_insert(0);
+        if *e + amount.0 > limit.0 {
+            return false;
+        }
+        *e += amount.0;
+        true
+    }
+
+    pub fn refund(&self, user: &Arc<str>, month: MonthKey, amount: Money) {
+        if let Some(mut e) = self.spent.get_mut(&(Arc::clone(user), month)) {
+            *e -= amount.0;
+        }
+    }
+
+    pub fn spent(&self, user: &Arc<str>, month: MonthKey) -> Money {
+        Money(
+            self.spent
+                .get(&(Arc::clone(user), month))
+                .map(|v| *v)
+                .unwrap_or(0),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::parse_rates;
+
+    #[test]
+    fn money_parses_and_prints() {
+        assert_eq!(Money::parse("250.00"), Some(Money(250_000_000)));
+        assert_eq!(Money::parse("0.019"), Some(Money(19_000)));
+        assert_eq!(Money::parse("7"), Some(Money(7_000_000)));
+        assert_eq!(Money::parse(".5"), Some(Money(500_000)));
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "1.2345678",
+            "1e3",
+            "abc",
+            "99999999999999999999",
+        ] {
+            assert_eq!(Money::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Money(19_000).to_string(), "0.019000");
+        assert_eq!(Money::for_seconds(Money(19_000), 1800), Money(570_000));
+        assert_eq!(Money::for_seconds(Money(1), 1), Money(1));
+    }
+
+    #[test]
+    fn rates_most_specific_wins_and_errors_name_fields() {
+        let mut errors = LoadErrors::default();
+        let rows = parse_rates(
+            "destination,number_type,price_per_minute\n*,*,0.25\nGB,*,0.02\nGB,mobile,0.09\n",
+            &mut errors,
+        );
+        let rates = Rates::build(&rows, &mut errors);
+        assert!(errors.is_empty());
+        let gb = Region::new("GB").unwrap();
+        assert_eq!(rates.price(gb, NumberType::Mobile), Some(Money(90_000)));
+        assert_eq!(rates.price(gb, NumberType::FixedLine), Some(Money(20_000)));
+        assert_eq!(
+            rates.price(Region::new("JP").unwrap(), NumberType::Mobile),
+            Some(Money(250_000))
+        );
+        let rows = parse_rates(
+            "destination,number_type,price_per_minute\nXXX,bogus,free\n",
+            &mut errors,
+        );
+        Rates::build(&rows, &mut errors);
+        let f: Vec<_> = errors
+            .0
+            .iter()
+            .map(|e| (e.line, e.field.as_str()))
+            .collect();
+        assert_eq!(
+            f,
+            [
+                (Some(2), "destination"),
+                (Some(2), "number_type"),
+                (Some(2), "price_per_minute")
+            ]
+        );
+    }
+
+    #[test]
+    fn account_never_goes_negative() {
+        let a = CreditAccount::new("t".into(), Money(1_000));
+        assert!(a.reserve(Money(600)));
+        assert!(!a.reserve(Money(600)));
+        a.refund(Money(200));
+        assert!(a.reserve(Money(600)));
+        assert_eq!(a.balance(), Money(0));
+        a.reconfigure(Money(3_000));
+        assert_eq!(a.balance(), Money(2_000));
+    }
+}

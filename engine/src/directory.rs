@@ -1,0 +1,660 @@
+//! The directory snapshot: tenants, users, the catalog and rates, checked and indexed
+//! (DESIGN §3).
+//!
+//! A [`Snapshot`] is immutable. The engine keeps the live one behind `arc-swap`: a reload builds
+//! a new snapshot off to the side and swaps it in, so readers never wait on a reload. Lookups go
+//! by UPN (`alice@contoso.com`, case-insensitive, alias domains of the tenant accepted) and by
+//! line URI (E.164, held as an integer so a lookup allocates nothing).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, PlanKind};
+use crate::credits::{Money, Rates};
+use crate::load::{self, LoadErrors, Records, TenantRecord, UserRecord, TENANTS_FILE, USERS_FILE};
+use crate::numbering::Region;
+use crate::pools::{PoolKey, PoolKind};
+
+/// A tenant.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: Arc<str>,
+    pub name: String,
+    pub domains: Vec<String>,
+    pub credits: Money,
+    pub currency: String,
+    pub user_spend_limit: Option<Money>,
+    /// Direct Routing gateways: (id, route).
+    pub gateways: Vec<(String, Arc<str>)>,
+}
+
+/// The `PSTN…` axis of an OnlineDialOutPolicy (DESIGN §4 rule 5;
+/// `outbound-calling-restriction-policies.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialOut {
+    International,
+    Domestic,
+    Disabled,
+}
+
+impl DialOut {
+    /// Reads the PSTN part of one of the 12 policy names, e.g.
+    /// `DialoutCPCInternationalPSTNDomestic` → `Domestic`. Empty → the default
+    /// (`DialoutCPCandPSTNInternational`: "By default, both controls are set to allow
+    /// international and domestic outbound calls").
+    pub fn from_policy(name: &str) -> Option<DialOut> {
+        let n = name.trim();
+        if n.is_empty() {
+            return Some(DialOut::International);
+        }
+        let lower = n.to_ascii_lowercase();
+        let rest = lower.strip_prefix("dialoutcpc")?;
+        let (cpc, pstn) = rest.split_once("pstn")?;
+        if !matches!(
+            cpc,
+            "and" | "international" | "domestic" | "disabled" | "zonea"
+        ) {
+            return None;
+        }
+        match pstn {
+            "international" => Some(DialOut::International),
+            "domestic" => Some(DialOut::Domestic),
+            "disabled" => Some(DialOut::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// Sentinel for "no pool".
+pub const NO_POOL: u32 = u32::MAX;
+
+/// A user, with everything the decision needs precomputed (pools by id, no map on the hot path).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub upn: Arc<str>,
+    pub tenant: u32,
+    /// E.164 digits of the line URI as an integer (`+14255550101` → 14255550101).
+    pub line: Option<u64>,
+    pub usage_location: Region,
+    pub pool_region: Region,
+    pub phone_system: bool,
+    /// The calling-plan SKU that decides the pools (the best one held), and its kind.
+    pub plan: Option<(u16, PlanKind)>,
+    /// Holds Communications Credits (MCOPSTNC).
+    pub credits: bool,
+    /// Direct Routing gateway (index into the tenant's gateways).
+    pub gateway: Option<u32>,
+    pub dial_out: DialOut,
+    pub domestic_pool: u32,
+    pub international_pool: u32,
+}
+
+impl User {
+    pub fn domestic_pool(&self) -> Option<u32> {
+        (self.domestic_pool != NO_POOL).then_some(self.domestic_pool)
+    }
+
+    pub fn international_pool(&self) -> Option<u32> {
+        (self.international_pool != NO_POOL).then_some(self.international_pool)
+    }
+}
+
+/// An immutable, indexed directory.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub tenants: Vec<Tenant>,
+    pub users: Vec<User>,
+    pub catalog: Catalog,
+    pub rates: Rates,
+    /// Pools by id: key and capacity in seconds for the month.
+    pub pools: Vec<(PoolKey, u64)>,
+    by_upn: HashMap<Arc<str>, u32>,
+    by_line: HashMap<u64, u32>,
+    by_domain: HashMap<String, u32>,
+}
+
+/// Parses `+` and 1–15 digits (after an optional `tel:`) into an integer.
+pub fn e164_digits(s: &str) -> Option<u64> {
+    let s = s.strip_prefix("tel:").unwrap_or(s);
+    let s = s.split(';').next().unwrap_or(s);
+    let d = s.strip_prefix('+')?;
+    if d.len() < 4 || d.len() > 15 || !d.bytes().all(|b| b.is_ascii_digit()) || d.starts_with('0') {
+        return None;
+    }
+    d.parse().ok()
+}
+
+impl Snapshot {
+    /// Loads and checks the four files of `dir`; every error of every file is reported.
+    pub fn load(dir: &Path) -> Result<Snapshot, LoadErrors> {
+        Snapshot::build(load::read_dir(dir)?)
+    }
+
+    /// Checks and indexes parsed records.
+    pub fn build(rec: Records) -> Result<Snapshot, LoadErrors> {
+        let mut errors = LoadErrors::default();
+        let catalog = Catalog::build(&rec.catalog, &mut errors);
+        let rates = Rates::build(&rec.rates, &mut errors);
+        let mut s = Snapshot {
+            catalog,
+            rates,
+            ..Snapshot::default()
+        };
+        let mut tenant_ix: HashMap<String, u32> = HashMap::new();
+        for t in rec.tenants {
+            s.add_tenant(t, &mut tenant_ix, &mut errors);
+        }
+        let mut pool_ix: BTreeMap<PoolKey, u64> = BTreeMap::new();
+        s.users.reserve(rec.users.len());
+        s.by_upn.reserve(rec.users.len());
+        s.by_line.reserve(rec.users.len());
+        let mut skus: Vec<u16> = Vec::new();
+        for u in &rec.users {
+            s.add_user(u, &tenant_ix, &mut pool_ix, &mut skus, &mut errors);
+        }
+        // Pool ids: BTreeMap order (stable), then patch users.
+        let ids: HashMap<&PoolKey, u32> = pool_ix
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k, i as u32))
+            .collect();
+        let key_of = |s: &Snapshot, u: &User, kind: PoolKind| -> Option<PoolKey> {
+            let (sku, _) = u.plan?;
+            Some(PoolKey {
+                tenant: Arc::clone(&s.tenants[u.tenant as usize].id),
+                region: u.pool_region,
+                sku: s.catalog.sku(sku)?.name.as_str().into(),
+                kind,
+            })
+        };
+        let mut patched = Vec::with_capacity(s.users.len());
+        for u in &s.users {
+            let d = key_of(&s, u, PoolKind::Domestic).and_then(|k| ids.get(&k).copied());
+            let i = match u.plan {
+                Some((_, PlanKind::International)) => {
+                    key_of(&s, u, PoolKind::International).and_then(|k| ids.get(&k).copied())
+                }
+                _ => None,
+            };
+            patched.push((d.unwrap_or(NO_POOL), i.unwrap_or(NO_POOL)));
+        }
+        for (u, (d, i)) in s.users.iter_mut().zip(patched) {
+            u.domestic_pool = d;
+            u.international_pool = i;
+        }
+        drop(ids);
+        s.pools = pool_ix.into_iter().collect();
+        errors.into_result(s)
+    }
+
+    fn add_tenant(
+        &mut self,
+        t: TenantRecord,
+        ix: &mut HashMap<String, u32>,
+        errors: &mut LoadErrors,
+    ) {
+        let f = TENANTS_FILE;
+        let line = Some(t.line);
+        let id = t.id.trim().to_string();
+        if id.is_empty() {
+            errors.push(f, line, "id", "empty tenant id");
+            return;
+        }
+        if ix.contains_key(&id) {
+            errors.push(f, line, "id", format!("tenant {id:?} is defined twice"));
+            return;
+        }
+        let money = |v: &Option<String>, field: &str, errors: &mut LoadErrors| match v {
+            None => Some(Money::ZERO),
+            Some(s) => {
+                let m = Money::parse(s);
+                if m.is_none() {
+                    errors.push(f, line, field, format!("{s:?} is not a decimal amount"));
+                }
+                m
+            }
+        };
+        let credits = money(&t.credits, "credits", errors).unwrap_or_default();
+        let user_spend_limit = match t.user_spend_limit {
+            None => None,
+            ref v => money(v, "user_spend_limit", errors),
+        };
+        let n = self.tenants.len() as u32;
+        let mut domains = Vec::new();
+        for d in &t.domains {
+            let d = d.trim().to_ascii_lowercase();
+            if d.is_empty() || d.contains('@') || !d.contains('.') {
+                errors.push(f, line, "domains", format!("{d:?} is not a domain name"));
+            } else if let Some(&other) = self.by_domain.get(&d) {
+                let owner = self
+                    .tenants
+                    .get(other as usize)
+                    .map(|t| &*t.id)
+                    .unwrap_or("?");
+                errors.push(
+                    f,
+                    line,
+                    "domains",
+                    format!("{d} already belongs to tenant {owner}"),
+                );
+            } else {
+                self.by_domain.insert(d.clone(), n);
+                domains.push(d);
+            }
+        }
+        let gateways = t
+            .direct_routing
+            .into_iter()
+            .map(|(k, v)| (k, Arc::from(v.as_str())))
+            .collect();
+        ix.insert(id.clone(), n);
+        self.tenants.push(Tenant {
+            id: id.into(),
+            name: t.name,
+            domains,
+            credits,
+            currency: t.currency.unwrap_or_default(),
+            user_spend_limit,
+            gateways,
+        });
+    }
+
+    fn add_user(
+        &mut self,
+        u: &UserRecord,
+        tenant_ix: &HashMap<String, u32>,
+        pools: &mut BTreeMap<PoolKey, u64>,
+        skus: &mut Vec<u16>,
+        errors: &mut LoadErrors,
+    ) {
+        let f = USERS_FILE;
+        let line = Some(u.line);
+        let before = errors.0.len();
+        let tenant = tenant_ix.get(u.tenant.trim()).copied();
+        if tenant.is_none() {
+            errors.push(f, line, "tenant", format!("unknown tenant {:?}", u.tenant));
+        }
+        let upn = u.user.trim().to_ascii_lowercase();
+        match upn.split_once('@') {
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+                if let Some(t) = tenant {
+                    if self.by_domain.get(domain) != Some(&t) {
+                        errors.push(
+                            f,
+                            line,
+                            "user",
+                            format!(
+                                "domain {domain} is not a domain of tenant {}",
+                                u.tenant.trim()
+                            ),
+                        );
+                    }
+                }
+            }
+            _ => errors.push(
+                f,
+                line,
+                "user",
+                format!("{:?} is not a UPN (user@domain)", u.user),
+            ),
+        }
+        if self.by_upn.contains_key(upn.as_str()) {
+            errors.push(f, line, "user", format!("{upn} appears twice"));
+        }
+        let lu = u.line_uri.trim();
+        let line_no = if lu.is_empty() {
+            None
+        } else {
+            let n = e164_digits(lu);
+            match n {
+                None => errors.push(
+                    f,
+                    line,
+                    "line_uri",
+                    format!("{lu:?} is not an E.164 number (+ and digits)"),
+                ),
+                Some(n) if self.by_line.contains_key(&n) => {
+                    errors.push(f, line, "line_uri", format!("{lu} is assigned twice"))
+                }
+                _ => {}
+            }
+            n
+        };
+        let usage_location = Region::new(u.usage_location.trim());
+        if usage_location.is_none() {
+            errors.push(
+                f,
+                line,
+                "usage_location",
+                format!("{:?} is not an ISO 3166 alpha-2 code", u.usage_location),
+            );
+        }
+        // Licenses: unknown SKUs are ignored (DESIGN §3).
+        skus.clear();
+        skus.extend(
+            u.licenses
+                .split(';')
+                .filter_map(|l| self.catalog.sku_index(l.trim())),
+        );
+        let mut phone_system = false;
+        let mut credits = false;
+        let mut plan: Option<(u16, PlanKind)> = None;
+        for &i in skus.iter() {
+            let Some(sku) = self.catalog.sku(i) else {
+                continue;
+            };
+            phone_system |= sku.phone_system;
+            credits |= sku.credits;
+            if let Some(kind) = sku.plan {
+                plan = Some(match plan {
+                    Some(best) if self.better_plan(best, (i, kind), usage_location) => best,
+                    _ => (i, kind),
+                });
+            }
+        }
+        let gateway = match u.voice_routing.trim() {
+            "" | "calling_plan" => None,
+            v => match (v.strip_prefix("direct_routing:"), tenant) {
+                (Some(gw), Some(t)) => {
+                    let g = self.tenants[t as usize]
+                        .gateways
+                        .iter()
+                        .position(|(id, _)| id == gw.trim());
+                    if g.is_none() {
+                        errors.push(
+                            f,
+                            line,
+                            "voice_routing",
+                            format!(
+                                "tenant {} has no Direct Routing gateway {gw:?}",
+                                u.tenant.trim()
+                            ),
+                        );
+                    }
+                    g.map(|g| g as u32)
+                }
+                (Some(_), None) => None,
+                (None, _) => {
+                    errors.push(
+                        f,
+                        line,
+                        "voice_routing",
+                        format!("{v:?} is neither `calling_plan` nor `direct_routing:<gateway>`"),
+                    );
+                    None
+                }
+            },
+        };
+        let dial_out = DialOut::from_policy(&u.dial_out_policy);
+        if dial_out.is_none() {
+            errors.push(
+                f,
+                line,
+                "dial_out_policy",
+                format!("{:?} is not an OnlineDialOutPolicy name", u.dial_out_policy),
+            );
+        }
+        let (Some(tenant), Some(usage_location), Some(dial_out), true) =
+            (tenant, usage_location, dial_out, errors.0.len() == before)
+        else {
+            return;
+        };
+        let pool_region = self.catalog.pool_region(usage_location);
+        // Capacity counts assigned licenses: minutes(SKU, usage location) per user holding it.
+        if let Some((sku_i, kind)) = plan {
+            if let Some(sku) = self.catalog.sku(sku_i) {
+                let mut add = |k: PoolKind, minutes: u32| {
+                    let key = PoolKey {
+                        tenant: Arc::clone(&self.tenants[tenant as usize].id),
+                        region: pool_region,
+                        sku: sku.name.as_str().into(),
+                        kind: k,
+                    };
+                    *pools.entry(key).or_insert(0) += u64::from(minutes) * 60;
+                };
+                add(PoolKind::Domestic, sku.minutes_for(usage_location));
+                if kind == PlanKind::International {
+                    add(PoolKind::International, sku.international_minutes);
+                }
+            }
+        }
+        let upn: Arc<str> = upn.into();
+        let idx = self.users.len() as u32;
+        self.by_upn.insert(Arc::clone(&upn), idx);
+        if let Some(n) = line_no {
+            self.by_line.insert(n, idx);
+        }
+        self.users.push(User {
+            upn,
+            tenant,
+            line: line_no,
+            usage_location,
+            pool_region,
+            phone_system,
+            plan,
+            credits,
+            gateway,
+            dial_out,
+            domestic_pool: NO_POOL,
+            international_pool: NO_POOL,
+        });
+    }
+
+    /// When a user holds several calling-plan SKUs, the International plan wins, then the one
+    /// with the most domestic minutes.
+    fn better_plan(&self, a: (u16, PlanKind), b: (u16, PlanKind), region: Option<Region>) -> bool {
+        let rank = |(i, k): (u16, PlanKind)| {
+            let m = match (self.catalog.sku(i), region) {
+                (Some(s), Some(r)) => s.minutes_for(r),
+                _ => 0,
+            };
+            (k == PlanKind::International, m)
+        };
+        rank(a) >= rank(b)
+    }
+
+    /// Finds a caller: `alice@contoso.com`, `sip:alice@contoso.com`, `+14255550101`,
+    /// `tel:+14255550101`, `sip:+14255550101@contoso.com;user=phone`. A UPN under an alias
+    /// domain of the same tenant matches; an E.164 user part with a domain of another tenant
+    /// does not.
+    pub fn lookup(&self, id: &str) -> Option<(u32, &User)> {
+        let id = id.trim();
+        let id = id
+            .strip_prefix("sip:")
+            .or_else(|| id.strip_prefix("sips:"))
+            .or_else(|| id.strip_prefix("tel:"))
+            .unwrap_or(id);
+        let id = id.split(';').next().unwrap_or(id);
+        let (local, domain) = match id.split_once('@') {
+            Some((l, d)) => (l, Some(d)),
+            None => (id, None),
+        };
+        if local.starts_with('+') {
+            let i = *self.by_line.get(&e164_digits(local)?)?;
+            let user = self.users.get(i as usize)?;
+            if let Some(d) = domain {
+                // A domain that belongs to another tenant makes the identity inconsistent.
+                if let Some(t) = self.domain_tenant(d) {
+                    if t != user.tenant {
+                        return None;
+                    }
+                }
+            }
+            return Some((i, user));
+        }
+        let domain = domain?;
+        let i = match self.by_upn.get(id) {
+            Some(&i) => i,
+            None => {
+                let lower = id.to_ascii_lowercase();
+                match self.by_upn.get(lower.as_str()) {
+                    Some(&i) => i,
+                    None => {
+                        // Alias domain: the same local part under another domain of the tenant.
+                        let t = self.domain_tenant(domain)?;
+                        let tenant = self.tenants.get(t as usize)?;
+                        let local = local.to_ascii_lowercase();
+                        tenant.domains.iter().find_map(|d| {
+                            self.by_upn.get(format!("{local}@{d}").as_str()).copied()
+                        })?
+                    }
+                }
+            }
+        };
+        self.users.get(i as usize).map(|u| (i, u))
+    }
+
+    fn domain_tenant(&self, domain: &str) -> Option<u32> {
+        self.by_domain
+            .get(domain)
+            .or_else(|| self.by_domain.get(&domain.to_ascii_lowercase()))
+            .copied()
+    }
+
+    pub fn tenant(&self, i: u32) -> Option<&Tenant> {
+        self.tenants.get(i as usize)
+    }
+
+    /// The route of a Direct Routing user.
+    pub fn gateway_route(&self, user: &User) -> Option<&Arc<str>> {
+        let g = user.gateway?;
+        self.tenants
+            .get(user.tenant as usize)?
+            .gateways
+            .get(g as usize)
+            .map(|(_, r)| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn shipped() -> Snapshot {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        Snapshot::load(&dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn shipped_directory_loads_and_looks_up() {
+        let s = shipped();
+        assert_eq!(s.tenants.len(), 3);
+        let (_, a) = s.lookup("alice@contoso.com").unwrap();
+        assert_eq!(&*a.upn, "alice@contoso.com");
+        assert_eq!(s.lookup("sip:Alice@Contoso.com").unwrap().1.upn, a.upn);
+        assert_eq!(
+            s.lookup("alice@contoso.onmicrosoft.com").unwrap().1.upn,
+            a.upn
+        );
+        assert_eq!(s.lookup("tel:+14255550101").unwrap().1.upn, a.upn);
+        assert_eq!(
+            s.lookup("sip:+14255550101@contoso.com;user=phone")
+                .unwrap()
+                .1
+                .upn,
+            a.upn
+        );
+        assert!(s.lookup("sip:+14255550101@fabrikam.de").is_none());
+        assert!(s.lookup("mallory@contoso.com").is_none());
+        assert!(s.lookup("").is_none());
+        assert!(s.lookup("+").is_none());
+    }
+
+    #[test]
+    fn pools_and_capacities() {
+        let s = shipped();
+        let cap = |tenant: &str, region: &str, sku: &str, kind: PoolKind| {
+            s.pools
+                .iter()
+                .find(|(k, _)| {
+                    &*k.tenant == tenant
+                        && k.region.as_str() == region
+                        && &*k.sku == sku
+                        && k.kind == kind
+                })
+                .map(|(_, c)| *c)
+        };
+        // alice (US), carmen (PR), heidi (US), ivan (US) hold MCOPSTN1: PR pools with US.
+        assert_eq!(
+            cap("contoso", "US", "MCOPSTN1", PoolKind::Domestic),
+            Some(4 * 3000 * 60)
+        );
+        assert_eq!(
+            cap("contoso", "CA", "MCOPSTN1", PoolKind::Domestic),
+            Some(3000 * 60)
+        );
+        assert_eq!(
+            cap("contoso", "US", "MCOPSTN2", PoolKind::International),
+            Some(600 * 60)
+        );
+        assert_eq!(
+            cap("fabrikam", "DE", "MCOPSTN1", PoolKind::Domestic),
+            Some(2 * 1200 * 60)
+        );
+        assert_eq!(
+            cap("contoso", "US", "MCOPSTN5", PoolKind::Domestic),
+            Some(120 * 60)
+        );
+        let carmen = s.lookup("carmen@contoso.com").unwrap().1;
+        let alice = s.lookup("alice@contoso.com").unwrap().1;
+        assert_eq!(carmen.domestic_pool, alice.domestic_pool);
+        assert!(alice.international_pool().is_none());
+        assert!(s
+            .lookup("bob@contoso.com")
+            .unwrap()
+            .1
+            .international_pool()
+            .is_some());
+    }
+
+    #[test]
+    fn policies() {
+        assert_eq!(
+            DialOut::from_policy("DialoutCPCZoneAPSTNDisabled"),
+            Some(DialOut::Disabled)
+        );
+        assert_eq!(
+            DialOut::from_policy("DialoutCPCInternationalPSTNDomestic"),
+            Some(DialOut::Domestic)
+        );
+        assert_eq!(DialOut::from_policy(""), Some(DialOut::International));
+        assert_eq!(DialOut::from_policy("DialoutCPCZoneAndPSTNDisabled"), None);
+        assert_eq!(DialOut::from_policy("Tag:Foo"), None);
+    }
+
+    #[test]
+    fn every_user_error_is_reported_with_line_and_field() {
+        let mut rec = load::Records::default();
+        let mut errors = LoadErrors::default();
+        rec.tenants = load::parse_tenants(
+            "[[tenant]]\nid = \"t\"\ndomains = [\"t.com\"]\ncredits = \"x\"\n",
+            &mut errors,
+        );
+        rec.users = load::parse_users(
+            "tenant,user,line_uri,usage_location,licenses,voice_routing,dial_out_policy\n\
+             t,a@t.com,+1,USA,MCOEV,direct_routing:nope,Bogus\n\
+             nope,b@other.com,,US,MCOEV,,\n\
+             t,c@t.com,12345,US,WHATEVER;MCOEV,,\n",
+            &mut errors,
+        );
+        assert!(errors.is_empty());
+        let e = Snapshot::build(rec).unwrap_err();
+        let got: Vec<_> =
+            e.0.iter()
+                .map(|e| (e.file.as_str(), e.line, e.field.as_str()))
+                .collect();
+        assert_eq!(
+            got,
+            [
+                ("tenants.toml", Some(1), "credits"),
+                ("users.csv", Some(2), "line_uri"),
+                ("users.csv", Some(2), "usage_location"),
+                ("users.csv", Some(2), "voice_routing"),
+                ("users.csv", Some(2), "dial_out_policy"),
+                ("users.csv", Some(3), "tenant"),
+                ("users.csv", Some(4), "line_uri"),
+            ]
+        );
+    }
+}

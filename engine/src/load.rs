@@ -1,0 +1,483 @@
+//! Reading the directory files of DESIGN §3 (`tenants.toml`, `users.csv`, `catalog.toml`,
+//! `rates.csv`) into plain records.
+//!
+//! Every problem is a [`LoadError`] naming the file, the line and the field, and a load collects
+//! *all* of them ([`LoadErrors`]) rather than stopping at the first. Semantic checks (unknown
+//! tenant, bad region, ...) happen when the records are built into a snapshot
+//! ([`crate::directory::Snapshot::build`]), with the same error type.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One problem in one input file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file name, e.g. `users.csv`.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The field (column or key) at fault, when known.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: ", self.file, l)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in a load, in file order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, thiserror::Error)]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl LoadErrors {
+    pub fn push(
+        &mut self,
+        file: &str,
+        line: Option<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) {
+        self.0.push(LoadError {
+            file: file.to_string(),
+            line,
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when no error was collected.
+    pub fn into_result<T>(self, value: T) -> Result<T, LoadErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+pub const TENANTS_FILE: &str = "tenants.toml";
+pub const USERS_FILE: &str = "users.csv";
+pub const CATALOG_FILE: &str = "catalog.toml";
+pub const RATES_FILE: &str = "rates.csv";
+
+/// A `[[tenant]]` table of `tenants.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRecord {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Communications Credits balance, a decimal string (`"250.00"`).
+    #[serde(default)]
+    pub credits: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Per-user monthly cap on credits spending (decimal string), if any.
+    #[serde(default)]
+    pub user_spend_limit: Option<String>,
+    /// Gateway id → `host[:port][;params]`, for `direct_routing:<id>` users.
+    #[serde(default)]
+    pub direct_routing: BTreeMap<String, String>,
+    /// Line of the `[[tenant]]` table (filled by the loader).
+    #[serde(skip)]
+    pub line: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantsFile {
+    #[serde(default)]
+    tenant: Vec<Spanned<TenantRecord>>,
+}
+
+/// A row of `users.csv`. All fields are kept as text; they are checked in
+/// [`crate::directory::Snapshot::build`].
+#[derive(Clone, Debug, Default)]
+pub struct UserRecord {
+    pub line: usize,
+    pub tenant: String,
+    pub user: String,
+    pub line_uri: String,
+    pub usage_location: String,
+    pub licenses: String,
+    pub voice_routing: String,
+    pub dial_out_policy: String,
+}
+
+/// The `[regions]` table of `catalog.toml`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionsRecord {
+    #[serde(default)]
+    pub pool_with: BTreeMap<String, String>,
+    #[serde(default)]
+    pub domestic_groups: Vec<Vec<String>>,
+    #[serde(default)]
+    pub international: Vec<String>,
+}
+
+/// The `[numbers]` table of `catalog.toml`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumbersRecord {
+    #[serde(default)]
+    pub free_domestic: Vec<String>,
+    #[serde(default)]
+    pub barred: Vec<String>,
+    #[serde(default)]
+    pub barred_prefixes: Vec<String>,
+}
+
+/// A `[[sku]]` table of `catalog.toml`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkuRecord {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub phone_system: bool,
+    /// `domestic` or `international`.
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// Minutes per user per calendar month: `default` plus per-region overrides.
+    #[serde(default)]
+    pub minutes: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub international_minutes: u32,
+    #[serde(default)]
+    pub credits: bool,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// `catalog.toml`, with the line of each section for error messages.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogRecord {
+    pub regions: RegionsRecord,
+    pub regions_line: usize,
+    pub numbers: NumbersRecord,
+    pub numbers_line: usize,
+    pub skus: Vec<SkuRecord>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    regions: Option<Spanned<RegionsRecord>>,
+    #[serde(default)]
+    numbers: Option<Spanned<NumbersRecord>>,
+    #[serde(default)]
+    sku: Vec<Spanned<SkuRecord>>,
+}
+
+/// A row of `rates.csv`.
+#[derive(Clone, Debug, Default)]
+pub struct RateRecord {
+    pub line: usize,
+    pub destination: String,
+    pub number_type: String,
+    pub price_per_minute: String,
+}
+
+/// Everything read from a directory, not yet checked.
+#[derive(Clone, Debug, Default)]
+pub struct Records {
+    pub tenants: Vec<TenantRecord>,
+    pub users: Vec<UserRecord>,
+    pub catalog: CatalogRecord,
+    pub rates: Vec<RateRecord>,
+}
+
+/// Reads the four files of `dir`; collects every syntax error of every file.
+pub fn read_dir(dir: &Path) -> Result<Records, LoadErrors> {
+    let mut errors = LoadErrors::default();
+    let tenants = read_file(dir, TENANTS_FILE, &mut errors)
+        .map(|t| parse_tenants(&t, &mut errors))
+        .unwrap_or_default();
+    let users = read_file(dir, USERS_FILE, &mut errors)
+        .map(|t| parse_users(&t, &mut errors))
+        .unwrap_or_default();
+    let catalog = read_file(dir, CATALOG_FILE, &mut errors)
+        .map(|t| parse_catalog(&t, &mut errors))
+        .unwrap_or_default();
+    let rates = read_file(dir, RATES_FILE, &mut errors)
+        .map(|t| parse_rates(&t, &mut errors))
+        .unwrap_or_default();
+    errors.into_result(Records {
+        tenants,
+        users,
+        catalog,
+        rates,
+    })
+}
+
+fn read_file(dir: &Path, name: &str, errors: &mut LoadErrors) -> Option<String> {
+    match std::fs::read_to_string(dir.join(name)) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(
+                name,
+                None,
+                "",
+                format!("cannot read {}: {e}", dir.join(name).display()),
+            );
+            None
+        }
+    }
+}
+
+/// 1-based line of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    let at = at.min(text.len());
+    text.as_bytes()[..at]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn toml_error(file: &str, text: &str, e: &toml::de::Error, errors: &mut LoadErrors) {
+    let line = e.span().map(|s| line_of(text, s.start));
+    // The message of toml names the key ("unknown field `x`", "missing field `id`").
+    let msg = e.message().to_string();
+    let field = msg
+        .split('`')
+        .nth(1)
+        .filter(|_| msg.contains("field"))
+        .unwrap_or("")
+        .to_string();
+    errors.push(file, line, &field, msg);
+}
+
+/// Parses `tenants.toml`.
+pub fn parse_tenants(text: &str, errors: &mut LoadErrors) -> Vec<TenantRecord> {
+    match toml::from_str::<TenantsFile>(text) {
+        Ok(f) => f
+            .tenant
+            .into_iter()
+            .map(|s| {
+                let line = line_of(text, s.span().start);
+                let mut t = s.into_inner();
+                t.line = line;
+                t
+            })
+            .collect(),
+        Err(e) => {
+            toml_error(TENANTS_FILE, text, &e, errors);
+            Vec::new()
+        }
+    }
+}
+
+/// Parses `catalog.toml`.
+pub fn parse_catalog(text: &str, errors: &mut LoadErrors) -> CatalogRecord {
+    match toml::from_str::<CatalogFile>(text) {
+        Ok(f) => {
+            let (regions, regions_line) = f
+                .regions
+                .map(|s| (line_of(text, s.span().start), s.into_inner()))
+                .map(|(l, r)| (r, l))
+                .unwrap_or_default();
+            let (numbers, numbers_line) = f
+                .numbers
+                .map(|s| (line_of(text, s.span().start), s.into_inner()))
+                .map(|(l, r)| (r, l))
+                .unwrap_or_default();
+            let skus = f
+                .sku
+                .into_iter()
+                .map(|s| {
+                    let line = line_of(text, s.span().start);
+                    let mut k = s.into_inner();
+                    k.line = line;
+                    k
+                })
+                .collect();
+            CatalogRecord {
+                regions,
+                regions_line,
+                numbers,
+                numbers_line,
+                skus,
+            }
+        }
+        Err(e) => {
+            toml_error(CATALOG_FILE, text, &e, errors);
+            CatalogRecord::default()
+        }
+    }
+}
+
+/// A CSV file read into header-indexed rows: `(line, fields)`. Column order is free; unknown
+/// columns are ignored; `required` columns must be present.
+fn read_csv(
+    file: &str,
+    text: &str,
+    required: &[&str],
+    optional: &[&str],
+    errors: &mut LoadErrors,
+) -> Vec<(usize, Vec<String>)> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let headers = match rdr.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            errors.push(file, Some(1), "", format!("bad header row: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut index = Vec::new();
+    let mut missing = false;
+    for (i, name) in required.iter().chain(optional).enumerate() {
+        let pos = headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+        if pos.is_none() && i < required.len() {
+            errors.push(file, Some(1), name, "required column is missing");
+            missing = true;
+        }
+        index.push(pos);
+    }
+    if missing {
+        return Vec::new();
+    }
+    let mut rows = Vec::new();
+    for rec in rdr.records() {
+        match rec {
+            Ok(r) => {
+                let line = r.position().map(|p| p.line() as usize).unwrap_or(0);
+                if r.iter().all(|f| f.is_empty()) {
+                    continue;
+                }
+                let fields = index
+                    .iter()
+                    .map(|i| i.and_then(|i| r.get(i)).unwrap_or("").to_string())
+                    .collect();
+                rows.push((line, fields));
+            }
+            Err(e) => {
+                let line = e.position().map(|p| p.line() as usize);
+                errors.push(file, line, "", format!("malformed CSV: {e}"));
+            }
+        }
+    }
+    rows
+}
+
+/// Parses `users.csv`.
+pub fn parse_users(text: &str, errors: &mut LoadErrors) -> Vec<UserRecord> {
+    read_csv(
+        USERS_FILE,
+        text,
+        &["tenant", "user", "usage_location", "licenses"],
+        &["line_uri", "voice_routing", "dial_out_policy"],
+        errors,
+    )
+    .into_iter()
+    .map(|(line, mut f)| UserRecord {
+        line,
+        dial_out_policy: std::mem::take(&mut f[6]),
+        voice_routing: std::mem::take(&mut f[5]),
+        line_uri: std::mem::take(&mut f[4]),
+        licenses: std::mem::take(&mut f[3]),
+        usage_location: std::mem::take(&mut f[2]),
+        user: std::mem::take(&mut f[1]),
+        tenant: std::mem::take(&mut f[0]),
+    })
+    .collect()
+}
+
+/// Parses `rates.csv`.
+pub fn parse_rates(text: &str, errors: &mut LoadErrors) -> Vec<RateRecord> {
+    read_csv(
+        RATES_FILE,
+        text,
+        &["destination", "number_type", "price_per_minute"],
+        &[],
+        errors,
+    )
+    .into_iter()
+    .map(|(line, mut f)| RateRecord {
+        line,
+        price_per_minute: std::mem::take(&mut f[2]),
+        number_type: std::mem::take(&mut f[1]),
+        destination: std::mem::take(&mut f[0]),
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_errors_name_line_and_field() {
+        let mut errors = LoadErrors::default();
+        let t = parse_tenants(
+            "[[tenant]]\nid = \"a\"\n\n[[tenant]]\nid = \"b\"\nbogus = 1\n",
+            &mut errors,
+        );
+        assert!(t.is_empty());
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].file, "tenants.toml");
+        assert_eq!(errors.0[0].line, Some(6));
+        assert_eq!(errors.0[0].field, "bogus");
+    }
+
+    #[test]
+    fn csv_columns_in_any_order_and_missing_columns_reported() {
+        let mut errors = LoadErrors::default();
+        let u = parse_users(
+            "licenses,user,extra,tenant,usage_location\nMCOEV,a@x.com,zz,x,US\n",
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors}");
+        assert_eq!(u[0].user, "a@x.com");
+        assert_eq!(u[0].line, 2);
+        assert_eq!(u[0].tenant, "x");
+        let mut errors = LoadErrors::default();
+        parse_users("user\na\n", &mut errors);
+        let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["tenant", "usage_location", "licenses"]);
+    }
+
+    #[test]
+    fn missing_files_are_all_reported() {
+        let e = read_dir(Path::new("/nonexistent-tollgate")).unwrap_err();
+        assert_eq!(e.0.len(), 4);
+    }
+}
