@@ -6,8 +6,18 @@
 //! unit-testable without a socket.
 
 pub mod catalog;
+pub mod config;
 pub mod credits;
 pub mod directory;
+pub mod engine;
 pub mod load;
 pub mod numbering;
+pub mod policy;
 pub mod pools;
+pub mod reservations;
+
+pub use config::EngineConfig;
+pub use directory::Snapshot;
+pub use engine::{Engine, Extension, Mode, Request};
+pub use policy::{Basis, Decision, Outcome, Reason, Route, Rule};
+pub use reservations::{CallError, CallState, Grant, Settlement};

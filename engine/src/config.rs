@@ -1,0 +1,150 @@
+//! The engine's settings: the `[grants]` and `[routes]` tables of `tollgate.toml` (DESIGN §3).
+//! Every field has a default; unknown fields are errors.
+
+use serde::Deserialize;
+
+use crate::numbering::Region;
+
+/// `[grants]`: how much is reserved per admission and how usage is billed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grants {
+    /// Seconds reserved per admission (at most what is left). DESIGN §4 "Reservations".
+    pub grant_seconds: u64,
+    /// Longest call, over all extensions; also the cap of calls with no pool (emergency,
+    /// Direct Routing, free).
+    pub max_call_seconds: u64,
+    /// An unreported reservation settles as fully used after grant + this.
+    pub settle_grace_seconds: u64,
+    /// Usage rounds up to this ("In all cases, the unit used is the minute", issue #7824).
+    pub billing_increment_seconds: u64,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Grants {
+            grant_seconds: 1800,
+            max_call_seconds: 14_400,
+            settle_grace_seconds: 120,
+            billing_increment_seconds: 60,
+        }
+    }
+}
+
+/// `[routes]`: where admitted calls go.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Routes {
+    /// Calling-plan gateway; `{region}` = lower-case ISO code of the caller's pool region.
+    pub calling_plan: String,
+    pub emergency: String,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            calling_plan: "pstn-{region}.example.net".into(),
+            emergency: "emergency.example.net".into(),
+        }
+    }
+}
+
+impl Routes {
+    /// The calling-plan host for a pool region: `pstn-us.example.net`.
+    pub fn calling_plan_host(&self, region: Region) -> String {
+        let b = region.to_lowercase_bytes();
+        let len = if b[2] == 0 { 2 } else { 3 };
+        let code = std::str::from_utf8(&b[..len]).unwrap_or("xx");
+        self.calling_plan.replace("{region}", code)
+    }
+}
+
+/// The engine's part of `tollgate.toml`. Other tables (`[sip]`, `[http]`, ...) belong to the
+/// daemon and are ignored here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    pub grants: Grants,
+    pub routes: Routes,
+}
+
+/// A setting that makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("tollgate.toml:{line}: {message}")]
+    Syntax { line: usize, message: String },
+    #[error("tollgate.toml: [grants].{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: &'static str,
+    },
+}
+
+impl EngineConfig {
+    /// Reads `[grants]` and `[routes]` from the text of a `tollgate.toml`.
+    pub fn from_toml(text: &str) -> Result<EngineConfig, ConfigError> {
+        let c: EngineConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            line: e
+                .span()
+                .map(|s| crate::load::line_of(text, s.start))
+                .unwrap_or(0),
+            message: e.message().to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let g = &self.grants;
+        let bad = |field, message| Err(ConfigError::Invalid { field, message });
+        if g.billing_increment_seconds == 0 {
+            return bad("billing_increment_seconds", "must be at least 1");
+        }
+        if g.grant_seconds < g.billing_increment_seconds {
+            return bad("grant_seconds", "must be at least one billing increment");
+        }
+        if g.max_call_seconds < g.grant_seconds {
+            return bad("max_call_seconds", "must be at least grant_seconds");
+        }
+        Ok(())
+    }
+
+    /// `seconds` rounded up to the billing increment.
+    pub fn round_up(&self, seconds: u64) -> u64 {
+        let inc = self.grants.billing_increment_seconds.max(1);
+        seconds.div_ceil(inc).saturating_mul(inc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_and_defaults_agree() {
+        let c = EngineConfig::from_toml(include_str!("../../config/tollgate.toml")).unwrap();
+        assert_eq!(c, EngineConfig::default());
+        assert_eq!(
+            c.routes.calling_plan_host(Region::new("GB").unwrap()),
+            "pstn-gb.example.net"
+        );
+        assert_eq!(c.round_up(0), 0);
+        assert_eq!(c.round_up(1), 60);
+        assert_eq!(c.round_up(60), 60);
+        assert_eq!(c.round_up(61), 120);
+    }
+
+    #[test]
+    fn bad_settings() {
+        let e = EngineConfig::from_toml("[grants]\nbilling_increment_seconds = 0\n").unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Invalid {
+                field: "billing_increment_seconds",
+                ..
+            }
+        ));
+        let e = EngineConfig::from_toml("[grants]\nbogus = 1\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+    }
+}

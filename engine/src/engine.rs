@@ -1,0 +1,576 @@
+//! The engine: the live directory snapshot and pool table behind `arc-swap`, the in-flight
+//! reservations, and the entry points `authorize` / `decide` / `extend` / `settle` / `release` /
+//! `expire` (DESIGN §4). Sans-IO: every call takes `now` (unix seconds, UTC).
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::config::EngineConfig;
+use crate::credits::{CreditAccount, Money, SpendLedger};
+use crate::directory::{Snapshot, User};
+use crate::numbering::{Destination, NumberError, NumberType, NumberingPlan, Region};
+use crate::policy::{
+    evaluate, is_universal_emergency, Basis, Decision, Outcome, Reason, Route, Rule, Verdict,
+};
+use crate::pools::{MonthKey, PoolStatus, PoolTable};
+use crate::reservations::{
+    CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
+};
+
+/// One INVITE, as the daemon parsed it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub call_id: &'a str,
+    /// `P-Asserted-Identity` or `From` URI (or its user part): a UPN or an E.164 line URI.
+    pub caller: &'a str,
+    /// The Request-URI user part.
+    pub dialed: &'a str,
+}
+
+/// What is live: swapped as one, so a reader sees a snapshot and the pool table built for it.
+struct Live {
+    snap: Arc<Snapshot>,
+    pools: Arc<PoolTable>,
+    /// Credit accounts by tenant index of `snap`.
+    accounts: Vec<Arc<CreditAccount>>,
+}
+
+/// The decision core.
+pub struct Engine {
+    numbering: NumberingPlan,
+    config: EngineConfig,
+    live: ArcSwap<Live>,
+    reservations: Reservations,
+    spend: SpendLedger,
+    /// Serializes writers of `live` (reload, month rollover). Readers never take it.
+    writer: Mutex<()>,
+}
+
+/// Whether `decide_classified` reserves.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode<'a> {
+    /// `tollgate decide`: reserves nothing; `max_duration` is what would be granted now.
+    DryRun,
+    /// Reserve for this Call-ID.
+    Reserve(&'a str),
+}
+
+/// A further grant for an admitted call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Extension {
+    pub granted_seconds: u64,
+    /// The call's new maximum duration (all grants).
+    pub max_duration: u64,
+    pub expires_at: u64,
+}
+
+impl Engine {
+    /// An engine over `snap` for the month of `now`.
+    pub fn new(numbering: NumberingPlan, config: EngineConfig, snap: Snapshot, now: u64) -> Engine {
+        let live = build_live(snap, MonthKey::of(now), None);
+        Engine {
+            numbering,
+            config,
+            live: ArcSwap::from_pointee(live),
+            reservations: Reservations::default(),
+            spend: SpendLedger::default(),
+            writer: Mutex::new(()),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn numbering(&self) -> &NumberingPlan {
+        &self.numbering
+    }
+
+    /// The live snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.live.load().snap)
+    }
+
+    /// Swaps in a new snapshot built off to the side. Pools that still exist keep their live
+    /// counts (with the new capacity); credit balances move by the change of the configured
+    /// figure. Readers never wait; in-flight reservations settle on the counters they took.
+    pub fn reload(&self, snap: Snapshot) {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let cur = self.live.load();
+        let live = build_live(snap, cur.pools.month, Some(&cur));
+        self.live.store(Arc::new(live));
+    }
+
+    /// The live table, rolled over to the month of `now` if that month has begun (pools reset
+    /// at 00:00 UTC on the 1st). Never rolls back.
+    fn live_for(&self, now: u64) -> arc_swap::Guard<Arc<Live>> {
+        let g = self.live.load();
+        let month = MonthKey::of(now);
+        if month <= g.pools.month {
+            return g;
+        }
+        drop(g);
+        {
+            let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let cur = self.live.load();
+            if month > cur.pools.month {
+                let live = Live {
+                    snap: Arc::clone(&cur.snap),
+                    pools: Arc::new(PoolTable::build(month, &cur.snap.pools, None)),
+                    accounts: cur.accounts.clone(),
+                };
+                self.live.store(Arc::new(live));
+            }
+        }
+        self.live.load()
+    }
+
+    /// The pools of the current month.
+    pub fn pools(&self, now: u64) -> Vec<PoolStatus> {
+        self.live_for(now).pools.statuses()
+    }
+
+    /// A tenant's live credits balance.
+    pub fn credits_balance(&self, tenant: &str) -> Option<Money> {
+        let l = self.live.load();
+        let i = l.snap.tenants.iter().position(|t| &*t.id == tenant)?;
+        l.accounts.get(i).map(|a| a.balance())
+    }
+
+    /// Decides and, on admit, reserves (DESIGN §2 step 6). A Call-ID that already holds a
+    /// reservation gets the same decision again and reserves nothing new.
+    pub fn authorize(&self, req: &Request<'_>, now: u64) -> Decision {
+        if req.call_id.is_empty() {
+            return Decision::reject(Reason::BadRequest, Rule::Request, None);
+        }
+        self.decide_with(req.caller, req.dialed, now, Mode::Reserve(req.call_id))
+    }
+
+    /// A dry run: the decision `authorize` would take now, reserving nothing (`tollgate decide`).
+    pub fn decide(&self, caller: &str, dialed: &str, now: u64) -> Decision {
+        self.decide_with(caller, dialed, now, Mode::DryRun)
+    }
+
+    fn decide_with(&self, caller: &str, dialed: &str, now: u64, mode: Mode<'_>) -> Decision {
+        let live = self.live_for(now);
+        let user = live.snap.lookup(caller).map(|(_, u)| u);
+        // Rule 1 before rule 2: 112 and 911 are emergency numbers everywhere, even for a caller
+        // we cannot place in a region.
+        let dest = if is_universal_emergency(dialed) {
+            let region = user.map(|u| u.usage_location).unwrap_or(Region::NON_GEO);
+            let digits = dialed.trim().trim_start_matches("tel:");
+            let digits = digits.split(';').next().unwrap_or(digits);
+            Ok(Destination::new(digits, 0, region, NumberType::Emergency))
+        } else {
+            match user {
+                Some(u) => self.numbering.classify(dialed, u.usage_location),
+                None => Err(NumberError::Invalid(
+                    crate::numbering::Why::UnknownCallerRegion,
+                )),
+            }
+        };
+        self.decide_in(&live, user, dest, now, mode)
+    }
+
+    /// The rules for an already-classified destination (the seam the unit tests use).
+    pub fn decide_classified(
+        &self,
+        caller: &str,
+        dest: Result<Destination, NumberError>,
+        now: u64,
+        mode: Mode<'_>,
+    ) -> Decision {
+        let live = self.live_for(now);
+        let user = live.snap.lookup(caller).map(|(_, u)| u);
+        self.decide_in(&live, user, dest, now, mode)
+    }
+
+    fn decide_in(
+        &self,
+        live: &Live,
+        user: Option<&User>,
+        dest: Result<Destination, NumberError>,
+        now: u64,
+        mode: Mode<'_>,
+    ) -> Decision {
+        let verdict = evaluate(&live.snap, user, &dest);
+        let destination = dest.ok();
+        let (outcome, rule, route) = match verdict {
+            Verdict::Final {
+                outcome: Outcome::Reject(r),
+                rule,
+                ..
+            } => return Decision::reject(r, rule, destination),
+            Verdict::Final {
+                outcome,
+                rule,
+                route,
+            } => (outcome, rule, route),
+            fund @ Verdict::Fund { .. } => {
+                let (Some(user), Some(d)) = (user, destination) else {
+                    return Decision::reject(Reason::BadRequest, Rule::Request, destination);
+                };
+                return self.fund(live, user, d, fund, now, mode);
+            }
+        };
+        // Admitted without funding: emergency, Direct Routing, free.
+        let max = self.config.grants.max_call_seconds;
+        let Outcome::Admit(basis) = outcome else {
+            return Decision::reject(Reason::BadRequest, Rule::Request, destination);
+        };
+        let tenant = user
+            .and_then(|u| live.snap.tenant(u.tenant))
+            .map(|t| Arc::clone(&t.id))
+            .unwrap_or_else(|| Arc::from(""));
+        let decision = Decision {
+            outcome,
+            rule,
+            destination,
+            route,
+            max_duration: Some(max),
+            grant: None,
+        };
+        if let Mode::Reserve(call_id) = mode {
+            let grant = Grant {
+                basis,
+                tenant,
+                route: decision.route.clone(),
+                funding: Funding::None,
+                reserved_seconds: max,
+                reserved_money: Money::ZERO,
+                started_at: now,
+                expires_at: now + max + self.config.grants.settle_grace_seconds,
+            };
+            return self.record(call_id, decision, grant, || {});
+        }
+        decision
+    }
+
+    /// Rules 9 and 10: the pool, else Communications Credits, else the reason.
+    fn fund(
+        &self,
+        live: &Live,
+        user: &User,
+        d: Destination,
+        verdict: Verdict,
+        now: u64,
+        mode: Mode<'_>,
+    ) -> Decision {
+        let Verdict::Fund {
+            pool,
+            credits,
+            otherwise,
+            route,
+        } = verdict
+        else {
+            return Decision::reject(Reason::BadRequest, Rule::Request, Some(d));
+        };
+        let g = &self.config.grants;
+        let inc = g.billing_increment_seconds;
+        let tenant_id = live
+            .snap
+            .tenant(user.tenant)
+            .map(|t| Arc::clone(&t.id))
+            .unwrap_or_else(|| Arc::from(""));
+        let admit = |basis, rule, seconds, funding, money| {
+            let decision = Decision {
+                outcome: Outcome::Admit(basis),
+                rule,
+                destination: Some(d),
+                route: Some(route.clone()),
+                max_duration: Some(seconds),
+                grant: None,
+            };
+            let grant = Grant {
+                basis,
+                tenant: Arc::clone(&tenant_id),
+                route: Some(route.clone()),
+                funding,
+                reserved_seconds: seconds,
+                reserved_money: money,
+                started_at: now,
+                expires_at: now + seconds + g.settle_grace_seconds,
+            };
+            (decision, grant)
+        };
+        let call_id = match mode {
+            Mode::Reserve(c) => Some(c),
+            Mode::DryRun => None,
+        };
+        // A Call-ID already known: same answer, nothing new reserved.
+        if let Some(c) = call_id {
+            if let Some(r) = self.reservations.map.get(c) {
+                return replay(&r, Some(d));
+            }
+        }
+        // Rule 9: the pool.
+        if let Some((pid, basis)) = pool {
+            if let Some(counter) = live.pools.get(pid) {
+                let granted = match call_id {
+                    Some(_) => counter.reserve(g.grant_seconds, inc),
+                    None => Some(g.grant_seconds.min(counter.remaining() / inc * inc))
+                        .filter(|&s| s >= inc),
+                };
+                if let Some(s) = granted {
+                    let (dec, grant) = admit(
+                        basis,
+                        Rule::Pool,
+                        s,
+                        Funding::Pool(Arc::clone(counter)),
+                        Money::ZERO,
+                    );
+                    return match call_id {
+                        Some(c) => self.record(c, dec, grant.clone(), || counter.settle(s, 0)),
+                        None => dec,
+                    };
+                }
+            }
+        }
+        // Rule 10: Communications Credits.
+        if !credits {
+            return Decision::reject(
+                otherwise,
+                if pool.is_some() {
+                    Rule::Pool
+                } else {
+                    Rule::Credits
+                },
+                Some(d),
+            );
+        }
+        let reject = |r| Decision::reject(r, Rule::Credits, Some(d));
+        let Some(price) = live.snap.rates.price(d.region, d.number_type) else {
+            return reject(Reason::DestinationNotSupported);
+        };
+        let Some(account) = live.accounts.get(user.tenant as usize) else {
+            return reject(Reason::CreditsExhausted);
+        };
+        let secs = account.affordable_seconds(price, g.grant_seconds, inc);
+        if secs < inc.min(g.grant_seconds) {
+            return reject(Reason::CreditsExhausted);
+        }
+        let month = live.pools.month;
+        let limit = live
+            .snap
+            .tenant(user.tenant)
+            .and_then(|t| t.user_spend_limit);
+        let mut secs = secs;
+        if let Some(limit) = limit {
+            let left = Money(limit.0 - self.spend.spent(&user.upn, month).0);
+            let by_limit = if price.0 <= 0 {
+                secs
+            } else {
+                (left.0.max(0) as u128 * 60 / price.0 as u128) as u64 / inc * inc
+            };
+            secs = secs.min(by_limit);
+            if secs < inc.min(g.grant_seconds) {
+                return reject(Reason::SpendLimitReached);
+            }
+        }
+        let cost = Money::for_seconds(price, secs);
+        let spend = limit.map(|_| (Arc::clone(&user.upn), month));
+        let funding = Funding::Credits {
+            account: Arc::clone(account),
+            per_minute: price,
+            spend: spend.clone(),
+        };
+        let (dec, grant) = admit(Basis::Credits, Rule::Credits, secs, funding, cost);
+        let Some(c) = call_id else { return dec };
+        if let (Some(limit), Some((u, m))) = (limit, &spend) {
+            if !self.spend.reserve(u, *m, cost, limit) {
+                return reject(Reason::SpendLimitReached);
+            }
+        }
+        if !account.reserve(cost) {
+            if let Some((u, m)) = &spend {
+                self.spend.refund(u, *m, cost);
+            }
+            return reject(Reason::CreditsExhausted);
+        }
+        self.record(c, dec, grant, || {
+            account.refund(cost);
+            if let Some((u, m)) = &spend {
+                self.spend.refund(u, *m, cost);
+            }
+        })
+    }
+
+    /// Stores the reservation under `call_id`. If another thread stored one first, undoes ours
+    /// with `undo` and answers with theirs.
+    fn record(
+        &self,
+        call_id: &str,
+        mut decision: Decision,
+        grant: Grant,
+        undo: impl FnOnce(),
+    ) -> Decision {
+        use dashmap::mapref::entry::Entry;
+        match self.reservations.map.entry(call_id.to_string()) {
+            Entry::Occupied(e) => {
+                undo();
+                replay(e.get(), decision.destination)
+            }
+            Entry::Vacant(v) => {
+                decision.grant = Some(grant.clone());
+                v.insert(CallRecord {
+                    grant,
+                    state: CallState::Reserved,
+                    billable_seconds: 0,
+                    charged_seconds: 0,
+                    charged_money: Money::ZERO,
+                    ended_at: None,
+                });
+                decision
+            }
+        }
+    }
+
+    /// `POST /v1/calls/{id}/extend`: another grant for a call still reserved, up to
+    /// `max_call_seconds` in all, from the same pool or balance.
+    pub fn extend(&self, call_id: &str, now: u64) -> Result<Extension, CallError> {
+        let g = &self.config.grants;
+        let inc = g.billing_increment_seconds;
+        let mut r = self
+            .reservations
+            .map
+            .get_mut(call_id)
+            .ok_or(CallError::UnknownCall)?;
+        if r.state != CallState::Reserved {
+            return Err(CallError::NotActive(r.state));
+        }
+        let room = g.max_call_seconds.saturating_sub(r.grant.reserved_seconds);
+        let want = g.grant_seconds.min(room);
+        let granted = if want == 0 {
+            0
+        } else {
+            match &r.grant.funding {
+                Funding::None => 0,
+                Funding::Pool(c) => c
+                    .reserve(want, inc)
+                    .ok_or(CallError::Exhausted(Reason::PoolExhausted))?,
+                Funding::Credits {
+                    account,
+                    per_minute,
+                    spend,
+                } => {
+                    let secs = account.affordable_seconds(*per_minute, want, inc);
+                    let cost = Money::for_seconds(*per_minute, secs);
+                    if secs < inc.min(want) {
+                        return Err(CallError::Exhausted(Reason::CreditsExhausted));
+                    }
+                    let limit = self
+                        .live
+                        .load()
+                        .snap
+                        .tenants
+                        .iter()
+                        .find(|t| t.id == r.grant.tenant)
+                        .and_then(|t| t.user_spend_limit);
+                    if let (Some((u, m)), Some(limit)) = (spend, limit) {
+                        if !self.spend.reserve(u, *m, cost, limit) {
+                            return Err(CallError::Exhausted(Reason::SpendLimitReached));
+                        }
+                    }
+                    if !account.reserve(cost) {
+                        if let Some((u, m)) = spend {
+                            self.spend.refund(u, *m, cost);
+                        }
+                        return Err(CallError::Exhausted(Reason::CreditsExhausted));
+                    }
+                    r.grant.reserved_money.0 += cost.0;
+                    secs
+                }
+            }
+        };
+        r.grant.reserved_seconds += granted;
+        r.grant.expires_at = r.grant.expires_at.max(now) + granted;
+        Ok(Extension {
+            granted_seconds: granted,
+            max_duration: r.grant.reserved_seconds,
+            expires_at: r.grant.expires_at,
+        })
+    }
+
+    /// `POST /v1/calls/{id}/end`: usage rounds up to the billing increment; the rest goes back.
+    /// Settling again returns the same answer with `changed: false`.
+    pub fn settle(
+        &self,
+        call_id: &str,
+        billable_seconds: u64,
+        now: u64,
+    ) -> Result<Settlement, CallError> {
+        self.reservations.settle(
+            call_id,
+            billable_seconds,
+            now,
+            |s| self.config.round_up(s),
+            &self.spend,
+        )
+    }
+
+    /// CANCEL: the whole reservation goes back.
+    pub fn release(&self, call_id: &str, now: u64) -> Result<Settlement, CallError> {
+        self.reservations.release(call_id, now, &self.spend)
+    }
+
+    /// Settles as fully used every reservation past its grant + grace.
+    pub fn expire(&self, now: u64) -> Vec<Settlement> {
+        self.reservations.expire(now, &self.spend)
+    }
+
+    pub fn reservations(&self) -> &Reservations {
+        &self.reservations
+    }
+
+    /// The route host of an admitted call, for the 302 Contact.
+    pub fn route_host(&self, route: &Route) -> String {
+        match route {
+            Route::Emergency => self.config.routes.emergency.clone(),
+            Route::CallingPlan(r) => self.config.routes.calling_plan_host(*r),
+            Route::Direct(gw) => gw.to_string(),
+        }
+    }
+}
+
+/// The answer for a Call-ID already admitted: its basis and reservation, nothing new.
+fn replay(r: &CallRecord, destination: Option<Destination>) -> Decision {
+    Decision {
+        outcome: Outcome::Admit(r.grant.basis),
+        rule: Rule::Request,
+        destination,
+        route: r.grant.route.clone(),
+        max_duration: Some(r.grant.reserved_seconds),
+        grant: Some(r.grant.clone()),
+    }
+}
+
+fn build_live(snap: Snapshot, month: MonthKey, prev: Option<&Live>) -> Live {
+    let pools = PoolTable::build(month, &snap.pools, prev.map(|p| &*p.pools));
+    let old: std::collections::HashMap<&str, &Arc<CreditAccount>> = prev
+        .map(|p| p.accounts.iter().map(|a| (&*a.tenant, a)).collect())
+        .unwrap_or_default();
+    let accounts = snap
+        .tenants
+        .iter()
+        .map(|t| {
+            let old = old.get(&*t.id);
+            match old {
+                Some(a) => {
+                    a.reconfigure(t.credits);
+                    Arc::clone(a)
+                }
+                None => Arc::new(CreditAccount::new(Arc::clone(&t.id), t.credits)),
+            }
+        })
+        .collect();
+    Live {
+        snap: Arc::new(snap),
+        pools: Arc::new(pools),
+        accounts,
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,577 @@
+//! One test per rule of DESIGN §4 and per reason code the engine gives, plus the reservation
+//! model (settle, extend, release, expire, rollover, reload).
+
+use super::*;
+use crate::load::{self, LoadErrors, Records};
+use crate::numbering::Why;
+use crate::pools::PoolKind;
+
+/// 2026-11-18T…Z.
+const NOW: u64 = 1_795_000_000;
+
+const TENANTS: &str = r#"
+[[tenant]]
+id = "t"
+domains = ["t.com", "t.example"]
+credits = "10.00"
+[tenant.direct_routing]
+sbc1 = "sbc1.t.com:5061;transport=tls"
+
+[[tenant]]
+id = "u"
+domains = ["u.com"]
+credits = "1.00"
+
+[[tenant]]
+id = "v"
+domains = ["v.com"]
+credits = "100.00"
+user_spend_limit = "0.50"
+"#;
+
+const USERS: &str = "tenant,user,line_uri,usage_location,licenses,voice_routing,dial_out_policy
+t,us1@t.com,+12065550101,US,MCOEV;MCOPSTN1,,
+t,none@t.com,,US,,,
+t,nops@t.com,,US,MCOPSTN1,,
+t,dis@t.com,,US,MCOEV;MCOPSTN1,,DialoutCPCandPSTNDisabled
+t,dom@t.com,,US,MCOEV;MCOPSTN1,,DialoutCPCInternationalPSTNDomestic
+t,pr@t.com,+17875550101,PR,MCOEV;MCOPSTN1,,
+t,ca@t.com,,CA,MCOEV;MCOPSTN1,,
+t,intl@t.com,,US,SPE_E5;MCOPSTN2,,
+t,cred@t.com,,US,MCOEV;MCOPSTN1;MCOPSTNC,,
+t,dr@t.com,,US,MCOEV,direct_routing:sbc1,
+t,ps@t.com,,US,MCOEV;ENTERPRISEPACK,,
+t,gb@t.com,,GB,MCOEV;MCOPSTN1,,
+u,small@u.com,,US,MCOEV;MCOPSTN5;MCOPSTNC,,
+v,lim@v.com,,US,MCOEV;MCOPSTNC,,
+";
+
+fn snapshot() -> Snapshot {
+    let mut e = LoadErrors::default();
+    let rec = Records {
+        tenants: load::parse_tenants(TENANTS, &mut e),
+        users: load::parse_users(USERS, &mut e),
+        catalog: load::parse_catalog(include_str!("../../config/catalog.toml"), &mut e),
+        rates: load::parse_rates(include_str!("../../config/rates.csv"), &mut e),
+    };
+    assert!(e.is_empty(), "{e}");
+    Snapshot::build(rec).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn engine() -> Engine {
+    Engine::new(
+        NumberingPlan::builtin().unwrap(),
+        EngineConfig::default(),
+        snapshot(),
+        NOW,
+    )
+}
+
+fn r(c: &str) -> Region {
+    Region::new(c).unwrap()
+}
+
+fn us() -> Destination {
+    Destination::new("+12125550100", 1, r("US"), NumberType::FixedLineOrMobile)
+}
+fn ca() -> Destination {
+    Destination::new("+14165550100", 1, r("CA"), NumberType::FixedLine)
+}
+fn gb() -> Destination {
+    Destination::new("+442079460000", 44, r("GB"), NumberType::FixedLine)
+}
+fn mx() -> Destination {
+    Destination::new("+525512345678", 52, r("MX"), NumberType::Mobile)
+}
+fn emergency() -> Destination {
+    Destination::new("911", 1, r("US"), NumberType::Emergency)
+}
+
+/// Reserving decision for a classified destination under a fresh Call-ID.
+fn call(e: &Engine, caller: &str, d: Destination, id: &str) -> Decision {
+    e.decide_classified(caller, Ok(d), NOW, Mode::Reserve(id))
+}
+
+fn reason(d: &Decision) -> Option<&'static str> {
+    d.reason().map(|r| r.as_str())
+}
+fn basis(d: &Decision) -> Option<&'static str> {
+    d.basis().map(|b| b.as_str())
+}
+
+fn pool(
+    e: &Engine,
+    tenant: &str,
+    region: &str,
+    sku: &str,
+    kind: PoolKind,
+) -> crate::pools::PoolStatus {
+    e.pools(NOW)
+        .into_iter()
+        .find(|p| {
+            &*p.key.tenant == tenant
+                && p.key.region.as_str() == region
+                && &*p.key.sku == sku
+                && p.key.kind == kind
+        })
+        .unwrap()
+}
+
+/// Drains a pool with reservations of the given caller.
+fn drain(e: &Engine, caller: &str, d: Destination, prefix: &str) {
+    for i in 0..1000 {
+        let dec = call(e, caller, d, &format!("{prefix}-{i}"));
+        if dec.basis() != Some(Basis::DomesticPool) && dec.basis() != Some(Basis::InternationalPool)
+        {
+            return;
+        }
+    }
+}
+
+#[test]
+fn rule1_emergency_always_admitted_free() {
+    let e = engine();
+    for caller in [
+        "none@t.com",
+        "nops@t.com",
+        "dis@t.com",
+        "ps@t.com",
+        "intl@t.com",
+    ] {
+        let d = call(&e, caller, emergency(), caller);
+        assert_eq!(basis(&d), Some("emergency"), "{caller}");
+        assert_eq!(d.rule, Rule::Emergency);
+        assert_eq!(d.route, Some(Route::Emergency));
+        assert_eq!(d.sip_status(), 302);
+        assert_eq!(d.max_duration, Some(14_400));
+    }
+    // With the pool exhausted.
+    drain(&e, "small@u.com", us(), "x");
+    let d = call(&e, "small@u.com", emergency(), "e-small");
+    assert_eq!(basis(&d), Some("emergency"));
+    // Never charged.
+    let s = e.settle("e-small", 600, NOW + 600).unwrap();
+    assert_eq!((s.charged_seconds, s.charged_money), (0, Money::ZERO));
+}
+
+#[test]
+fn rule1_unknown_caller_dialing_112_or_911() {
+    let e = engine();
+    for dial in ["112", "911", "tel:911"] {
+        let d = e.decide("stranger@nowhere.example", dial, NOW);
+        assert_eq!(basis(&d), Some("emergency"), "{dial}");
+        assert_eq!(
+            e.route_host(d.route.as_ref().unwrap()),
+            "emergency.example.net"
+        );
+        let d = e.authorize(
+            &Request {
+                call_id: dial,
+                caller: "+19995550000",
+                dialed: dial,
+            },
+            NOW,
+        );
+        assert_eq!(basis(&d), Some("emergency"), "{dial}");
+    }
+}
+
+#[test]
+fn rule2_unknown_caller() {
+    let e = engine();
+    let d = call(&e, "mallory@t.com", us(), "c");
+    assert_eq!(reason(&d), Some("unknown_caller"));
+    assert_eq!((d.rule, d.sip_status()), (Rule::UnknownCaller, 403));
+    assert_eq!(
+        reason(&e.decide("", "+12125550100", NOW)),
+        Some("unknown_caller")
+    );
+}
+
+#[test]
+fn rule3_no_phone_system() {
+    let e = engine();
+    assert_eq!(
+        reason(&call(&e, "none@t.com", us(), "a")),
+        Some("no_phone_system")
+    );
+    assert_eq!(
+        reason(&call(&e, "nops@t.com", us(), "b")),
+        Some("no_phone_system")
+    );
+}
+
+#[test]
+fn rule4_incomplete_and_invalid_numbers() {
+    let e = engine();
+    let d = e.decide_classified(
+        "us1@t.com",
+        Err(NumberError::Incomplete(Why::TooShort)),
+        NOW,
+        Mode::DryRun,
+    );
+    assert_eq!(
+        (reason(&d), d.sip_status(), d.rule),
+        (Some("incomplete_number"), 484, Rule::Number)
+    );
+    let d = e.decide_classified(
+        "us1@t.com",
+        Err(NumberError::Invalid(Why::NoMatch)),
+        NOW,
+        Mode::DryRun,
+    );
+    assert_eq!((reason(&d), d.sip_status()), (Some("invalid_number"), 404));
+}
+
+#[test]
+fn rule5_dial_out_policy() {
+    let e = engine();
+    let d = call(&e, "dis@t.com", us(), "a");
+    assert_eq!(
+        (reason(&d), d.rule),
+        (Some("pstn_disabled_by_policy"), Rule::DialOutPolicy)
+    );
+    assert_eq!(
+        reason(&call(&e, "dom@t.com", gb(), "b")),
+        Some("international_disabled_by_policy")
+    );
+    // PSTNDomestic still reaches Canada from the US (domestic).
+    assert_eq!(
+        basis(&call(&e, "dom@t.com", ca(), "c")),
+        Some("domestic_pool")
+    );
+}
+
+#[test]
+fn rule6_barred_destinations() {
+    let e = engine();
+    let premium = Destination::new("+19005550100", 1, r("US"), NumberType::PremiumRate);
+    let uk449 = Destination::new("+449012345678", 44, r("GB"), NumberType::Unknown);
+    let short = Destination::new("611", 1, r("US"), NumberType::ShortCode);
+    for (d, who) in [
+        (premium, "us1@t.com"),
+        (uk449, "gb@t.com"),
+        (short, "us1@t.com"),
+    ] {
+        let dec = call(&e, who, d, d.e164());
+        assert_eq!(
+            (reason(&dec), dec.rule),
+            (Some("destination_not_supported"), Rule::Barred),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
+fn rule7_direct_routing() {
+    let e = engine();
+    let d = call(&e, "dr@t.com", gb(), "dr");
+    assert_eq!(basis(&d), Some("direct_routing"));
+    assert_eq!(
+        e.route_host(d.route.as_ref().unwrap()),
+        "sbc1.t.com:5061;transport=tls"
+    );
+    let s = e.settle("dr", 125, NOW + 125).unwrap();
+    assert_eq!(s.charged_seconds, 0);
+}
+
+#[test]
+fn rule8_domestic_toll_free_is_free() {
+    let e = engine();
+    let tf = Destination::new("+18005550100", 1, r("US"), NumberType::TollFree);
+    let d = call(&e, "ca@t.com", tf, "tf");
+    assert_eq!((basis(&d), d.rule), (Some("free"), Rule::Domestic));
+    let before = pool(&e, "t", "CA", "MCOPSTN1", PoolKind::Domestic);
+    assert_eq!(before.reserved_seconds, 0);
+    // A Phone-System-only user has no PSTN at all, toll-free included.
+    assert_eq!(
+        reason(&call(&e, "ps@t.com", tf, "tf2")),
+        Some("no_calling_plan")
+    );
+}
+
+#[test]
+fn rule9_domestic_pools_us_ca_pr() {
+    let e = engine();
+    let d = call(&e, "us1@t.com", ca(), "us-ca");
+    assert_eq!(
+        (basis(&d), d.rule, d.max_duration),
+        (Some("domestic_pool"), Rule::Pool, Some(1800))
+    );
+    assert_eq!(
+        e.route_host(d.route.as_ref().unwrap()),
+        "pstn-us.example.net"
+    );
+    let d = call(&e, "pr@t.com", us(), "pr-us");
+    assert_eq!(basis(&d), Some("domestic_pool"));
+    // PR pools with the US: both reservations are in the US pool.
+    let p = pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic);
+    assert_eq!(p.reserved_seconds, 3600);
+    // 6 MCOPSTN1 licenses in US+PR (us1, nops, dis, dom, pr, cred) × 3000 min.
+    assert_eq!(p.capacity_seconds, 6 * 3000 * 60);
+    let d = call(&e, "ca@t.com", us(), "ca-us");
+    assert_eq!(basis(&d), Some("domestic_pool"));
+    assert_eq!(
+        pool(&e, "t", "CA", "MCOPSTN1", PoolKind::Domestic).reserved_seconds,
+        1800
+    );
+}
+
+#[test]
+fn rule9_international_plan_draws_its_600_minute_pool() {
+    let e = engine();
+    let d = call(&e, "intl@t.com", gb(), "i0");
+    assert_eq!(basis(&d), Some("international_pool"));
+    let p = pool(&e, "t", "US", "MCOPSTN2", PoolKind::International);
+    assert_eq!((p.capacity_seconds, p.reserved_seconds), (36_000, 1800));
+    // Domestic calls draw the domestic pool of the same plan.
+    assert_eq!(
+        basis(&call(&e, "intl@t.com", us(), "i1")),
+        Some("domestic_pool")
+    );
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN2", PoolKind::Domestic).reserved_seconds,
+        1800
+    );
+    // 600 minutes = 20 grants of 30 minutes; the 21st fails: no credits → pool_exhausted.
+    for i in 2..21 {
+        assert_eq!(
+            basis(&call(&e, "intl@t.com", mx(), &format!("i{i}"))),
+            Some("international_pool")
+        );
+    }
+    let d = call(&e, "intl@t.com", mx(), "i21");
+    assert_eq!((reason(&d), d.rule), (Some("pool_exhausted"), Rule::Pool));
+}
+
+#[test]
+fn rule10_domestic_plan_abroad_with_and_without_credits() {
+    let e = engine();
+    let d = call(&e, "us1@t.com", gb(), "a");
+    assert_eq!(reason(&d), Some("international_not_in_plan"));
+    let d = call(&e, "cred@t.com", gb(), "b");
+    assert_eq!(
+        (basis(&d), d.rule, d.max_duration),
+        (Some("credits"), Rule::Credits, Some(1800))
+    );
+    // GB fixed line at 0.022/min: 30 minutes reserve 0.66.
+    assert_eq!(e.credits_balance("t"), Some(Money(10_000_000 - 660_000)));
+    let s = e.settle("b", 61, NOW + 61).unwrap();
+    assert_eq!((s.charged_seconds, s.charged_money), (120, Money(44_000)));
+    assert_eq!(e.credits_balance("t"), Some(Money(10_000_000 - 44_000)));
+    assert_eq!(
+        reason(&call(&e, "ps@t.com", us(), "c")),
+        Some("no_calling_plan")
+    );
+}
+
+#[test]
+fn rule10_pool_exhausted_then_credits_then_exhausted() {
+    let e = engine();
+    // MCOPSTN5: 120 minutes = 7200 s = 4 grants.
+    for i in 0..4 {
+        assert_eq!(
+            basis(&call(&e, "small@u.com", us(), &format!("p{i}"))),
+            Some("domestic_pool")
+        );
+    }
+    // Tenant u has 1.00 at 0.019/min: 30 min (0.57), then 22 min (0.418), then nothing.
+    let d = call(&e, "small@u.com", us(), "c1");
+    assert_eq!((basis(&d), d.max_duration), (Some("credits"), Some(1800)));
+    let d = call(&e, "small@u.com", us(), "c2");
+    assert_eq!((basis(&d), d.max_duration), (Some("credits"), Some(1320)));
+    let d = call(&e, "small@u.com", us(), "c3");
+    assert_eq!(
+        (reason(&d), d.rule),
+        (Some("credits_exhausted"), Rule::Credits)
+    );
+    assert_eq!(e.credits_balance("u"), Some(Money(12_000)));
+}
+
+#[test]
+fn rule10_spend_limit() {
+    let e = engine();
+    // 0.50 limit at 0.019/min: 26 minutes.
+    let d = call(&e, "lim@v.com", us(), "l1");
+    assert_eq!((basis(&d), d.max_duration), (Some("credits"), Some(1560)));
+    let d = call(&e, "lim@v.com", us(), "l2");
+    assert_eq!(reason(&d), Some("spend_limit_reached"));
+    e.release("l1", NOW).unwrap();
+    assert_eq!(basis(&call(&e, "lim@v.com", us(), "l3")), Some("credits"));
+}
+
+#[test]
+fn dry_run_reserves_nothing() {
+    let e = engine();
+    for _ in 0..10 {
+        let d = e.decide_classified("small@u.com", Ok(us()), NOW, Mode::DryRun);
+        assert_eq!(
+            (basis(&d), d.max_duration),
+            (Some("domestic_pool"), Some(1800))
+        );
+        assert!(d.grant.is_none());
+    }
+    assert_eq!(
+        pool(&e, "u", "US", "MCOPSTN5", PoolKind::Domestic).reserved_seconds,
+        0
+    );
+    assert!(e.reservations().is_empty());
+}
+
+#[test]
+fn grant_is_at_most_what_is_left_and_rounds() {
+    let e = engine();
+    for i in 0..3 {
+        call(&e, "small@u.com", us(), &format!("g{i}"));
+    }
+    e.settle("g0", 1, NOW + 1).unwrap();
+    // 7200 - 60 used - 3600 reserved = 3540 left: grant 1800, then 1740.
+    assert_eq!(call(&e, "small@u.com", us(), "g3").max_duration, Some(1800));
+    assert_eq!(call(&e, "small@u.com", us(), "g4").max_duration, Some(1740));
+    let p = pool(&e, "u", "US", "MCOPSTN5", PoolKind::Domestic);
+    assert_eq!((p.used_seconds, p.remaining_seconds), (60, 0));
+}
+
+#[test]
+fn settle_twice_unknown_and_after_expiry() {
+    let e = engine();
+    call(&e, "us1@t.com", us(), "a");
+    let s1 = e.settle("a", 90, NOW + 90).unwrap();
+    assert!(s1.changed);
+    assert_eq!((s1.state, s1.charged_seconds), (CallState::Settled, 120));
+    let s2 = e.settle("a", 500, NOW + 900).unwrap();
+    assert!(!s2.changed);
+    assert_eq!((s2.billable_seconds, s2.charged_seconds), (90, 120));
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).used_seconds,
+        120
+    );
+
+    assert_eq!(e.settle("nope", 10, NOW), Err(CallError::UnknownCall));
+    assert_eq!(e.release("nope", NOW), Err(CallError::UnknownCall));
+    assert_eq!(e.extend("nope", NOW), Err(CallError::UnknownCall));
+
+    call(&e, "us1@t.com", us(), "b");
+    assert!(e.expire(NOW + 1800 + 119).is_empty());
+    let ex = e.expire(NOW + 1800 + 120);
+    assert_eq!(ex.len(), 1);
+    assert_eq!(
+        (ex[0].state, ex[0].charged_seconds),
+        (CallState::Expired, 1800)
+    );
+    let s = e.settle("b", 10, NOW + 3000).unwrap();
+    assert!(!s.changed);
+    assert_eq!((s.state, s.charged_seconds), (CallState::Expired, 1800));
+    assert!(e.expire(NOW + 9999).is_empty());
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).used_seconds,
+        1920
+    );
+    assert_eq!(
+        e.extend("b", NOW),
+        Err(CallError::NotActive(CallState::Expired))
+    );
+}
+
+#[test]
+fn release_returns_everything_once() {
+    let e = engine();
+    call(&e, "cred@t.com", gb(), "c");
+    let s = e.release("c", NOW + 5).unwrap();
+    assert!(s.changed);
+    assert_eq!(s.state, CallState::Released);
+    assert_eq!(e.credits_balance("t"), Some(Money(10_000_000)));
+    assert!(!e.release("c", NOW + 6).unwrap().changed);
+    assert!(!e.settle("c", 100, NOW + 7).unwrap().changed);
+    assert_eq!(e.credits_balance("t"), Some(Money(10_000_000)));
+}
+
+#[test]
+fn extend_grants_more_until_max_or_exhausted() {
+    let e = engine();
+    call(&e, "small@u.com", us(), "x");
+    let x = e.extend("x", NOW + 1700).unwrap();
+    assert_eq!((x.granted_seconds, x.max_duration), (1800, 3600));
+    let x = e.extend("x", NOW + 3500).unwrap();
+    assert_eq!((x.granted_seconds, x.max_duration), (1800, 5400));
+    e.extend("x", NOW + 5000).unwrap();
+    assert_eq!(
+        e.extend("x", NOW + 7000),
+        Err(CallError::Exhausted(Reason::PoolExhausted))
+    );
+    let s = e.settle("x", 7000, NOW + 7000).unwrap();
+    assert_eq!(s.charged_seconds, 7020);
+    // Emergency calls are already granted the maximum.
+    call(&e, "none@t.com", emergency(), "em");
+    assert_eq!(e.extend("em", NOW).unwrap().granted_seconds, 0);
+}
+
+#[test]
+fn same_call_id_reserves_once() {
+    let e = engine();
+    let a = call(&e, "us1@t.com", us(), "dup");
+    let b = call(&e, "us1@t.com", us(), "dup");
+    assert_eq!(
+        (basis(&a), basis(&b)),
+        (Some("domestic_pool"), Some("domestic_pool"))
+    );
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).reserved_seconds,
+        1800
+    );
+    let d = e.authorize(
+        &Request {
+            call_id: "",
+            caller: "us1@t.com",
+            dialed: "911",
+        },
+        NOW,
+    );
+    assert_eq!(reason(&d), Some("bad_request"));
+}
+
+#[test]
+fn pools_roll_over_at_month_start_utc() {
+    let e = engine();
+    drain(&e, "small@u.com", us(), "m");
+    let dec = e.decide_classified("small@u.com", Ok(us()), NOW, Mode::DryRun);
+    assert_eq!(basis(&dec), Some("credits"));
+    // 2026-12-01T00:00:00Z: a fresh pool.
+    let dec = e.decide_classified(
+        "small@u.com",
+        Ok(us()),
+        1_796_083_200,
+        Mode::Reserve("dec-1"),
+    );
+    assert_eq!(basis(&dec), Some("domestic_pool"));
+    // Settling a November call still lands on the November counter.
+    let s = e.settle("m-0", 60, 1_796_083_300).unwrap();
+    assert!(s.changed);
+    let dec_pool = e
+        .pools(1_796_083_300)
+        .into_iter()
+        .find(|p| &*p.key.tenant == "u")
+        .unwrap();
+    assert_eq!(
+        (dec_pool.used_seconds, dec_pool.reserved_seconds),
+        (0, 1800)
+    );
+}
+
+#[test]
+fn reload_keeps_live_counts_and_credits() {
+    let e = engine();
+    call(&e, "us1@t.com", us(), "a");
+    call(&e, "cred@t.com", gb(), "b");
+    e.reload(snapshot());
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).reserved_seconds,
+        1800
+    );
+    assert_eq!(e.credits_balance("t"), Some(Money(10_000_000 - 660_000)));
+    e.settle("a", 60, NOW + 60).unwrap();
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).used_seconds,
+        60
+    );
+}

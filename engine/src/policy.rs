@@ -1,0 +1,440 @@
+//! The ten rules of DESIGN §4 and the vocabulary of their answers: [`Reason`] (DESIGN §2 table),
+//! [`Basis`], [`Rule`] and [`Decision`].
+//!
+//! [`evaluate`] applies rules 1–8 and says how a call that passes them must be funded (rules 9
+//! and 10); it is pure. The engine does the funding (pool or credits reservation) and builds
+//! the final [`Decision`].
+
+use std::sync::Arc;
+
+use crate::catalog::PlanKind;
+use crate::directory::{DialOut, Snapshot, User};
+use crate::numbering::{Destination, NumberError, NumberType, Region};
+use crate::reservations::Grant;
+
+/// Why a call is refused. One vocabulary for SIP, logs, metrics and the CLI (DESIGN §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    UntrustedPeer,
+    UnknownCaller,
+    NoPhoneSystem,
+    NoCallingPlan,
+    PstnDisabledByPolicy,
+    InternationalDisabledByPolicy,
+    InternationalNotInPlan,
+    DestinationNotSupported,
+    PoolExhausted,
+    CreditsExhausted,
+    SpendLimitReached,
+    InvalidNumber,
+    IncompleteNumber,
+    Overloaded,
+    StoreUnavailable,
+    BadRequest,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 16] = [
+        Reason::UntrustedPeer,
+        Reason::UnknownCaller,
+        Reason::NoPhoneSystem,
+        Reason::NoCallingPlan,
+        Reason::PstnDisabledByPolicy,
+        Reason::InternationalDisabledByPolicy,
+        Reason::InternationalNotInPlan,
+        Reason::DestinationNotSupported,
+        Reason::PoolExhausted,
+        Reason::CreditsExhausted,
+        Reason::SpendLimitReached,
+        Reason::InvalidNumber,
+        Reason::IncompleteNumber,
+        Reason::Overloaded,
+        Reason::StoreUnavailable,
+        Reason::BadRequest,
+    ];
+
+    /// The pinned name (DESIGN §2).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Reason::UntrustedPeer => "untrusted_peer",
+            Reason::UnknownCaller => "unknown_caller",
+            Reason::NoPhoneSystem => "no_phone_system",
+            Reason::NoCallingPlan => "no_calling_plan",
+            Reason::PstnDisabledByPolicy => "pstn_disabled_by_policy",
+            Reason::InternationalDisabledByPolicy => "international_disabled_by_policy",
+            Reason::InternationalNotInPlan => "international_not_in_plan",
+            Reason::DestinationNotSupported => "destination_not_supported",
+            Reason::PoolExhausted => "pool_exhausted",
+            Reason::CreditsExhausted => "credits_exhausted",
+            Reason::SpendLimitReached => "spend_limit_reached",
+            Reason::InvalidNumber => "invalid_number",
+            Reason::IncompleteNumber => "incomplete_number",
+            Reason::Overloaded => "overloaded",
+            Reason::StoreUnavailable => "store_unavailable",
+            Reason::BadRequest => "bad_request",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// The SIP status of the reject (DESIGN §2 table).
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            Reason::InvalidNumber => 404,
+            Reason::IncompleteNumber => 484,
+            Reason::Overloaded | Reason::StoreUnavailable => 503,
+            Reason::BadRequest => 400,
+            _ => 403,
+        }
+    }
+
+    /// The Q.850 cause for the `Reason:` header (RFC 3326); `None` for `bad_request`.
+    pub fn q850_cause(&self) -> Option<u16> {
+        Some(match self {
+            Reason::UntrustedPeer | Reason::UnknownCaller => 21,
+            Reason::NoPhoneSystem
+            | Reason::NoCallingPlan
+            | Reason::PstnDisabledByPolicy
+            | Reason::InternationalDisabledByPolicy => 57,
+            Reason::InternationalNotInPlan
+            | Reason::DestinationNotSupported
+            | Reason::PoolExhausted
+            | Reason::CreditsExhausted
+            | Reason::SpendLimitReached => 21,
+            Reason::InvalidNumber => 1,
+            Reason::IncompleteNumber => 28,
+            Reason::Overloaded => 42,
+            Reason::StoreUnavailable => 41,
+            Reason::BadRequest => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// On what basis a call is admitted (`X-Tollgate-Basis`, DESIGN §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Basis {
+    Emergency,
+    DirectRouting,
+    DomesticPool,
+    InternationalPool,
+    Credits,
+    Free,
+}
+
+impl Basis {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Basis::Emergency => "emergency",
+            Basis::DirectRouting => "direct_routing",
+            Basis::DomesticPool => "domestic_pool",
+            Basis::InternationalPool => "international_pool",
+            Basis::Credits => "credits",
+            Basis::Free => "free",
+        }
+    }
+}
+
+impl std::fmt::Display for Basis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which rule of DESIGN §4 fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    Emergency = 1,
+    UnknownCaller = 2,
+    PhoneSystem = 3,
+    Number = 4,
+    DialOutPolicy = 5,
+    Barred = 6,
+    DirectRouting = 7,
+    Domestic = 8,
+    Pool = 9,
+    Credits = 10,
+    /// Not one of the ten: the request itself was unusable (duplicate Call-ID, ...).
+    Request = 0,
+}
+
+impl Rule {
+    pub fn number(&self) -> u8 {
+        *self as u8
+    }
+
+    /// The rule in words, for `tollgate decide` and logs.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Rule::Emergency => "1: emergency numbers are always admitted",
+            Rule::UnknownCaller => "2: the caller is not in the directory",
+            Rule::PhoneSystem => "3: the caller needs a Phone System license",
+            Rule::Number => "4: the dialed number must be a complete, valid number",
+            Rule::DialOutPolicy => "5: the caller's dial-out policy",
+            Rule::Barred => "6: barred destination (premium rate, UK 449, not reachable)",
+            Rule::DirectRouting => "7: Direct Routing users go to their gateway",
+            Rule::Domestic => "8: domestic toll-free numbers are free",
+            Rule::Pool => "9: the calling plan's minute pool",
+            Rule::Credits => "10: Communications Credits when no pool can serve",
+            Rule::Request => "0: the request itself",
+        }
+    }
+}
+
+/// Accept or refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Admit(Basis),
+    Reject(Reason),
+}
+
+/// Where an admitted call goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Emergency,
+    /// The calling-plan gateway of this pool region (`[routes].calling_plan`).
+    CallingPlan(Region),
+    /// The user's Direct Routing gateway.
+    Direct(Arc<str>),
+}
+
+/// The answer to one call. Cloning copies `Arc`s only.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub rule: Rule,
+    pub destination: Option<Destination>,
+    pub route: Option<Route>,
+    /// `X-Tollgate-Max-Duration` (admits only).
+    pub max_duration: Option<u64>,
+    /// What was reserved (admits made by `authorize`; `None` for a dry run): the durability
+    /// seam, for the daemon to persist before the 302 leaves.
+    pub grant: Option<Grant>,
+}
+
+impl Decision {
+    pub fn reject(reason: Reason, rule: Rule, destination: Option<Destination>) -> Decision {
+        Decision {
+            outcome: Outcome::Reject(reason),
+            rule,
+            destination,
+            route: None,
+            max_duration: None,
+            grant: None,
+        }
+    }
+
+    pub fn is_admit(&self) -> bool {
+        matches!(self.outcome, Outcome::Admit(_))
+    }
+
+    /// 302 for an admit, the reason's status otherwise.
+    pub fn sip_status(&self) -> u16 {
+        match self.outcome {
+            Outcome::Admit(_) => 302,
+            Outcome::Reject(r) => r.sip_status(),
+        }
+    }
+
+    pub fn basis(&self) -> Option<Basis> {
+        match self.outcome {
+            Outcome::Admit(b) => Some(b),
+            Outcome::Reject(_) => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<Reason> {
+        match self.outcome {
+            Outcome::Admit(_) => None,
+            Outcome::Reject(r) => Some(r),
+        }
+    }
+}
+
+/// The result of rules 1–8.
+#[derive(Clone, Debug)]
+pub enum Verdict {
+    /// Decided without funding: a reject, or an admit that uses no pool (emergency, Direct
+    /// Routing, free).
+    Final {
+        outcome: Outcome,
+        rule: Rule,
+        route: Option<Route>,
+    },
+    /// Passed rules 1–8: fund it from `pool` (rule 9), else credits (rule 10), else `otherwise`.
+    Fund {
+        pool: Option<(u32, Basis)>,
+        credits: bool,
+        otherwise: Reason,
+        route: Route,
+    },
+}
+
+/// The universal emergency numbers, dialed as-is (DESIGN §4 rule 1: "112/911 everywhere").
+pub fn is_universal_emergency(dialed: &str) -> bool {
+    let d = dialed.trim();
+    let d = d.strip_prefix("tel:").unwrap_or(d);
+    let d = d.split(';').next().unwrap_or(d);
+    matches!(d, "112" | "911")
+}
+
+/// Rules 1–8 of DESIGN §4, in order, for a known or unknown caller and a classified number.
+pub fn evaluate(
+    snap: &Snapshot,
+    user: Option<&User>,
+    dest: &Result<Destination, NumberError>,
+) -> Verdict {
+    let fin = |outcome, rule, route| Verdict::Final {
+        outcome,
+        rule,
+        route,
+    };
+    let reject = |r, rule| fin(Outcome::Reject(r), rule, None);
+    // Rule 1: emergency, whatever the license, policy, pool or ledger state.
+    if let Ok(d) = dest {
+        if d.number_type == NumberType::Emergency {
+            return fin(
+                Outcome::Admit(Basis::Emergency),
+                Rule::Emergency,
+                Some(Route::Emergency),
+            );
+        }
+    }
+    // Rule 2.
+    let Some(user) = user else {
+        return reject(Reason::UnknownCaller, Rule::UnknownCaller);
+    };
+    // Rule 3: "You must first purchase a Phone System add-on license".
+    if !user.phone_system {
+        return reject(Reason::NoPhoneSystem, Rule::PhoneSystem);
+    }
+    // Rule 4.
+    let d = match dest {
+        Ok(d) => d,
+        Err(NumberError::Incomplete(_)) => return reject(Reason::IncompleteNumber, Rule::Number),
+        Err(NumberError::Invalid(_)) => return reject(Reason::InvalidNumber, Rule::Number),
+    };
+    let domestic = snap.catalog.is_domestic(user.usage_location, d.region);
+    // Rule 5: OnlineDialOutPolicy, PSTN axis.
+    match user.dial_out {
+        DialOut::Disabled => return reject(Reason::PstnDisabledByPolicy, Rule::DialOutPolicy),
+        DialOut::Domestic if !domestic => {
+            return reject(Reason::InternationalDisabledByPolicy, Rule::DialOutPolicy)
+        }
+        _ => {}
+    }
+    // Rule 6: barred destinations. Non-emergency short codes are not routable to the PSTN.
+    if d.number_type == NumberType::ShortCode
+        || snap
+            .catalog
+            .is_barred(d.e164(), d.number_type, d.region, domestic)
+    {
+        return reject(Reason::DestinationNotSupported, Rule::Barred);
+    }
+    // Rule 7: "Direct Routing calls never touch Calling Plan pools".
+    if let Some(gw) = snap.gateway_route(user) {
+        return fin(
+            Outcome::Admit(Basis::DirectRouting),
+            Rule::DirectRouting,
+            Some(Route::Direct(Arc::clone(gw))),
+        );
+    }
+    let route = Route::CallingPlan(user.pool_region);
+    let has_pstn = user.plan.is_some() || user.credits;
+    // Rule 8: domestic toll-free is free (for users who can call the PSTN at all).
+    if domestic && has_pstn && snap.catalog.is_free_domestic(d.number_type) {
+        return fin(Outcome::Admit(Basis::Free), Rule::Domestic, Some(route));
+    }
+    // Rules 9 and 10: which pool, and what to say if neither pool nor credits serve.
+    let pool = if domestic {
+        user.domestic_pool().map(|p| (p, Basis::DomesticPool))
+    } else {
+        user.international_pool()
+            .map(|p| (p, Basis::InternationalPool))
+    };
+    let otherwise = match (pool, user.plan) {
+        (Some(_), _) => Reason::PoolExhausted,
+        (None, Some((_, PlanKind::Domestic))) if !domestic => Reason::InternationalNotInPlan,
+        (None, Some(_)) => Reason::PoolExhausted,
+        (None, None) => Reason::NoCallingPlan,
+    };
+    Verdict::Fund {
+        pool,
+        credits: user.credits,
+        otherwise,
+        route,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_table_matches_design() {
+        let expect = [
+            ("untrusted_peer", 403, Some(21)),
+            ("unknown_caller", 403, Some(21)),
+            ("no_phone_system", 403, Some(57)),
+            ("no_calling_plan", 403, Some(57)),
+            ("pstn_disabled_by_policy", 403, Some(57)),
+            ("international_disabled_by_policy", 403, Some(57)),
+            ("international_not_in_plan", 403, Some(21)),
+            ("destination_not_supported", 403, Some(21)),
+            ("pool_exhausted", 403, Some(21)),
+            ("credits_exhausted", 403, Some(21)),
+            ("spend_limit_reached", 403, Some(21)),
+            ("invalid_number", 404, Some(1)),
+            ("incomplete_number", 484, Some(28)),
+            ("overloaded", 503, Some(42)),
+            ("store_unavailable", 503, Some(41)),
+            ("bad_request", 400, None),
+        ];
+        for (r, (name, status, q)) in Reason::ALL.iter().zip(expect) {
+            assert_eq!(
+                (r.as_str(), r.sip_status(), r.q850_cause()),
+                (name, status, q)
+            );
+            assert_eq!(Reason::from_name(name), Some(*r));
+        }
+        let bases: Vec<_> = [
+            Basis::Emergency,
+            Basis::DirectRouting,
+            Basis::DomesticPool,
+            Basis::InternationalPool,
+            Basis::Credits,
+            Basis::Free,
+        ]
+        .iter()
+        .map(|b| b.as_str())
+        .collect();
+        assert_eq!(
+            bases,
+            [
+                "emergency",
+                "direct_routing",
+                "domestic_pool",
+                "international_pool",
+                "credits",
+                "free"
+            ]
+        );
+    }
+
+    #[test]
+    fn universal_emergency_digits() {
+        for d in ["112", "911", " 911 ", "tel:112", "tel:911;phone-context=+1"] {
+            assert!(is_universal_emergency(d), "{d}");
+        }
+        for d in ["999", "+1911", "9111", ""] {
+            assert!(!is_universal_emergency(d), "{d}");
+        }
+    }
+}

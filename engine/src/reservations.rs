@@ -1,0 +1,243 @@
+//! In-flight calls, keyed by Call-ID (DESIGN §4 "Reservations", the RFC 4006 model: reserve,
+//! extend, settle).
+//!
+//! A record moves `reserved` → `settled` | `expired` | `released`, exactly once, under the
+//! `dashmap` entry lock of its Call-ID: settling twice returns the same answer and changes
+//! nothing; the pool or balance is touched only on the one transition.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::credits::{CreditAccount, Money, SpendLedger};
+use crate::policy::{Basis, Route};
+use crate::pools::{MonthKey, PoolCounter};
+
+/// What pays for a call.
+#[derive(Clone, Debug)]
+pub enum Funding {
+    /// Emergency, Direct Routing, free: nothing is reserved.
+    None,
+    Pool(Arc<PoolCounter>),
+    Credits {
+        account: Arc<CreditAccount>,
+        per_minute: Money,
+        /// The user and month whose spend limit this counts against.
+        spend: Option<(Arc<str>, MonthKey)>,
+    },
+}
+
+/// What an admission reserved: returned in the [`crate::policy::Decision`] so the daemon can
+/// persist it before the 302 leaves.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub basis: Basis,
+    pub tenant: Arc<str>,
+    pub route: Option<Route>,
+    pub funding: Funding,
+    /// Seconds reserved so far (the call's maximum duration).
+    pub reserved_seconds: u64,
+    /// Money reserved so far (credits only).
+    pub reserved_money: Money,
+    pub started_at: u64,
+    /// After this the reservation settles as fully used (grant + `settle_grace_seconds`).
+    pub expires_at: u64,
+}
+
+/// The state of a call's reservation (`GET /v1/calls/{id}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallState {
+    Reserved,
+    Settled,
+    Expired,
+    Released,
+}
+
+impl CallState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallState::Reserved => "reserved",
+            CallState::Settled => "settled",
+            CallState::Expired => "expired",
+            CallState::Released => "released",
+        }
+    }
+}
+
+/// One call.
+#[derive(Clone, Debug)]
+pub struct CallRecord {
+    pub grant: Grant,
+    pub state: CallState,
+    /// As reported by the proxy (or the reservation, on expiry).
+    pub billable_seconds: u64,
+    /// What was taken from the pool or paid with credits: billable rounded up to the billing
+    /// increment, at most what was reserved (the proxy caps the call at the grant).
+    pub charged_seconds: u64,
+    pub charged_money: Money,
+    pub ended_at: Option<u64>,
+}
+
+/// The answer of settle / release / expire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub call_id: String,
+    pub state: CallState,
+    pub tenant: Arc<str>,
+    pub basis: Basis,
+    pub reserved_seconds: u64,
+    pub billable_seconds: u64,
+    pub charged_seconds: u64,
+    pub charged_money: Money,
+    /// `false` when the call had already ended: nothing changed this time.
+    pub changed: bool,
+}
+
+/// Why settle / extend / release could not act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("unknown call")]
+    UnknownCall,
+    #[error("call already {}", .0.as_str())]
+    NotActive(CallState),
+    #[error("no further grant: {0}")]
+    Exhausted(crate::policy::Reason),
+}
+
+/// The in-flight map.
+#[derive(Debug, Default)]
+pub struct Reservations {
+    pub(crate) map: DashMap<String, CallRecord>,
+}
+
+impl CallRecord {
+    fn settlement(&self, call_id: &str, changed: bool) -> Settlement {
+        Settlement {
+            call_id: call_id.to_string(),
+            state: self.state,
+            tenant: Arc::clone(&self.grant.tenant),
+            basis: self.grant.basis,
+            reserved_seconds: self.grant.reserved_seconds,
+            billable_seconds: self.billable_seconds,
+            charged_seconds: self.charged_seconds,
+            charged_money: self.charged_money,
+            changed,
+        }
+    }
+
+    /// The one transition out of `reserved`: charges `charged` seconds (≤ reserved) and returns
+    /// the rest of the reservation.
+    fn finish(
+        &mut self,
+        state: CallState,
+        billable: u64,
+        charged: u64,
+        now: u64,
+        spend: &SpendLedger,
+    ) {
+        let g = &self.grant;
+        let charged = charged.min(g.reserved_seconds);
+        match &g.funding {
+            Funding::None => {
+                self.charged_seconds = 0;
+            }
+            Funding::Pool(c) => {
+                c.settle(g.reserved_seconds, charged);
+                self.charged_seconds = charged;
+            }
+            Funding::Credits {
+                account,
+                per_minute,
+                spend: limit,
+            } => {
+                let cost = Money::for_seconds(*per_minute, charged).min(g.reserved_money);
+                let back = Money(g.reserved_money.0 - cost.0);
+                account.refund(back);
+                if let Some((user, month)) = limit {
+                    spend.refund(user, *month, back);
+                }
+                self.charged_seconds = charged;
+                self.charged_money = cost;
+            }
+        }
+        self.state = state;
+        self.billable_seconds = billable;
+        self.ended_at = Some(now);
+    }
+}
+
+impl Reservations {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Calls still holding a reservation.
+    pub fn active(&self) -> usize {
+        self.map
+            .iter()
+            .filter(|r| r.state == CallState::Reserved)
+            .count()
+    }
+
+    pub fn get(&self, call_id: &str) -> Option<CallRecord> {
+        self.map.get(call_id).map(|r| r.clone())
+    }
+
+    /// Settles with `billable` seconds rounded up by `round`. Idempotent.
+    pub(crate) fn settle(
+        &self,
+        call_id: &str,
+        billable: u64,
+        now: u64,
+        round: impl Fn(u64) -> u64,
+        spend: &SpendLedger,
+    ) -> Result<Settlement, CallError> {
+        let mut r = self.map.get_mut(call_id).ok_or(CallError::UnknownCall)?;
+        if r.state != CallState::Reserved {
+            return Ok(r.settlement(call_id, false));
+        }
+        r.finish(CallState::Settled, billable, round(billable), now, spend);
+        Ok(r.settlement(call_id, true))
+    }
+
+    /// CANCEL: gives the whole reservation back. Idempotent.
+    pub(crate) fn release(
+        &self,
+        call_id: &str,
+        now: u64,
+        spend: &SpendLedger,
+    ) -> Result<Settlement, CallError> {
+        let mut r = self.map.get_mut(call_id).ok_or(CallError::UnknownCall)?;
+        if r.state != CallState::Reserved {
+            return Ok(r.settlement(call_id, false));
+        }
+        r.finish(CallState::Released, 0, 0, now, spend);
+        Ok(r.settlement(call_id, true))
+    }
+
+    /// Settles as fully used every reservation whose `expires_at` has passed.
+    pub(crate) fn expire(&self, now: u64, spend: &SpendLedger) -> Vec<Settlement> {
+        let mut out = Vec::new();
+        for mut r in self.map.iter_mut() {
+            if r.state == CallState::Reserved && r.grant.expires_at <= now {
+                let all = r.grant.reserved_seconds;
+                r.finish(CallState::Expired, all, all, now, spend);
+                out.push(r.settlement(r.key(), true));
+            }
+        }
+        out
+    }
+
+    /// Drops ended calls that ended before `before` (the daemon has persisted them).
+    pub fn purge_ended(&self, before: u64) -> usize {
+        let n = self.map.len();
+        self.map.retain(|_, r| {
+            r.state == CallState::Reserved || r.ended_at.is_none_or(|t| t >= before)
+        });
+        n - self.map.len()
+    }
+}
