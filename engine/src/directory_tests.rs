@@ -1,0 +1,130 @@
+//! Tests of the directory snapshot: loading the shipped files, lookups, pools, errors.
+
+use super::*;
+
+pub(crate) fn shipped() -> Snapshot {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    Snapshot::load(&dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn shipped_directory_loads_and_looks_up() {
+    let s = shipped();
+    assert_eq!(s.tenants.len(), 3);
+    let (_, a) = s.lookup("alice@contoso.com").unwrap();
+    assert_eq!(&*a.upn, "alice@contoso.com");
+    assert_eq!(s.lookup("sip:Alice@Contoso.com").unwrap().1.upn, a.upn);
+    assert_eq!(
+        s.lookup("alice@contoso.onmicrosoft.com").unwrap().1.upn,
+        a.upn
+    );
+    assert_eq!(s.lookup("tel:+14255550101").unwrap().1.upn, a.upn);
+    assert_eq!(
+        s.lookup("sip:+14255550101@contoso.com;user=phone")
+            .unwrap()
+            .1
+            .upn,
+        a.upn
+    );
+    assert!(s.lookup("sip:+14255550101@fabrikam.de").is_none());
+    assert!(s.lookup("mallory@contoso.com").is_none());
+    assert!(s.lookup("").is_none());
+    assert!(s.lookup("+").is_none());
+}
+
+#[test]
+fn pools_and_capacities() {
+    let s = shipped();
+    let cap = |tenant: &str, region: &str, sku: &str, kind: PoolKind| {
+        s.pools
+            .iter()
+            .find(|(k, _)| {
+                &*k.tenant == tenant
+                    && k.region.as_str() == region
+                    && &*k.sku == sku
+                    && k.kind == kind
+            })
+            .map(|(_, c)| *c)
+    };
+    // alice (US), carmen (PR), heidi (US), ivan (US) hold MCOPSTN1: PR pools with US.
+    assert_eq!(
+        cap("contoso", "US", "MCOPSTN1", PoolKind::Domestic),
+        Some(4 * 3000 * 60)
+    );
+    assert_eq!(
+        cap("contoso", "CA", "MCOPSTN1", PoolKind::Domestic),
+        Some(3000 * 60)
+    );
+    assert_eq!(
+        cap("contoso", "US", "MCOPSTN2", PoolKind::International),
+        Some(600 * 60)
+    );
+    assert_eq!(
+        cap("fabrikam", "DE", "MCOPSTN1", PoolKind::Domestic),
+        Some(2 * 1200 * 60)
+    );
+    assert_eq!(
+        cap("contoso", "US", "MCOPSTN5", PoolKind::Domestic),
+        Some(120 * 60)
+    );
+    let carmen = s.lookup("carmen@contoso.com").unwrap().1;
+    let alice = s.lookup("alice@contoso.com").unwrap().1;
+    assert_eq!(carmen.domestic_pool, alice.domestic_pool);
+    assert!(alice.international_pool().is_none());
+    assert!(s
+        .lookup("bob@contoso.com")
+        .unwrap()
+        .1
+        .international_pool()
+        .is_some());
+}
+
+#[test]
+fn policies() {
+    assert_eq!(
+        DialOut::from_policy("DialoutCPCZoneAPSTNDisabled"),
+        Some(DialOut::Disabled)
+    );
+    assert_eq!(
+        DialOut::from_policy("DialoutCPCInternationalPSTNDomestic"),
+        Some(DialOut::Domestic)
+    );
+    assert_eq!(DialOut::from_policy(""), Some(DialOut::International));
+    assert_eq!(DialOut::from_policy("DialoutCPCZoneAndPSTNDisabled"), None);
+    assert_eq!(DialOut::from_policy("Tag:Foo"), None);
+}
+
+#[test]
+fn every_user_error_is_reported_with_line_and_field() {
+    let mut rec = load::Records::default();
+    let mut errors = LoadErrors::default();
+    rec.tenants = load::parse_tenants(
+        "[[tenant]]\nid = \"t\"\ndomains = [\"t.com\"]\ncredits = \"x\"\n",
+        &mut errors,
+    );
+    rec.users = load::parse_users(
+        "tenant,user,line_uri,usage_location,licenses,voice_routing,dial_out_policy\n\
+         t,a@t.com,+1,USA,MCOEV,direct_routing:nope,Bogus\n\
+         nope,b@other.com,,US,MCOEV,,\n\
+         t,c@t.com,12345,US,WHATEVER;MCOEV,,\n",
+        &mut errors,
+    );
+    assert!(errors.is_empty());
+    let e = Snapshot::build(rec).unwrap_err();
+    let got: Vec<_> =
+        e.0.iter()
+            .map(|e| (e.file.as_str(), e.line, e.field.as_str()))
+            .collect();
+    assert_eq!(
+        got,
+        [
+            ("tenants.toml", Some(1), "credits"),
+            ("users.csv", Some(2), "line_uri"),
+            ("users.csv", Some(2), "usage_location"),
+            ("users.csv", Some(2), "voice_routing"),
+            ("users.csv", Some(2), "dial_out_policy"),
+            ("users.csv", Some(3), "tenant"),
+            ("users.csv", Some(4), "line_uri"),
+        ]
+    );
+}
