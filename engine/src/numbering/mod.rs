@@ -3,33 +3,537 @@
 //! Built once from libphonenumber's `PhoneNumberMetadata.xml` and `ShortNumberMetadata.xml`
 //! (vendored in `engine/data/libphonenumber`, Apache-2.0), then read-only: `classify` takes
 //! `&self` and writes nothing shared, so any number of threads classify in parallel.
+//!
+//! The parsing rules follow libphonenumber's `PhoneNumberUtil.parse` (Java), step for step:
+//! `+` or the caller region's IDD prefix (a `0` right after the IDD means it was not one), the
+//! caller's own calling code dialed without `+`, national prefix stripping with
+//! `nationalPrefixForParsing` / `nationalPrefixTransformRule` (kept only when the result still
+//! has a possible length), then `getRegionCodeForNumber` (`leadingDigits`, else the first
+//! region whose type patterns match) and `getNumberType`. Short numbers follow
+//! `ShortNumberInfo`: emergency numbers match the region's `<emergency>` pattern exactly, other
+//! short numbers must match both the general and `<shortCode>` descriptions.
+//!
+//! Numbers whose type is unknown are refused, as libphonenumber's `isValidNumber` would:
+//! a length below the region's shortest (or a local-only length, which lacks its area code) is
+//! [`NumberError::Incomplete`]; anything else is [`NumberError::Invalid`].
 
+mod automaton;
+mod compile;
+mod dialstring;
+pub mod metadata;
 mod types;
 
-pub use types::{Destination, NumberError, NumberType, Region, Why, MAX_E164_LEN};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
-/// The compiled numbering plan. (Work in progress on `main`: the metadata compiler lands with
-/// issue 2; until then `classify` refuses everything.)
-pub struct NumberingPlan {}
+use compile::{CodePlan, Kind, NationalPrefix, Part, RegionPlan, ShortKind, Tables, TYPE_DESCS};
+use dialstring::{Dialed, Digits};
+pub use types::{Destination, NumberError, NumberType, Region, Why, MAX_E164_LEN};
 
 /// The metadata could not be compiled.
 #[derive(Debug, thiserror::Error)]
 #[error("numbering metadata: {0}")]
 pub struct MetadataError(pub String);
 
+/// libphonenumber's `MIN_LENGTH_FOR_NSN` and `MAX_LENGTH_FOR_NSN`.
+const MIN_NSN: usize = 2;
+const MAX_NSN: usize = 17;
+
+/// `TYPE_DESCS` index → the type it means.
+const TYPE_OF_DESC: [NumberType; 10] = [
+    NumberType::PremiumRate,
+    NumberType::TollFree,
+    NumberType::SharedCost,
+    NumberType::Voip,
+    NumberType::PersonalNumber,
+    NumberType::Pager,
+    NumberType::Uan,
+    NumberType::Voicemail,
+    NumberType::FixedLine,
+    NumberType::Mobile,
+];
+const FIXED: u8 = 8;
+const MOBILE: u8 = 9;
+
+/// The compiled numbering plan.
+pub struct NumberingPlan {
+    t: Tables,
+}
+
+/// Outcome of libphonenumber's `testNumberLength` against a general description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LengthCheck {
+    Possible,
+    LocalOnly,
+    TooShort,
+    TooLong,
+    InvalidLength,
+}
+
+/// Which patterns of a calling code matched one national number, per member region:
+/// `full[m]` has a [`Kind::bit`] set for each pattern of member `m` that matched the whole
+/// number (lengths not yet checked), `leading` a bit per member whose `leadingDigits` matched.
+struct Hits {
+    full: [u16; compile::MAX_REGIONS_PER_CODE],
+    leading: u32,
+    len: usize,
+}
+
 impl NumberingPlan {
     /// The plan compiled from the vendored metadata.
     pub fn builtin() -> Result<NumberingPlan, MetadataError> {
-        Ok(NumberingPlan {})
+        Self::from_xml(
+            metadata::PHONE_NUMBER_METADATA,
+            metadata::SHORT_NUMBER_METADATA,
+        )
+    }
+
+    /// Compiles a plan from the text of `PhoneNumberMetadata.xml` and `ShortNumberMetadata.xml`.
+    pub fn from_xml(phone_xml: &str, short_xml: &str) -> Result<NumberingPlan, MetadataError> {
+        let phone = metadata::parse("PhoneNumberMetadata.xml", phone_xml)?;
+        let short = metadata::parse("ShortNumberMetadata.xml", short_xml)?;
+        Ok(NumberingPlan {
+            t: compile::compile(&phone, &short)?,
+        })
+    }
+
+    /// Whether `region` is in the metadata (so national numbers can be read for its callers).
+    pub fn has_region(&self, region: Region) -> bool {
+        self.region(region).is_some()
+    }
+
+    /// The country calling code of a region (`GB` → 44).
+    pub fn calling_code(&self, region: Region) -> Option<u16> {
+        self.region(region).map(|r| self.t.codes[r.code_idx].code)
+    }
+
+    /// Heap memory held by the compiled automata, in bytes.
+    pub fn memory_usage(&self) -> usize {
+        let codes: usize = self.t.codes.iter().map(|c| c.set.memory_usage()).sum();
+        let regions: usize = self
+            .t
+            .regions
+            .iter()
+            .map(|r| {
+                r.idd.as_ref().map_or(0, |p| p.memory_usage())
+                    + r.national_prefix
+                        .as_ref()
+                        .map_or(0, |n| n.prefix.memory_usage())
+                    + r.short.as_ref().map_or(0, |s| s.set.memory_usage())
+            })
+            .sum();
+        codes + regions
     }
 
     /// Resolves `dialed` as dialed by a caller whose license location is `caller_region`.
+    ///
+    /// Emergency numbers of the caller's region, and 112 and 911 everywhere, come back as
+    /// [`NumberType::Emergency`] whatever else the digits could mean.
     pub fn classify(
         &self,
         dialed: &str,
         caller_region: Region,
     ) -> Result<Destination, NumberError> {
-        let _ = (dialed, caller_region);
-        Err(NumberError::Invalid(Why::NoMatch))
+        let d = Dialed::parse(dialed)?;
+        let caller = self.region(caller_region);
+        if d.plus {
+            return self.international(d.digits.as_bytes());
+        }
+        let digits = d.digits.as_bytes();
+        if let Some(ctx) = d.context {
+            // RFC 3966 §5.1.5: a local number in a global context. A short number is dialed as
+            // is within the context's country (the caller's, if it shares the code).
+            let ctx_region = self
+                .code_plan_for(ctx.as_bytes())
+                .map(|(code, _)| match caller {
+                    Some(c) if c.code_idx == code => c,
+                    _ => &self.t.regions[self.t.codes[code].members[0].region_idx],
+                });
+            if let Some(dest) = ctx_region.and_then(|r| self.short_number(digits, r)) {
+                return Ok(dest);
+            }
+            let mut full = ctx;
+            full.push_slice(digits)?;
+            return self.international(full.as_bytes());
+        }
+        let Some(caller) = caller else {
+            return match is_universal_emergency(digits) {
+                true => Ok(short_destination(
+                    digits,
+                    0,
+                    caller_region,
+                    NumberType::Emergency,
+                )),
+                false => Err(NumberError::Invalid(Why::UnknownCallerRegion)),
+            };
+        };
+        if let Some(dest) = self.emergency(digits, caller) {
+            return Ok(dest);
+        }
+        if let Some(n) = caller.idd.as_ref().and_then(|p| p.match_len(digits)) {
+            // parsePrefixAsIdd: a 0 right after the prefix means it was not an IDD prefix
+            // (no calling code starts with 0).
+            if n > 0 && digits.get(n) != Some(&b'0') {
+                return self.international(&digits[n..]);
+            }
+        }
+        let national = self.national(digits, caller);
+        match national {
+            Err(e) => match self.short_code(digits, caller) {
+                Some(dest) => Ok(dest),
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    fn region(&self, region: Region) -> Option<&RegionPlan> {
+        let slot = compile::region_slot(region)?;
+        match self.t.region_index[slot] {
+            0 => None,
+            i => Some(&self.t.regions[i as usize - 1]),
+        }
+    }
+
+    /// The calling code at the start of `digits` (libphonenumber `extractCountryCode`):
+    /// (index into codes, its length in digits).
+    fn code_plan_for(&self, digits: &[u8]) -> Option<(usize, usize)> {
+        if digits.first() == Some(&b'0') {
+            return None;
+        }
+        let mut value = 0usize;
+        for (i, &d) in digits.iter().take(3).enumerate() {
+            value = value * 10 + (d - b'0') as usize;
+            if let idx @ 1.. = self.t.code_index[value] {
+                return Some((idx as usize - 1, i + 1));
+            }
+        }
+        None
+    }
+
+    /// Digits after `+` or an IDD prefix.
+    fn international(&self, digits: &[u8]) -> Result<Destination, NumberError> {
+        if digits.len() <= MIN_NSN {
+            // TOO_SHORT_AFTER_IDD: the caller has not finished dialing the calling code.
+            return Err(NumberError::Incomplete(Why::NoCallingCode));
+        }
+        let (code_idx, cc_len) = self
+            .code_plan_for(digits)
+            .ok_or(NumberError::Invalid(Why::UnknownCallingCode))?;
+        let code = &self.t.codes[code_idx];
+        let main = &self.t.regions[code.members[0].region_idx];
+        self.finish(code, &digits[cc_len..], main)
+    }
+
+    /// A national-format number dialed by `caller` (no `+`, no IDD).
+    fn national(&self, digits: &[u8], caller: &RegionPlan) -> Result<Destination, NumberError> {
+        let code = &self.t.codes[caller.code_idx];
+        // maybeExtractCountryCode, FROM_DEFAULT_COUNTRY: the caller's own calling code dialed
+        // without `+` (e.g. `44 20 7946 0000` in GB, `1 212 555 0100` in the US).
+        let cc = code.code;
+        let cc_len = if cc >= 100 {
+            3
+        } else if cc >= 10 {
+            2
+        } else {
+            1
+        };
+        if digits.len() > cc_len && leading_value(digits, cc_len) == Some(cc as usize) {
+            let rest = &digits[cc_len..];
+            let stripped = self.strip_national_prefix(rest, caller);
+            let general = |n: &[u8]| self.general_matches(n, caller);
+            if (!general(digits) && general(stripped.as_bytes()))
+                || self.test_length(digits.len(), caller) == LengthCheck::TooLong
+            {
+                let main = &self.t.regions[code.members[0].region_idx];
+                return self.finish(code, stripped.as_bytes(), main);
+            }
+        }
+        self.finish(code, digits, caller)
+    }
+
+    /// The end of `parseHelper` and validation: strip the national prefix of `strip_region`
+    /// when that leaves a possible length, then find region and type.
+    fn finish(
+        &self,
+        code: &CodePlan,
+        national: &[u8],
+        strip_region: &RegionPlan,
+    ) -> Result<Destination, NumberError> {
+        if national.len() < MIN_NSN {
+            return Err(NumberError::Incomplete(Why::TooShort));
+        }
+        let stripped = self.strip_national_prefix(national, strip_region);
+        let mut nsn = Digits::new();
+        match self.test_length(stripped.as_bytes().len(), strip_region) {
+            LengthCheck::TooShort | LengthCheck::LocalOnly | LengthCheck::InvalidLength => {
+                nsn.push_slice(national)?
+            }
+            _ => nsn = stripped,
+        }
+        let nsn = nsn.as_bytes();
+        if nsn.len() < MIN_NSN {
+            return Err(NumberError::Incomplete(Why::TooShort));
+        }
+        if nsn.len() > MAX_NSN {
+            return Err(NumberError::Invalid(Why::TooLong));
+        }
+        let hits = self.scan(code, nsn);
+        let member = self.member_for(code, &hits);
+        if let Some(m) = member {
+            if let Some(t) = number_type(code, m, &hits) {
+                let region = self.t.regions[code.members[m].region_idx].region;
+                return Ok(e164_destination(code.code, nsn, region, t));
+            }
+        }
+        let judge = &self.t.regions[code.members[member.unwrap_or(0)].region_idx];
+        Err(match self.test_length(nsn.len(), judge) {
+            LengthCheck::TooShort | LengthCheck::LocalOnly => {
+                NumberError::Incomplete(Why::TooShort)
+            }
+            LengthCheck::TooLong => NumberError::Invalid(Why::TooLong),
+            LengthCheck::Possible | LengthCheck::InvalidLength => {
+                NumberError::Invalid(Why::NoMatch)
+            }
+        })
+    }
+
+    fn scan(&self, code: &CodePlan, nsn: &[u8]) -> Hits {
+        let mut hits = Hits {
+            full: [0; compile::MAX_REGIONS_PER_CODE],
+            leading: 0,
+            len: nsn.len(),
+        };
+        let slots = &code.slots;
+        let mut lead = 0u32;
+        code.set.scan(nsn, |p, full| match slots.get(p) {
+            Some(&(m, Kind::Leading)) => lead |= 1 << m,
+            Some(&(m, kind)) if full => hits.full[m as usize] |= kind.bit(),
+            _ => {}
+        });
+        hits.leading = lead;
+        hits
+    }
+
+    /// `getRegionCodeForNumberFromRegionList`.
+    fn member_for(&self, code: &CodePlan, hits: &Hits) -> Option<usize> {
+        if code.members.len() == 1 {
+            return Some(0);
+        }
+        code.members.iter().enumerate().find_map(|(m, member)| {
+            let found = if member.has_leading_digits {
+                hits.leading & (1 << m) != 0
+            } else {
+                number_type(code, m, hits).is_some()
+            };
+            found.then_some(m)
+        })
+    }
+
+    /// `matchNationalNumber(number, generalDesc)`: the pattern alone, no length check.
+    fn general_matches(&self, number: &[u8], region: &RegionPlan) -> bool {
+        let code = &self.t.codes[region.code_idx];
+        self.scan(code, number).full[region.member] & Kind::GENERAL_BIT != 0
+    }
+
+    /// `testNumberLength` against the region's general description.
+    fn test_length(&self, len: usize, region: &RegionPlan) -> LengthCheck {
+        if region.local_only.contains(len) {
+            return LengthCheck::LocalOnly;
+        }
+        match (region.lengths.min(), region.lengths.max()) {
+            (Some(min), _) if len < min => LengthCheck::TooShort,
+            (_, Some(max)) if len > max => LengthCheck::TooLong,
+            _ if region.lengths.contains(len) => LengthCheck::Possible,
+            _ => LengthCheck::InvalidLength,
+        }
+    }
+
+    /// `maybeStripNationalPrefixAndCarrierCode`: the number with the national prefix removed
+    /// (or transformed), or unchanged when there is none or removing it would turn a number
+    /// matching the general pattern into one that does not.
+    fn strip_national_prefix(&self, number: &[u8], region: &RegionPlan) -> Digits {
+        let mut unchanged = Digits::new();
+        // `number` is at most MAX_DIGITS long: it came out of a Digits.
+        let _ = unchanged.push_slice(number);
+        let Some(np) = region.national_prefix.as_ref() else {
+            return unchanged;
+        };
+        if number.is_empty() {
+            return unchanged;
+        }
+        let Some(end) = np.prefix.match_len(number) else {
+            return unchanged;
+        };
+        let viable = self.general_matches(number, region);
+        let candidate = match transformed(np, number) {
+            Some(Some(t)) => t,
+            // No transform rule, or its last group did not take part: just remove the prefix.
+            _ => {
+                let mut d = Digits::new();
+                let _ = d.push_slice(&number[end..]);
+                d
+            }
+        };
+        if viable && !self.general_matches(candidate.as_bytes(), region) {
+            return unchanged;
+        }
+        candidate
+    }
+
+    /// Emergency numbers: the caller region's `<emergency>` pattern, and 112/911 everywhere.
+    fn emergency(&self, digits: &[u8], region: &RegionPlan) -> Option<Destination> {
+        let code = self.t.codes[region.code_idx].code;
+        let found = is_universal_emergency(digits)
+            || region.short.as_ref().is_some_and(|s| {
+                let mut hit = false;
+                s.set.scan(digits, |p, full| {
+                    hit |= full && s.slots.get(p) == Some(&ShortKind::Emergency)
+                });
+                hit
+            });
+        found.then(|| short_destination(digits, code, region.region, NumberType::Emergency))
+    }
+
+    /// Other short numbers (`isValidShortNumberForRegion`): general and `<shortCode>` both
+    /// match, with possible lengths.
+    fn short_code(&self, digits: &[u8], region: &RegionPlan) -> Option<Destination> {
+        let s = region.short.as_ref()?;
+        let (mut general, mut short) = (false, false);
+        s.set.scan(digits, |p, full| match s.slots.get(p) {
+            Some(ShortKind::General) if full => general = true,
+            Some(ShortKind::ShortCode) if full => short = true,
+            _ => {}
+        });
+        let len = digits.len();
+        let ok = general
+            && short
+            && (s.general_lengths.is_empty() || s.general_lengths.contains(len))
+            && (s.short_code_lengths.is_empty() || s.short_code_lengths.contains(len));
+        let code = self.t.codes[region.code_idx].code;
+        ok.then(|| short_destination(digits, code, region.region, NumberType::ShortCode))
+    }
+
+    fn short_number(&self, digits: &[u8], region: &RegionPlan) -> Option<Destination> {
+        self.emergency(digits, region)
+            .or_else(|| self.short_code(digits, region))
     }
 }
+
+fn is_universal_emergency(digits: &[u8]) -> bool {
+    digits == b"112" || digits == b"911"
+}
+
+/// The numeric value of the first `n` digits.
+fn leading_value(digits: &[u8], n: usize) -> Option<usize> {
+    digits
+        .get(..n)
+        .map(|d| d.iter().fold(0usize, |v, &b| v * 10 + (b - b'0') as usize))
+}
+
+/// `getNumberTypeHelper` for member `m`; `None` is libphonenumber's `UNKNOWN`.
+fn number_type(code: &CodePlan, m: usize, hits: &Hits) -> Option<NumberType> {
+    let member = &code.members[m];
+    let bits = hits.full[m];
+    let matches = |kind: Kind, lengths_idx: usize| {
+        let lengths = member.lengths[lengths_idx];
+        bits & kind.bit() != 0 && (lengths.is_empty() || lengths.contains(hits.len))
+    };
+    if !matches(Kind::General, 0) {
+        return None;
+    }
+    for i in 0..TYPE_DESCS.len() as u8 {
+        if i == FIXED || i == MOBILE {
+            continue;
+        }
+        if matches(Kind::Type(i), 1 + i as usize) {
+            return Some(TYPE_OF_DESC[i as usize]);
+        }
+    }
+    let mobile = || matches(Kind::Type(MOBILE), 1 + MOBILE as usize);
+    if matches(Kind::Type(FIXED), 1 + FIXED as usize) {
+        if member.same_mobile_and_fixed || mobile() {
+            return Some(NumberType::FixedLineOrMobile);
+        }
+        return Some(NumberType::FixedLine);
+    }
+    if !member.same_mobile_and_fixed && mobile() {
+        return Some(NumberType::Mobile);
+    }
+    None
+}
+
+fn e164_destination(code: u16, nsn: &[u8], region: Region, t: NumberType) -> Destination {
+    let mut buf = [0u8; MAX_E164_LEN];
+    buf[0] = b'+';
+    let mut len = 1;
+    let cc = [
+        (code / 100) as u8,
+        (code / 10 % 10) as u8,
+        (code % 10) as u8,
+    ]
+    .map(|d| b'0' + d);
+    let cc_len = if code >= 100 {
+        3
+    } else if code >= 10 {
+        2
+    } else {
+        1
+    };
+    for &b in cc[3 - cc_len..].iter().chain(nsn) {
+        if len < MAX_E164_LEN {
+            buf[len] = b;
+            len += 1;
+        }
+    }
+    let text = std::str::from_utf8(&buf[..len]).unwrap_or("");
+    Destination::new(text, code, region, t)
+}
+
+fn short_destination(digits: &[u8], code: u16, region: Region, t: NumberType) -> Destination {
+    let text = std::str::from_utf8(digits).unwrap_or("");
+    Destination::new(text, code, region, t)
+}
+
+thread_local! {
+    /// Search caches for transform-rule regexes, per thread, keyed by `Transform::id`: each
+    /// thread searches with its own cache, so no lock is shared between threads.
+    static TRANSFORM_CACHES: RefCell<HashMap<usize, (regex_automata::meta::Cache, regex_automata::util::captures::Captures)>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Applies a national prefix transform rule. `None`: no rule; `Some(None)`: the rule's last
+/// group did not take part in the match (libphonenumber then just strips the prefix).
+fn transformed(np: &NationalPrefix, number: &[u8]) -> Option<Option<Digits>> {
+    let t = np.transform.as_ref()?;
+    TRANSFORM_CACHES
+        .with(|caches| {
+            let mut caches = caches.borrow_mut();
+            let (cache, caps) = caches
+                .entry(t.id)
+                .or_insert_with(|| (t.regex.create_cache(), t.regex.create_captures()));
+            let input = regex_automata::Input::new(number).anchored(regex_automata::Anchored::Yes);
+            t.regex.search_captures_with(cache, &input, caps);
+            let end = caps.get_match()?.end();
+            let last = caps.group_len().saturating_sub(1);
+            caps.get_group(last).filter(|_| last > 0)?;
+            let mut out = Digits::new();
+            for part in &t.parts {
+                let ok = match part {
+                    Part::Literal(lit) => out.push_slice(lit),
+                    Part::Group(g) => match caps.get_group(*g) {
+                        Some(span) => out.push_slice(&number[span.range()]),
+                        None => Ok(()),
+                    },
+                };
+                ok.ok()?;
+            }
+            out.push_slice(&number[end..]).ok()?;
+            Some(out)
+        })
+        .map(Some)
+        .or(Some(None))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,318 @@
+//! Reading libphonenumber's XML metadata into plain structs.
+//!
+//! Only what the numbering plan needs is kept: per territory its calling code, international
+//! (IDD) prefix, national prefix rules, leading digits, and per number type a
+//! `nationalNumberPattern`, `possibleLengths` and `exampleNumber`. The same reader serves
+//! `PhoneNumberMetadata.xml` and `ShortNumberMetadata.xml`, whose territories use other
+//! element names (`shortCode`, `emergency`, ...) for their descriptions.
+//!
+//! Patterns are kept as written minus white space: the XML wraps long patterns over several
+//! indented lines, which libphonenumber's own build tools strip the same way.
+
+use std::collections::BTreeMap;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use super::MetadataError;
+
+/// `PhoneNumberMetadata.xml` (libphonenumber v9.0.35, Apache-2.0; see `engine/data/libphonenumber`).
+pub const PHONE_NUMBER_METADATA: &str =
+    include_str!("../../data/libphonenumber/PhoneNumberMetadata.xml");
+/// `ShortNumberMetadata.xml`, same release.
+pub const SHORT_NUMBER_METADATA: &str =
+    include_str!("../../data/libphonenumber/ShortNumberMetadata.xml");
+
+/// A set of lengths (in digits) of national significant numbers, as a bit mask: bit `n` set
+/// means length `n` is possible. libphonenumber numbers are at most 17 digits long.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lengths(pub u32);
+
+impl Lengths {
+    pub fn contains(&self, len: usize) -> bool {
+        len < 32 && self.0 & (1 << len) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The shortest length in the set, if any.
+    pub fn min(&self) -> Option<usize> {
+        (self.0 != 0).then(|| self.0.trailing_zeros() as usize)
+    }
+
+    /// The longest length in the set, if any.
+    pub fn max(&self) -> Option<usize> {
+        (self.0 != 0).then(|| 31 - self.0.leading_zeros() as usize)
+    }
+
+    pub fn union(self, other: Lengths) -> Lengths {
+        Lengths(self.0 | other.0)
+    }
+
+    /// Parses libphonenumber's `possibleLengths` syntax: `"9"`, `"9,10"`, `"[8-10]"`,
+    /// `"[4-6],8"`. `"-1"` means "no numbers of this type" and gives the empty set.
+    pub fn parse(text: &str) -> Option<Lengths> {
+        let mut mask = 0u32;
+        for item in text.split(',').map(str::trim) {
+            if item == "-1" {
+                continue;
+            }
+            let (lo, hi) = match item.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                Some(range) => {
+                    let (a, b) = range.split_once('-')?;
+                    (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)
+                }
+                None => {
+                    let n = item.parse::<u32>().ok()?;
+                    (n, n)
+                }
+            };
+            if lo > hi || hi >= 32 {
+                return None;
+            }
+            for n in lo..=hi {
+                mask |= 1 << n;
+            }
+        }
+        Some(Lengths(mask))
+    }
+}
+
+/// One number-type description (`<fixedLine>`, `<emergency>`, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desc {
+    /// The `nationalNumberPattern`, white space removed; `None` when the type has no numbers.
+    pub pattern: Option<String>,
+    /// `possibleLengths national=`.
+    pub national_lengths: Lengths,
+    /// `possibleLengths localOnly=`: lengths dialable only within an area (no area code).
+    pub local_only_lengths: Lengths,
+    pub example: Option<String>,
+}
+
+/// One `<territory>`.
+#[derive(Clone, Debug, Default)]
+pub struct Territory {
+    /// ISO region code, or `001` for non-geographic entities.
+    pub id: String,
+    pub country_code: u16,
+    pub international_prefix: Option<String>,
+    pub national_prefix: Option<String>,
+    pub national_prefix_for_parsing: Option<String>,
+    pub national_prefix_transform_rule: Option<String>,
+    pub main_country_for_code: bool,
+    /// Territory-level `leadingDigits`: identifies this region among those sharing a code.
+    pub leading_digits: Option<String>,
+    /// Descriptions by element name (`generalDesc`, `fixedLine`, `emergency`, ...).
+    pub descs: BTreeMap<String, Desc>,
+    /// Line of the `<territory>` tag in its file, for error messages.
+    pub line: usize,
+}
+
+impl Territory {
+    pub fn desc(&self, name: &str) -> Option<&Desc> {
+        self.descs.get(name)
+    }
+}
+
+/// The element names of number-type descriptions in either file.
+const DESC_ELEMENTS: &[&str] = &[
+    "generalDesc",
+    "fixedLine",
+    "mobile",
+    "tollFree",
+    "premiumRate",
+    "sharedCost",
+    "personalNumber",
+    "voip",
+    "pager",
+    "uan",
+    "voicemail",
+    "noInternationalDialling",
+    "shortCode",
+    "emergency",
+    "standardRate",
+    "carrierSpecific",
+    "smsServices",
+];
+
+/// Where the reader is inside a territory.
+enum Slot {
+    None,
+    Pattern,
+    Example,
+}
+
+/// Parses a metadata file. `file` names it in errors.
+pub fn parse(file: &str, xml: &str) -> Result<Vec<Territory>, MetadataError> {
+    let mut reader = Reader::from_str(xml);
+    reader.config_mut().trim_text(true);
+    let line_of = |pos: u64| xml[..(pos as usize).min(xml.len())].matches('\n').count() + 1;
+    let err = |pos: u64, what: String| MetadataError(format!("{file}:{}: {what}", line_of(pos)));
+
+    let mut out = Vec::new();
+    let mut territory: Option<Territory> = None;
+    let mut desc: Option<(String, Desc)> = None;
+    let mut slot = Slot::None;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| err(reader.buffer_position(), format!("XML error: {e}")))?;
+        // The end of the event just read: the line of a (one-line) tag.
+        let pos = reader.buffer_position();
+        match event {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                if name == "territory" {
+                    let mut t = read_territory(&e).map_err(|w| err(pos, w))?;
+                    t.line = line_of(pos);
+                    territory = Some(t);
+                } else if territory.is_some() && DESC_ELEMENTS.contains(&name.as_str()) {
+                    desc = Some((name, Desc::default()));
+                } else if let Some((_, d)) = desc.as_mut() {
+                    match name.as_str() {
+                        "nationalNumberPattern" => slot = Slot::Pattern,
+                        "exampleNumber" => slot = Slot::Example,
+                        "possibleLengths" => read_lengths(&e, d).map_err(|w| err(pos, w))?,
+                        _ => {}
+                    }
+                }
+            }
+            Event::Text(t) => {
+                let text = t
+                    .unescape()
+                    .map_err(|e| err(pos, format!("bad text: {e}")))?;
+                if let Some((_, d)) = desc.as_mut() {
+                    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+                    match slot {
+                        Slot::Pattern => d.pattern = Some(clean),
+                        Slot::Example => d.example = Some(clean),
+                        Slot::None => {}
+                    }
+                }
+            }
+            Event::End(e) => {
+                let name = e.name();
+                let name = name.as_ref();
+                if name == b"nationalNumberPattern" || name == b"exampleNumber" {
+                    slot = Slot::None;
+                } else if desc.as_ref().is_some_and(|(n, _)| n.as_bytes() == name) {
+                    if let (Some(t), Some((n, d))) = (territory.as_mut(), desc.take()) {
+                        t.descs.insert(n, d);
+                    }
+                } else if name == b"territory" {
+                    out.extend(territory.take());
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(MetadataError(format!("{file}: no <territory> found")));
+    }
+    Ok(out)
+}
+
+fn read_territory(e: &BytesStart<'_>) -> Result<Territory, String> {
+    let mut t = Territory::default();
+    for attr in e.attributes() {
+        let attr = attr.map_err(|e| format!("bad attribute: {e}"))?;
+        let value = attr
+            .unescape_value()
+            .map_err(|e| format!("bad attribute value: {e}"))?;
+        let clean: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+        match attr.key.as_ref() {
+            b"id" => t.id = clean,
+            b"countryCode" => {
+                t.country_code = clean
+                    .parse()
+                    .map_err(|_| format!("countryCode {clean:?} is not a number"))?
+            }
+            b"internationalPrefix" => t.international_prefix = Some(clean),
+            b"nationalPrefix" => t.national_prefix = Some(clean),
+            b"nationalPrefixForParsing" => t.national_prefix_for_parsing = Some(clean),
+            b"nationalPrefixTransformRule" => t.national_prefix_transform_rule = Some(clean),
+            b"mainCountryForCode" => t.main_country_for_code = clean == "true",
+            b"leadingDigits" => t.leading_digits = Some(clean),
+            _ => {}
+        }
+    }
+    if t.id.is_empty() {
+        return Err("territory without id".into());
+    }
+    // As libphonenumber's BuildMetadataFromXml: the national prefix is also what is stripped
+    // when parsing, unless nationalPrefixForParsing says otherwise.
+    if t.national_prefix_for_parsing.is_none() {
+        t.national_prefix_for_parsing = t.national_prefix.clone();
+    }
+    Ok(t)
+}
+
+fn read_lengths(e: &BytesStart<'_>, d: &mut Desc) -> Result<(), String> {
+    for attr in e.attributes() {
+        let attr = attr.map_err(|e| format!("bad attribute: {e}"))?;
+        let value = attr
+            .unescape_value()
+            .map_err(|e| format!("bad attribute value: {e}"))?;
+        let parsed =
+            Lengths::parse(&value).ok_or_else(|| format!("bad possibleLengths {value:?}"))?;
+        match attr.key.as_ref() {
+            b"national" => d.national_lengths = parsed,
+            b"localOnly" => d.local_only_lengths = parsed,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_syntax() {
+        assert_eq!(Lengths::parse("9"), Some(Lengths(1 << 9)));
+        assert_eq!(
+            Lengths::parse("[8-10]"),
+            Some(Lengths((1 << 8) | (1 << 9) | (1 << 10)))
+        );
+        assert_eq!(
+            Lengths::parse("[4-5],8"),
+            Some(Lengths((1 << 4) | (1 << 5) | (1 << 8)))
+        );
+        assert_eq!(Lengths::parse("-1"), Some(Lengths(0)));
+        assert_eq!(Lengths::parse("x"), None);
+        assert_eq!(Lengths::parse("[9-8]"), None);
+        assert_eq!(Lengths::parse("40"), None);
+        let l = Lengths::parse("[4-6],8").unwrap();
+        assert_eq!((l.min(), l.max()), (Some(4), Some(8)));
+    }
+
+    #[test]
+    fn vendored_metadata_parses() {
+        let phone = parse("PhoneNumberMetadata.xml", PHONE_NUMBER_METADATA).unwrap();
+        assert!(phone.len() > 240, "{} territories", phone.len());
+        let gb = phone.iter().find(|t| t.id == "GB").unwrap();
+        assert_eq!(gb.country_code, 44);
+        assert_eq!(gb.national_prefix.as_deref(), Some("0"));
+        assert!(gb.main_country_for_code);
+        let fixed = gb.desc("fixedLine").unwrap();
+        assert!(fixed.pattern.as_deref().is_some_and(|p| !p.contains(' ')));
+        assert!(fixed.example.is_some());
+        let short = parse("ShortNumberMetadata.xml", SHORT_NUMBER_METADATA).unwrap();
+        let us = short.iter().find(|t| t.id == "US").unwrap();
+        assert!(us.desc("emergency").is_some());
+    }
+
+    #[test]
+    fn bad_xml_names_file_and_line() {
+        let e = parse("x.xml", "<a>\n<territory countryCode=\"zz\" id=\"X\"/>").unwrap_err();
+        assert!(
+            e.to_string().starts_with("numbering metadata: x.xml:2:"),
+            "{e}"
+        );
+    }
+}
