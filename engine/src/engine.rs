@@ -38,7 +38,7 @@ struct Live {
 
 /// The decision core.
 pub struct Engine {
-    numbering: NumberingPlan,
+    numbering: Arc<NumberingPlan>,
     config: EngineConfig,
     live: ArcSwap<Live>,
     reservations: Reservations,
@@ -67,7 +67,12 @@ pub struct Extension {
 
 impl Engine {
     /// An engine over `snap` for the month of `now`.
-    pub fn new(numbering: NumberingPlan, config: EngineConfig, snap: Snapshot, now: u64) -> Engine {
+    pub fn new(
+        numbering: Arc<NumberingPlan>,
+        config: EngineConfig,
+        snap: Snapshot,
+        now: u64,
+    ) -> Engine {
         let live = build_live(snap, MonthKey::of(now), None);
         Engine {
             numbering,

@@ -58,13 +58,14 @@ fn snapshot() -> Snapshot {
     Snapshot::build(rec).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The numbering plan, compiled once for all tests.
+fn plan() -> Arc<NumberingPlan> {
+    static PLAN: std::sync::OnceLock<Arc<NumberingPlan>> = std::sync::OnceLock::new();
+    Arc::clone(PLAN.get_or_init(|| Arc::new(NumberingPlan::builtin().unwrap())))
+}
+
 fn engine() -> Engine {
-    Engine::new(
-        NumberingPlan::builtin().unwrap(),
-        EngineConfig::default(),
-        snapshot(),
-        NOW,
-    )
+    Engine::new(plan(), EngineConfig::default(), snapshot(), NOW)
 }
 
 fn r(c: &str) -> Region {
@@ -573,5 +574,80 @@ fn reload_keeps_live_counts_and_credits() {
     assert_eq!(
         pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).used_seconds,
         60
+    );
+}
+
+/// Through `authorize()` with dialed strings: the real numbering plan.
+#[test]
+fn authorize_with_dialed_strings() {
+    let e = engine();
+    let mut n = 0;
+    let mut auth = |caller: &str, dialed: &str| {
+        n += 1;
+        e.authorize(
+            &Request {
+                call_id: &format!("s{n}"),
+                caller,
+                dialed,
+            },
+            NOW,
+        )
+    };
+    let d = auth("intl@t.com", "+442079460000");
+    assert_eq!(basis(&d), Some("international_pool"));
+    let dest = d.destination.unwrap();
+    assert_eq!((dest.e164(), dest.region.as_str()), ("+442079460000", "GB"));
+    assert_eq!(
+        e.route_host(d.route.as_ref().unwrap()),
+        "pstn-us.example.net"
+    );
+    for (caller, dial) in [
+        ("gb@t.com", "112"),
+        ("gb@t.com", "999"),
+        ("us1@t.com", "911"),
+        ("none@t.com", "911"),
+    ] {
+        assert_eq!(
+            basis(&auth(caller, dial)),
+            Some("emergency"),
+            "{caller} {dial}"
+        );
+    }
+    let d = auth("gb@t.com", "020 7946 0000");
+    assert_eq!(basis(&d), Some("domestic_pool"));
+    assert_eq!(d.destination.unwrap().e164(), "+442079460000");
+    assert_eq!(
+        e.route_host(d.route.as_ref().unwrap()),
+        "pstn-gb.example.net"
+    );
+    assert_eq!(
+        basis(&auth("us1@t.com", "+1 416 555 0100")),
+        Some("domestic_pool")
+    );
+    assert_eq!(
+        basis(&auth("pr@t.com", "2125550100")),
+        Some("domestic_pool")
+    );
+    assert_eq!(
+        reason(&auth("us1@t.com", "+44 20 7946 0000")),
+        Some("international_not_in_plan")
+    );
+    assert_eq!(basis(&auth("us1@t.com", "1-800-555-0100")), Some("free"));
+    assert_eq!(
+        reason(&auth("us1@t.com", "+1 900 555 0100")),
+        Some("destination_not_supported")
+    );
+    assert_eq!(
+        reason(&auth("gb@t.com", "09098790000")),
+        Some("destination_not_supported")
+    );
+    assert_eq!(
+        reason(&auth("us1@t.com", "+1212555")),
+        Some("incomplete_number")
+    );
+    assert_eq!(reason(&auth("us1@t.com", "hello")), Some("invalid_number"));
+    assert_eq!(
+        reason(&auth("stranger@x.com", "+442079460000")),
+        Some("unknown_caller")
     );
 }
