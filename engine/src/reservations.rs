@@ -232,6 +232,13 @@ impl Reservations {
         out
     }
 
+    /// Visits every call (a consistent view per record, not across records).
+    pub fn for_each(&self, mut f: impl FnMut(&str, &CallRecord)) {
+        for r in self.map.iter() {
+            f(r.key(), r.value());
+        }
+    }
+
     /// Drops ended calls that ended before `before` (the daemon has persisted them).
     pub fn purge_ended(&self, before: u64) -> usize {
         let n = self.map.len();
