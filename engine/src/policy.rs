@@ -182,7 +182,7 @@ impl Rule {
             Rule::DirectRouting => "7: Direct Routing users go to their gateway",
             Rule::Domestic => "8: domestic toll-free numbers are free",
             Rule::Pool => "9: the calling plan's minute pool",
-            Rule::Credits => "10: Communications Credits when no pool can serve",
+            Rule::Credits => "10: Communications Credits when no pool can serve (else why not)",
             Rule::Request => "0: the request itself",
         }
     }

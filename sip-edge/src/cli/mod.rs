@@ -1,6 +1,9 @@
 //! The `tollgate` command line (DESIGN §5). One module per subcommand.
 
+pub mod check;
+pub mod decide;
 pub mod numbers;
+mod setup;
 
 use clap::{Parser, Subcommand};
 
@@ -17,11 +20,18 @@ pub enum Command {
     /// Classify dialed strings read from stdin, one per line, as a caller in REGION would dial
     /// them; writes one JSON line each.
     Numbers(numbers::Args),
+    /// A dry-run decision for a caller and a dialed number, with the rule that fired; reserves
+    /// nothing. Without --caller/--dial, reads JSON lines {"caller","dial"} from stdin.
+    Decide(decide::Args),
+    /// Validate the config and the directory: exit 0, or 2 printing every error.
+    Check(check::Args),
 }
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Numbers(args) => numbers::run(args),
+        Command::Decide(args) => decide::run(args),
+        Command::Check(args) => check::run(args),
     }
 }

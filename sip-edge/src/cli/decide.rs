@@ -1,0 +1,166 @@
+//! `tollgate decide [--config …] --caller ID --dial DIGITS [--json]` (DESIGN §5): a dry-run
+//! decision with the rule that fired; reserves nothing. With neither `--caller` nor `--dial` it
+//! reads JSON lines `{"caller": "...", "dial": "..."}` from stdin and writes one JSON decision
+//! per line; a bad input line gets a JSON error line.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tollgate_engine::{Decision, Engine, Outcome};
+
+use super::setup;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The daemon configuration file (`[directory]`, `[grants]`, `[routes]` are read).
+    #[arg(long, default_value = "config/tollgate.toml")]
+    pub config: PathBuf,
+    /// The caller: a UPN (`alice@contoso.com`) or a line URI (`+14255550101`).
+    #[arg(long)]
+    pub caller: Option<String>,
+    /// The dialed string, as in the Request-URI user part.
+    #[arg(long)]
+    pub dial: Option<String>,
+    /// Print the decision as JSON (always so in stdin mode).
+    #[arg(long)]
+    pub json: bool,
+    /// Decide as of this unix time instead of now.
+    #[arg(long)]
+    pub now: Option<u64>,
+}
+
+/// One decision line. Field names are pinned by DESIGN §5.
+#[derive(Serialize, Debug)]
+pub struct Line<'a> {
+    pub caller: &'a str,
+    pub dial: &'a str,
+    pub outcome: &'static str,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basis: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    pub rule: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e164: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<u64>,
+}
+
+/// The JSON form of a decision.
+pub fn line<'a>(engine: &Engine, caller: &'a str, dial: &'a str, d: &Decision) -> Line<'a> {
+    let (outcome, basis, reason) = match d.outcome {
+        Outcome::Admit(b) => ("admit", Some(b.as_str()), None),
+        Outcome::Reject(r) => ("reject", None, Some(r.as_str())),
+    };
+    Line {
+        caller,
+        dial,
+        outcome,
+        status: d.sip_status(),
+        basis,
+        reason,
+        rule: d.rule.describe(),
+        e164: d.destination.map(|x| x.e164().to_string()),
+        region: d.destination.map(|x| x.region.as_str().to_string()),
+        number_type: d.destination.map(|x| x.number_type.as_str()),
+        route: d.route.as_ref().map(|r| engine.route_host(r)),
+        max_duration: d.max_duration,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Input {
+    caller: String,
+    dial: String,
+}
+
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    error: String,
+    input: &'a str,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let setup = match setup::load(&args.config) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return Ok(2);
+        }
+    };
+    let engine = setup::engine(setup)?;
+    let now = args.now.unwrap_or_else(setup::now);
+    match (&args.caller, &args.dial) {
+        (Some(caller), Some(dial)) => {
+            let d = engine.decide(caller, dial, now);
+            let l = line(&engine, caller, dial, &d);
+            if args.json {
+                println!("{}", serde_json::to_string(&l)?);
+            } else {
+                print_human(&l);
+            }
+            Ok(0)
+        }
+        (None, None) => stdin_mode(&engine, now),
+        _ => {
+            eprintln!("tollgate decide: give both --caller and --dial, or neither (stdin mode)");
+            Ok(2)
+        }
+    }
+}
+
+fn print_human(l: &Line<'_>) {
+    let what = l.basis.or(l.reason).unwrap_or("");
+    println!("{} {} {what}", l.outcome, l.status);
+    println!("  rule:         {}", l.rule);
+    let fields = [
+        ("e164", l.e164.clone()),
+        ("region", l.region.clone()),
+        ("number_type", l.number_type.map(str::to_string)),
+        ("route", l.route.clone()),
+        ("max_duration", l.max_duration.map(|m| format!("{m} s"))),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v {
+            println!("  {:<13} {v}", format!("{k}:"));
+        }
+    }
+}
+
+fn stdin_mode(engine: &Engine, now: u64) -> anyhow::Result<i32> {
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for raw in stdin.split(b'\n') {
+        let raw = raw.context("reading stdin")?;
+        let text = String::from_utf8_lossy(&raw);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let json = match serde_json::from_str::<Input>(text) {
+            Ok(i) => {
+                let d = engine.decide(&i.caller, &i.dial, now);
+                serde_json::to_string(&line(engine, &i.caller, &i.dial, &d))?
+            }
+            Err(e) => serde_json::to_string(&ErrorLine {
+                error: format!("bad input line: {e}"),
+                input: text,
+            })?,
+        };
+        writeln!(out, "{json}")?;
+    }
+    out.flush()?;
+    Ok(0)
+}
