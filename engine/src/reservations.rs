@@ -239,6 +239,13 @@ impl Reservations {
         }
     }
 
+    /// Drops one ended call (the daemon has persisted it). A call still reserved stays.
+    pub fn forget(&self, call_id: &str) -> Option<CallRecord> {
+        self.map
+            .remove_if(call_id, |_, r| r.state != CallState::Reserved)
+            .map(|(_, r)| r)
+    }
+
     /// Drops ended calls that ended before `before` (the daemon has persisted them).
     pub fn purge_ended(&self, before: u64) -> usize {
         let n = self.map.len();
