@@ -104,7 +104,17 @@ impl Engine {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let cur = self.live.load();
         let live = build_live(snap, cur.pools.month, Some(&cur));
-        self.live.store(Arc::new(live));
+        drop(cur);
+        let old = self.live.swap(Arc::new(live));
+        // Free the old snapshot here, not in whichever reader lets go of it last: wait (briefly)
+        // for in-flight decisions to finish with it.
+        for _ in 0..10_000 {
+            if Arc::strong_count(&old) == 1 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        drop(old);
     }
 
     /// The live table, rolled over to the month of `now` if that month has begun (pools reset
