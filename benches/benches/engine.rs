@@ -95,12 +95,13 @@ fn authorize(c: &mut Criterion) {
     g.finish();
 }
 
-fn rss_kib() -> u64 {
+/// A `/proc/self/status` figure in KiB (`VmRSS`, `VmHWM`), 0 where unavailable.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
@@ -110,19 +111,21 @@ fn rss_kib() -> u64 {
 /// swap it into a running engine while another thread keeps deciding.
 fn snapshot_1m(_c: &mut Criterion) {
     const N: usize = 1_000_000;
-    let rss0 = rss_kib();
+    let rss0 = status_kib("VmRSS:");
     let rec = directory_gen::records(N);
-    let rss1 = rss_kib();
+    let rss1 = status_kib("VmRSS:");
     let t = Instant::now();
     let snap = Snapshot::build(rec).expect("snapshot");
     let build = t.elapsed();
-    let rss2 = rss_kib();
+    let rss2 = status_kib("VmRSS:");
     println!(
-        "snapshot_1m/build_from_records: {:.2} s; records {} MiB, snapshot {} MiB resident (process {} MiB)",
+        "snapshot_1m/build_from_records: {:.2} s; RSS before {} MiB, with records {} MiB, \
+         after build (records consumed) {} MiB, peak {} MiB",
         build.as_secs_f64(),
-        (rss1.saturating_sub(rss0)) / 1024,
-        (rss2 as i64 - rss1 as i64).max(0) / 1024,
-        rss2 / 1024
+        rss0 / 1024,
+        rss1 / 1024,
+        rss2 / 1024,
+        status_kib("VmHWM:") / 1024
     );
     let csv = directory_gen::users_csv(N);
     let t = Instant::now();
@@ -146,6 +149,7 @@ fn snapshot_1m(_c: &mut Criterion) {
     let work = workload();
     let stop = AtomicBool::new(false);
     let max_ns = AtomicU64::new(0);
+    let slow = AtomicU64::new(0);
     let count = AtomicU64::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -154,7 +158,11 @@ fn snapshot_1m(_c: &mut Criterion) {
                 let (caller, dial) = &work[i % work.len()];
                 let t = Instant::now();
                 black_box(e.decide(caller, dial, NOW));
-                max_ns.fetch_max(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let ns = t.elapsed().as_nanos() as u64;
+                max_ns.fetch_max(ns, Ordering::Relaxed);
+                if ns > 100_000 {
+                    slow.fetch_add(1, Ordering::Relaxed);
+                }
                 count.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
@@ -168,9 +176,12 @@ fn snapshot_1m(_c: &mut Criterion) {
         std::thread::sleep(Duration::from_millis(50));
         stop.store(true, Ordering::Relaxed);
         println!(
-            "snapshot_1m/swap: reload took {:.1} ms; {during} decisions meanwhile; slowest decision {:.1} µs",
+            "snapshot_1m/swap: reload took {:.1} ms; {during} decisions meanwhile; \
+             slowest decision {:.1} µs; {} of {} decisions over 100 µs",
             swap.as_secs_f64() * 1e3,
-            max_ns.load(Ordering::Relaxed) as f64 / 1e3
+            max_ns.load(Ordering::Relaxed) as f64 / 1e3,
+            slow.load(Ordering::Relaxed),
+            count.load(Ordering::Relaxed)
         );
     });
 }

@@ -282,6 +282,12 @@ fn toml_error(file: &str, text: &str, e: &toml::de::Error, errors: &mut LoadErro
     errors.push(file, line, &field, msg);
 }
 
+/// The value of a spanned TOML item and the line it starts on.
+fn spanned<T>(text: &str, s: Spanned<T>) -> (T, usize) {
+    let line = line_of(text, s.span().start);
+    (s.into_inner(), line)
+}
+
 /// Parses `tenants.toml`.
 pub fn parse_tenants(text: &str, errors: &mut LoadErrors) -> Vec<TenantRecord> {
     match toml::from_str::<TenantsFile>(text) {
@@ -289,10 +295,8 @@ pub fn parse_tenants(text: &str, errors: &mut LoadErrors) -> Vec<TenantRecord> {
             .tenant
             .into_iter()
             .map(|s| {
-                let line = line_of(text, s.span().start);
-                let mut t = s.into_inner();
-                t.line = line;
-                t
+                let (t, line) = spanned(text, s);
+                TenantRecord { line, ..t }
             })
             .collect(),
         Err(e) => {
@@ -306,24 +310,14 @@ pub fn parse_tenants(text: &str, errors: &mut LoadErrors) -> Vec<TenantRecord> {
 pub fn parse_catalog(text: &str, errors: &mut LoadErrors) -> CatalogRecord {
     match toml::from_str::<CatalogFile>(text) {
         Ok(f) => {
-            let (regions, regions_line) = f
-                .regions
-                .map(|s| (line_of(text, s.span().start), s.into_inner()))
-                .map(|(l, r)| (r, l))
-                .unwrap_or_default();
-            let (numbers, numbers_line) = f
-                .numbers
-                .map(|s| (line_of(text, s.span().start), s.into_inner()))
-                .map(|(l, r)| (r, l))
-                .unwrap_or_default();
+            let (regions, regions_line) = f.regions.map(|s| spanned(text, s)).unwrap_or_default();
+            let (numbers, numbers_line) = f.numbers.map(|s| spanned(text, s)).unwrap_or_default();
             let skus = f
                 .sku
                 .into_iter()
                 .map(|s| {
-                    let line = line_of(text, s.span().start);
-                    let mut k = s.into_inner();
-                    k.line = line;
-                    k
+                    let (k, line) = spanned(text, s);
+                    SkuRecord { line, ..k }
                 })
                 .collect();
             CatalogRecord {
