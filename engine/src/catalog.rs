@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use crate::fxhash::FxMap;
 use crate::load::{CatalogRecord, LoadErrors, CATALOG_FILE};
 use crate::numbering::{NumberType, Region};
 
@@ -50,10 +51,10 @@ impl Sku {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     pub skus: Vec<Sku>,
-    by_name: HashMap<String, u16>,
-    pool_with: HashMap<Region, Region>,
+    by_name: FxMap<String, u16>,
+    pool_with: FxMap<Region, Region>,
     /// Region → domestic group id.
-    domestic_group: HashMap<Region, u16>,
+    domestic_group: FxMap<Region, u16>,
     /// Reachable international destinations; empty = all.
     international: Vec<Region>,
     free_domestic: Vec<NumberType>,
@@ -246,6 +247,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fxhash::FxMap;
     use crate::load::parse_catalog;
 
     fn shipped() -> Catalog {

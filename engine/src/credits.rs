@@ -7,13 +7,13 @@
 //! "Dial international phone numbers … / Dial out and pay per minute once you have exhausted your
 //! monthly minute allotment" (`what-are-communications-credits.md`).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::fxhash::FxMap;
 use crate::load::{LoadErrors, RateRecord, RATES_FILE};
 use crate::numbering::{NumberType, Region};
 use crate::pools::MonthKey;
@@ -69,12 +69,12 @@ impl fmt::Display for Money {
 /// column is a wildcard; the most specific row wins: (region, type), (region, *), (*, type), (*, *).
 #[derive(Clone, Debug, Default)]
 pub struct Rates {
-    map: HashMap<(Option<Region>, Option<NumberType>), Money>,
+    map: FxMap<(Option<Region>, Option<NumberType>), Money>,
 }
 
 impl Rates {
     pub fn build(rows: &[RateRecord], errors: &mut LoadErrors) -> Rates {
-        let mut map = HashMap::new();
+        let mut map = FxMap::default();
         for r in rows {
             let line = Some(r.line);
             let region = match r.destination.as_str() {
@@ -241,6 +241,7 @@ impl SpendLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fxhash::FxMap;
     use crate::load::parse_rates;
 
     #[test]

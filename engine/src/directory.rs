@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::catalog::{Catalog, PlanKind};
 use crate::credits::{Money, Rates};
+use crate::fxhash::FxMap;
 use crate::load::{self, LoadErrors, Records, TenantRecord, UserRecord, TENANTS_FILE, USERS_FILE};
 use crate::numbering::Region;
 use crate::pools::{PoolKey, PoolKind};
@@ -65,36 +66,6 @@ impl DialOut {
         }
     }
 }
-
-/// A fast non-cryptographic hasher (FxHash) for the lookup maps. Keys are inserted only from the
-/// directory files, so a remote party cannot grow collision chains; it can only probe them.
-#[derive(Clone, Copy, Default)]
-pub struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// Sentinel for "no pool".
 pub const NO_POOL: u32 = u32::MAX;
@@ -180,8 +151,9 @@ impl Snapshot {
         s.by_upn.reserve(rec.users.len());
         s.by_line.reserve(rec.users.len());
         let mut skus: Vec<u16> = Vec::new();
-        for u in &rec.users {
-            s.add_user(u, &tenant_ix, &mut pool_ix, &mut skus, &mut errors);
+        // Consumed one by one: each record's strings are freed as soon as it is indexed.
+        for u in rec.users {
+            s.add_user(&u, &tenant_ix, &mut pool_ix, &mut skus, &mut errors);
         }
         // Pool ids: BTreeMap order (stable), then patch users.
         let ids: HashMap<&PoolKey, u32> = pool_ix

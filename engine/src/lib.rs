@@ -10,6 +10,7 @@ pub mod config;
 pub mod credits;
 pub mod directory;
 pub mod engine;
+pub mod fxhash;
 pub mod load;
 pub mod numbering;
 pub mod policy;
