@@ -247,7 +247,6 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fxhash::FxMap;
     use crate::load::parse_catalog;
 
     fn shipped() -> Catalog {

@@ -241,7 +241,6 @@ impl SpendLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fxhash::FxMap;
     use crate::load::parse_rates;
 
     #[test]
