@@ -18,7 +18,7 @@ use regex_automata::dfa::{dense, Automaton, StartKind};
 use regex_automata::nfa::thompson;
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, MatchKind};
+use regex_automata::{Anchored, MatchKind};
 
 use super::MetadataError;
 
@@ -94,6 +94,7 @@ impl PatternSet {
 /// One pattern matched at the start of the input (Java `lookingAt`).
 pub(crate) struct Prefix {
     dfa: dense::DFA<Vec<u32>>,
+    start: StateID,
 }
 
 impl Prefix {
@@ -109,19 +110,36 @@ impl Prefix {
             .thompson(thompson_config())
             .build(pattern)
             .map_err(|e| MetadataError(format!("compiling {pattern:?}: {e}")))?;
-        Ok(Prefix { dfa })
+        let start = start_state(&dfa)?;
+        Ok(Prefix { dfa, start })
     }
 
     /// Length of the leftmost-first match at the start of `digits`, if any. A match may be
     /// empty (some national-prefix patterns match the empty string).
+    ///
+    /// A plain table walk rather than `try_search_fwd`: the inputs are a few digits long and
+    /// the generic search's set-up costs more than the walk.
     #[inline]
     pub(crate) fn match_len(&self, digits: &[u8]) -> Option<usize> {
-        let input = Input::new(digits).anchored(Anchored::Yes);
-        // The DFA has no look-around and no quit bytes, so a search cannot fail.
-        match self.dfa.try_search_fwd(&input) {
-            Ok(Some(m)) => Some(m.offset()),
-            _ => None,
+        let dfa = &self.dfa;
+        let mut s = self.start;
+        let mut last = None;
+        for (i, &b) in digits.iter().enumerate() {
+            s = dfa.next_state(s, b);
+            if dfa.is_special_state(s) {
+                if dfa.is_match_state(s) {
+                    // Delayed by one byte: the match ended before `b`.
+                    last = Some(i);
+                } else if dfa.is_dead_state(s) {
+                    return last;
+                }
+            }
         }
+        s = dfa.next_eoi_state(s);
+        if dfa.is_match_state(s) {
+            last = Some(digits.len());
+        }
+        last
     }
 
     pub(crate) fn memory_usage(&self) -> usize {

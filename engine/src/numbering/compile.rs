@@ -139,9 +139,9 @@ pub(crate) struct Tables {
 }
 
 pub(crate) fn region_slot(r: Region) -> Option<usize> {
-    match r.as_str().as_bytes() {
-        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
-            Some((*a - b'A') as usize * 26 + (*b - b'A') as usize)
+    match r.bytes() {
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z', 0] => {
+            Some((a - b'A') as usize * 26 + (b - b'A') as usize)
         }
         _ => None,
     }

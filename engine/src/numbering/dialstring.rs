@@ -45,6 +45,17 @@ impl Digits {
         Ok(())
     }
 
+    #[inline]
+    fn push(&mut self, digit: u8) -> Result<(), NumberError> {
+        let at = self.len as usize;
+        if at == MAX_DIGITS {
+            return Err(NumberError::Invalid(Why::TooLong));
+        }
+        self.buf[at] = digit;
+        self.len += 1;
+        Ok(())
+    }
+
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len as usize]
     }
@@ -61,29 +72,32 @@ pub(crate) struct Dialed {
 }
 
 impl Dialed {
+    /// One pass over the bytes: this runs for every INVITE.
     pub(crate) fn parse(input: &str) -> Result<Dialed, NumberError> {
-        let s = input.trim();
-        let s = strip_scheme(s);
-        let (number, params) = match s.find(';') {
-            Some(i) => (&s[..i], &s[i + 1..]),
-            None => (s, ""),
-        };
-        let (plus, digits) = digits_of(number)?;
-        let mut context = None;
-        for param in params.split(';') {
-            let Some((name, value)) = param.split_once('=') else {
-                continue;
-            };
-            if name.trim().eq_ignore_ascii_case("phone-context") {
-                let value = value.trim();
-                // A domain-name context (`phone-context=example.com`) says nothing about the
-                // digits; only a global-number context does.
-                if value.starts_with('+') {
-                    let (_, ctx) = digits_of(value)?;
-                    context = Some(ctx);
+        let s = input.as_bytes().trim_ascii();
+        let (s, sip) = strip_scheme(s);
+        let mut digits = Digits::new();
+        let mut plus = false;
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                c @ b'0'..=b'9' => digits.push(c)?,
+                b'+' if !plus && digits.len == 0 => plus = true,
+                c if is_separator(c) => {}
+                b';' => break,
+                // In a SIP URI the user part ends at `@` (RFC 3261 §19.1.1).
+                b'@' if sip => {
+                    i = s.len();
+                    break;
                 }
+                _ => return Err(NumberError::Invalid(Why::BadCharacter)),
             }
+            i += 1;
         }
+        let context = match s.get(i + 1..) {
+            Some(params) if !params.is_empty() => phone_context(params)?,
+            _ => None,
+        };
         if !plus && digits.len == 0 {
             return Err(NumberError::Invalid(Why::Empty));
         }
@@ -95,48 +109,39 @@ impl Dialed {
     }
 }
 
-/// `tel:N` → `N`; `sip:N@host` / `sips:N@host` → `N`.
-fn strip_scheme(s: &str) -> &str {
-    let lower_starts = |p: &str| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
-    if lower_starts("tel:") {
-        return &s[4..];
-    }
-    for scheme in ["sip:", "sips:"] {
-        if lower_starts(scheme) {
-            let rest = &s[scheme.len()..];
-            return match rest.find('@') {
-                Some(at) => &rest[..at],
-                None => rest,
-            };
+/// The digits of a global `phone-context` parameter among `;`-separated URI parameters.
+fn phone_context(params: &[u8]) -> Result<Option<Digits>, NumberError> {
+    for param in params.split(|&b| b == b';') {
+        let Some(eq) = param.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let (name, value) = (param[..eq].trim_ascii(), param[eq + 1..].trim_ascii());
+        // A domain-name context (`phone-context=example.com`) says nothing about the
+        // digits; only a global-number context does.
+        if name.eq_ignore_ascii_case(b"phone-context") && value.first() == Some(&b'+') {
+            let mut ctx = Digits::new();
+            for &c in &value[1..] {
+                match c {
+                    b'0'..=b'9' => ctx.push(c)?,
+                    c if is_separator(c) => {}
+                    _ => return Err(NumberError::Invalid(Why::BadCharacter)),
+                }
+            }
+            return Ok(Some(ctx));
         }
     }
-    s
+    Ok(None)
 }
 
-/// Digits of a number written with separators, and whether it began with `+`.
-fn digits_of(number: &str) -> Result<(bool, Digits), NumberError> {
-    let bytes = number.as_bytes();
-    let mut digits = Digits::new();
-    let mut plus = false;
-    let mut seen_digit = false;
-    for (i, &c) in bytes.iter().enumerate() {
-        match c {
-            b'0'..=b'9' => {
-                if digits.len as usize == MAX_DIGITS {
-                    return Err(NumberError::Invalid(Why::TooLong));
-                }
-                digits.buf[digits.len as usize] = c;
-                digits.len += 1;
-                seen_digit = true;
-            }
-            b'+' if !plus && !seen_digit && bytes[..i].iter().all(|&b| is_separator(b)) => {
-                plus = true
-            }
-            c if is_separator(c) => {}
-            _ => return Err(NumberError::Invalid(Why::BadCharacter)),
-        }
+/// `tel:N` → `N`; `sip:N@host` / `sips:N@host` → `N@host` and `true` (cut at `@` later).
+fn strip_scheme(s: &[u8]) -> (&[u8], bool) {
+    let starts = |p: &[u8]| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    match s.first() {
+        Some(b't' | b'T') if starts(b"tel:") => (&s[4..], false),
+        Some(b's' | b'S') if starts(b"sip:") => (&s[4..], true),
+        Some(b's' | b'S') if starts(b"sips:") => (&s[5..], true),
+        _ => (s, false),
     }
-    Ok((plus, digits))
 }
 
 #[cfg(test)]

@@ -149,8 +149,18 @@ enum Slot {
 pub fn parse(file: &str, xml: &str) -> Result<Vec<Territory>, MetadataError> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().trim_text(true);
-    let line_of = |pos: u64| xml[..(pos as usize).min(xml.len())].matches('\n').count() + 1;
-    let err = |pos: u64, what: String| MetadataError(format!("{file}:{}: {what}", line_of(pos)));
+    // Line numbers are counted incrementally: only territories and errors need one.
+    let mut lines = (0usize, 1usize);
+    let mut line_of = |pos: u64| {
+        let pos = (pos as usize).clamp(lines.0, xml.len());
+        lines.1 += xml.as_bytes()[lines.0..pos]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        lines.0 = pos;
+        lines.1
+    };
+    let err = |line: usize, what: String| MetadataError(format!("{file}:{line}: {what}"));
 
     let mut out = Vec::new();
     let mut territory: Option<Territory> = None;
@@ -159,15 +169,16 @@ pub fn parse(file: &str, xml: &str) -> Result<Vec<Territory>, MetadataError> {
     loop {
         let event = reader
             .read_event()
-            .map_err(|e| err(reader.buffer_position(), format!("XML error: {e}")))?;
+            .map_err(|e| err(line_of(reader.buffer_position()), format!("XML error: {e}")))?;
         // The end of the event just read: the line of a (one-line) tag.
         let pos = reader.buffer_position();
         match event {
             Event::Start(e) | Event::Empty(e) => {
                 let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
                 if name == "territory" {
-                    let mut t = read_territory(&e).map_err(|w| err(pos, w))?;
-                    t.line = line_of(pos);
+                    let line = line_of(pos);
+                    let mut t = read_territory(&e).map_err(|w| err(line, w))?;
+                    t.line = line;
                     territory = Some(t);
                 } else if territory.is_some() && DESC_ELEMENTS.contains(&name.as_str()) {
                     desc = Some((name, Desc::default()));
@@ -175,7 +186,9 @@ pub fn parse(file: &str, xml: &str) -> Result<Vec<Territory>, MetadataError> {
                     match name.as_str() {
                         "nationalNumberPattern" => slot = Slot::Pattern,
                         "exampleNumber" => slot = Slot::Example,
-                        "possibleLengths" => read_lengths(&e, d).map_err(|w| err(pos, w))?,
+                        "possibleLengths" => {
+                            read_lengths(&e, d).map_err(|w| err(line_of(pos), w))?
+                        }
                         _ => {}
                     }
                 }
@@ -183,7 +196,7 @@ pub fn parse(file: &str, xml: &str) -> Result<Vec<Territory>, MetadataError> {
             Event::Text(t) => {
                 let text = t
                     .unescape()
-                    .map_err(|e| err(pos, format!("bad text: {e}")))?;
+                    .map_err(|e| err(line_of(pos), format!("bad text: {e}")))?;
                 if let Some((_, d)) = desc.as_mut() {
                     let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
                     match slot {

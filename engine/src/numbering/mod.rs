@@ -35,6 +35,21 @@ pub use types::{Destination, NumberError, NumberType, Region, Why, MAX_E164_LEN}
 #[error("numbering metadata: {0}")]
 pub struct MetadataError(pub String);
 
+/// A national number: part of the dialed digits, or rewritten by a transform rule.
+enum Nsn<'a> {
+    Slice(&'a [u8]),
+    Owned(Digits),
+}
+
+impl Nsn<'_> {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Nsn::Slice(s) => s,
+            Nsn::Owned(d) => d.as_bytes(),
+        }
+    }
+}
+
 /// libphonenumber's `MIN_LENGTH_FOR_NSN` and `MAX_LENGTH_FOR_NSN`.
 const MIN_NSN: usize = 2;
 const MAX_NSN: usize = 17;
@@ -77,6 +92,13 @@ struct Hits {
     full: [u16; compile::MAX_REGIONS_PER_CODE],
     leading: u32,
     len: usize,
+}
+
+impl Hits {
+    /// Whether member `m`'s general pattern matched (no length check).
+    fn general(&self, m: usize) -> bool {
+        self.full[m] & Kind::GENERAL_BIT != 0
+    }
 }
 
 impl NumberingPlan {
@@ -240,7 +262,7 @@ impl NumberingPlan {
         };
         if digits.len() > cc_len && leading_value(digits, cc_len) == Some(cc as usize) {
             let rest = &digits[cc_len..];
-            let stripped = self.strip_national_prefix(rest, caller);
+            let (stripped, _) = self.strip_national_prefix(rest, caller);
             let general = |n: &[u8]| self.general_matches(n, caller);
             if (!general(digits) && general(stripped.as_bytes()))
                 || self.test_length(digits.len(), caller) == LengthCheck::TooLong
@@ -263,22 +285,23 @@ impl NumberingPlan {
         if national.len() < MIN_NSN {
             return Err(NumberError::Incomplete(Why::TooShort));
         }
-        let stripped = self.strip_national_prefix(national, strip_region);
-        let mut nsn = Digits::new();
-        match self.test_length(stripped.as_bytes().len(), strip_region) {
+        let (stripped, stripped_hits) = self.strip_national_prefix(national, strip_region);
+        let (nsn, hits) = match self.test_length(stripped.as_bytes().len(), strip_region) {
             LengthCheck::TooShort | LengthCheck::LocalOnly | LengthCheck::InvalidLength => {
-                nsn.push_slice(national)?
+                (national, None)
             }
-            _ => nsn = stripped,
-        }
-        let nsn = nsn.as_bytes();
+            _ => (stripped.as_bytes(), stripped_hits),
+        };
         if nsn.len() < MIN_NSN {
             return Err(NumberError::Incomplete(Why::TooShort));
         }
         if nsn.len() > MAX_NSN {
             return Err(NumberError::Invalid(Why::TooLong));
         }
-        let hits = self.scan(code, nsn);
+        let hits = match hits {
+            Some(h) => h,
+            None => self.scan(code, nsn),
+        };
         let member = self.member_for(code, &hits);
         if let Some(m) = member {
             if let Some(t) = number_type(code, m, &hits) {
@@ -333,7 +356,7 @@ impl NumberingPlan {
     /// `matchNationalNumber(number, generalDesc)`: the pattern alone, no length check.
     fn general_matches(&self, number: &[u8], region: &RegionPlan) -> bool {
         let code = &self.t.codes[region.code_idx];
-        self.scan(code, number).full[region.member] & Kind::GENERAL_BIT != 0
+        self.scan(code, number).general(region.member)
     }
 
     /// `testNumberLength` against the region's general description.
@@ -351,34 +374,32 @@ impl NumberingPlan {
 
     /// `maybeStripNationalPrefixAndCarrierCode`: the number with the national prefix removed
     /// (or transformed), or unchanged when there is none or removing it would turn a number
-    /// matching the general pattern into one that does not.
-    fn strip_national_prefix(&self, number: &[u8], region: &RegionPlan) -> Digits {
-        let mut unchanged = Digits::new();
-        // `number` is at most MAX_DIGITS long: it came out of a Digits.
-        let _ = unchanged.push_slice(number);
+    /// matching the general pattern into one that does not. When the candidate was scanned,
+    /// its [`Hits`] come along so that [`Self::finish`] need not scan it again.
+    fn strip_national_prefix<'a>(
+        &self,
+        number: &'a [u8],
+        region: &RegionPlan,
+    ) -> (Nsn<'a>, Option<Hits>) {
         let Some(np) = region.national_prefix.as_ref() else {
-            return unchanged;
+            return (Nsn::Slice(number), None);
         };
-        if number.is_empty() {
-            return unchanged;
-        }
-        let Some(end) = np.prefix.match_len(number) else {
-            return unchanged;
+        let Some(end) = np.prefix.match_len(number).filter(|_| !number.is_empty()) else {
+            return (Nsn::Slice(number), None);
         };
-        let viable = self.general_matches(number, region);
         let candidate = match transformed(np, number) {
-            Some(Some(t)) => t,
+            Some(Some(t)) => Nsn::Owned(t),
             // No transform rule, or its last group did not take part: just remove the prefix.
-            _ => {
-                let mut d = Digits::new();
-                let _ = d.push_slice(&number[end..]);
-                d
-            }
+            _ => Nsn::Slice(&number[end..]),
         };
-        if viable && !self.general_matches(candidate.as_bytes(), region) {
-            return unchanged;
+        let code = &self.t.codes[region.code_idx];
+        let hits = self.scan(code, candidate.as_bytes());
+        // Java checks whether the original was viable first; it only matters when the
+        // candidate is not, so the original is scanned only then.
+        if !hits.general(region.member) && self.general_matches(number, region) {
+            return (Nsn::Slice(number), None);
         }
-        candidate
+        (candidate, Some(hits))
     }
 
     /// Emergency numbers: the caller region's `<emergency>` pattern, and 112/911 everywhere.
@@ -466,33 +487,20 @@ fn number_type(code: &CodePlan, m: usize, hits: &Hits) -> Option<NumberType> {
 fn e164_destination(code: u16, nsn: &[u8], region: Region, t: NumberType) -> Destination {
     let mut buf = [0u8; MAX_E164_LEN];
     buf[0] = b'+';
-    let mut len = 1;
-    let cc = [
-        (code / 100) as u8,
-        (code / 10 % 10) as u8,
-        (code % 10) as u8,
-    ]
-    .map(|d| b'0' + d);
-    let cc_len = if code >= 100 {
-        3
-    } else if code >= 10 {
-        2
-    } else {
-        1
-    };
-    for &b in cc[3 - cc_len..].iter().chain(nsn) {
-        if len < MAX_E164_LEN {
-            buf[len] = b;
-            len += 1;
-        }
-    }
-    let text = std::str::from_utf8(&buf[..len]).unwrap_or("");
-    Destination::new(text, code, region, t)
+    let cc = [(code / 100) as u8, (code / 10 % 10) as u8, (code % 10) as u8].map(|d| b'0' + d);
+    let cc_len = if code >= 100 { 3 } else if code >= 10 { 2 } else { 1 };
+    // nsn is at most MAX_NSN (17) digits, so 1 + 3 + 17 fits in MAX_E164_LEN.
+    let len = (1 + cc_len + nsn.len()).min(MAX_E164_LEN);
+    buf[1..1 + cc_len].copy_from_slice(&cc[3 - cc_len..]);
+    buf[1 + cc_len..len].copy_from_slice(&nsn[..len - 1 - cc_len]);
+    Destination::from_ascii(buf, len, code, region, t)
 }
 
 fn short_destination(digits: &[u8], code: u16, region: Region, t: NumberType) -> Destination {
-    let text = std::str::from_utf8(digits).unwrap_or("");
-    Destination::new(text, code, region, t)
+    let mut buf = [0u8; MAX_E164_LEN];
+    let len = digits.len().min(MAX_E164_LEN);
+    buf[..len].copy_from_slice(&digits[..len]);
+    Destination::from_ascii(buf, len, code, region, t)
 }
 
 thread_local! {

@@ -148,3 +148,5 @@ fn plan_facts() {
     assert!(plan().has_region(r("VA")));
     assert!(!plan().has_region(r("XX")));
 }
+
+

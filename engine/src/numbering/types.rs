@@ -45,6 +45,11 @@ impl Region {
         ]
     }
 
+    /// The raw code: two upper-case letters and a 0, or `001`.
+    pub(crate) fn bytes(&self) -> [u8; 3] {
+        self.0
+    }
+
     /// Whether this is the non-geographic pseudo-region `001`.
     pub fn is_non_geographic(&self) -> bool {
         *self == Region::NON_GEO
@@ -165,9 +170,20 @@ impl Destination {
         let mut buf = [0u8; MAX_E164_LEN];
         let n = e164.len().min(MAX_E164_LEN);
         buf[..n].copy_from_slice(&e164.as_bytes()[..n]);
+        Self::from_ascii(buf, n, calling_code, region, number_type)
+    }
+
+    /// From a buffer already holding `+` and ASCII digits (the plan's hot path).
+    pub(crate) fn from_ascii(
+        e164: [u8; MAX_E164_LEN],
+        len: usize,
+        calling_code: u16,
+        region: Region,
+        number_type: NumberType,
+    ) -> Self {
         Destination {
-            e164: buf,
-            e164_len: n as u8,
+            e164,
+            e164_len: len.min(MAX_E164_LEN) as u8,
             calling_code,
             region,
             number_type,
@@ -177,8 +193,10 @@ impl Destination {
     /// The normalized number, `+` and digits only, e.g. `"+442079460000"`; for a short number
     /// the dialed digits alone (see [`Destination::is_short_number`]).
     pub fn e164(&self) -> &str {
-        // Only ASCII `+` and digits are ever written (see `new` and the plan).
-        std::str::from_utf8(&self.e164[..self.e164_len as usize]).unwrap_or("")
+        let bytes = &self.e164[..self.e164_len as usize];
+        // Only ASCII `+` and digits are written by the plan; `new` takes a `&str` and may cut
+        // it mid-character only past MAX_E164_LEN, which the fallback covers.
+        std::str::from_utf8(bytes).unwrap_or("")
     }
 
     /// The national significant number: the E.164 digits after the calling code (for a short
