@@ -589,3 +589,7 @@ fn build_live(snap: Snapshot, month: MonthKey, prev: Option<&Live>) -> Live {
 #[cfg(test)]
 #[path = "engine_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "engine_reservation_tests.rs"]
+mod reservation_tests;

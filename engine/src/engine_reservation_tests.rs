@@ -1,0 +1,182 @@
+//! Tests of the reservation model (DESIGN §4 "Reservations"): dry run, grants, settle twice /
+//! unknown / after expiry, release, extend, duplicate Call-IDs, month rollover, reload.
+
+use super::tests::*;
+use super::*;
+use crate::pools::PoolKind;
+
+#[test]
+fn dry_run_reserves_nothing() {
+    let e = engine();
+    for _ in 0..10 {
+        let d = e.decide_classified("small@u.com", Ok(us()), NOW, Mode::DryRun);
+        assert_eq!(
+            (basis(&d), d.max_duration),
+            (Some("domestic_pool"), Some(1800))
+        );
+        assert!(d.grant.is_none());
+    }
+    assert_eq!(
+        pool(&e, "u", "US", "MCOPSTN5", PoolKind::Domestic).reserved_seconds,
+        0
+    );
+    assert!(e.reservations().is_empty());
+}
+
+#[test]
+fn grant_is_at_most_what_is_left_and_rounds() {
+    let e = engine();
+    for i in 0..3 {
+        call(&e, "small@u.com", us(), &format!("g{i}"));
+    }
+    e.settle("g0", 1, NOW + 1).unwrap();
+    // 7200 - 60 used - 3600 reserved = 3540 left: grant 1800, then 1740.
+    assert_eq!(call(&e, "small@u.com", us(), "g3").max_duration, Some(1800));
+    assert_eq!(call(&e, "small@u.com", us(), "g4").max_duration, Some(1740));
+    let p = pool(&e, "u", "US", "MCOPSTN5", PoolKind::Domestic);
+    assert_eq!((p.used_seconds, p.remaining_seconds), (60, 0));
+}
+
+#[test]
+fn settle_twice_unknown_and_after_expiry() {
+    let e = engine();
+    call(&e, "us1@t.com", us(), "a");
+    let s1 = e.settle("a", 90, NOW + 90).unwrap();
+    assert!(s1.changed);
+    assert_eq!((s1.state, s1.charged_seconds), (CallState::Settled, 120));
+    let s2 = e.settle("a", 500, NOW + 900).unwrap();
+    assert!(!s2.changed);
+    assert_eq!((s2.billable_seconds, s2.charged_seconds), (90, 120));
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).used_seconds,
+        120
+    );
+
+    assert_eq!(e.settle("nope", 10, NOW), Err(CallError::UnknownCall));
+    assert_eq!(e.release("nope", NOW), Err(CallError::UnknownCall));
+    assert_eq!(e.extend("nope", NOW), Err(CallError::UnknownCall));
+
+    call(&e, "us1@t.com", us(), "b");
+    assert!(e.expire(NOW + 1800 + 119).is_empty());
+    let ex = e.expire(NOW + 1800 + 120);
+    assert_eq!(ex.len(), 1);
+    assert_eq!(
+        (ex[0].state, ex[0].charged_seconds),
+        (CallState::Expired, 1800)
+    );
+    let s = e.settle("b", 10, NOW + 3000).unwrap();
+    assert!(!s.changed);
+    assert_eq!((s.state, s.charged_seconds), (CallState::Expired, 1800));
+    assert!(e.expire(NOW + 9999).is_empty());
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).used_seconds,
+        1920
+    );
+    assert_eq!(
+        e.extend("b", NOW),
+        Err(CallError::NotActive(CallState::Expired))
+    );
+}
+
+#[test]
+fn release_returns_everything_once() {
+    let e = engine();
+    call(&e, "cred@t.com", gb(), "c");
+    let s = e.release("c", NOW + 5).unwrap();
+    assert!(s.changed);
+    assert_eq!(s.state, CallState::Released);
+    assert_eq!(e.credits_balance("t"), Some(Money(10_000_000)));
+    assert!(!e.release("c", NOW + 6).unwrap().changed);
+    assert!(!e.settle("c", 100, NOW + 7).unwrap().changed);
+    assert_eq!(e.credits_balance("t"), Some(Money(10_000_000)));
+}
+
+#[test]
+fn extend_grants_more_until_max_or_exhausted() {
+    let e = engine();
+    call(&e, "small@u.com", us(), "x");
+    let x = e.extend("x", NOW + 1700).unwrap();
+    assert_eq!((x.granted_seconds, x.max_duration), (1800, 3600));
+    let x = e.extend("x", NOW + 3500).unwrap();
+    assert_eq!((x.granted_seconds, x.max_duration), (1800, 5400));
+    e.extend("x", NOW + 5000).unwrap();
+    assert_eq!(
+        e.extend("x", NOW + 7000),
+        Err(CallError::Exhausted(Reason::PoolExhausted))
+    );
+    let s = e.settle("x", 7000, NOW + 7000).unwrap();
+    assert_eq!(s.charged_seconds, 7020);
+    // Emergency calls are already granted the maximum.
+    call(&e, "none@t.com", emergency(), "em");
+    assert_eq!(e.extend("em", NOW).unwrap().granted_seconds, 0);
+}
+
+#[test]
+fn same_call_id_reserves_once() {
+    let e = engine();
+    let a = call(&e, "us1@t.com", us(), "dup");
+    let b = call(&e, "us1@t.com", us(), "dup");
+    assert_eq!(
+        (basis(&a), basis(&b)),
+        (Some("domestic_pool"), Some("domestic_pool"))
+    );
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).reserved_seconds,
+        1800
+    );
+    let d = e.authorize(
+        &Request {
+            call_id: "",
+            caller: "us1@t.com",
+            dialed: "911",
+        },
+        NOW,
+    );
+    assert_eq!(reason(&d), Some("bad_request"));
+}
+
+#[test]
+fn pools_roll_over_at_month_start_utc() {
+    let e = engine();
+    drain(&e, "small@u.com", us(), "m");
+    let dec = e.decide_classified("small@u.com", Ok(us()), NOW, Mode::DryRun);
+    assert_eq!(basis(&dec), Some("credits"));
+    // 2026-12-01T00:00:00Z: a fresh pool.
+    let dec = e.decide_classified(
+        "small@u.com",
+        Ok(us()),
+        1_796_083_200,
+        Mode::Reserve("dec-1"),
+    );
+    assert_eq!(basis(&dec), Some("domestic_pool"));
+    // Settling a November call still lands on the November counter.
+    let s = e.settle("m-0", 60, 1_796_083_300).unwrap();
+    assert!(s.changed);
+    let dec_pool = e
+        .pools(1_796_083_300)
+        .into_iter()
+        .find(|p| &*p.key.tenant == "u")
+        .unwrap();
+    assert_eq!(
+        (dec_pool.used_seconds, dec_pool.reserved_seconds),
+        (0, 1800)
+    );
+}
+
+#[test]
+fn reload_keeps_live_counts_and_credits() {
+    let e = engine();
+    call(&e, "us1@t.com", us(), "a");
+    call(&e, "cred@t.com", gb(), "b");
+    e.reload(snapshot());
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).reserved_seconds,
+        1800
+    );
+    assert_eq!(e.credits_balance("t"), Some(Money(10_000_000 - 660_000)));
+    e.settle("a", 60, NOW + 60).unwrap();
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).used_seconds,
+        60
+    );
+}
