@@ -2,7 +2,7 @@
 //! usage locations US/PR/CA/GB/DE/FR, every license combination, some Direct Routing users and
 //! every dial-out policy; the shipped `catalog.toml` and `rates.csv`.
 
-use tollgate_engine::load::{self, LoadErrors, Records, TenantRecord, UserRecord};
+use tollgate_engine::load::{self, LoadErrors, Records, UserRecord};
 
 const REGIONS: [&str; 8] = ["US", "US", "US", "PR", "CA", "GB", "DE", "FR"];
 const LICENSES: [&str; 8] = [
@@ -40,36 +40,55 @@ pub fn region(i: usize) -> &'static str {
     REGIONS[i % REGIONS.len()]
 }
 
+/// The `users.csv` fields of user `i`: tenant, user, line_uri, usage_location, licenses,
+/// voice_routing, dial_out_policy.
+fn user_fields(i: usize) -> [String; 7] {
+    [
+        format!("t{}", i / TENANT_SIZE),
+        upn(i),
+        line_uri(i),
+        region(i).into(),
+        LICENSES[(i / 3) % LICENSES.len()].into(),
+        if i % 50 == 7 {
+            "direct_routing:sbc".into()
+        } else {
+            String::new()
+        },
+        POLICIES[(i / 7) % POLICIES.len()].into(),
+    ]
+}
+
+/// The tenants of a directory of `n` users, as `tenants.toml` text.
+pub fn tenants_toml(n: usize) -> String {
+    let mut s = String::new();
+    for t in 0..n.div_ceil(TENANT_SIZE).max(1) {
+        s.push_str(&format!(
+            "[[tenant]]\nid = \"t{t}\"\nname = \"Tenant {t}\"\ndomains = [\"t{t}.example\"]\n\
+             credits = \"1000000.00\"\ncurrency = \"USD\"\n\
+             [tenant.direct_routing]\nsbc = \"sbc.t{t}.example:5061\"\n\n"
+        ));
+    }
+    s
+}
+
 /// Records of a synthetic directory of `n` users.
 pub fn records(n: usize) -> Records {
     let mut e = LoadErrors::default();
-    let tenants = n.div_ceil(TENANT_SIZE).max(1);
-    let tenants = (0..tenants)
-        .map(|t| TenantRecord {
-            id: format!("t{t}"),
-            name: format!("Tenant {t}"),
-            domains: vec![format!("t{t}.example")],
-            credits: Some("1000000.00".into()),
-            currency: Some("USD".into()),
-            user_spend_limit: None,
-            direct_routing: [("sbc".to_string(), format!("sbc.t{t}.example:5061"))].into(),
-            line: t + 1,
-        })
-        .collect();
+    let tenants = load::parse_tenants(&tenants_toml(n), &mut e);
     let users = (0..n)
-        .map(|i| UserRecord {
-            line: i + 2,
-            tenant: format!("t{}", i / TENANT_SIZE),
-            user: upn(i),
-            line_uri: line_uri(i),
-            usage_location: region(i).into(),
-            licenses: LICENSES[(i / 3) % LICENSES.len()].into(),
-            voice_routing: if i % 50 == 7 {
-                "direct_routing:sbc".into()
-            } else {
-                String::new()
-            },
-            dial_out_policy: POLICIES[(i / 7) % POLICIES.len()].into(),
+        .map(|i| {
+            let [tenant, user, line_uri, usage_location, licenses, voice_routing, dial_out_policy] =
+                user_fields(i);
+            UserRecord {
+                line: i + 2,
+                tenant,
+                user,
+                line_uri,
+                usage_location,
+                licenses,
+                voice_routing,
+                dial_out_policy,
+            }
         })
         .collect();
     let catalog = load::parse_catalog(include_str!("../../config/catalog.toml"), &mut e);
@@ -85,22 +104,28 @@ pub fn records(n: usize) -> Records {
 
 /// The same users as `users.csv` text.
 pub fn users_csv(n: usize) -> String {
-    let rec = records(n);
     let mut s = String::with_capacity(n * 100);
     s.push_str("tenant,user,line_uri,usage_location,licenses,voice_routing,dial_out_policy\n");
-    for u in &rec.users {
-        s.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
-            u.tenant,
-            u.user,
-            u.line_uri,
-            u.usage_location,
-            u.licenses,
-            u.voice_routing,
-            u.dial_out_policy
-        ));
+    for i in 0..n {
+        s.push_str(&user_fields(i).join(","));
+        s.push('\n');
     }
     s
+}
+
+/// Writes a directory of `n` users (the four files) to `dir`.
+pub fn write_dir(dir: &std::path::Path, n: usize) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("tenants.toml"), tenants_toml(n))?;
+    std::fs::write(dir.join("users.csv"), users_csv(n))?;
+    std::fs::write(
+        dir.join("catalog.toml"),
+        include_str!("../../config/catalog.toml"),
+    )?;
+    std::fs::write(
+        dir.join("rates.csv"),
+        include_str!("../../config/rates.csv"),
+    )
 }
 
 /// Mixed dialed strings for a caller in `region`: domestic national and E.164, international,

@@ -128,12 +128,49 @@ pub fn e164_digits(s: &str) -> Option<u64> {
 
 impl Snapshot {
     /// Loads and checks the four files of `dir`; every error of every file is reported.
+    /// `users.csv` is streamed: one row at a time is parsed, checked and indexed.
     pub fn load(dir: &Path) -> Result<Snapshot, LoadErrors> {
-        Snapshot::build(load::read_dir(dir)?)
+        let (rec, users, read_errors) = load::read_dir_deferred(dir);
+        // Without tenants or the catalog every user would be an error: stop at those.
+        let blocking = [load::TENANTS_FILE, load::CATALOG_FILE];
+        if read_errors
+            .0
+            .iter()
+            .any(|e| blocking.contains(&e.file.as_str()))
+        {
+            return Err(read_errors);
+        }
+        let users = users.unwrap_or_default();
+        let hint = users.bytes().filter(|&b| b == b'\n').count();
+        let mut csv_errors = LoadErrors::default();
+        let (snap, mut errors) = Snapshot::build_with(rec, hint, |add| {
+            if !users.is_empty() {
+                load::for_each_user(&users, &mut csv_errors, add)
+            }
+        });
+        errors.0.extend(read_errors.0);
+        errors.0.extend(csv_errors.0);
+        finish(snap, errors)
     }
 
     /// Checks and indexes parsed records.
-    pub fn build(rec: Records) -> Result<Snapshot, LoadErrors> {
+    pub fn build(mut rec: Records) -> Result<Snapshot, LoadErrors> {
+        let users = std::mem::take(&mut rec.users);
+        let (snap, errors) = Snapshot::build_with(rec, users.len(), |add| {
+            // Consumed one by one: each record's strings are freed as soon as it is indexed.
+            for u in users {
+                add(&u);
+            }
+        });
+        finish(snap, errors)
+    }
+
+    /// Builds from `rec` (its `users` ignored) and the users `feed` passes to its argument.
+    fn build_with(
+        rec: Records,
+        hint: usize,
+        feed: impl FnOnce(&mut dyn FnMut(&UserRecord)),
+    ) -> (Snapshot, LoadErrors) {
         let mut errors = LoadErrors::default();
         let catalog = Catalog::build(&rec.catalog, &mut errors);
         let rates = Rates::build(&rec.rates, &mut errors);
@@ -147,14 +184,11 @@ impl Snapshot {
             s.add_tenant(t, &mut tenant_ix, &mut errors);
         }
         let mut pool_ix: BTreeMap<PoolKey, u64> = BTreeMap::new();
-        s.users.reserve(rec.users.len());
-        s.by_upn.reserve(rec.users.len());
-        s.by_line.reserve(rec.users.len());
+        s.users.reserve(hint);
+        s.by_upn.reserve(hint);
+        s.by_line.reserve(hint);
         let mut skus: Vec<u16> = Vec::new();
-        // Consumed one by one: each record's strings are freed as soon as it is indexed.
-        for u in rec.users {
-            s.add_user(&u, &tenant_ix, &mut pool_ix, &mut skus, &mut errors);
-        }
+        feed(&mut |u| s.add_user(u, &tenant_ix, &mut pool_ix, &mut skus, &mut errors));
         // Pool ids: BTreeMap order (stable), then patch users.
         let ids: HashMap<&PoolKey, u32> = pool_ix
             .keys()
@@ -187,7 +221,7 @@ impl Snapshot {
         }
         drop(ids);
         s.pools = pool_ix.into_iter().collect();
-        errors.into_result(s)
+        (s, errors)
     }
 
     fn add_tenant(
@@ -527,6 +561,18 @@ impl Snapshot {
             .get(g as usize)
             .map(|(_, r)| r)
     }
+}
+
+/// Errors in file order (catalog, rates, tenants, users), then line order.
+fn finish(snap: Snapshot, mut errors: LoadErrors) -> Result<Snapshot, LoadErrors> {
+    let rank = |f: &str| match f {
+        load::CATALOG_FILE => 0,
+        load::RATES_FILE => 1,
+        load::TENANTS_FILE => 2,
+        _ => 3,
+    };
+    errors.0.sort_by_key(|e| (rank(&e.file), e.line));
+    errors.into_result(snap)
 }
 
 #[cfg(test)]

@@ -128,3 +128,22 @@ fn every_user_error_is_reported_with_line_and_field() {
         ]
     );
 }
+
+#[test]
+fn load_streams_users_and_reports_syntax_and_semantic_errors_together() {
+    let dir = std::env::temp_dir().join(format!("tollgate-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    for f in ["tenants.toml", "catalog.toml", "rates.csv"] {
+        std::fs::copy(shipped.join(f), dir.join(f)).unwrap();
+    }
+    let mut users =
+        b"tenant,user,usage_location,licenses\ncontoso,a@contoso.com,XXX,MCOEV\n".to_vec();
+    users
+        .extend_from_slice(b"contoso,b\xff@contoso.com,US,MCOEV\ncontoso,c@contoso.com,US,MCOEV\n");
+    std::fs::write(dir.join("users.csv"), users).unwrap();
+    let e = Snapshot::load(&dir).unwrap_err();
+    let got: Vec<_> = e.0.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(got, [(Some(2), "usage_location"), (Some(3), "")]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

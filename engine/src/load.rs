@@ -223,30 +223,50 @@ pub struct Records {
 
 /// Reads the four files of `dir`; collects every syntax error of every file.
 pub fn read_dir(dir: &Path) -> Result<Records, LoadErrors> {
+    let (mut rec, users, mut errors) = read_dir_deferred(dir);
+    if let Some(users) = users {
+        rec.users = parse_users(&users, &mut errors);
+    }
+    errors.into_result(rec)
+}
+
+/// Like [`read_dir`], but returns the text of `users.csv` unparsed (the records' `users` stay
+/// empty), for a snapshot build that streams users one row at a time
+/// ([`crate::directory::Snapshot::load`]), and the errors found so far.
+pub fn read_dir_deferred(dir: &Path) -> (Records, Option<String>, LoadErrors) {
     let mut errors = LoadErrors::default();
     let tenants = read_file(dir, TENANTS_FILE, &mut errors)
         .map(|t| parse_tenants(&t, &mut errors))
         .unwrap_or_default();
-    let users = read_file(dir, USERS_FILE, &mut errors)
-        .map(|t| parse_users(&t, &mut errors))
-        .unwrap_or_default();
+    let users = read_file(dir, USERS_FILE, &mut errors);
     let catalog = read_file(dir, CATALOG_FILE, &mut errors)
         .map(|t| parse_catalog(&t, &mut errors))
         .unwrap_or_default();
     let rates = read_file(dir, RATES_FILE, &mut errors)
         .map(|t| parse_rates(&t, &mut errors))
         .unwrap_or_default();
-    errors.into_result(Records {
+    let rec = Records {
         tenants,
-        users,
+        users: Vec::new(),
         catalog,
         rates,
-    })
+    };
+    (rec, users, errors)
 }
 
+/// Reads a file as text. Bytes that are not UTF-8 are an error at their line; the rest of the
+/// file is still read (with U+FFFD in their place) so that its other errors are reported too.
 fn read_file(dir: &Path, name: &str, errors: &mut LoadErrors) -> Option<String> {
-    match std::fs::read_to_string(dir.join(name)) {
-        Ok(t) => Some(t),
+    match std::fs::read(dir.join(name)) {
+        Ok(bytes) => Some(match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                errors.push(name, Some(line_of(&text, at)), "", "not UTF-8 text");
+                text
+            }
+        }),
         Err(e) => {
             errors.push(
                 name,
@@ -335,15 +355,17 @@ pub fn parse_catalog(text: &str, errors: &mut LoadErrors) -> CatalogRecord {
     }
 }
 
-/// A CSV file read into header-indexed rows: `(line, fields)`. Column order is free; unknown
-/// columns are ignored; `required` columns must be present.
+/// Reads a CSV file row by row, calling `row(line, fields)` with the `required` then `optional`
+/// columns in that order (`""` where absent). Column order is free; unknown columns are ignored;
+/// `required` columns must be present; blank rows are skipped.
 fn read_csv(
     file: &str,
     text: &str,
     required: &[&str],
     optional: &[&str],
     errors: &mut LoadErrors,
-) -> Vec<(usize, Vec<String>)> {
+    mut row: impl FnMut(usize, &[&str]),
+) {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -353,7 +375,7 @@ fn read_csv(
         Ok(h) => h.clone(),
         Err(e) => {
             errors.push(file, Some(1), "", format!("bad header row: {e}"));
-            return Vec::new();
+            return;
         }
     };
     let mut index = Vec::new();
@@ -367,71 +389,91 @@ fn read_csv(
         index.push(pos);
     }
     if missing {
-        return Vec::new();
+        return;
     }
-    let mut rows = Vec::new();
-    for rec in rdr.records() {
-        match rec {
-            Ok(r) => {
-                let line = r.position().map(|p| p.line() as usize).unwrap_or(0);
-                if r.iter().all(|f| f.is_empty()) {
+    // At most 8 columns are asked for (a fixed array: no allocation per row).
+    index.truncate(8);
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                if rec.iter().all(|f| f.is_empty()) {
                     continue;
                 }
-                let fields = index
-                    .iter()
-                    .map(|i| i.and_then(|i| r.get(i)).unwrap_or("").to_string())
-                    .collect();
-                rows.push((line, fields));
+                let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+                let mut fields = [""; 8];
+                for (f, i) in fields.iter_mut().zip(&index) {
+                    *f = i.and_then(|i| rec.get(i)).unwrap_or("");
+                }
+                row(line, &fields[..index.len()]);
             }
             Err(e) => {
                 let line = e.position().map(|p| p.line() as usize);
                 errors.push(file, line, "", format!("malformed CSV: {e}"));
+                if !matches!(
+                    e.kind(),
+                    csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }
+                ) {
+                    break;
+                }
             }
         }
     }
-    rows
+}
+
+const USER_REQUIRED: [&str; 4] = ["tenant", "user", "usage_location", "licenses"];
+const USER_OPTIONAL: [&str; 3] = ["line_uri", "voice_routing", "dial_out_policy"];
+
+/// Calls `f` with each row of `users.csv`, reusing one record (no allocation per row once the
+/// strings have grown).
+pub fn for_each_user(text: &str, errors: &mut LoadErrors, mut f: impl FnMut(&UserRecord)) {
+    let mut u = UserRecord::default();
+    read_csv(
+        USERS_FILE,
+        text,
+        &USER_REQUIRED,
+        &USER_OPTIONAL,
+        errors,
+        |line, c| {
+            u.line = line;
+            for (dst, src) in [
+                (&mut u.tenant, c[0]),
+                (&mut u.user, c[1]),
+                (&mut u.usage_location, c[2]),
+                (&mut u.licenses, c[3]),
+                (&mut u.line_uri, c[4]),
+                (&mut u.voice_routing, c[5]),
+                (&mut u.dial_out_policy, c[6]),
+            ] {
+                dst.clear();
+                dst.push_str(src);
+            }
+            f(&u);
+        },
+    );
 }
 
 /// Parses `users.csv`.
 pub fn parse_users(text: &str, errors: &mut LoadErrors) -> Vec<UserRecord> {
-    read_csv(
-        USERS_FILE,
-        text,
-        &["tenant", "user", "usage_location", "licenses"],
-        &["line_uri", "voice_routing", "dial_out_policy"],
-        errors,
-    )
-    .into_iter()
-    .map(|(line, mut f)| UserRecord {
-        line,
-        dial_out_policy: std::mem::take(&mut f[6]),
-        voice_routing: std::mem::take(&mut f[5]),
-        line_uri: std::mem::take(&mut f[4]),
-        licenses: std::mem::take(&mut f[3]),
-        usage_location: std::mem::take(&mut f[2]),
-        user: std::mem::take(&mut f[1]),
-        tenant: std::mem::take(&mut f[0]),
-    })
-    .collect()
+    let mut out = Vec::new();
+    for_each_user(text, errors, |u| out.push(u.clone()));
+    out
 }
 
 /// Parses `rates.csv`.
 pub fn parse_rates(text: &str, errors: &mut LoadErrors) -> Vec<RateRecord> {
-    read_csv(
-        RATES_FILE,
-        text,
-        &["destination", "number_type", "price_per_minute"],
-        &[],
-        errors,
-    )
-    .into_iter()
-    .map(|(line, mut f)| RateRecord {
-        line,
-        price_per_minute: std::mem::take(&mut f[2]),
-        number_type: std::mem::take(&mut f[1]),
-        destination: std::mem::take(&mut f[0]),
-    })
-    .collect()
+    let mut out = Vec::new();
+    let cols = ["destination", "number_type", "price_per_minute"];
+    read_csv(RATES_FILE, text, &cols, &[], errors, |line, c| {
+        out.push(RateRecord {
+            line,
+            destination: c[0].to_string(),
+            number_type: c[1].to_string(),
+            price_per_minute: c[2].to_string(),
+        })
+    });
+    out
 }
 
 #[cfg(test)]
