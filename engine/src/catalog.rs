@@ -194,6 +194,9 @@ impl Catalog {
         if let Some(&i) = self.by_name.get(name) {
             return Some(i);
         }
+        if !name.bytes().any(|b| b.is_ascii_lowercase()) {
+            return None;
+        }
         self.by_name.get(&name.to_ascii_uppercase()).copied()
     }
 

@@ -6,7 +6,7 @@
 //! by UPN (`alice@contoso.com`, case-insensitive, alias domains of the tenant accepted) and by
 //! line URI (E.164, held as an integer so a lookup allocates nothing).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -66,6 +66,9 @@ impl DialOut {
         }
     }
 }
+
+/// A pool while the snapshot is built: (tenant index, pool region, SKU index, kind).
+type PoolIx = (u32, Region, u16, PoolKind);
 
 /// Sentinel for "no pool".
 pub const NO_POOL: u32 = u32::MAX;
@@ -183,44 +186,47 @@ impl Snapshot {
         for t in rec.tenants {
             s.add_tenant(t, &mut tenant_ix, &mut errors);
         }
-        let mut pool_ix: BTreeMap<PoolKey, u64> = BTreeMap::new();
+        let mut pool_ix: FxMap<PoolIx, u64> = FxMap::default();
         s.users.reserve(hint);
         s.by_upn.reserve(hint);
         s.by_line.reserve(hint);
         let mut skus: Vec<u16> = Vec::new();
         feed(&mut |u| s.add_user(u, &tenant_ix, &mut pool_ix, &mut skus, &mut errors));
-        // Pool ids: BTreeMap order (stable), then patch users.
-        let ids: HashMap<&PoolKey, u32> = pool_ix
-            .keys()
+        // Pool ids in a stable order (tenant, region, SKU, kind), then stored on each user.
+        let mut pools: Vec<(PoolIx, u64)> = pool_ix.into_iter().collect();
+        pools.sort_unstable_by_key(|(k, _)| *k);
+        let ids: FxMap<PoolIx, u32> = pools
+            .iter()
             .enumerate()
-            .map(|(i, k)| (k, i as u32))
+            .map(|(i, (k, _))| (*k, i as u32))
             .collect();
-        let key_of = |s: &Snapshot, u: &User, kind: PoolKind| -> Option<PoolKey> {
-            let (sku, _) = u.plan?;
-            Some(PoolKey {
-                tenant: Arc::clone(&s.tenants[u.tenant as usize].id),
-                region: u.pool_region,
-                sku: s.catalog.sku(sku)?.name.as_str().into(),
-                kind,
-            })
-        };
-        let mut patched = Vec::with_capacity(s.users.len());
-        for u in &s.users {
-            let d = key_of(&s, u, PoolKind::Domestic).and_then(|k| ids.get(&k).copied());
-            let i = match u.plan {
-                Some((_, PlanKind::International)) => {
-                    key_of(&s, u, PoolKind::International).and_then(|k| ids.get(&k).copied())
+        for u in &mut s.users {
+            if let Some((sku, kind)) = u.plan {
+                let id = |k| ids.get(&(u.tenant, u.pool_region, sku, k)).copied();
+                u.domestic_pool = id(PoolKind::Domestic).unwrap_or(NO_POOL);
+                if kind == PlanKind::International {
+                    u.international_pool = id(PoolKind::International).unwrap_or(NO_POOL);
                 }
-                _ => None,
-            };
-            patched.push((d.unwrap_or(NO_POOL), i.unwrap_or(NO_POOL)));
+            }
         }
-        for (u, (d, i)) in s.users.iter_mut().zip(patched) {
-            u.domestic_pool = d;
-            u.international_pool = i;
-        }
-        drop(ids);
-        s.pools = pool_ix.into_iter().collect();
+        let sku_names: Vec<Arc<str>> = s
+            .catalog
+            .skus
+            .iter()
+            .map(|k| Arc::from(k.name.as_str()))
+            .collect();
+        s.pools = pools
+            .into_iter()
+            .filter_map(|((t, region, sku, kind), cap)| {
+                let key = PoolKey {
+                    tenant: Arc::clone(&s.tenants.get(t as usize)?.id),
+                    region,
+                    sku: Arc::clone(sku_names.get(sku as usize)?),
+                    kind,
+                };
+                Some((key, cap))
+            })
+            .collect();
         (s, errors)
     }
 
@@ -300,7 +306,7 @@ impl Snapshot {
         &mut self,
         u: &UserRecord,
         tenant_ix: &HashMap<String, u32>,
-        pools: &mut BTreeMap<PoolKey, u64>,
+        pools: &mut FxMap<PoolIx, u64>,
         skus: &mut Vec<u16>,
         errors: &mut LoadErrors,
     ) {
@@ -441,13 +447,8 @@ impl Snapshot {
         if let Some((sku_i, kind)) = plan {
             if let Some(sku) = self.catalog.sku(sku_i) {
                 let mut add = |k: PoolKind, minutes: u32| {
-                    let key = PoolKey {
-                        tenant: Arc::clone(&self.tenants[tenant as usize].id),
-                        region: pool_region,
-                        sku: sku.name.as_str().into(),
-                        kind: k,
-                    };
-                    *pools.entry(key).or_insert(0) += u64::from(minutes) * 60;
+                    *pools.entry((tenant, pool_region, sku_i, k)).or_insert(0) +=
+                        u64::from(minutes) * 60;
                 };
                 add(PoolKind::Domestic, sku.minutes_for(usage_location));
                 if kind == PlanKind::International {
