@@ -392,16 +392,8 @@ impl Engine {
         };
         let (dec, grant) = admit(Basis::Credits, Rule::Credits, secs, funding, cost);
         let Some(c) = call_id else { return dec };
-        if let (Some(limit), Some((u, m))) = (limit, &spend) {
-            if !self.spend.reserve(u, *m, cost, limit) {
-                return reject(Reason::SpendLimitReached);
-            }
-        }
-        if !account.reserve(cost) {
-            if let Some((u, m)) = &spend {
-                self.spend.refund(u, *m, cost);
-            }
-            return reject(Reason::CreditsExhausted);
+        if let Err(r) = self.take_credits(account, &spend, limit, cost) {
+            return reject(r);
         }
         self.record(c, dec, grant, || {
             account.refund(cost);
@@ -409,6 +401,33 @@ impl Engine {
                 self.spend.refund(u, *m, cost);
             }
         })
+    }
+
+    /// Takes `cost` from the balance and, under a spend limit, from the user's monthly
+    /// allowance: both or neither (CAS on the balance; never below zero).
+    fn take_credits(
+        &self,
+        account: &CreditAccount,
+        spend: &Option<(Arc<str>, MonthKey)>,
+        limit: Option<Money>,
+        cost: Money,
+    ) -> Result<(), Reason> {
+        let counted = match (limit, spend) {
+            (Some(limit), Some((u, m))) => {
+                if !self.spend.reserve(u, *m, cost, limit) {
+                    return Err(Reason::SpendLimitReached);
+                }
+                Some((u, *m))
+            }
+            _ => None,
+        };
+        if !account.reserve(cost) {
+            if let Some((u, m)) = counted {
+                self.spend.refund(u, m, cost);
+            }
+            return Err(Reason::CreditsExhausted);
+        }
+        Ok(())
     }
 
     /// Stores the reservation under `call_id`. If another thread stored one first, undoes ours
@@ -482,17 +501,8 @@ impl Engine {
                         .iter()
                         .find(|t| t.id == r.grant.tenant)
                         .and_then(|t| t.user_spend_limit);
-                    if let (Some((u, m)), Some(limit)) = (spend, limit) {
-                        if !self.spend.reserve(u, *m, cost, limit) {
-                            return Err(CallError::Exhausted(Reason::SpendLimitReached));
-                        }
-                    }
-                    if !account.reserve(cost) {
-                        if let Some((u, m)) = spend {
-                            self.spend.refund(u, *m, cost);
-                        }
-                        return Err(CallError::Exhausted(Reason::CreditsExhausted));
-                    }
+                    self.take_credits(account, spend, limit, cost)
+                        .map_err(CallError::Exhausted)?;
                     r.grant.reserved_money.0 += cost.0;
                     secs
                 }
