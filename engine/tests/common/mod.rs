@@ -40,7 +40,8 @@ pub const TYPES: [(&str, NumberType); 10] = [
 ];
 
 /// Every example number: (territory, type name, expected type, national number).
-pub fn examples() -> impl Iterator<Item = (&'static Territory, &'static str, NumberType, &'static str)> {
+pub fn examples(
+) -> impl Iterator<Item = (&'static Territory, &'static str, NumberType, &'static str)> {
     phone().iter().flat_map(|t| {
         TYPES.iter().filter_map(move |(name, ty)| {
             let ex = t.desc(name)?.example.as_deref()?;
@@ -83,7 +84,10 @@ pub fn oracle_db() -> &'static phonenumber::metadata::Database {
 pub fn national_format(e164: &str, nsn: &str) -> Option<String> {
     let db = oracle_db();
     let n = phonenumber::parse_with(db, None, e164).ok()?;
-    let national = n.format_with(db).mode(phonenumber::Mode::National).to_string();
+    let national = n
+        .format_with(db)
+        .mode(phonenumber::Mode::National)
+        .to_string();
     // The crate strips a national prefix that is really part of the number in a few regions
     // (RU `+7 800...` comes out as `001...`): a national format must end with every digit of
     // the national number, or it is not used.
