@@ -3,7 +3,8 @@
 //!
 //! Copied from the request: every Via value in order (one line each; the top one gets
 //! `received` and `rport`), From, To (with our tag added when absent), Call-ID, CSeq. Folded
-//! LWS in copied values is written as one space.
+//! LWS in copied values is written as one space. A `420` lists the request's `Require` values
+//! in `Unsupported`.
 //!
 //! `received` and `rport` are **always** set on the top Via, to the source address the request
 //! came from (any values already there are replaced): Tollgate answers every request to its
@@ -116,6 +117,12 @@ pub fn write_response(
     header(out, b"Call-ID: ", call_id);
     if let Some(cseq) = headers.first(HeaderName::CSeq) {
         header(out, b"CSeq: ", cseq);
+    }
+    if status == 420 {
+        // RFC 3261 §8.2.2.3: list what we do not support.
+        for require in headers.all(HeaderName::Require) {
+            header(out, b"Unsupported: ", require);
+        }
     }
     write_extras(out, extras);
     out.extend_from_slice(b"Server: ");

@@ -1,9 +1,11 @@
 //! Request validation (RFC 3261 §8.2, §16.3; RFC 4475 §3.1.2, §3.3): mandatory headers,
 //! single-valued headers, CSeq, Max-Forwards, Request-URI scheme.
 //!
-//! The first problem found decides the answer: `505` for a SIP version other than 2.0,
-//! `416` for a Request-URI scheme other than `sip`, `sips`, `tel`, `400` with a reason phrase
-//! saying what was wrong for the rest. Checks run in that order.
+//! The first problem found decides the answer: `505` for a SIP version other than 2.0, `400`
+//! with a reason phrase saying what was wrong for malformed requests, `416` for a Request-URI
+//! scheme other than `sip`, `sips`, `tel`, and `420` for any `Require` (Tollgate supports no
+//! extension). Contact values are checked too (RFC 4475 §3.1.2.13). Headers Tollgate does not
+//! use (Date, Expires, Accept, Content-Type, ...) are not checked, and the body is never read.
 
 use super::address::NameAddr;
 use super::error::{Fault, ParseError};
@@ -137,6 +139,18 @@ fn check<'a>(
         }
         None => None,
     };
+    for c in headers.values(HeaderName::Contact).filter(|&c| c != "*") {
+        NameAddr::parse(c).map_err(|f| with_header(f, "Malformed Contact header"))?;
+    }
+    // Tollgate supports no extension (RFC 3261 §8.2.2.3; not for ACK and CANCEL).
+    if !matches!(method, Method::Ack | Method::Cancel)
+        && headers.values(HeaderName::Require).next().is_some()
+    {
+        return Err(Fault {
+            status: 420,
+            reason: "Bad Extension",
+        });
+    }
     Ok(Parts {
         method,
         uri,
