@@ -1,9 +1,9 @@
 //! The response builder (RFC 3261 §8.2.6, §21; RFC 3581 §4; RFC 3326), writing into a
 //! caller-supplied, reused buffer with no other allocation.
 //!
-//! Copied from the request: every Via value in order (one line each; the top one gets
-//! `received` and `rport`), From, To (with our tag added when absent), Call-ID, CSeq. Folded
-//! LWS in copied values is written as one space. A `420` lists the request's `Require` values
+//! Copied from the request: every Via value in order (one line each, written canonically
+//! without inner LWS; the top one gets `received` and `rport`), From, To (with our tag added
+//! when absent), Call-ID, CSeq. Folded LWS in other copied values is written as one space. A `420` lists the request's `Require` values
 //! in `Unsupported`.
 //!
 //! `received` and `rport` are **always** set on the top Via, to the source address the request
@@ -93,11 +93,14 @@ pub fn write_response(
     for (i, value) in headers.values(HeaderName::Via).enumerate() {
         out.extend_from_slice(b"Via: ");
         match Via::parse(value) {
-            Ok(via) if i == 0 => {
-                top_branch = Some(via.branch.unwrap_or(value));
-                write_top_via(out, &via, source);
+            Ok(via) => {
+                let top = (i == 0).then_some(source);
+                if top.is_some() {
+                    top_branch = Some(via.branch.unwrap_or(value));
+                }
+                write_via(out, &via, top);
             }
-            _ => write_lws(out, value),
+            Err(_) => write_lws(out, value),
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -166,26 +169,41 @@ fn write_extras(out: &mut Vec<u8>, x: &ResponseExtras<'_>) {
     }
 }
 
-/// The top Via: its sent-protocol and sent-by, its parameters but `received` and `rport`, then
-/// `received` and `rport` of the source address (RFC 3581 §4).
-fn write_top_via(out: &mut Vec<u8>, via: &Via<'_>, source: SocketAddr) {
-    write_lws(out, via.head);
+/// A Via value, written canonically (no LWS inside); the top one (`source` given) without
+/// its `received` and `rport`, then with those of the source address (RFC 3581 §4).
+fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
+    for (part, sep) in [
+        (via.protocol, b'/'),
+        (via.version, b'/'),
+        (via.transport, b' '),
+    ] {
+        out.extend_from_slice(part.as_bytes());
+        out.push(sep);
+    }
+    out.extend_from_slice(via.host.as_bytes());
+    if let Some(port) = via.port {
+        out.push(b':');
+        write_u32(out, u32::from(port));
+    }
     for p in via.param_iter().flatten() {
-        if p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport") {
+        let ours = p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport");
+        if ours && source.is_some() {
             continue;
         }
         out.push(b';');
         out.extend_from_slice(p.name.as_bytes());
         if let Some(v) = p.value {
             out.push(b'=');
-            write_lws(out, v);
+            out.extend_from_slice(v.as_bytes());
         }
     }
-    out.extend_from_slice(b";received=");
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{}", source.ip());
-    out.extend_from_slice(b";rport=");
-    write_u32(out, u32::from(source.port()));
+    if let Some(source) = source {
+        out.extend_from_slice(b";received=");
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{}", source.ip());
+        out.extend_from_slice(b";rport=");
+        write_u32(out, u32::from(source.port()));
+    }
 }
 
 /// Our To tag: 16 hex digits of FNV-1a over the Call-ID and the top Via branch.

@@ -19,8 +19,6 @@ pub struct Via<'a> {
     pub host: &'a str,
     /// sent-by port.
     pub port: Option<u16>,
-    /// The `sent-protocol LWS sent-by` part, as written (may hold folded LWS).
-    pub head: &'a str,
     /// The raw parameters after sent-by (starting with `;`, or empty).
     pub params: &'a str,
     /// `branch` (RFC 3261 §8.1.1.7); RFC 2543 clients may send none or one without the cookie.
@@ -64,14 +62,12 @@ impl<'a> Via<'a> {
             port = Some(parse_port(digits).map_err(|_| BAD)?);
             rest = after;
         }
-        let head = v.get(..v.len() - rest.len()).unwrap_or_default();
         let mut via = Via {
             protocol,
             version,
             transport,
             host,
             port,
-            head,
             params: rest,
             branch: None,
             rport: None,
@@ -132,7 +128,6 @@ mod tests {
         assert_eq!((v.host, v.port), ("[2001:db8::9:1]", Some(5070)));
         assert_eq!(v.rport, Some(None));
         assert_eq!(v.received, Some("2001:db8::9:255"));
-        assert_eq!(v.head, "SIP/2.0/TCP [2001:db8::9:1] : 5070");
         let v = Via::parse("SIP/2.0/UDP host;rport=5061").unwrap();
         assert_eq!(v.rport, Some(Some(5061)));
     }
