@@ -58,32 +58,6 @@ pub enum HeaderName {
     Other,
 }
 
-/// Full names, lower-case.
-const NAMES: [(&str, HeaderName); 22] = [
-    ("via", HeaderName::Via),
-    ("from", HeaderName::From),
-    ("to", HeaderName::To),
-    ("call-id", HeaderName::CallId),
-    ("cseq", HeaderName::CSeq),
-    ("max-forwards", HeaderName::MaxForwards),
-    ("content-length", HeaderName::ContentLength),
-    ("content-type", HeaderName::ContentType),
-    ("content-encoding", HeaderName::ContentEncoding),
-    ("contact", HeaderName::Contact),
-    ("supported", HeaderName::Supported),
-    ("require", HeaderName::Require),
-    ("subject", HeaderName::Subject),
-    ("event", HeaderName::Event),
-    ("allow-events", HeaderName::AllowEvents),
-    ("refer-to", HeaderName::ReferTo),
-    ("referred-by", HeaderName::ReferredBy),
-    ("session-expires", HeaderName::SessionExpires),
-    ("route", HeaderName::Route),
-    ("record-route", HeaderName::RecordRoute),
-    ("allow", HeaderName::Allow),
-    ("p-asserted-identity", HeaderName::PAssertedIdentity),
-];
-
 impl HeaderName {
     /// The canonical name of a header field name as written (case-insensitive, compact forms).
     pub fn from_bytes(name: &[u8]) -> Self {
@@ -107,10 +81,38 @@ impl HeaderName {
                 _ => Self::Other,
             };
         }
-        NAMES
-            .iter()
-            .find(|(n, _)| n.len() == name.len() && n.as_bytes().eq_ignore_ascii_case(name))
-            .map_or(Self::Other, |&(_, h)| h)
+        let mut lower = [0u8; 24];
+        let Some(buf) = lower.get_mut(..name.len()) else {
+            return Self::Other;
+        };
+        for (l, c) in buf.iter_mut().zip(name) {
+            *l = c.to_ascii_lowercase();
+        }
+        match &*buf {
+            b"via" => Self::Via,
+            b"from" => Self::From,
+            b"to" => Self::To,
+            b"call-id" => Self::CallId,
+            b"cseq" => Self::CSeq,
+            b"max-forwards" => Self::MaxForwards,
+            b"content-length" => Self::ContentLength,
+            b"content-type" => Self::ContentType,
+            b"content-encoding" => Self::ContentEncoding,
+            b"contact" => Self::Contact,
+            b"supported" => Self::Supported,
+            b"require" => Self::Require,
+            b"subject" => Self::Subject,
+            b"event" => Self::Event,
+            b"allow-events" => Self::AllowEvents,
+            b"refer-to" => Self::ReferTo,
+            b"referred-by" => Self::ReferredBy,
+            b"session-expires" => Self::SessionExpires,
+            b"route" => Self::Route,
+            b"record-route" => Self::RecordRoute,
+            b"allow" => Self::Allow,
+            b"p-asserted-identity" => Self::PAssertedIdentity,
+            _ => Self::Other,
+        }
     }
 
     /// The full name as Tollgate writes it (`None` for [`HeaderName::Other`]).
@@ -232,6 +234,32 @@ impl<'a> Headers<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Full names, lower-case.
+    const NAMES: [(&str, HeaderName); 22] = [
+        ("via", HeaderName::Via),
+        ("from", HeaderName::From),
+        ("to", HeaderName::To),
+        ("call-id", HeaderName::CallId),
+        ("cseq", HeaderName::CSeq),
+        ("max-forwards", HeaderName::MaxForwards),
+        ("content-length", HeaderName::ContentLength),
+        ("content-type", HeaderName::ContentType),
+        ("content-encoding", HeaderName::ContentEncoding),
+        ("contact", HeaderName::Contact),
+        ("supported", HeaderName::Supported),
+        ("require", HeaderName::Require),
+        ("subject", HeaderName::Subject),
+        ("event", HeaderName::Event),
+        ("allow-events", HeaderName::AllowEvents),
+        ("refer-to", HeaderName::ReferTo),
+        ("referred-by", HeaderName::ReferredBy),
+        ("session-expires", HeaderName::SessionExpires),
+        ("route", HeaderName::Route),
+        ("record-route", HeaderName::RecordRoute),
+        ("allow", HeaderName::Allow),
+        ("p-asserted-identity", HeaderName::PAssertedIdentity),
+    ];
 
     #[test]
     fn names() {

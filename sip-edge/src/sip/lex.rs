@@ -24,17 +24,18 @@ pub(crate) const fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// The LWS characters.
-const LWS: [char; 4] = [' ', '\t', '\r', '\n'];
-
 /// `s` without leading and trailing LWS.
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(LWS)
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_lws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_lws(c)).map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or_default()
 }
 
 /// `s` without leading LWS.
 pub(crate) fn trim_lws_start(s: &str) -> &str {
-    s.trim_start_matches(LWS)
+    let start = s.bytes().position(|c| !is_lws(c)).unwrap_or(s.len());
+    s.get(start..).unwrap_or_default()
 }
 
 /// Whether `s` contains any LWS byte.
@@ -92,7 +93,12 @@ impl<'a> Iterator for SplitValues<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let rest = self.rest?;
         let b = rest.as_bytes();
-        let (mut quoted, mut angle, mut i) = (false, false, 0);
+        // Nothing before the first `,`, `"` or `<` can start a quote or split (fast path).
+        let Some(first) = memchr::memchr3(b',', b'"', b'<', b) else {
+            self.rest = None;
+            return Some(trim_lws(rest));
+        };
+        let (mut quoted, mut angle, mut i) = (false, false, first);
         while i < b.len() {
             match b[i] {
                 b'\\' if quoted => i += 1,

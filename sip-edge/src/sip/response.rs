@@ -19,8 +19,8 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use super::address::NameAddr;
 use super::header::{HeaderName, Headers};
+use super::lex::find_param;
 use super::via::Via;
 
 /// The methods Tollgate handles, for `Allow` in `405` answers (DESIGN §2).
@@ -111,7 +111,7 @@ pub fn write_response(
     if let Some(to) = headers.first(HeaderName::To) {
         out.extend_from_slice(b"To: ");
         write_lws(out, to);
-        if NameAddr::parse(to).is_ok_and(|a| a.tag.is_none()) {
+        if !has_tag(to) {
             out.extend_from_slice(b";tag=");
             out.extend_from_slice(&to_tag(call_id, top_branch.unwrap_or_default()));
         }
@@ -217,6 +217,16 @@ pub fn to_tag(call_id: &str, branch: &str) -> [u8; 16] {
         *t = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
     }
     tag
+}
+
+/// Whether a To value carries a `tag` (RFC 3261 §19.3); a malformed one is treated as tagged, so
+/// that nothing is appended to it.
+fn has_tag(to: &str) -> bool {
+    let params = match to.rfind('>') {
+        Some(i) => to.get(i + 1..),
+        None => to.find(';').and_then(|i| to.get(i..)),
+    };
+    find_param(params.unwrap_or_default(), "tag").map_or(true, |t| t.is_some())
 }
 
 /// `name value CRLF`, the value's folds written as spaces.
