@@ -81,38 +81,38 @@ impl HeaderName {
                 _ => Self::Other,
             };
         }
-        let mut lower = [0u8; 24];
-        let Some(buf) = lower.get_mut(..name.len()) else {
+        // Dispatch on (first letter, length), then confirm the one or two candidates.
+        let Some(first) = name.first() else {
             return Self::Other;
         };
-        for (l, c) in buf.iter_mut().zip(name) {
-            *l = c.to_ascii_lowercase();
-        }
-        match &*buf {
-            b"via" => Self::Via,
-            b"from" => Self::From,
-            b"to" => Self::To,
-            b"call-id" => Self::CallId,
-            b"cseq" => Self::CSeq,
-            b"max-forwards" => Self::MaxForwards,
-            b"content-length" => Self::ContentLength,
-            b"content-type" => Self::ContentType,
-            b"content-encoding" => Self::ContentEncoding,
-            b"contact" => Self::Contact,
-            b"supported" => Self::Supported,
-            b"require" => Self::Require,
-            b"subject" => Self::Subject,
-            b"event" => Self::Event,
-            b"allow-events" => Self::AllowEvents,
-            b"refer-to" => Self::ReferTo,
-            b"referred-by" => Self::ReferredBy,
-            b"session-expires" => Self::SessionExpires,
-            b"route" => Self::Route,
-            b"record-route" => Self::RecordRoute,
-            b"allow" => Self::Allow,
-            b"p-asserted-identity" => Self::PAssertedIdentity,
-            _ => Self::Other,
-        }
+        let candidates: &[(&str, Self)] = match (first.to_ascii_lowercase(), name.len()) {
+            (b'v', 3) => &[("via", Self::Via)],
+            (b'f', 4) => &[("from", Self::From)],
+            (b't', 2) => &[("to", Self::To)],
+            (b'c', 7) => &[("call-id", Self::CallId), ("contact", Self::Contact)],
+            (b'c', 4) => &[("cseq", Self::CSeq)],
+            (b'c', 14) => &[("content-length", Self::ContentLength)],
+            (b'c', 12) => &[("content-type", Self::ContentType)],
+            (b'c', 16) => &[("content-encoding", Self::ContentEncoding)],
+            (b'm', 12) => &[("max-forwards", Self::MaxForwards)],
+            (b's', 9) => &[("supported", Self::Supported)],
+            (b's', 7) => &[("subject", Self::Subject)],
+            (b's', 15) => &[("session-expires", Self::SessionExpires)],
+            (b'r', 7) => &[("require", Self::Require)],
+            (b'r', 8) => &[("refer-to", Self::ReferTo)],
+            (b'r', 11) => &[("referred-by", Self::ReferredBy)],
+            (b'r', 5) => &[("route", Self::Route)],
+            (b'r', 12) => &[("record-route", Self::RecordRoute)],
+            (b'e', 5) => &[("event", Self::Event)],
+            (b'a', 5) => &[("allow", Self::Allow)],
+            (b'a', 12) => &[("allow-events", Self::AllowEvents)],
+            (b'p', 19) => &[("p-asserted-identity", Self::PAssertedIdentity)],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            .map_or(Self::Other, |&(_, h)| h)
     }
 
     /// The full name as Tollgate writes it (`None` for [`HeaderName::Other`]).

@@ -43,6 +43,13 @@ pub(crate) fn has_lws(s: &str) -> bool {
     s.bytes().any(is_lws)
 }
 
+/// Splits `s` around the first `byte` (an ASCII delimiter). A plain loop: the strings are
+/// short, where `memchr`'s dispatch costs more than it saves.
+pub(crate) fn split_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|c| c == byte)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// Parses 1*DIGIT into a `u32`; `None` on anything else or on overflow.
 pub(crate) fn parse_u32(s: &str) -> Option<u32> {
     if s.is_empty() || s.len() > 10 {
@@ -93,25 +100,25 @@ impl<'a> Iterator for SplitValues<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let rest = self.rest?;
         let b = rest.as_bytes();
-        // Nothing before the first `,`, `"` or `<` can start a quote or split (fast path).
-        let Some(first) = memchr::memchr3(b',', b'"', b'<', b) else {
-            self.rest = None;
-            return Some(trim_lws(rest));
-        };
-        let (mut quoted, mut angle, mut i) = (false, false, first);
-        while i < b.len() {
-            match b[i] {
-                b'\\' if quoted => i += 1,
-                b'"' if !angle => quoted = !quoted,
-                b'<' if !quoted => angle = true,
-                b'>' if !quoted => angle = false,
-                b',' if !quoted && !angle => {
-                    self.rest = rest.get(i + 1..);
-                    return Some(trim_lws(rest.get(..i).unwrap_or_default()));
+        let mut i = 0;
+        // Jump from one `,`, `"` or `<` to the next, skipping quoted strings and `<...>`.
+        while let Some(off) = b
+            .get(i..)
+            .and_then(|t| memchr::memchr3(b',', b'"', b'<', t))
+        {
+            let j = i + off;
+            let skip = match b[j] {
+                b',' => {
+                    self.rest = rest.get(j + 1..);
+                    return Some(trim_lws(rest.get(..j).unwrap_or_default()));
                 }
-                _ => {}
+                b'"' => rest.get(j..).and_then(|q| quoted_len(q).ok()),
+                _ => memchr::memchr(b'>', &b[j..]).map(|k| k + 1),
+            };
+            match skip {
+                Some(n) => i = j + n,
+                None => break, // unterminated: the rest is one element
             }
-            i += 1;
         }
         self.rest = None;
         Some(trim_lws(rest))

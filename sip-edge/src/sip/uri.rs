@@ -4,6 +4,7 @@
 //! demand. Other schemes are kept opaque (`absoluteURI`, RFC 3261 §25.1).
 
 use super::error::Fault;
+use super::lex::split_byte;
 
 /// URI scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,7 @@ impl<'a> Uri<'a> {
         {
             return Err(BAD);
         }
-        let (scheme, rest) = raw.split_once(':').ok_or(BAD)?;
+        let (scheme, rest) = split_byte(raw, b':').ok_or(BAD)?;
         let mut sb = scheme.bytes();
         if !sb.next().is_some_and(|b| b.is_ascii_alphabetic())
             || !sb.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
@@ -76,7 +77,11 @@ impl<'a> Uri<'a> {
         } else if scheme.eq_ignore_ascii_case("tel") {
             uri.scheme = Scheme::Tel;
             parse_tel(rest, &mut uri)?;
-        } else if rest.is_empty() {
+        } else if rest.is_empty()
+            || rest
+                .bytes()
+                .any(|b| b <= b' ' || matches!(b, b'<' | b'>' | b'"' | 0x7f))
+        {
             return Err(BAD);
         }
         Ok(uri)
@@ -115,21 +120,40 @@ impl<'a> Uri<'a> {
     }
 }
 
-/// `unreserved` (RFC 3261 §25.1): alphanum and marks.
-const fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
+/// A byte-class table: `unreserved` (RFC 3261 §25.1: alphanum and marks) plus `extra`.
+const fn class(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            );
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
 }
 
-/// Checks that every byte satisfies `ok` or is part of a `%HH` escape.
-fn check_escaped(s: &str, ok: impl Fn(u8) -> bool) -> Result<(), Fault> {
+/// `user` characters (`user-unreserved`).
+static USER: [bool; 256] = class(b"&=+$,;?/");
+/// `password` characters.
+static PASSWORD: [bool; 256] = class(b"&=+$,");
+/// `headers` characters (`hnv-unreserved`, `=` and `&`).
+static HEADER: [bool; 256] = class(b"[]/?:+$=&");
+
+/// Checks that every byte is in `class` or part of a `%HH` escape.
+fn check_escaped(s: &str, class: &[bool; 256]) -> Result<(), Fault> {
     let b = s.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
             if !b
                 .get(i + 1..i + 3)
                 .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
@@ -137,7 +161,7 @@ fn check_escaped(s: &str, ok: impl Fn(u8) -> bool) -> Result<(), Fault> {
                 return Err(Fault::bad("Bad escape in URI"));
             }
             i += 3;
-        } else if ok(b[i]) {
+        } else if class[usize::from(c)] {
             i += 1;
         } else {
             return Err(Fault::bad("Malformed URI"));
@@ -146,26 +170,40 @@ fn check_escaped(s: &str, ok: impl Fn(u8) -> bool) -> Result<(), Fault> {
     Ok(())
 }
 
+/// Checks `;`-separated URI parameters: names non-empty, characters of [`SEMI_PARAM`].
+fn check_params(params: &str) -> Result<(), Fault> {
+    let mut prev = b';';
+    for c in params.bytes() {
+        if prev == b';' && matches!(c, b';' | b'=') {
+            return Err(Fault::bad("Empty URI parameter"));
+        }
+        prev = c;
+    }
+    if !params.is_empty() && prev == b';' {
+        return Err(Fault::bad("Empty URI parameter"));
+    }
+    check_escaped(params, &SEMI_PARAM)
+}
+
+/// `uri-parameters` characters: `param-unreserved`, `=` between name and value, `;` between
+/// parameters.
+static SEMI_PARAM: [bool; 256] = class(b"[]/:&+$=;");
+
 /// `sip:`/`sips:` after the colon: `[userinfo "@"] hostport uri-parameters [headers]`.
 fn parse_sip<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), Fault> {
     // No `@` may appear after the user part (§25.1: not in password, params or headers).
-    let after = match rest.split_once('@') {
+    let after = match split_byte(rest, b'@') {
         Some((userinfo, after)) => {
-            let (user, password) = match userinfo.split_once(':') {
+            let (user, password) = match split_byte(userinfo, b':') {
                 Some((u, p)) => (u, Some(p)),
                 None => (userinfo, None),
             };
             if user.is_empty() {
                 return Err(Fault::bad("Empty user part in URI"));
             }
-            check_escaped(user, |b| {
-                is_unreserved(b)
-                    || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
-            })?;
+            check_escaped(user, &USER)?;
             if let Some(p) = password {
-                check_escaped(p, |b| {
-                    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
-                })?;
+                check_escaped(p, &PASSWORD)?;
             }
             uri.user = Some(user);
             uri.password = password;
@@ -173,32 +211,18 @@ fn parse_sip<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), Fault> {
         }
         None => rest,
     };
-    let (main, headers) = match after.split_once('?') {
+    let (main, headers) = match split_byte(after, b'?') {
         Some((m, h)) => (m, Some(h)),
         None => (after, None),
     };
-    let (hostport, params) = main.split_once(';').unwrap_or((main, ""));
+    let (hostport, params) = split_byte(main, b';').unwrap_or((main, ""));
     let (host, port) = split_hostport(hostport)?;
     uri.host = host;
     uri.port = port;
-    for p in params.split(';').filter(|_| !params.is_empty()) {
-        let name = p.split_once('=').map_or(p, |(n, _)| n);
-        if name.is_empty() {
-            return Err(Fault::bad("Empty URI parameter"));
-        }
-        check_escaped(p, |b| {
-            is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=')
-        })?;
-    }
+    check_params(params)?;
     uri.params = params;
     if let Some(h) = headers {
-        check_escaped(h, |b| {
-            is_unreserved(b)
-                || matches!(
-                    b,
-                    b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
-                )
-        })?;
+        check_escaped(h, &HEADER)?;
     }
     uri.headers = headers;
     Ok(())
@@ -217,7 +241,7 @@ pub(crate) fn split_hostport(s: &str) -> Result<(&str, Option<u16>), Fault> {
             ),
         }
     } else {
-        match s.split_once(':') {
+        match split_byte(s, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         }
@@ -258,7 +282,7 @@ pub(crate) fn is_host(h: &str) -> bool {
 
 /// `tel:` after the colon: `telephone-subscriber` with its parameters (RFC 3966 §3).
 fn parse_tel<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), Fault> {
-    let (number, params) = rest.split_once(';').unwrap_or((rest, ""));
+    let (number, params) = split_byte(rest, b';').unwrap_or((rest, ""));
     let digits = number.strip_prefix('+').unwrap_or(number);
     let visual = |b: u8| matches!(b, b'-' | b'.' | b'(' | b')');
     let ok = if number.starts_with('+') {
@@ -275,14 +299,7 @@ fn parse_tel<'a>(rest: &'a str, uri: &mut Uri<'a>) -> Result<(), Fault> {
     if !ok {
         return Err(Fault::bad("Malformed tel URI"));
     }
-    for p in params.split(';').filter(|_| !params.is_empty()) {
-        if p.split_once('=').map_or(p, |(n, _)| n).is_empty() {
-            return Err(Fault::bad("Empty URI parameter"));
-        }
-        check_escaped(p, |b| {
-            is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=')
-        })?;
-    }
+    check_params(params)?;
     uri.user = Some(number);
     uri.params = params;
     Ok(())
