@@ -7,7 +7,7 @@ use rsip::headers::untyped::UntypedHeader as _;
 use rsip::prelude::{HeadersExt as _, ToTypedHeader as _};
 use tollgate::sip::response::to_tag;
 use tollgate::sip::{
-    parse_message, write_response, Headers, Message, ResponseExtras, Transport, Via,
+    parse_message, write_response, Headers, Message, Request, ResponseExtras, Transport, Via,
 };
 
 /// Requests of the shapes proxies send: compact forms, folding, tel: URIs, several Vias.
@@ -89,6 +89,14 @@ fn extras_cases() -> Vec<(u16, Option<&'static str>, ResponseExtras<'static>)> {
     ]
 }
 
+/// Parses a request that must be valid.
+fn request(raw: &str) -> Request<'_> {
+    match parse_message(raw.as_bytes(), Transport::Udp) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Checks one built response against `rsip`.
 fn cross_check(out: &[u8], status: u16, headers: &Headers<'_>, source: SocketAddr) {
     let text = String::from_utf8_lossy(out);
@@ -166,10 +174,7 @@ fn every_response_parses_in_rsip() {
     let mut out = Vec::with_capacity(1024);
     let mut checked = 0;
     for raw in REQUESTS {
-        let req = match parse_message(raw.as_bytes(), Transport::Udp) {
-            Ok(Message::Request(r)) => r,
-            other => panic!("{other:?}"),
-        };
+        let req = request(raw);
         for (status, phrase, extras) in extras_cases() {
             for source in sources {
                 write_response(&mut out, &req.headers, status, phrase, source, &extras);
@@ -202,10 +207,7 @@ fn error_responses_parse_in_rsip() {
 
 #[test]
 fn exact_302_bytes() {
-    let req = match parse_message(REQUESTS[0].as_bytes(), Transport::Udp) {
-        Ok(Message::Request(r)) => r,
-        other => panic!("{other:?}"),
-    };
+    let req = request(REQUESTS[0]);
     let mut out = Vec::new();
     let extras = ResponseExtras {
         contact: Some("sip:+442079460000@pstn-gb.example.net;user=phone"),
@@ -239,10 +241,7 @@ Content-Length: 0\r\n\r\n",
 
 #[test]
 fn reject_headers() {
-    let req = match parse_message(REQUESTS[1].as_bytes(), Transport::Udp) {
-        Ok(Message::Request(r)) => r,
-        other => panic!("{other:?}"),
-    };
+    let req = request(REQUESTS[1]);
     let mut out = Vec::new();
     let source: SocketAddr = "[2001:db8::1]:5060".parse().unwrap();
     let extras = ResponseExtras {
