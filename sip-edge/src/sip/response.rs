@@ -17,10 +17,10 @@
 //! RFC 2543 requests without a branch), so a retransmission gets identical bytes.
 
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::header::{HeaderName, Headers};
-use super::lex::find_param;
+use super::lex::{find_param, has_lws};
 use super::via::Via;
 
 /// The methods Tollgate handles, for `Allow` in `405` answers (DESIGN §2).
@@ -92,6 +92,15 @@ pub fn write_response(
     let mut top_branch = None;
     for (i, value) in headers.values(HeaderName::Via).enumerate() {
         out.extend_from_slice(b"Via: ");
+        let canonical = value
+            .split_once(' ')
+            .is_some_and(|(protocol, rest)| !has_lws(protocol) && !has_lws(rest));
+        if i > 0 && canonical {
+            // Already canonical (one space, after the transport): copied as it is.
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            continue;
+        }
         match Via::parse(value) {
             Ok(via) => {
                 let top = (i == 0).then_some(source);
@@ -199,8 +208,18 @@ fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
     }
     if let Some(source) = source {
         out.extend_from_slice(b";received=");
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{}", source.ip());
+        match source.ip() {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    write_u32(out, u32::from(octet));
+                }
+            }
+            // Writing to a Vec cannot fail.
+            IpAddr::V6(v6) => drop(write!(out, "{v6}")),
+        }
         out.extend_from_slice(b";rport=");
         write_u32(out, u32::from(source.port()));
     }
