@@ -27,8 +27,10 @@ fn classify(c: &mut Criterion) {
 
     let db = phonenumber::metadata::Database::parse(metadata::PHONE_NUMBER_METADATA)
         .expect("phonenumber loads the metadata");
-    let ids: Vec<Option<phonenumber::country::Id>> =
-        dials.iter().map(|d| d.caller.as_str().parse().ok()).collect();
+    let ids: Vec<Option<phonenumber::country::Id>> = dials
+        .iter()
+        .map(|d| d.caller.as_str().parse().ok())
+        .collect();
     let mut i = 0;
     group.bench_function("phonenumber_crate", |b| {
         b.iter(|| {

@@ -12,7 +12,10 @@ use tollgate_engine::numbering::{NumberingPlan, Region};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("mixed");
-    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let dials = match what {
         "mixed" => workload::mixed(4096),
         dialed => vec![workload::Dial {
@@ -25,7 +28,9 @@ fn main() {
     let mut ok = 0;
     for i in 0..n {
         let d = &dials[i % dials.len()];
-        ok += plan.classify(std::hint::black_box(&d.dialed), d.caller).is_ok() as usize;
+        ok += plan
+            .classify(std::hint::black_box(&d.dialed), d.caller)
+            .is_ok() as usize;
     }
     let per = t.elapsed().as_nanos() as f64 / n.max(1) as f64;
     println!("{what}: {per:.1} ns/classify ({ok} of {n} ok)");

@@ -85,8 +85,21 @@ fn every_emergency_example_is_emergency_in_its_region() {
 fn garbage_gets_a_clean_error() {
     let us = Region::new("US").unwrap();
     for bad in [
-        "", " ", "+", "++", "abc", "0800-FLOWERS", &"4".repeat(40), "١٢٣٤٥٦٧٨٩٠", "+٤٤", "\0",
-        "tel:", "sip:@", ";phone-context=+1", "tel:123;phone-context=+", "\u{feff}911",
+        "",
+        " ",
+        "+",
+        "++",
+        "abc",
+        "0800-FLOWERS",
+        &"4".repeat(40),
+        "١٢٣٤٥٦٧٨٩٠",
+        "+٤٤",
+        "\0",
+        "tel:",
+        "sip:@",
+        ";phone-context=+1",
+        "tel:123;phone-context=+",
+        "\u{feff}911",
     ] {
         let got = plan().classify(bad, us);
         assert!(got.is_err(), "{bad:?} gave {got:?}");

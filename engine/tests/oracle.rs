@@ -43,7 +43,7 @@ fn mutate(rng: &mut Rng, nsn: &str) -> String {
     let mut d: Vec<char> = nsn.chars().collect();
     let n = d.len();
     match rng.below(8) {
-        0 | 1 | 2 => {
+        0..=2 => {
             // Change one digit (the commonest mutation: a different valid-looking number).
             let i = rng.below(n);
             d[i] = rng.digit();
@@ -125,7 +125,9 @@ struct Judge {
 impl Judge {
     fn matches(&mut self, t: &Territory, desc: &str, nsn: &str) -> bool {
         let Some(d) = t.desc(desc) else { return false };
-        let Some(p) = d.pattern.as_deref() else { return false };
+        let Some(p) = d.pattern.as_deref() else {
+            return false;
+        };
         let lengths_ok = desc == "generalDesc"
             || d.national_lengths.is_empty()
             || d.national_lengths.contains(nsn.len());
@@ -138,9 +140,10 @@ impl Judge {
 
     fn upholds(&mut self, verdict: &(String, String, NumberType)) -> bool {
         let (e164, region, ty) = verdict;
-        let Some(t) = phone().iter().find(|t| {
-            t.id == *region && e164[1..].starts_with(&t.country_code.to_string())
-        }) else {
+        let Some(t) = phone()
+            .iter()
+            .find(|t| t.id == *region && e164[1..].starts_with(&t.country_code.to_string()))
+        else {
             return false;
         };
         let nsn = &e164[1 + t.country_code.to_string().len()..];
@@ -224,7 +227,9 @@ fn agrees_with_the_phonenumber_crate() {
                 .or_default();
             e.0 += 1;
             if e.1.len() < 2 {
-                e.1.push(format!("{dialed:?} from {caller}: ours {mine:?}, crate {theirs:?}"));
+                e.1.push(format!(
+                    "{dialed:?} from {caller}: ours {mine:?}, crate {theirs:?}"
+                ));
             }
         }
     }

@@ -3,3 +3,4 @@
 //! The engine decides; this crate translates bytes to engine calls and engine answers to bytes.
 
 pub mod cli;
+pub mod sip;

@@ -77,12 +77,23 @@ impl Dialed {
         let s = input.as_bytes().trim_ascii();
         let (s, sip) = strip_scheme(s);
         let mut digits = Digits::new();
+        let mut len = 0usize;
         let mut plus = false;
         let mut i = 0;
         while i < s.len() {
-            match s[i] {
-                c @ b'0'..=b'9' => digits.push(c)?,
-                b'+' if !plus && digits.len == 0 => plus = true,
+            let c = s[i];
+            i += 1;
+            if c.wrapping_sub(b'0') < 10 {
+                // The common case: a digit.
+                *digits
+                    .buf
+                    .get_mut(len)
+                    .ok_or(NumberError::Invalid(Why::TooLong))? = c;
+                len += 1;
+                continue;
+            }
+            match c {
+                b'+' if !plus && len == 0 => plus = true,
                 c if is_separator(c) => {}
                 b';' => break,
                 // In a SIP URI the user part ends at `@` (RFC 3261 §19.1.1).
@@ -92,13 +103,13 @@ impl Dialed {
                 }
                 _ => return Err(NumberError::Invalid(Why::BadCharacter)),
             }
-            i += 1;
         }
-        let context = match s.get(i + 1..) {
+        digits.len = len as u8;
+        let context = match s.get(i..) {
             Some(params) if !params.is_empty() => phone_context(params)?,
             _ => None,
         };
-        if !plus && digits.len == 0 {
+        if !plus && len == 0 {
             return Err(NumberError::Invalid(Why::Empty));
         }
         Ok(Dialed {

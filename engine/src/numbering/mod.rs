@@ -487,8 +487,19 @@ fn number_type(code: &CodePlan, m: usize, hits: &Hits) -> Option<NumberType> {
 fn e164_destination(code: u16, nsn: &[u8], region: Region, t: NumberType) -> Destination {
     let mut buf = [0u8; MAX_E164_LEN];
     buf[0] = b'+';
-    let cc = [(code / 100) as u8, (code / 10 % 10) as u8, (code % 10) as u8].map(|d| b'0' + d);
-    let cc_len = if code >= 100 { 3 } else if code >= 10 { 2 } else { 1 };
+    let cc = [
+        (code / 100) as u8,
+        (code / 10 % 10) as u8,
+        (code % 10) as u8,
+    ]
+    .map(|d| b'0' + d);
+    let cc_len = if code >= 100 {
+        3
+    } else if code >= 10 {
+        2
+    } else {
+        1
+    };
     // nsn is at most MAX_NSN (17) digits, so 1 + 3 + 17 fits in MAX_E164_LEN.
     let len = (1 + cc_len + nsn.len()).min(MAX_E164_LEN);
     buf[1..1 + cc_len].copy_from_slice(&cc[3 - cc_len..]);

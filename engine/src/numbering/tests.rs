@@ -148,5 +148,3 @@ fn plan_facts() {
     assert!(plan().has_region(r("VA")));
     assert!(!plan().has_region(r("XX")));
 }
-
-

@@ -1,0 +1,48 @@
+//! Criterion benches of the SIP codec (issue 4): parsing a typical 700-byte INVITE and building
+//! its 302, side by side with `rsip` parsing the same message in the same run.
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tollgate::sip::{parse_message, write_response, Message, ResponseExtras, Transport};
+
+/// The message of the zero-allocation test (`sip-edge/tests/alloc.rs`).
+const INVITE: &[u8] = include_bytes!("../../sip-edge/tests/data/invite.sip");
+
+fn sip_codec(c: &mut Criterion) {
+    let source: SocketAddr = "198.51.100.5:5060".parse().expect("address");
+    let extras = ResponseExtras {
+        contact: Some("sip:+442079460000@pstn-gb.example.net;user=phone"),
+        basis: Some("international_pool"),
+        max_duration: Some(1800),
+        ..Default::default()
+    };
+    assert!(
+        rsip::SipMessage::try_from(INVITE).is_ok(),
+        "rsip parses the INVITE"
+    );
+    let mut out = Vec::with_capacity(2048);
+
+    let mut g = c.benchmark_group("sip_codec");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    g.bench_function("tollgate_parse_and_302", |b| {
+        b.iter(|| {
+            if let Ok(Message::Request(req)) = parse_message(black_box(INVITE), Transport::Udp) {
+                write_response(&mut out, &req.headers, 302, None, source, &extras);
+            }
+            black_box(out.len())
+        })
+    });
+    g.bench_function("tollgate_parse", |b| {
+        b.iter(|| parse_message(black_box(INVITE), Transport::Udp).is_ok())
+    });
+    g.bench_function("rsip_parse", |b| {
+        b.iter(|| rsip::SipMessage::try_from(black_box(INVITE)).is_ok())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sip_codec);
+criterion_main!(benches);

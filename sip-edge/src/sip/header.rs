@@ -1,0 +1,292 @@
+//! Header names (case-insensitive, with the compact forms of RFC 3261 §7.3.3 and §20) and the
+//! fixed-capacity, borrowed header table of a message.
+
+use super::error::Fault;
+use super::lex::{split_values, SplitValues};
+
+/// Most header lines a message may have; more is answered `400 Too many headers`.
+pub const MAX_HEADERS: usize = 64;
+
+/// The headers Tollgate knows by name; everything else is [`HeaderName::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeaderName {
+    /// `Via` / `v` (RFC 3261 §20.42).
+    Via,
+    /// `From` / `f` (§20.20).
+    From,
+    /// `To` / `t` (§20.39).
+    To,
+    /// `Call-ID` / `i` (§20.8).
+    CallId,
+    /// `CSeq` (§20.16).
+    CSeq,
+    /// `Max-Forwards` (§20.22).
+    MaxForwards,
+    /// `Content-Length` / `l` (§20.14).
+    ContentLength,
+    /// `Content-Type` / `c` (§20.15).
+    ContentType,
+    /// `Content-Encoding` / `e` (§20.12).
+    ContentEncoding,
+    /// `Contact` / `m` (§20.10).
+    Contact,
+    /// `Supported` / `k` (§20.37).
+    Supported,
+    /// `Require` (§20.32).
+    Require,
+    /// `Subject` / `s` (§20.36).
+    Subject,
+    /// `Event` / `o` (RFC 6665).
+    Event,
+    /// `Allow-Events` / `u` (RFC 6665).
+    AllowEvents,
+    /// `Refer-To` / `r` (RFC 3515).
+    ReferTo,
+    /// `Referred-By` / `b` (RFC 3892).
+    ReferredBy,
+    /// `Session-Expires` / `x` (RFC 4028).
+    SessionExpires,
+    /// `Route` (§20.34).
+    Route,
+    /// `Record-Route` (§20.30).
+    RecordRoute,
+    /// `Allow` (§20.5).
+    Allow,
+    /// `P-Asserted-Identity` (RFC 3325).
+    PAssertedIdentity,
+    /// Any other header.
+    Other,
+}
+
+impl HeaderName {
+    /// The canonical name of a header field name as written (case-insensitive, compact forms).
+    pub fn from_bytes(name: &[u8]) -> Self {
+        if let [c] = name {
+            return match c.to_ascii_lowercase() {
+                b'v' => Self::Via,
+                b'f' => Self::From,
+                b't' => Self::To,
+                b'i' => Self::CallId,
+                b'm' => Self::Contact,
+                b'l' => Self::ContentLength,
+                b'c' => Self::ContentType,
+                b'k' => Self::Supported,
+                b's' => Self::Subject,
+                b'e' => Self::ContentEncoding,
+                b'o' => Self::Event,
+                b'u' => Self::AllowEvents,
+                b'r' => Self::ReferTo,
+                b'b' => Self::ReferredBy,
+                b'x' => Self::SessionExpires,
+                _ => Self::Other,
+            };
+        }
+        // Dispatch on (first letter, length), then confirm the one or two candidates.
+        let Some(first) = name.first() else {
+            return Self::Other;
+        };
+        let candidates: &[(&str, Self)] = match (first.to_ascii_lowercase(), name.len()) {
+            (b'v', 3) => &[("via", Self::Via)],
+            (b'f', 4) => &[("from", Self::From)],
+            (b't', 2) => &[("to", Self::To)],
+            (b'c', 7) => &[("call-id", Self::CallId), ("contact", Self::Contact)],
+            (b'c', 4) => &[("cseq", Self::CSeq)],
+            (b'c', 14) => &[("content-length", Self::ContentLength)],
+            (b'c', 12) => &[("content-type", Self::ContentType)],
+            (b'c', 16) => &[("content-encoding", Self::ContentEncoding)],
+            (b'm', 12) => &[("max-forwards", Self::MaxForwards)],
+            (b's', 9) => &[("supported", Self::Supported)],
+            (b's', 7) => &[("subject", Self::Subject)],
+            (b's', 15) => &[("session-expires", Self::SessionExpires)],
+            (b'r', 7) => &[("require", Self::Require)],
+            (b'r', 8) => &[("refer-to", Self::ReferTo)],
+            (b'r', 11) => &[("referred-by", Self::ReferredBy)],
+            (b'r', 5) => &[("route", Self::Route)],
+            (b'r', 12) => &[("record-route", Self::RecordRoute)],
+            (b'e', 5) => &[("event", Self::Event)],
+            (b'a', 5) => &[("allow", Self::Allow)],
+            (b'a', 12) => &[("allow-events", Self::AllowEvents)],
+            (b'p', 19) => &[("p-asserted-identity", Self::PAssertedIdentity)],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            .map_or(Self::Other, |&(_, h)| h)
+    }
+
+    /// The full name as Tollgate writes it (`None` for [`HeaderName::Other`]).
+    pub fn as_str(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Via => "Via",
+            Self::From => "From",
+            Self::To => "To",
+            Self::CallId => "Call-ID",
+            Self::CSeq => "CSeq",
+            Self::MaxForwards => "Max-Forwards",
+            Self::ContentLength => "Content-Length",
+            Self::ContentType => "Content-Type",
+            Self::ContentEncoding => "Content-Encoding",
+            Self::Contact => "Contact",
+            Self::Supported => "Supported",
+            Self::Require => "Require",
+            Self::Subject => "Subject",
+            Self::Event => "Event",
+            Self::AllowEvents => "Allow-Events",
+            Self::ReferTo => "Refer-To",
+            Self::ReferredBy => "Referred-By",
+            Self::SessionExpires => "Session-Expires",
+            Self::Route => "Route",
+            Self::RecordRoute => "Record-Route",
+            Self::Allow => "Allow",
+            Self::PAssertedIdentity => "P-Asserted-Identity",
+            Self::Other => return None,
+        })
+    }
+}
+
+/// One header line: its canonical name and its value, borrowed from the message.
+///
+/// The value is trimmed of leading and trailing LWS; a folded value keeps its inner CR LF,
+/// which every accessor treats as white space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// Canonical name.
+    pub name: HeaderName,
+    /// The raw value.
+    pub value: &'a str,
+}
+
+const EMPTY: Header<'static> = Header {
+    name: HeaderName::Other,
+    value: "",
+};
+
+/// The header lines of a message, in order, without heap allocation.
+#[derive(Clone)]
+pub struct Headers<'a> {
+    entries: [Header<'a>; MAX_HEADERS],
+    len: usize,
+}
+
+impl Default for Headers<'_> {
+    fn default() -> Self {
+        Self {
+            entries: [EMPTY; MAX_HEADERS],
+            len: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<'a> Headers<'a> {
+    /// Appends a header line; fails past [`MAX_HEADERS`].
+    pub(crate) fn push(&mut self, name: HeaderName, value: &'a str) -> Result<(), Fault> {
+        let slot = self
+            .entries
+            .get_mut(self.len)
+            .ok_or(Fault::bad("Too many headers"))?;
+        *slot = Header { name, value };
+        self.len += 1;
+        Ok(())
+    }
+
+    /// All header lines, in order.
+    pub fn as_slice(&self) -> &[Header<'a>] {
+        self.entries.get(..self.len).unwrap_or_default()
+    }
+
+    /// Number of header lines.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no header lines.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The raw values of every line named `name`, in order.
+    pub fn all(&self, name: HeaderName) -> impl Iterator<Item = &'a str> + '_ {
+        self.as_slice()
+            .iter()
+            .filter(move |h| h.name == name)
+            .map(|h| h.value)
+    }
+
+    /// The raw value of the first line named `name`.
+    pub fn first(&self, name: HeaderName) -> Option<&'a str> {
+        self.all(name).next()
+    }
+
+    /// The comma-separated values of every line named `name`, in order (RFC 3261 §7.3.1).
+    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &'a str> + '_ {
+        self.all(name)
+            .flat_map(split_values as fn(&'a str) -> SplitValues<'a>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Full names, lower-case.
+    const NAMES: [(&str, HeaderName); 22] = [
+        ("via", HeaderName::Via),
+        ("from", HeaderName::From),
+        ("to", HeaderName::To),
+        ("call-id", HeaderName::CallId),
+        ("cseq", HeaderName::CSeq),
+        ("max-forwards", HeaderName::MaxForwards),
+        ("content-length", HeaderName::ContentLength),
+        ("content-type", HeaderName::ContentType),
+        ("content-encoding", HeaderName::ContentEncoding),
+        ("contact", HeaderName::Contact),
+        ("supported", HeaderName::Supported),
+        ("require", HeaderName::Require),
+        ("subject", HeaderName::Subject),
+        ("event", HeaderName::Event),
+        ("allow-events", HeaderName::AllowEvents),
+        ("refer-to", HeaderName::ReferTo),
+        ("referred-by", HeaderName::ReferredBy),
+        ("session-expires", HeaderName::SessionExpires),
+        ("route", HeaderName::Route),
+        ("record-route", HeaderName::RecordRoute),
+        ("allow", HeaderName::Allow),
+        ("p-asserted-identity", HeaderName::PAssertedIdentity),
+    ];
+
+    #[test]
+    fn names() {
+        assert_eq!(HeaderName::from_bytes(b"V"), HeaderName::Via);
+        assert_eq!(HeaderName::from_bytes(b"cAlL-iD"), HeaderName::CallId);
+        assert_eq!(HeaderName::from_bytes(b"l"), HeaderName::ContentLength);
+        assert_eq!(HeaderName::from_bytes(b"X-Foo"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"z"), HeaderName::Other);
+        for (n, h) in NAMES {
+            assert!(h.as_str().is_some_and(|s| s.eq_ignore_ascii_case(n)));
+        }
+    }
+
+    #[test]
+    fn table() {
+        let mut h = Headers::default();
+        h.push(HeaderName::Via, "a, b").unwrap();
+        h.push(HeaderName::To, "t").unwrap();
+        h.push(HeaderName::Via, "c").unwrap();
+        assert_eq!(
+            h.values(HeaderName::Via).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(h.first(HeaderName::To), Some("t"));
+        for _ in 3..MAX_HEADERS {
+            h.push(HeaderName::Other, "x").unwrap();
+        }
+        assert!(h.push(HeaderName::Other, "x").is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! The basic rules of the SIP grammar (RFC 3261 §25.1): character classes, linear white space,
+//! quoted strings, comma-separated lists (§7.3.1) and generic `;name=value` parameters.
+//!
+//! Header values are borrowed from the datagram, so a folded value (RFC 3261 §7.3.1) still holds
+//! its CR LF: the line scanner admits CR and LF inside a value only as part of a fold (CR LF
+//! followed by SP or HTAB), so every helper here simply treats CR and LF as white space (LWS).
+
+use super::error::Fault;
+
+/// `token` characters (RFC 3261 §25.1).
+pub(crate) const fn is_token(b: u8) -> bool {
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+}
+
+/// A non-empty run of token characters.
+pub(crate) fn is_token_str(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token)
+}
+
+/// SP, HTAB, or the CR / LF of a fold.
+pub(crate) const fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `s` without leading and trailing LWS.
+pub(crate) fn trim_lws(s: &str) -> &str {
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_lws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_lws(c)).map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or_default()
+}
+
+/// `s` without leading LWS.
+pub(crate) fn trim_lws_start(s: &str) -> &str {
+    let start = s.bytes().position(|c| !is_lws(c)).unwrap_or(s.len());
+    s.get(start..).unwrap_or_default()
+}
+
+/// Whether `s` contains any LWS byte.
+pub(crate) fn has_lws(s: &str) -> bool {
+    s.bytes().any(is_lws)
+}
+
+/// Splits `s` around the first `byte` (an ASCII delimiter). A plain loop: the strings are
+/// short, where `memchr`'s dispatch costs more than it saves.
+pub(crate) fn split_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|c| c == byte)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
+/// Parses 1*DIGIT into a `u32`; `None` on anything else or on overflow.
+pub(crate) fn parse_u32(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 10 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for b in s.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    u32::try_from(n).ok()
+}
+
+/// Length of the quoted-string at the start of `s` (which must start with `"`), quotes
+/// included; quoted-pairs (`\x`) are skipped (RFC 3261 §25.1).
+pub(crate) fn quoted_len(s: &str) -> Result<usize, Fault> {
+    let b = s.as_bytes();
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Ok(i + 1),
+            _ => i += 1,
+        }
+    }
+    Err(Fault::bad("Unterminated quoted string"))
+}
+
+/// The comma-separated elements of a header value (RFC 3261 §7.3.1), split outside
+/// quoted strings and `<...>`; each element is trimmed of LWS. An empty value yields nothing.
+pub fn split_values(value: &str) -> SplitValues<'_> {
+    SplitValues {
+        rest: Some(value).filter(|v| !trim_lws(v).is_empty()),
+    }
+}
+
+/// Iterator returned by [`split_values`].
+#[derive(Debug, Clone)]
+pub struct SplitValues<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for SplitValues<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        let b = rest.as_bytes();
+        let mut i = 0;
+        // Jump from one `,`, `"` or `<` to the next, skipping quoted strings and `<...>`.
+        while let Some(off) = b
+            .get(i..)
+            .and_then(|t| memchr::memchr3(b',', b'"', b'<', t))
+        {
+            let j = i + off;
+            let skip = match b[j] {
+                b',' => {
+                    self.rest = rest.get(j + 1..);
+                    return Some(trim_lws(rest.get(..j).unwrap_or_default()));
+                }
+                b'"' => rest.get(j..).and_then(|q| quoted_len(q).ok()),
+                _ => memchr::memchr(b'>', &b[j..]).map(|k| k + 1),
+            };
+            match skip {
+                Some(n) => i = j + n,
+                None => break, // unterminated: the rest is one element
+            }
+        }
+        self.rest = None;
+        Some(trim_lws(rest))
+    }
+}
+
+/// One `;name[=value]` parameter of a header (RFC 3261 §25.1 `generic-param`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param<'a> {
+    /// The parameter name (a token).
+    pub name: &'a str,
+    /// The value as written (a quoted value keeps its quotes), if any.
+    pub value: Option<&'a str>,
+}
+
+/// The header parameters in `s`, which must be empty or start (after LWS) with `;`.
+/// `SEMI` and `EQUAL` may be surrounded by LWS (RFC 3261 §25.1).
+pub(crate) fn params(s: &str) -> Params<'_> {
+    Params { rest: s }
+}
+
+/// Iterator returned by [`params`]; it yields an error and stops on bad syntax.
+#[derive(Debug, Clone)]
+pub(crate) struct Params<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Params<'a> {
+    fn step(&mut self) -> Result<Option<Param<'a>>, Fault> {
+        let s = trim_lws_start(self.rest);
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let s = s
+            .strip_prefix(';')
+            .ok_or(Fault::bad("Unexpected text after value"))?;
+        let s = trim_lws_start(s);
+        let name_len = s.bytes().take_while(|&b| is_token(b)).count();
+        let (name, s) = s.split_at(name_len);
+        if name.is_empty() {
+            return Err(Fault::bad("Empty parameter"));
+        }
+        let after = trim_lws_start(s);
+        let Some(v) = after.strip_prefix('=') else {
+            self.rest = s;
+            return Ok(Some(Param { name, value: None }));
+        };
+        let v = trim_lws_start(v);
+        let len = if v.starts_with('"') {
+            quoted_len(v)?
+        } else {
+            v.bytes()
+                .take_while(|&b| !is_lws(b) && !matches!(b, b';' | b',' | b'"' | b'<' | b'>'))
+                .count()
+        };
+        if len == 0 {
+            return Err(Fault::bad("Empty parameter value"));
+        }
+        let (value, rest) = v.split_at(len);
+        self.rest = rest;
+        Ok(Some(Param {
+            name,
+            value: Some(value),
+        }))
+    }
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = Result<Param<'a>, Fault>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.step().transpose();
+        if matches!(item, Some(Err(_))) {
+            self.rest = "";
+        }
+        item
+    }
+}
+
+/// Checks every parameter of `s` and returns the value of the first one named `name`
+/// (case-insensitive): `Some(None)` for a parameter without value.
+pub(crate) fn find_param<'a>(s: &'a str, name: &str) -> Result<Option<Option<&'a str>>, Fault> {
+    let mut found = None;
+    for p in params(s) {
+        let p = p?;
+        if found.is_none() && p.name.eq_ignore_ascii_case(name) {
+            found = Some(p.value);
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_outside_quotes_and_angles() {
+        let v: Vec<_> = split_values(r#""a, \"b" <sip:x@y;a=1,2>;p=1 , <sip:z> ,"#).collect();
+        assert_eq!(v, [r#""a, \"b" <sip:x@y;a=1,2>;p=1"#, "<sip:z>", ""]);
+        assert_eq!(split_values("  ").count(), 0);
+    }
+
+    #[test]
+    fn params_with_lws() {
+        let p: Vec<_> = params(" ;\r\n tag = 98asjd8 ; lr;x=\"a;b\"").collect();
+        assert_eq!(
+            p,
+            [
+                Ok(Param {
+                    name: "tag",
+                    value: Some("98asjd8")
+                }),
+                Ok(Param {
+                    name: "lr",
+                    value: None
+                }),
+                Ok(Param {
+                    name: "x",
+                    value: Some("\"a;b\"")
+                }),
+            ]
+        );
+        assert!(params(";;").any(|p| p.is_err()));
+        assert!(params("junk").any(|p| p.is_err()));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u32("4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32("4294967296"), None);
+        assert_eq!(parse_u32("-1"), None);
+        assert_eq!(parse_u32(""), None);
+    }
+}

@@ -1,0 +1,336 @@
+//! The response builder (RFC 3261 §8.2.6, §21; RFC 3581 §4; RFC 3326), writing into a
+//! caller-supplied, reused buffer with no other allocation.
+//!
+//! Copied from the request: every Via value in order (one line each, written canonically
+//! without inner LWS; the top one gets `received` and `rport`), From, To (with our tag added
+//! when absent), Call-ID, CSeq. Folded LWS in other copied values is written as one space. A `420` lists the request's `Require` values
+//! in `Unsupported`.
+//!
+//! `received` and `rport` are **always** set on the top Via, to the source address the request
+//! came from (any values already there are replaced): Tollgate answers every request to its
+//! source address and port (DESIGN §2, step 8), so the Via says exactly where the answer went.
+//! RFC 3261 §18.2.1 asks for `received` only when the address differs from sent-by, and
+//! RFC 3581 §4 for `rport` only when requested; always adding both is harmless to clients and
+//! keeps the bytes independent of what the request's Via claimed.
+//!
+//! Our To tag is derived from the Call-ID and the top Via branch (the whole top Via for
+//! RFC 2543 requests without a branch), so a retransmission gets identical bytes.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use super::header::{HeaderName, Headers};
+use super::lex::{find_param, has_lws};
+use super::via::Via;
+
+/// The methods Tollgate handles, for `Allow` in `405` answers (DESIGN §2).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS";
+
+/// The `Server` header value.
+pub const SERVER: &str = concat!("Tollgate/", env!("CARGO_PKG_VERSION"));
+
+/// The standard reason phrase of a status (RFC 3261 §21), or `""` for one Tollgate never sends.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        200 => "OK",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Request Entity Too Large",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        505 => "Version Not Supported",
+        _ => "",
+    }
+}
+
+/// What a response adds to the copied headers (DESIGN §2, "SIP answer contract").
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseExtras<'x> {
+    /// `Contact: <uri>` (a 302's target, e.g. `sip:+442079460000@pstn-gb.example.net;user=phone`).
+    pub contact: Option<&'x str>,
+    /// `X-Tollgate-Basis`.
+    pub basis: Option<&'x str>,
+    /// `X-Tollgate-Max-Duration`, seconds.
+    pub max_duration: Option<u32>,
+    /// Q.850 cause for `Reason: Q.850;cause=N;text="<reason>"` (RFC 3326); needs `reason`.
+    pub q850_cause: Option<u16>,
+    /// `X-Tollgate-Reason`, and the text of `Reason`.
+    pub reason: Option<&'x str>,
+    /// `Retry-After`, seconds (503).
+    pub retry_after: Option<u32>,
+    /// Add `Allow: INVITE, ACK, CANCEL, OPTIONS` (405).
+    pub allow: bool,
+}
+
+/// Writes the response to a request with these `headers` into `out` (cleared first).
+///
+/// `reason` overrides the standard reason phrase (a 400 says what was wrong); control
+/// characters in it are dropped. `source` is where the request came from.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    headers: &Headers<'_>,
+    status: u16,
+    reason: Option<&str>,
+    source: SocketAddr,
+    extras: &ResponseExtras<'_>,
+) {
+    out.clear();
+    out.extend_from_slice(b"SIP/2.0 ");
+    write_u32(out, u32::from(status));
+    out.push(b' ');
+    write_text(out, reason.unwrap_or_else(|| reason_phrase(status)));
+    out.extend_from_slice(b"\r\n");
+
+    let mut top_branch = None;
+    for (i, value) in headers.values(HeaderName::Via).enumerate() {
+        out.extend_from_slice(b"Via: ");
+        let canonical = value
+            .split_once(' ')
+            .is_some_and(|(protocol, rest)| !has_lws(protocol) && !has_lws(rest));
+        if i > 0 && canonical {
+            // Already canonical (one space, after the transport): copied as it is.
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            continue;
+        }
+        match Via::parse(value) {
+            Ok(via) => {
+                let top = (i == 0).then_some(source);
+                if top.is_some() {
+                    top_branch = Some(via.branch.unwrap_or(value));
+                }
+                write_via(out, &via, top);
+            }
+            Err(_) => write_lws(out, value),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    let call_id = headers.first(HeaderName::CallId).unwrap_or_default();
+    if let Some(from) = headers.first(HeaderName::From) {
+        header(out, b"From: ", from);
+    }
+    if let Some(to) = headers.first(HeaderName::To) {
+        out.extend_from_slice(b"To: ");
+        write_lws(out, to);
+        if !has_tag(to) {
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(&to_tag(call_id, top_branch.unwrap_or_default()));
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    header(out, b"Call-ID: ", call_id);
+    if let Some(cseq) = headers.first(HeaderName::CSeq) {
+        header(out, b"CSeq: ", cseq);
+    }
+    if status == 420 {
+        // RFC 3261 §8.2.2.3: list what we do not support.
+        for require in headers.all(HeaderName::Require) {
+            header(out, b"Unsupported: ", require);
+        }
+    }
+    write_extras(out, extras);
+    out.extend_from_slice(b"Server: ");
+    out.extend_from_slice(SERVER.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+}
+
+/// The headers of [`ResponseExtras`], in the order of DESIGN §2.
+fn write_extras(out: &mut Vec<u8>, x: &ResponseExtras<'_>) {
+    if let Some(contact) = x.contact {
+        out.extend_from_slice(b"Contact: <");
+        write_text(out, contact);
+        out.extend_from_slice(b">\r\n");
+    }
+    if let Some(basis) = x.basis {
+        header(out, b"X-Tollgate-Basis: ", basis);
+    }
+    if let Some(d) = x.max_duration {
+        number_header(out, b"X-Tollgate-Max-Duration: ", d);
+    }
+    if let (Some(cause), Some(reason)) = (x.q850_cause, x.reason) {
+        out.extend_from_slice(b"Reason: Q.850;cause=");
+        write_u32(out, u32::from(cause));
+        out.extend_from_slice(b";text=\"");
+        for c in reason.bytes().filter(|&c| c >= b' ' && c != 0x7f) {
+            if matches!(c, b'"' | b'\\') {
+                out.push(b'\\');
+            }
+            out.push(c);
+        }
+        out.extend_from_slice(b"\"\r\n");
+    }
+    if let Some(reason) = x.reason {
+        header(out, b"X-Tollgate-Reason: ", reason);
+    }
+    if let Some(s) = x.retry_after {
+        number_header(out, b"Retry-After: ", s);
+    }
+    if x.allow {
+        header(out, b"Allow: ", ALLOW);
+    }
+}
+
+/// A Via value, written canonically (no LWS inside); the top one (`source` given) without
+/// its `received` and `rport`, then with those of the source address (RFC 3581 §4).
+fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
+    for (part, sep) in [
+        (via.protocol, b'/'),
+        (via.version, b'/'),
+        (via.transport, b' '),
+    ] {
+        out.extend_from_slice(part.as_bytes());
+        out.push(sep);
+    }
+    out.extend_from_slice(via.host.as_bytes());
+    if let Some(port) = via.port {
+        out.push(b':');
+        write_u32(out, u32::from(port));
+    }
+    for p in via.param_iter().flatten() {
+        let ours = p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport");
+        if ours && source.is_some() {
+            continue;
+        }
+        out.push(b';');
+        out.extend_from_slice(p.name.as_bytes());
+        if let Some(v) = p.value {
+            out.push(b'=');
+            out.extend_from_slice(v.as_bytes());
+        }
+    }
+    if let Some(source) = source {
+        out.extend_from_slice(b";received=");
+        match source.ip() {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    write_u32(out, u32::from(octet));
+                }
+            }
+            // Writing to a Vec cannot fail.
+            IpAddr::V6(v6) => drop(write!(out, "{v6}")),
+        }
+        out.extend_from_slice(b";rport=");
+        write_u32(out, u32::from(source.port()));
+    }
+}
+
+/// Our To tag: 16 hex digits of FNV-1a over the Call-ID and the top Via branch.
+pub fn to_tag(call_id: &str, branch: &str) -> [u8; 16] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in call_id.bytes().chain([0]).chain(branch.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut tag = [0u8; 16];
+    for (i, t) in tag.iter_mut().enumerate() {
+        *t = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    tag
+}
+
+/// Whether a To value carries a `tag` (RFC 3261 §19.3); a malformed one is treated as tagged, so
+/// that nothing is appended to it.
+fn has_tag(to: &str) -> bool {
+    let params = match to.rfind('>') {
+        Some(i) => to.get(i + 1..),
+        None => to.find(';').and_then(|i| to.get(i..)),
+    };
+    find_param(params.unwrap_or_default(), "tag").map_or(true, |t| t.is_some())
+}
+
+/// `name value CRLF`, the value's folds written as spaces.
+fn header(out: &mut Vec<u8>, name: &[u8], value: &str) {
+    out.extend_from_slice(name);
+    write_lws(out, value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `name number CRLF`.
+fn number_header(out: &mut Vec<u8>, name: &[u8], n: u32) {
+    out.extend_from_slice(name);
+    write_u32(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A copied value with each fold (CR LF and the white space around it) written as one space.
+fn write_lws(out: &mut Vec<u8>, value: &str) {
+    let b = value.as_bytes();
+    if !b.contains(&b'\r') {
+        out.extend_from_slice(b);
+        return;
+    }
+    let mut in_fold = false;
+    for &c in b {
+        match c {
+            b'\r' | b'\n' => in_fold = true,
+            b' ' | b'\t' if in_fold => {}
+            _ => {
+                if in_fold {
+                    if out.last() != Some(&b' ') {
+                        out.push(b' ');
+                    }
+                    in_fold = false;
+                }
+                out.push(c);
+            }
+        }
+    }
+}
+
+/// Text we generate or pass on, without control characters.
+fn write_text(out: &mut Vec<u8>, s: &str) {
+    out.extend(
+        s.bytes()
+            .filter(|&c| (c >= b' ' || c == b'\t') && c != 0x7f),
+    );
+}
+
+/// A decimal number.
+fn write_u32(out: &mut Vec<u8>, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_folds() {
+        let mut out = Vec::new();
+        write_u32(&mut out, 0);
+        out.push(b' ');
+        write_u32(&mut out, u32::MAX);
+        assert_eq!(out, b"0 4294967295");
+        out.clear();
+        write_lws(&mut out, "SIP  /   2.0\r\n /UDP\r\n    192.0.2.2");
+        assert_eq!(out, b"SIP  /   2.0 /UDP 192.0.2.2");
+    }
+
+    #[test]
+    fn tag_is_stable_hex() {
+        let t = to_tag("abc@host", "z9hG4bK1");
+        assert_eq!(t, to_tag("abc@host", "z9hG4bK1"));
+        assert_ne!(t, to_tag("abc@host", "z9hG4bK2"));
+        assert!(t.iter().all(u8::is_ascii_hexdigit));
+    }
+}
