@@ -71,6 +71,38 @@ fn authorize(c: &mut Criterion) {
             i += 1;
         })
     });
+    // Only the authorize calls are timed: batches of 1024 admissions, then (untimed) their
+    // release, so the Call-ID map stays small.
+    g.bench_function("authorize_100k", |b| {
+        let mut i = 0;
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                let n = left.min(ids.len());
+                let start = Instant::now();
+                for id in &ids[..n] {
+                    let (caller, dial) = &work[i % work.len()];
+                    i += 1;
+                    black_box(e.authorize(
+                        &Request {
+                            call_id: id,
+                            caller,
+                            dialed: dial,
+                        },
+                        NOW,
+                    ));
+                }
+                spent += start.elapsed();
+                for id in &ids[..n] {
+                    let _ = e.release(id, NOW);
+                    e.reservations().forget(id);
+                }
+                left -= n;
+            }
+            spent
+        })
+    });
     for threads in [1usize, 2] {
         g.bench_function(format!("authorize_release_100k_{threads}_threads"), |b| {
             b.iter_custom(|iters| {
