@@ -198,6 +198,76 @@ impl<'a> Iterator for Params<'a> {
     }
 }
 
+/// Bytes of an unquoted parameter value (RFC 3261 §25.1 `gen-value`) as [`Params`] reads it.
+static VALUE: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut i = 0;
+    let stop = b" \t\r\n;,\"<>";
+    while i < stop.len() {
+        t[stop[i] as usize] = false;
+        i += 1;
+    }
+    t
+};
+
+/// `token` characters as a table.
+pub(crate) static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = is_token(c as u8);
+        c += 1;
+    }
+    t
+};
+
+/// Walks the common form of header parameters, `*(";" token ["=" value])` without LWS or
+/// quoted values, calling `f(name, value)` for each as [`params`] would yield them. `None`
+/// when `s` has any other form: [`params`] then decides (the same parameters, or an error).
+pub(crate) fn params_fast<'a>(
+    s: &'a str,
+    mut f: impl FnMut(&'a str, Option<&'a str>) -> Option<()>,
+) -> Option<()> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b';' {
+            return None;
+        }
+        let ns = i + 1;
+        let ne = ns
+            + b.get(ns..)?
+                .iter()
+                .take_while(|&&c| TOKEN[usize::from(c)])
+                .count();
+        if ne == ns {
+            return None;
+        }
+        let name = s.get(ns..ne)?;
+        match b.get(ne) {
+            Some(b'=') => {
+                let vs = ne + 1;
+                let ve = vs
+                    + b.get(vs..)?
+                        .iter()
+                        .take_while(|&&c| VALUE[usize::from(c)])
+                        .count();
+                if ve == vs || !matches!(b.get(ve), None | Some(b';')) {
+                    return None;
+                }
+                f(name, Some(s.get(vs..ve)?))?;
+                i = ve;
+            }
+            None | Some(b';') => {
+                f(name, None)?;
+                i = ne;
+            }
+            Some(_) => return None,
+        }
+    }
+    Some(())
+}
+
 /// Checks every parameter of `s` and returns the value of the first one named `name`
 /// (case-insensitive): `Some(None)` for a parameter without value.
 pub(crate) fn find_param<'a>(s: &'a str, name: &str) -> Result<Option<Option<&'a str>>, Fault> {
@@ -244,6 +314,32 @@ mod tests {
         );
         assert!(params(";;").any(|p| p.is_err()));
         assert!(params("junk").any(|p| p.is_err()));
+    }
+
+    #[test]
+    fn fast_params_agree() {
+        for s in [
+            ";tag=8d2f41c7;x;y=\"q\"",
+            ";branch=z9hG4bK9a4c.5e1f7a02;rport",
+            ";a=1,b",
+            ";a;;b",
+            ";=1",
+            ";a=",
+            "x;a",
+            " ;a",
+            ";a ;b",
+            "",
+        ] {
+            let mut fast = Vec::new();
+            if params_fast(s, |name, value| {
+                fast.push(Ok(Param { name, value }));
+                Some(())
+            })
+            .is_some()
+            {
+                assert_eq!(fast, params(s).collect::<Vec<_>>(), "{s}");
+            }
+        }
     }
 
     #[test]
