@@ -100,6 +100,11 @@ impl<'a> Iterator for SplitValues<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let rest = self.rest?;
         let b = rest.as_bytes();
+        if memchr::memchr(b',', b).is_none() {
+            // No comma at all (the common case): one element, wherever quotes and `<>` are.
+            self.rest = None;
+            return Some(trim_lws(rest));
+        }
         let mut i = 0;
         // Jump from one `,`, `"` or `<` to the next, skipping quoted strings and `<...>`.
         while let Some(off) = b

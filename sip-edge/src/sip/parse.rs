@@ -11,7 +11,7 @@ use memchr::memchr2;
 
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
-use super::lex::{is_token, parse_u32};
+use super::lex::{is_token, parse_u32, TOKEN};
 use super::message::{Message, Response};
 use super::validate::{validate, RequestLine};
 use super::Transport;
@@ -227,19 +227,30 @@ fn scan_headers(
             },
             Some(_) => {
                 flush(pending.take())?;
-                let colon = text
-                    .iter()
-                    .position(|&c| c == b':')
-                    .ok_or(Fault::bad("Header line without colon"))?;
-                let name = text[..colon].trim_ascii_end();
-                if name.is_empty() || !name.iter().all(|&c| is_token(c)) {
-                    return Err(Fault::bad("Invalid header name"));
-                }
+                // Usually the name runs straight to the colon.
+                let n = text.iter().position(|&c| !TOKEN[usize::from(c)]);
+                let (name, colon) = match n {
+                    Some(n) if n > 0 && text[n] == b':' => (&text[..n], n),
+                    _ => name_and_colon(text)?,
+                };
                 let vs = line.start + colon + 1;
                 pending = Some((HeaderName::from_bytes(name), vs, line.end));
             }
         }
     }
+}
+
+/// The header name of a line (trimmed of white space before the colon) and the colon's offset.
+fn name_and_colon(text: &[u8]) -> Result<(&[u8], usize), Fault> {
+    let colon = text
+        .iter()
+        .position(|&c| c == b':')
+        .ok_or(Fault::bad("Header line without colon"))?;
+    let name = text[..colon].trim_ascii_end();
+    if name.is_empty() || !name.iter().all(|&c| is_token(c)) {
+        return Err(Fault::bad("Invalid header name"));
+    }
+    Ok((name, colon))
 }
 
 /// `Content-Length = 1*DIGIT` (RFC 3261 §20.14), at most [`MAX_MESSAGE_LEN`].
