@@ -165,6 +165,7 @@ struct Line {
 }
 
 /// The line starting at `pos`; `Ok(None)` when no CRLF follows yet.
+#[inline]
 fn next_line(b: &[u8], pos: usize) -> Result<Option<Line>, Fault> {
     let rest = b.get(pos..).unwrap_or_default();
     let Some(i) = memchr2(b'\r', b'\n', rest) else {

@@ -10,7 +10,7 @@
 use super::address::NameAddr;
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
-use super::lex::{has_lws, parse_u32, trim_lws};
+use super::lex::{has_lws, parse_u32, split_values, trim_lws};
 use super::message::{CSeq, Method, Request};
 use super::uri::{Scheme, Uri};
 use super::via::Via;
@@ -173,6 +173,15 @@ fn single<'a>(
     missing: &'static str,
     multiple: Option<&'static str>,
 ) -> Result<&'a str, Fault> {
+    if headers.count(name) == 1 {
+        // One line: its elements are all the values.
+        let mut values = split_values(headers.first(name).unwrap_or_default());
+        let first = values.next().ok_or(Fault::bad(missing))?;
+        return match multiple {
+            Some(multiple) if values.next().is_some() => Err(Fault::bad(multiple)),
+            _ => Ok(first),
+        };
+    }
     let mut values = headers.values(name);
     let first = values.next().ok_or(Fault::bad(missing))?;
     if let Some(multiple) = multiple {
