@@ -292,6 +292,28 @@ fn parse_status_line(line: &str) -> Result<Response<'_>, Fault> {
 /// `Request-Line = Method SP Request-URI SP SIP-Version` (RFC 3261 §7.1, §25.1), split on
 /// single spaces: extra or trailing white space is malformed (RFC 4475 §3.1.2.8–10).
 fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Fault> {
+    // The common form, `token SP URI SP "SIP/2.0"`, without splitting.
+    let b = line.as_bytes();
+    let m = b
+        .iter()
+        .position(|&c| !TOKEN[usize::from(c)])
+        .unwrap_or(b.len());
+    let v = b.len().saturating_sub(8);
+    if m > 0
+        && v > m + 1
+        && b[m] == b' '
+        && b[v..].eq_ignore_ascii_case(b" SIP/2.0")
+        && !b[m + 1..v].contains(&b' ')
+    {
+        if let (Some(method), Some(uri)) = (line.get(..m), line.get(m + 1..v)) {
+            return Ok(RequestLine { method, uri });
+        }
+    }
+    parse_request_line_full(line)
+}
+
+/// [`parse_request_line`] for any other form (and for errors).
+fn parse_request_line_full(line: &str) -> Result<RequestLine<'_>, Fault> {
     const BAD: Fault = Fault::bad("Malformed Request-Line");
     let mut parts = line.split(' ');
     let (Some(method), Some(uri), Some(version), None) =

@@ -68,23 +68,40 @@ fn check<'a>(
     let method = Method::from_token(line.method);
     let uri = Uri::parse(line.uri).map_err(|_| Fault::bad("Malformed Request-URI"))?;
 
-    let via = single(headers, HeaderName::Via, "Missing Via header", None)?;
-    let via = Via::parse(via)?;
-    for v in headers.values(HeaderName::Via).skip(1) {
-        Via::parse(v)?;
-    }
-    let from = single(
-        headers,
-        HeaderName::From,
-        "Missing From header",
-        Some("Multiple From headers"),
-    )?;
-    let to = single(
-        headers,
-        HeaderName::To,
-        "Missing To header",
-        Some("Multiple To headers"),
-    )?;
+    // Fast paths: values in their common form parse in one pass, and are then known to be
+    // one element per line (see `NameAddr::parse_fast`, `Via::parse_fast`); the checks below
+    // then pass for them, so only the others take the general route.
+    let via = match vias_fast(headers) {
+        Some(via) => via,
+        None => {
+            let via = single(headers, HeaderName::Via, "Missing Via header", None)?;
+            let via = Via::parse(via)?;
+            for v in headers.values(HeaderName::Via).skip(1) {
+                Via::parse(v)?;
+            }
+            via
+        }
+    };
+    let from_fast = single_address_fast(headers, HeaderName::From);
+    let from = match from_fast {
+        Some(_) => "",
+        None => single(
+            headers,
+            HeaderName::From,
+            "Missing From header",
+            Some("Multiple From headers"),
+        )?,
+    };
+    let to_fast = single_address_fast(headers, HeaderName::To);
+    let to = match to_fast {
+        Some(_) => "",
+        None => single(
+            headers,
+            HeaderName::To,
+            "Missing To header",
+            Some("Multiple To headers"),
+        )?,
+    };
     let call_id = single(
         headers,
         HeaderName::CallId,
@@ -114,8 +131,14 @@ fn check<'a>(
     if call_id.is_empty() || has_lws(call_id) {
         return Err(Fault::bad("Malformed Call-ID"));
     }
-    let from = NameAddr::parse(from).map_err(|f| with_header(f, "Malformed From header"))?;
-    let to = NameAddr::parse(to).map_err(|f| with_header(f, "Malformed To header"))?;
+    let from = match from_fast {
+        Some(from) => from,
+        None => NameAddr::parse(from).map_err(|f| with_header(f, "Malformed From header"))?,
+    };
+    let to = match to_fast {
+        Some(to) => to,
+        None => NameAddr::parse(to).map_err(|f| with_header(f, "Malformed To header"))?,
+    };
     let max_forwards = match max_forwards {
         Some(v) => Some(
             parse_u32(v)
@@ -133,14 +156,26 @@ fn check<'a>(
     if uri.headers.is_some() {
         return Err(Fault::bad("Request-URI must not contain headers"));
     }
-    let pai = match headers.values(HeaderName::PAssertedIdentity).next() {
-        Some(v) => {
+    let pai_fast = headers
+        .first(HeaderName::PAssertedIdentity)
+        .and_then(NameAddr::parse_fast);
+    let pai = match (
+        pai_fast,
+        headers.values(HeaderName::PAssertedIdentity).next(),
+    ) {
+        (Some(pai), _) => Some(pai),
+        (None, Some(v)) => {
             Some(NameAddr::parse(v).map_err(|f| with_header(f, "Malformed P-Asserted-Identity"))?)
         }
-        None => None,
+        (None, None) => None,
     };
-    for c in headers.values(HeaderName::Contact).filter(|&c| c != "*") {
-        NameAddr::parse(c).map_err(|f| with_header(f, "Malformed Contact header"))?;
+    let contacts_fast = headers
+        .all(HeaderName::Contact)
+        .all(|c| NameAddr::parse_fast(c).is_some());
+    if !contacts_fast {
+        for c in headers.values(HeaderName::Contact).filter(|&c| c != "*") {
+            NameAddr::parse(c).map_err(|f| with_header(f, "Malformed Contact header"))?;
+        }
     }
     // Tollgate supports no extension (RFC 3261 §8.2.2.3; not for ACK and CANCEL).
     if !matches!(method, Method::Ack | Method::Cancel)
@@ -162,6 +197,21 @@ fn check<'a>(
         max_forwards,
         pai,
     })
+}
+
+/// The top Via when every Via line is one value in the common form (see [`Via::parse_fast`]).
+fn vias_fast<'a>(headers: &Headers<'a>) -> Option<Via<'a>> {
+    let mut lines = headers.all(HeaderName::Via);
+    let top = Via::parse_fast(lines.next()?)?;
+    lines.all(|v| Via::parse_fast(v).is_some()).then_some(top)
+}
+
+/// The value of a header on one line in the common form (see [`NameAddr::parse_fast`]).
+fn single_address_fast<'a>(headers: &Headers<'a>, name: HeaderName) -> Option<NameAddr<'a>> {
+    if headers.count(name) != 1 {
+        return None;
+    }
+    NameAddr::parse_fast(headers.first(name)?)
 }
 
 /// The one value of a header that must appear once (RFC 3261 §7.3.1: a single-valued header

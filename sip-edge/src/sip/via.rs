@@ -40,6 +40,12 @@ impl<'a> Via<'a> {
         }
     }
 
+    /// The one-pass parser of the common form alone (see [`parse_fast`]). When it answers, the
+    /// value holds no comma: it is one element of its list.
+    pub(crate) fn parse_fast(value: &'a str) -> Option<Self> {
+        parse_fast(value)
+    }
+
     /// The complete grammar, for everything [`parse_fast`] leaves aside (and for errors).
     pub(crate) fn parse_full(value: &'a str) -> Result<Self, Fault> {
         const BAD: Fault = Fault::bad("Malformed Via header");
