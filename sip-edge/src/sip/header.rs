@@ -180,6 +180,8 @@ pub struct Headers<'a> {
     first: [u8; NAMES],
     /// Number of lines of each name.
     count: [u8; NAMES],
+    /// Whether a value may hold the CR LF of a fold; when not, values copy as they are.
+    folded: bool,
 }
 
 impl Default for Headers<'_> {
@@ -189,6 +191,7 @@ impl Default for Headers<'_> {
             len: 0,
             first: [0; NAMES],
             count: [0; NAMES],
+            folded: false,
         }
     }
 }
@@ -214,6 +217,16 @@ impl<'a> Headers<'a> {
         self.count[k] += 1; // at most MAX_HEADERS
         self.len += 1;
         Ok(())
+    }
+
+    /// Records that a value was folded (RFC 3261 §7.3.1): it holds CR LF.
+    pub(crate) fn mark_folded(&mut self) {
+        self.folded = true;
+    }
+
+    /// Whether any value may hold the CR LF of a fold (see [`Header`]).
+    pub fn folded(&self) -> bool {
+        self.folded
     }
 
     /// All header lines, in order.

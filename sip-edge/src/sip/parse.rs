@@ -56,7 +56,8 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
 
     let mut headers = Headers::default();
     let mut content_length = None;
-    let scanned = scan_headers(b, line.next, |name, vs, ve| {
+    let mut folded = false;
+    let scanned = scan_headers(b, line.next, &mut folded, |name, vs, ve| {
         let value = slice(text, vs, ve)?;
         if name == HeaderName::ContentLength {
             content_length = Some(match content_length {
@@ -66,6 +67,9 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
         }
         headers.push(name, value)
     });
+    if folded {
+        headers.mark_folded();
+    }
     let body_start = match scanned {
         Ok(Some(at)) => at,
         Ok(None) => return Err(ParseError::with_headers(incomplete(buf, b), headers)),
@@ -104,7 +108,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, Fault> {
         };
     };
     let mut content_length = None;
-    let scanned = scan_headers(buf, line.next, |name, vs, ve| {
+    let scanned = scan_headers(buf, line.next, &mut false, |name, vs, ve| {
         if name == HeaderName::ContentLength {
             let value = std::str::from_utf8(buf.get(vs..ve).unwrap_or_default())
                 .map_err(|_| Fault::bad("Malformed Content-Length"))?;
@@ -191,10 +195,12 @@ fn next_line(b: &[u8], pos: usize) -> Result<Option<Line>, Fault> {
 
 /// Walks the header lines from `pos`, joining folded continuation lines (RFC 3261 §7.3.1), and
 /// calls `f(name, value_start, value_end)` for each header, the value trimmed of LWS. Returns
-/// the offset of the body, or `None` when the empty line has not arrived.
+/// the offset of the body, or `None` when the empty line has not arrived. `folded` is set when
+/// a line was folded.
 fn scan_headers(
     b: &[u8],
     mut pos: usize,
+    folded: &mut bool,
     mut f: impl FnMut(HeaderName, usize, usize) -> Result<(), Fault>,
 ) -> Result<Option<usize>, Fault> {
     // The header being read: (name, value start, value end).
@@ -223,7 +229,10 @@ fn scan_headers(
                 return Ok(Some(line.next));
             }
             Some(b' ' | b'\t') => match pending.as_mut() {
-                Some(p) => p.2 = line.end,
+                Some(p) => {
+                    p.2 = line.end;
+                    *folded = true;
+                }
                 None => return Err(Fault::bad("Folded line without header")),
             },
             Some(_) => {

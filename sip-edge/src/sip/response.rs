@@ -20,7 +20,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::header::{HeaderName, Headers};
-use super::lex::{find_param, has_lws};
+use super::lex::{find_param, is_lws, params_fast};
 use super::via::Via;
 
 /// The methods Tollgate handles, for `Allow` in `405` answers (DESIGN §2).
@@ -89,13 +89,27 @@ pub fn write_response(
     write_text(out, reason.unwrap_or_else(|| reason_phrase(status)));
     out.extend_from_slice(b"\r\n");
 
+    // Values hold CR LF only when the request had a folded line.
+    let folded = headers.folded();
+    let copy = |out: &mut Vec<u8>, value: &str| {
+        if folded {
+            write_lws(out, value);
+        } else {
+            out.extend_from_slice(value.as_bytes());
+        }
+    };
     let mut top_branch = None;
     for (i, value) in headers.values(HeaderName::Via).enumerate() {
         out.extend_from_slice(b"Via: ");
-        let canonical = value
-            .split_once(' ')
-            .is_some_and(|(protocol, rest)| !has_lws(protocol) && !has_lws(rest));
-        if i > 0 && canonical {
+        if i == 0 {
+            if let Some(via) = Via::parse_fast(value) {
+                top_branch = Some(via.branch.unwrap_or(value));
+                write_top_via_fast(out, value, &via, source);
+                out.extend_from_slice(b"\r\n");
+                continue;
+            }
+        }
+        if i > 0 && is_canonical_via(value) {
             // Already canonical (one space, after the transport): copied as it is.
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -115,20 +129,26 @@ pub fn write_response(
     }
     let call_id = headers.first(HeaderName::CallId).unwrap_or_default();
     if let Some(from) = headers.first(HeaderName::From) {
-        header(out, b"From: ", from);
+        out.extend_from_slice(b"From: ");
+        copy(out, from);
+        out.extend_from_slice(b"\r\n");
     }
     if let Some(to) = headers.first(HeaderName::To) {
         out.extend_from_slice(b"To: ");
-        write_lws(out, to);
+        copy(out, to);
         if !has_tag(to) {
             out.extend_from_slice(b";tag=");
             out.extend_from_slice(&to_tag(call_id, top_branch.unwrap_or_default()));
         }
         out.extend_from_slice(b"\r\n");
     }
-    header(out, b"Call-ID: ", call_id);
+    out.extend_from_slice(b"Call-ID: ");
+    copy(out, call_id);
+    out.extend_from_slice(b"\r\n");
     if let Some(cseq) = headers.first(HeaderName::CSeq) {
-        header(out, b"CSeq: ", cseq);
+        out.extend_from_slice(b"CSeq: ");
+        copy(out, cseq);
+        out.extend_from_slice(b"\r\n");
     }
     if status == 420 {
         // RFC 3261 §8.2.2.3: list what we do not support.
@@ -181,19 +201,7 @@ fn write_extras(out: &mut Vec<u8>, x: &ResponseExtras<'_>) {
 /// A Via value, written canonically (no LWS inside); the top one (`source` given) without
 /// its `received` and `rport`, then with those of the source address (RFC 3581 §4).
 fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
-    for (part, sep) in [
-        (via.protocol, b'/'),
-        (via.version, b'/'),
-        (via.transport, b' '),
-    ] {
-        out.extend_from_slice(part.as_bytes());
-        out.push(sep);
-    }
-    out.extend_from_slice(via.host.as_bytes());
-    if let Some(port) = via.port {
-        out.push(b':');
-        write_u32(out, u32::from(port));
-    }
+    write_via_head(out, via);
     for p in via.param_iter().flatten() {
         let ours = p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport");
         if ours && source.is_some() {
@@ -207,15 +215,52 @@ fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
         }
     }
     if let Some(source) = source {
+        write_source(out, source);
+    }
+}
+
+/// `sent-protocol SP sent-by` of a Via, canonical.
+fn write_via_head(out: &mut Vec<u8>, via: &Via<'_>) {
+    for (part, sep) in [
+        (via.protocol, b'/'),
+        (via.version, b'/'),
+        (via.transport, b' '),
+    ] {
+        out.extend_from_slice(part.as_bytes());
+        out.push(sep);
+    }
+    out.extend_from_slice(via.host.as_bytes());
+    if let Some(port) = via.port {
+        out.push(b':');
+        write_u32(out, u32::from(port));
+    }
+}
+
+/// `;received=<address>;rport=<port>` of the source address (RFC 3581 §4).
+fn write_source(out: &mut Vec<u8>, source: SocketAddr) {
+    {
         out.extend_from_slice(b";received=");
         match source.ip() {
             IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'.');
+                // Formatted on the stack, copied once.
+                let mut text = [0u8; 16];
+                let mut len = 0;
+                for octet in v4.octets() {
+                    let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                    let skip = match octet {
+                        0..=9 => 2,
+                        10..=99 => 1,
+                        _ => 0,
+                    };
+                    for d in &digits[skip..] {
+                        text[len] = b'0' + d;
+                        len += 1;
                     }
-                    write_u32(out, u32::from(octet));
+                    text[len] = b'.';
+                    len += 1;
                 }
+                // At most 4 * 4 bytes; without the last dot.
+                out.extend_from_slice(&text[..len - 1]);
             }
             // Writing to a Vec cannot fail.
             IpAddr::V6(v6) => drop(write!(out, "{v6}")),
@@ -223,6 +268,59 @@ fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
         out.extend_from_slice(b";rport=");
         write_u32(out, u32::from(source.port()));
     }
+}
+
+/// Whether a Via value has exactly one LWS byte, a space (after the transport): it is then
+/// written as it is.
+fn is_canonical_via(value: &str) -> bool {
+    let mut spaces = 0;
+    for &c in value.as_bytes() {
+        match c {
+            b' ' => spaces += 1,
+            b'\t' | b'\r' | b'\n' => return false,
+            _ => {}
+        }
+    }
+    spaces == 1
+}
+
+/// [`write_via`] for the top Via in its common form (`via` from [`Via::parse_fast`] of `value`):
+/// the text before the parameters is already canonical, and so are the parameters.
+fn write_top_via_fast(out: &mut Vec<u8>, value: &str, via: &Via<'_>, source: SocketAddr) {
+    let value = value.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8));
+    let head = value
+        .get(..value.len().saturating_sub(via.params.len()))
+        .unwrap_or_default();
+    // A port written with leading zeros is rewritten without them.
+    let h = head.as_bytes();
+    let zero_port = via.port.is_some()
+        && h.iter()
+            .rposition(|&c| c == b':')
+            .is_some_and(|colon| h.get(colon + 1) == Some(&b'0'));
+    let mark = out.len();
+    if zero_port {
+        write_via_head(out, via);
+    } else {
+        out.extend_from_slice(head.as_bytes());
+    }
+    let written = params_fast(via.params, |name, value| {
+        if !(name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("rport")) {
+            out.push(b';');
+            out.extend_from_slice(name.as_bytes());
+            if let Some(v) = value {
+                out.push(b'=');
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
+        Some(())
+    });
+    if written.is_none() {
+        // Not reached for a value `Via::parse_fast` accepted; the general writer stays exact.
+        out.truncate(mark);
+        write_via(out, via, Some(source));
+        return;
+    }
+    write_source(out, source);
 }
 
 /// Our To tag: 16 hex digits of FNV-1a over the Call-ID and the top Via branch.
@@ -241,7 +339,7 @@ pub fn to_tag(call_id: &str, branch: &str) -> [u8; 16] {
 /// Whether a To value carries a `tag` (RFC 3261 §19.3); a malformed one is treated as tagged, so
 /// that nothing is appended to it.
 fn has_tag(to: &str) -> bool {
-    let params = match to.rfind('>') {
+    let params = match to.bytes().rposition(|c| c == b'>') {
         Some(i) => to.get(i + 1..),
         None => to.find(';').and_then(|i| to.get(i..)),
     };
@@ -289,6 +387,11 @@ fn write_lws(out: &mut Vec<u8>, value: &str) {
 
 /// Text we generate or pass on, without control characters.
 fn write_text(out: &mut Vec<u8>, s: &str) {
+    let clean = |c: u8| (c >= b' ' || c == b'\t') && c != 0x7f;
+    if s.bytes().all(clean) {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
     out.extend(
         s.bytes()
             .filter(|&c| (c >= b' ' || c == b'\t') && c != 0x7f),
@@ -324,6 +427,28 @@ mod tests {
         out.clear();
         write_lws(&mut out, "SIP  /   2.0\r\n /UDP\r\n    192.0.2.2");
         assert_eq!(out, b"SIP  /   2.0 /UDP 192.0.2.2");
+    }
+
+    #[test]
+    fn source_addresses() {
+        for (addr, text) in [
+            ("0.0.0.0:0", ";received=0.0.0.0;rport=0"),
+            ("10.9.100.255:5060", ";received=10.9.100.255;rport=5060"),
+            ("[2001:db8::1]:5061", ";received=2001:db8::1;rport=5061"),
+        ] {
+            let mut out = Vec::new();
+            write_source(&mut out, addr.parse().unwrap());
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn canonical_vias() {
+        assert!(is_canonical_via("SIP/2.0/UDP h;branch=1"));
+        assert!(!is_canonical_via("SIP/2.0/UDP  h"));
+        assert!(!is_canonical_via("SIP/2.0/UDP\th"));
+        assert!(!is_canonical_via("SIP/2.0/UDP h\r\n ;x"));
+        assert!(!is_canonical_via("SIP/2.0/UDP"));
     }
 
     #[test]
