@@ -87,7 +87,7 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
         let f = Fault::bad("Content-Length larger than message");
         return Err(ParseError::with_headers(f, headers));
     };
-    validate(request_line, headers, body).map(Message::Request)
+    validate(request_line, headers, body)
 }
 
 /// The length of the first complete message at the start of a TCP stream buffer

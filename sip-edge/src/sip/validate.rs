@@ -11,7 +11,7 @@ use super::address::NameAddr;
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
 use super::lex::{has_lws, parse_u32, split_values, trim_lws};
-use super::message::{CSeq, Method, Request};
+use super::message::{CSeq, Message, Method, Request};
 use super::uri::{Scheme, Uri};
 use super::via::Via;
 
@@ -22,15 +22,17 @@ pub(crate) struct RequestLine<'a> {
     pub(crate) uri: &'a str,
 }
 
-/// Validates a request whose head was split into `line` (or its syntax error) and `headers`.
+/// Validates a request whose head was split into `line` (or its syntax error) and `headers`,
+/// and builds it; on error, the headers go into the [`ParseError`] to address the answer.
 #[allow(clippy::result_large_err)] // see `parse_message`
+#[inline]
 pub(crate) fn validate<'a>(
     line: Result<RequestLine<'a>, Fault>,
     headers: Headers<'a>,
     body: &'a [u8],
-) -> Result<Request<'a>, ParseError<'a>> {
+) -> Result<Message<'a>, ParseError<'a>> {
     match check(line, &headers) {
-        Ok(parts) => Ok(Request {
+        Ok(parts) => Ok(Message::Request(Request {
             method: parts.method,
             uri: parts.uri,
             body,
@@ -42,7 +44,7 @@ pub(crate) fn validate<'a>(
             max_forwards: parts.max_forwards,
             p_asserted_identity: parts.pai,
             headers,
-        }),
+        })),
         Err(fault) => Err(ParseError::with_headers(fault, headers)),
     }
 }
