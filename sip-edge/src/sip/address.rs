@@ -23,7 +23,7 @@ pub struct NameAddr<'a> {
 impl<'a> NameAddr<'a> {
     /// Parses one address value (one element of a comma-separated list).
     pub fn parse(value: &'a str) -> Result<Self, Fault> {
-        match parse_fast(value) {
+        match parse_fast(value, None) {
             Some(a) => Ok(a),
             None => Self::parse_full(value),
         }
@@ -31,8 +31,11 @@ impl<'a> NameAddr<'a> {
 
     /// The one-pass parser of the common form alone (see [`parse_fast`]). When it answers, the
     /// value holds no comma outside quotes and `<>`: it is one element of its list.
-    pub(crate) fn parse_fast(value: &'a str) -> Option<Self> {
-        parse_fast(value)
+    ///
+    /// `known` is a URI parsed before (the Request-URI for To, From for P-Asserted-Identity):
+    /// when the value holds the same text, it is taken as it is rather than parsed again.
+    pub(crate) fn parse_fast(value: &'a str, known: Option<&Uri<'a>>) -> Option<Self> {
+        parse_fast(value, known)
     }
 
     /// The complete grammar, for everything [`parse_fast`] leaves aside (and for errors).
@@ -85,7 +88,7 @@ impl<'a> NameAddr<'a> {
 
 /// The common form, `["quoted display" SP*] <sip-URI> *(;name[=value])`, in one pass; `None`
 /// sends the value to [`NameAddr::parse_full`], which then gives the same result or the error.
-fn parse_fast(value: &str) -> Option<NameAddr<'_>> {
+fn parse_fast<'a>(value: &'a str, known: Option<&Uri<'a>>) -> Option<NameAddr<'a>> {
     let s = trim_lws(value);
     let b = s.as_bytes();
     let (display, lt) = match b.first()? {
@@ -100,7 +103,12 @@ fn parse_fast(value: &str) -> Option<NameAddr<'_>> {
         return None;
     }
     let gt = lt + 1 + memchr::memchr(b'>', b.get(lt + 1..)?)?;
-    let uri = Uri::parse_fast(s.get(lt + 1..gt)?)?;
+    let raw = s.get(lt + 1..gt)?;
+    let uri = match known {
+        // The same text parses the same (`Uri::parse` is `Uri::parse_full` where it answers).
+        Some(k) if k.raw == raw => *k,
+        _ => Uri::parse_fast(raw)?,
+    };
     let params = s.get(gt + 1..)?;
     let mut tag = None;
     params_fast(params, |name, value| {
@@ -176,11 +184,14 @@ mod tests {
             "<sip:a@b",
             "<sip:a@b>>",
         ] {
-            if let Some(fast) = parse_fast(v) {
+            if let Some(fast) = parse_fast(v, None) {
                 assert_eq!(Ok(fast), NameAddr::parse_full(v), "{v}");
             }
         }
-        assert!(parse_fast("\"A\" <sip:a@b>;tag=1").is_some());
+        assert!(parse_fast("\"A\" <sip:a@b>;tag=1", None).is_some());
+        let known = Uri::parse("sip:%61@b").unwrap();
+        let a = parse_fast("<sip:%61@b>;tag=1", Some(&known)).unwrap();
+        assert_eq!(Ok(a), NameAddr::parse_full("<sip:%61@b>;tag=1"));
     }
 
     #[test]

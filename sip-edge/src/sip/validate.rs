@@ -84,7 +84,7 @@ fn check<'a>(
             via
         }
     };
-    let from_fast = single_address_fast(headers, HeaderName::From);
+    let from_fast = single_address_fast(headers, HeaderName::From, None);
     let from = match from_fast {
         Some(_) => "",
         None => single(
@@ -94,7 +94,7 @@ fn check<'a>(
             Some("Multiple From headers"),
         )?,
     };
-    let to_fast = single_address_fast(headers, HeaderName::To);
+    let to_fast = single_address_fast(headers, HeaderName::To, Some(&uri));
     let to = match to_fast {
         Some(_) => "",
         None => single(
@@ -160,7 +160,7 @@ fn check<'a>(
     }
     let pai_fast = headers
         .first(HeaderName::PAssertedIdentity)
-        .and_then(NameAddr::parse_fast);
+        .and_then(|v| NameAddr::parse_fast(v, Some(&from.uri)));
     let pai = match (
         pai_fast,
         headers.values(HeaderName::PAssertedIdentity).next(),
@@ -173,7 +173,7 @@ fn check<'a>(
     };
     let contacts_fast = headers
         .all(HeaderName::Contact)
-        .all(|c| NameAddr::parse_fast(c).is_some());
+        .all(|c| NameAddr::parse_fast(c, None).is_some());
     if !contacts_fast {
         for c in headers.values(HeaderName::Contact).filter(|&c| c != "*") {
             NameAddr::parse(c).map_err(|f| with_header(f, "Malformed Contact header"))?;
@@ -209,11 +209,15 @@ fn vias_fast<'a>(headers: &Headers<'a>) -> Option<Via<'a>> {
 }
 
 /// The value of a header on one line in the common form (see [`NameAddr::parse_fast`]).
-fn single_address_fast<'a>(headers: &Headers<'a>, name: HeaderName) -> Option<NameAddr<'a>> {
+fn single_address_fast<'a>(
+    headers: &Headers<'a>,
+    name: HeaderName,
+    known: Option<&Uri<'a>>,
+) -> Option<NameAddr<'a>> {
     if headers.count(name) != 1 {
         return None;
     }
-    NameAddr::parse_fast(headers.first(name)?)
+    NameAddr::parse_fast(headers.first(name)?, known)
 }
 
 /// The one value of a header that must appear once (RFC 3261 §7.3.1: a single-valued header
