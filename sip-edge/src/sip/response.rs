@@ -20,8 +20,9 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::header::{HeaderName, Headers};
-use super::lex::{find_param, is_lws, params_fast};
-use super::via::Via;
+use super::lex::{find_param, params_fast, trim_lws};
+use super::uri::parse_port;
+use super::via::{parse_head_fast, Via};
 
 /// The methods Tollgate handles, for `Allow` in `405` answers (DESIGN §2).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS";
@@ -102,9 +103,8 @@ pub fn write_response(
     for (i, value) in headers.values(HeaderName::Via).enumerate() {
         out.extend_from_slice(b"Via: ");
         if i == 0 {
-            if let Some(via) = Via::parse_fast(value) {
-                top_branch = Some(via.branch.unwrap_or(value));
-                write_top_via_fast(out, value, &via, source);
+            if let Some(branch) = write_top_via_fast(out, value, source) {
+                top_branch = Some(branch.unwrap_or(value));
                 out.extend_from_slice(b"\r\n");
                 continue;
             }
@@ -282,10 +282,17 @@ fn is_canonical_via(value: &str) -> bool {
     spaces == 1 && others == 0
 }
 
-/// [`write_via`] for the top Via in its common form (`via` from [`Via::parse_fast`] of `value`):
-/// the text before the parameters is already canonical, and so are the parameters.
-fn write_top_via_fast(out: &mut Vec<u8>, value: &str, via: &Via<'_>, source: SocketAddr) {
-    let value = value.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8));
+/// [`write_via`] for the top Via in its common form (the one [`Via::parse_fast`] accepts),
+/// checked while it is written: the text before the parameters is already canonical, and so
+/// are the parameters. Returns the `branch` parameter; `None` (nothing written) for any other
+/// form.
+fn write_top_via_fast<'v>(
+    out: &mut Vec<u8>,
+    value: &'v str,
+    source: SocketAddr,
+) -> Option<Option<&'v str>> {
+    let via = parse_head_fast(value)?;
+    let value = trim_lws(value);
     let head = value
         .get(..value.len().saturating_sub(via.params.len()))
         .unwrap_or_default();
@@ -297,12 +304,28 @@ fn write_top_via_fast(out: &mut Vec<u8>, value: &str, via: &Via<'_>, source: Soc
             .is_some_and(|colon| h.get(colon + 1) == Some(&b'0'));
     let mark = out.len();
     if zero_port {
-        write_via_head(out, via);
+        write_via_head(out, &via);
     } else {
         out.extend_from_slice(head.as_bytes());
     }
+    // The checks of `Via::parse_fast`, with the writing of `write_via`.
+    let mut branch = None;
     let written = params_fast(via.params, |name, value| {
-        if !(name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("rport")) {
+        let ours = if name.eq_ignore_ascii_case("branch") {
+            branch = Some(value?);
+            false
+        } else if name.eq_ignore_ascii_case("rport") {
+            if let Some(p) = value {
+                parse_port(p).ok()?;
+            }
+            true
+        } else if name.eq_ignore_ascii_case("received") {
+            value?;
+            true
+        } else {
+            false
+        };
+        if !ours {
             out.push(b';');
             out.extend_from_slice(name.as_bytes());
             if let Some(v) = value {
@@ -313,12 +336,11 @@ fn write_top_via_fast(out: &mut Vec<u8>, value: &str, via: &Via<'_>, source: Soc
         Some(())
     });
     if written.is_none() {
-        // Not reached for a value `Via::parse_fast` accepted; the general writer stays exact.
         out.truncate(mark);
-        write_via(out, via, Some(source));
-        return;
+        return None;
     }
     write_source(out, source);
+    Some(branch)
 }
 
 /// Our To tag: 16 hex digits of FNV-1a over the Call-ID and the top Via branch.
@@ -438,6 +460,33 @@ mod tests {
             let mut out = Vec::new();
             write_source(&mut out, addr.parse().unwrap());
             assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn top_via_fast_path_agrees() {
+        let source: SocketAddr = "198.51.100.5:5060".parse().unwrap();
+        for v in [
+            "SIP/2.0/UDP 198.51.100.5:5060;branch=z9hG4bK9a4c.5e1f7a02;rport",
+            "SIP/2.0/UDP h:05060;received=1.2.3.4;BRANCH=a;x;rport=7;y=z",
+            "SIP/2.0/UDP h:0;branch=1;branch=2",
+            "SIP/2.0/UDP h;rport=99999",
+            "SIP/2.0/UDP h;branch",
+            "SIP/2.0/UDP h ;branch=1",
+            "SIP/2.0/TCP [::1]:5060;branch=1",
+        ] {
+            let mut fast = b"x".to_vec();
+            let branch = write_top_via_fast(&mut fast, v, source);
+            let mut full = b"x".to_vec();
+            match branch {
+                Some(branch) => {
+                    let via = Via::parse(v).unwrap();
+                    write_via(&mut full, &via, Some(source));
+                    assert_eq!(branch, via.branch, "{v}");
+                }
+                None => assert_eq!(fast, full, "{v}"),
+            }
+            assert_eq!(String::from_utf8(fast), String::from_utf8(full), "{v}");
         }
     }
 

@@ -111,7 +111,7 @@ impl<'a> Via<'a> {
 /// The common form, `token/token/token SP host[:port] *(;name[=value])` without other LWS, in
 /// one pass; `None` sends the value to [`Via::parse_full`], which then gives the same result or
 /// the error.
-fn parse_fast(value: &str) -> Option<Via<'_>> {
+fn head_fast(value: &str) -> Option<Via<'_>> {
     let s = trim_lws(value);
     let b = s.as_bytes();
     let mut i = 0;
@@ -136,7 +136,7 @@ fn parse_fast(value: &str) -> Option<Via<'_>> {
         port = Some(p);
         j += 1 + n;
     }
-    let mut via = Via {
+    Some(Via {
         protocol,
         version,
         transport,
@@ -146,7 +146,18 @@ fn parse_fast(value: &str) -> Option<Via<'_>> {
         branch: None,
         rport: None,
         received: None,
-    };
+    })
+}
+
+/// [`parse_fast`] up to the parameters: `params` holds them raw, `branch`, `rport` and
+/// `received` are not read.
+pub(crate) fn parse_head_fast(value: &str) -> Option<Via<'_>> {
+    head_fast(value)
+}
+
+/// The common form (see [`parse_head_fast`]), then its parameters.
+fn parse_fast(value: &str) -> Option<Via<'_>> {
+    let mut via = head_fast(value)?;
     params_fast(via.params, |name, value| {
         if name.eq_ignore_ascii_case("branch") {
             via.branch = Some(value?);
