@@ -86,35 +86,30 @@ impl HeaderName {
         let (Some(&first), Some(&second)) = (name.first(), name.get(1)) else {
             return Self::Other;
         };
-        let (canonical, h): (&[u8], Self) = match (first | 0x20, name.len()) {
-            (b'v', 3) => (b"Via", Self::Via),
-            (b'f', 4) => (b"From", Self::From),
-            (b't', 2) => (b"To", Self::To),
-            (b'c', 7) if second | 0x20 == b'a' => (b"Call-ID", Self::CallId),
-            (b'c', 7) => (b"Contact", Self::Contact),
-            (b'c', 4) => (b"CSeq", Self::CSeq),
-            (b'c', 14) => (b"Content-Length", Self::ContentLength),
-            (b'c', 12) => (b"Content-Type", Self::ContentType),
-            (b'c', 16) => (b"Content-Encoding", Self::ContentEncoding),
-            (b'm', 12) => (b"Max-Forwards", Self::MaxForwards),
-            (b's', 9) => (b"Supported", Self::Supported),
-            (b's', 7) => (b"Subject", Self::Subject),
-            (b's', 15) => (b"Session-Expires", Self::SessionExpires),
-            (b'r', 7) => (b"Require", Self::Require),
-            (b'r', 8) => (b"Refer-To", Self::ReferTo),
-            (b'r', 11) => (b"Referred-By", Self::ReferredBy),
-            (b'r', 5) => (b"Route", Self::Route),
-            (b'r', 12) => (b"Record-Route", Self::RecordRoute),
-            (b'e', 5) => (b"Event", Self::Event),
-            (b'a', 5) => (b"Allow", Self::Allow),
-            (b'a', 12) => (b"Allow-Events", Self::AllowEvents),
-            (b'p', 19) => (b"P-Asserted-Identity", Self::PAssertedIdentity),
-            _ => return Self::Other,
-        };
-        if name == canonical || name.eq_ignore_ascii_case(canonical) {
-            h
-        } else {
-            Self::Other
+        match (first | 0x20, name.len()) {
+            (b'v', 3) => confirm(name, b"Via", Self::Via),
+            (b'f', 4) => confirm(name, b"From", Self::From),
+            (b't', 2) => confirm(name, b"To", Self::To),
+            (b'c', 7) if second | 0x20 == b'a' => confirm(name, b"Call-ID", Self::CallId),
+            (b'c', 7) => confirm(name, b"Contact", Self::Contact),
+            (b'c', 4) => confirm(name, b"CSeq", Self::CSeq),
+            (b'c', 14) => confirm(name, b"Content-Length", Self::ContentLength),
+            (b'c', 12) => confirm(name, b"Content-Type", Self::ContentType),
+            (b'c', 16) => confirm(name, b"Content-Encoding", Self::ContentEncoding),
+            (b'm', 12) => confirm(name, b"Max-Forwards", Self::MaxForwards),
+            (b's', 9) => confirm(name, b"Supported", Self::Supported),
+            (b's', 7) => confirm(name, b"Subject", Self::Subject),
+            (b's', 15) => confirm(name, b"Session-Expires", Self::SessionExpires),
+            (b'r', 7) => confirm(name, b"Require", Self::Require),
+            (b'r', 8) => confirm(name, b"Refer-To", Self::ReferTo),
+            (b'r', 11) => confirm(name, b"Referred-By", Self::ReferredBy),
+            (b'r', 5) => confirm(name, b"Route", Self::Route),
+            (b'r', 12) => confirm(name, b"Record-Route", Self::RecordRoute),
+            (b'e', 5) => confirm(name, b"Event", Self::Event),
+            (b'a', 5) => confirm(name, b"Allow", Self::Allow),
+            (b'a', 12) => confirm(name, b"Allow-Events", Self::AllowEvents),
+            (b'p', 19) => confirm(name, b"P-Asserted-Identity", Self::PAssertedIdentity),
+            _ => Self::Other,
         }
     }
 
@@ -145,6 +140,17 @@ impl HeaderName {
             Self::PAssertedIdentity => "P-Asserted-Identity",
             Self::Other => return None,
         })
+    }
+}
+
+/// `h` when `name` is `canonical` as Tollgate and most peers spell it (compared inline, the
+/// length being fixed), or in any other case; [`HeaderName::Other`] otherwise.
+#[inline(always)]
+fn confirm<const N: usize>(name: &[u8], canonical: &[u8; N], h: HeaderName) -> HeaderName {
+    if name == canonical || name.eq_ignore_ascii_case(canonical) {
+        h
+    } else {
+        HeaderName::Other
     }
 }
 
