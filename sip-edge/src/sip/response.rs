@@ -200,7 +200,7 @@ fn write_extras(out: &mut Vec<u8>, x: &ResponseExtras<'_>) {
 
 /// A Via value, written canonically (no LWS inside); the top one (`source` given) without
 /// its `received` and `rport`, then with those of the source address (RFC 3581 §4).
-fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
+pub(crate) fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
     write_via_head(out, via);
     for p in via.param_iter().flatten() {
         let ours = p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport");
@@ -286,7 +286,7 @@ fn is_canonical_via(value: &str) -> bool {
 /// checked while it is written: the text before the parameters is already canonical, and so
 /// are the parameters. Returns the `branch` parameter; `None` (nothing written) for any other
 /// form.
-fn write_top_via_fast<'v>(
+pub(crate) fn write_top_via_fast<'v>(
     out: &mut Vec<u8>,
     value: &'v str,
     source: SocketAddr,
