@@ -242,25 +242,23 @@ fn write_source(out: &mut Vec<u8>, source: SocketAddr) {
         out.extend_from_slice(b";received=");
         match source.ip() {
             IpAddr::V4(v4) => {
-                // Formatted on the stack, copied once.
+                // Formatted on the stack from a table, copied once.
                 let mut text = [0u8; 16];
                 let mut len = 0;
                 for octet in v4.octets() {
-                    let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                    let skip = match octet {
-                        0..=9 => 2,
-                        10..=99 => 1,
-                        _ => 0,
-                    };
-                    for d in &digits[skip..] {
-                        text[len] = b'0' + d;
-                        len += 1;
+                    let [n, digits @ ..] = OCTETS[usize::from(octet)];
+                    let n = usize::from(n);
+                    if let Some(dst) = text.get_mut(len..len + n) {
+                        dst.copy_from_slice(&digits[..n]);
                     }
-                    text[len] = b'.';
+                    len += n;
+                    if let Some(dot) = text.get_mut(len) {
+                        *dot = b'.';
+                    }
                     len += 1;
                 }
-                // At most 4 * 4 bytes; without the last dot.
-                out.extend_from_slice(&text[..len - 1]);
+                // Without the last dot.
+                out.extend_from_slice(text.get(..len - 1).unwrap_or_default());
             }
             // Writing to a Vec cannot fail.
             IpAddr::V6(v6) => drop(write!(out, "{v6}")),
@@ -342,6 +340,22 @@ pub(crate) fn write_top_via_fast<'v>(
     write_source(out, source);
     Some(branch)
 }
+
+/// Each octet 0..=255 in decimal: the number of digits, then the digits.
+static OCTETS: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let n = i as u8;
+        t[i] = match n {
+            0..=9 => [1, b'0' + n, 0, 0],
+            10..=99 => [2, b'0' + n / 10, b'0' + n % 10, 0],
+            _ => [3, b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10],
+        };
+        i += 1;
+    }
+    t
+};
 
 /// Our To tag: 16 hex digits of FNV-1a over the Call-ID and the top Via branch.
 pub fn to_tag(call_id: &str, branch: &str) -> [u8; 16] {

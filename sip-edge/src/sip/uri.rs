@@ -223,13 +223,21 @@ pub(crate) fn run(b: &[u8], class: &[bool; 256]) -> usize {
 
 /// 1 to 5 digits at the start of `b` forming a port (at most 65535): the port and its length.
 pub(crate) fn port_prefix(b: &[u8]) -> Option<(u16, usize)> {
-    let n = b.iter().take(6).take_while(|c| c.is_ascii_digit()).count();
-    if n == 0 || n > 5 {
+    let mut v = 0u32;
+    let mut n = 0;
+    while let Some(&d) = b.get(n) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        if n == 5 {
+            return None;
+        }
+        v = v * 10 + u32::from(d - b'0');
+        n += 1;
+    }
+    if n == 0 {
         return None;
     }
-    let v = b[..n]
-        .iter()
-        .fold(0u32, |v, &d| v * 10 + u32::from(d - b'0'));
     Some((u16::try_from(v).ok()?, n))
 }
 
