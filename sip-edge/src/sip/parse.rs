@@ -11,7 +11,7 @@ use memchr::memchr2;
 
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
-use super::lex::{is_token, parse_u32, TOKEN};
+use super::lex::{contains, is_token, parse_u32, TOKEN};
 use super::message::{Message, Response};
 use super::validate::{validate, RequestLine};
 use super::Transport;
@@ -312,7 +312,7 @@ fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Fault> {
         && v > m + 1
         && b[m] == b' '
         && b[v..].eq_ignore_ascii_case(b" SIP/2.0")
-        && !b[m + 1..v].contains(&b' ')
+        && !contains(&b[m + 1..v], b' ')
     {
         if let (Some(method), Some(uri)) = (line.get(..m), line.get(m + 1..v)) {
             return Ok(RequestLine { method, uri });
