@@ -4,7 +4,7 @@
 //! demand. Other schemes are kept opaque (`absoluteURI`, RFC 3261 §25.1).
 
 use super::error::Fault;
-use super::lex::split_byte;
+use super::lex::{run, split_byte};
 
 /// URI scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,13 +213,6 @@ pub(crate) static HOST: [bool; 256] = {
     }
     t
 };
-
-/// Length of the run of bytes of `class` at the start of `b`.
-pub(crate) fn run(b: &[u8], class: &[bool; 256]) -> usize {
-    b.iter()
-        .position(|&c| !class[usize::from(c)])
-        .unwrap_or(b.len())
-}
 
 /// 1 to 5 digits at the start of `b` forming a port (at most 65535): the port and its length.
 pub(crate) fn port_prefix(b: &[u8]) -> Option<(u16, usize)> {

@@ -4,9 +4,9 @@
 
 use super::error::Fault;
 use super::lex::{
-    is_lws, is_token, params, params_fast, trim_lws, trim_lws_start, Param, Params, TOKEN,
+    is_lws, is_token, params, params_fast, run, trim_lws, trim_lws_start, Param, Params, TOKEN,
 };
-use super::uri::{is_host, parse_port, port_prefix, run, HOST};
+use super::uri::{is_host, parse_port, port_prefix, HOST};
 
 /// A parsed `via-parm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +117,11 @@ fn head_fast(value: &str) -> Option<Via<'_>> {
     let mut i = 0;
     let mut part = |sep: u8| {
         let start = i;
-        i += run(b.get(i..)?, &TOKEN);
+        i += b
+            .get(i..)?
+            .iter()
+            .take_while(|&&c| TOKEN[usize::from(c)])
+            .count();
         let t = s.get(start..i).filter(|t| !t.is_empty())?;
         (b.get(i) == Some(&sep)).then(|| {
             i += 1;
