@@ -8,11 +8,9 @@
 //!
 //! The first argument is `parse` (parse only), `build` (build from one parse) or `both`.
 use std::hint::black_box;
-use std::net::SocketAddr;
 
-use tollgate::sip::{parse_message, write_response, Message, ResponseExtras, Transport};
-
-const INVITE: &[u8] = include_bytes!("../../sip-edge/tests/data/invite.sip");
+use tollgate::sip::{parse_message, write_response, Message, Transport};
+use tollgate_benches::sip::{redirect_extras, source, INVITE};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -21,13 +19,7 @@ fn main() {
         .get(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let source: SocketAddr = "198.51.100.5:5060".parse().expect("address");
-    let extras = ResponseExtras {
-        contact: Some("sip:+442079460000@pstn-gb.example.net;user=phone"),
-        basis: Some("international_pool"),
-        max_duration: Some(1800),
-        ..Default::default()
-    };
+    let (source, extras) = (source(), redirect_extras());
     let mut out = Vec::with_capacity(2048);
     let Ok(Message::Request(req)) = parse_message(INVITE, Transport::Udp) else {
         panic!("the INVITE does not parse");
