@@ -238,34 +238,32 @@ fn write_via_head(out: &mut Vec<u8>, via: &Via<'_>) {
 
 /// `;received=<address>;rport=<port>` of the source address (RFC 3581 §4).
 fn write_source(out: &mut Vec<u8>, source: SocketAddr) {
-    {
-        out.extend_from_slice(b";received=");
-        match source.ip() {
-            IpAddr::V4(v4) => {
-                // Formatted on the stack from a table, copied once.
-                let mut text = [0u8; 16];
-                let mut len = 0;
-                for octet in v4.octets() {
-                    let [n, digits @ ..] = OCTETS[usize::from(octet)];
-                    let n = usize::from(n);
-                    if let Some(dst) = text.get_mut(len..len + n) {
-                        dst.copy_from_slice(&digits[..n]);
-                    }
-                    len += n;
-                    if let Some(dot) = text.get_mut(len) {
-                        *dot = b'.';
-                    }
-                    len += 1;
+    out.extend_from_slice(b";received=");
+    match source.ip() {
+        IpAddr::V4(v4) => {
+            // Formatted on the stack from a table, copied once.
+            let mut text = [0u8; 16];
+            let mut len = 0;
+            for octet in v4.octets() {
+                let [n, digits @ ..] = OCTETS[usize::from(octet)];
+                let n = usize::from(n);
+                if let Some(dst) = text.get_mut(len..len + n) {
+                    dst.copy_from_slice(&digits[..n]);
                 }
-                // Without the last dot.
-                out.extend_from_slice(text.get(..len - 1).unwrap_or_default());
+                len += n;
+                if let Some(dot) = text.get_mut(len) {
+                    *dot = b'.';
+                }
+                len += 1;
             }
-            // Writing to a Vec cannot fail.
-            IpAddr::V6(v6) => drop(write!(out, "{v6}")),
+            // Without the last dot.
+            out.extend_from_slice(text.get(..len - 1).unwrap_or_default());
         }
-        out.extend_from_slice(b";rport=");
-        write_u32(out, u32::from(source.port()));
+        // Writing to a Vec cannot fail.
+        IpAddr::V6(v6) => drop(write!(out, "{v6}")),
     }
+    out.extend_from_slice(b";rport=");
+    write_u32(out, u32::from(source.port()));
 }
 
 /// Whether a Via value has exactly one LWS byte, a space (after the transport): it is then

@@ -161,15 +161,14 @@ fn check<'a>(
     let pai_fast = headers
         .first(HeaderName::PAssertedIdentity)
         .and_then(|v| NameAddr::parse_fast(v, Some(&from.uri)));
-    let pai = match (
-        pai_fast,
-        headers.values(HeaderName::PAssertedIdentity).next(),
-    ) {
-        (Some(pai), _) => Some(pai),
-        (None, Some(v)) => {
-            Some(NameAddr::parse(v).map_err(|f| with_header(f, "Malformed P-Asserted-Identity"))?)
-        }
-        (None, None) => None,
+    let pai = match pai_fast {
+        Some(pai) => Some(pai),
+        None => match headers.values(HeaderName::PAssertedIdentity).next() {
+            Some(v) => Some(
+                NameAddr::parse(v).map_err(|f| with_header(f, "Malformed P-Asserted-Identity"))?,
+            ),
+            None => None,
+        },
     };
     let contacts_fast = headers
         .all(HeaderName::Contact)
