@@ -15,7 +15,10 @@ use tollgate_engine::{Engine, EngineConfig, Request, Snapshot};
 const NOW: u64 = 1_795_000_000;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let snap = Snapshot::build(directory_gen::records(100_000)).expect("snapshot");
     let plan = Arc::new(NumberingPlan::builtin().expect("plan"));
     let e = Engine::new(plan, EngineConfig::default(), snap, NOW);
@@ -29,7 +32,14 @@ fn main() {
     for i in 0..n {
         let (caller, dial) = &work[i % work.len()];
         let id = &ids[i % ids.len()];
-        let d = e.authorize(&Request { call_id: id, caller, dialed: dial }, NOW);
+        let d = e.authorize(
+            &Request {
+                call_id: id,
+                caller,
+                dialed: dial,
+            },
+            NOW,
+        );
         if d.grant.is_some() {
             admitted += 1;
             let _ = e.release(id, NOW);
