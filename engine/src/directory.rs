@@ -497,14 +497,31 @@ impl Snapshot {
     /// does not.
     pub fn lookup(&self, id: &str) -> Option<(u32, &User)> {
         let id = id.trim();
-        let id = id
-            .strip_prefix("sip:")
-            .or_else(|| id.strip_prefix("sips:"))
-            .or_else(|| id.strip_prefix("tel:"))
-            .unwrap_or(id);
-        let id = id.split(';').next().unwrap_or(id);
-        let (local, domain) = match id.split_once('@') {
-            Some((l, d)) => (l, Some(d)),
+        let id = match id.as_bytes().first() {
+            Some(b's') => id
+                .strip_prefix("sip:")
+                .or_else(|| id.strip_prefix("sips:"))
+                .unwrap_or(id),
+            Some(b't') => id.strip_prefix("tel:").unwrap_or(id),
+            _ => id,
+        };
+        // One pass for the end of the user part (`;` starts URI parameters) and the `@`: this
+        // runs for every INVITE.
+        let mut at = None;
+        let mut end = id.len();
+        for (i, &b) in id.as_bytes().iter().enumerate() {
+            match b {
+                b';' => {
+                    end = i;
+                    break;
+                }
+                b'@' if at.is_none() => at = Some(i),
+                _ => {}
+            }
+        }
+        let id = &id[..end];
+        let (local, domain) = match at {
+            Some(i) => (&id[..i], Some(&id[i + 1..])),
             None => (id, None),
         };
         if local.starts_with('+') {

@@ -10,9 +10,7 @@ use crate::config::EngineConfig;
 use crate::credits::{CreditAccount, Money, SpendLedger};
 use crate::directory::{Snapshot, User};
 use crate::numbering::{Destination, NumberError, NumberType, NumberingPlan, Region};
-use crate::policy::{
-    evaluate, is_universal_emergency, Basis, Decision, Outcome, Reason, Route, Rule, Verdict,
-};
+use crate::policy::{evaluate, Basis, Decision, Outcome, Reason, Route, Rule, Verdict};
 use crate::pools::{MonthKey, PoolStatus, PoolTable};
 use crate::reservations::{
     CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
@@ -170,20 +168,19 @@ impl Engine {
     fn decide_with(&self, caller: &str, dialed: &str, now: u64, mode: Mode<'_>) -> Decision {
         let live = self.live_for(now);
         let user = live.snap.lookup(caller).map(|(_, u)| u);
-        // Rule 1 before rule 2: 112 and 911 are emergency numbers everywhere, even for a caller
-        // we cannot place in a region.
-        let dest = if is_universal_emergency(dialed) {
-            let region = user.map(|u| u.usage_location).unwrap_or(Region::NON_GEO);
-            let digits = dialed.trim().trim_start_matches("tel:");
-            let digits = digits.split(';').next().unwrap_or(digits);
-            Ok(Destination::new(digits, 0, region, NumberType::Emergency))
-        } else {
-            match user {
-                Some(u) => self.numbering.classify(dialed, u.usage_location),
-                None => Err(NumberError::Invalid(
-                    crate::numbering::Why::UnknownCallerRegion,
-                )),
-            }
+        let dest = match user {
+            Some(u) => self.numbering.classify(dialed, u.usage_location),
+            // Rule 1 before rule 2: 112 and 911 are emergency numbers everywhere, even for a
+            // caller we cannot place in a region; the plan knows them without one.
+            None => self
+                .numbering
+                .classify(dialed, Region::NON_GEO)
+                .and_then(|d| match d.number_type {
+                    NumberType::Emergency => Ok(d),
+                    _ => Err(NumberError::Invalid(
+                        crate::numbering::Why::UnknownCallerRegion,
+                    )),
+                }),
         };
         self.decide_in(&live, user, dest, now, mode)
     }

@@ -277,14 +277,6 @@ pub enum Verdict {
     },
 }
 
-/// The universal emergency numbers, dialed as-is (DESIGN §4 rule 1: "112/911 everywhere").
-pub fn is_universal_emergency(dialed: &str) -> bool {
-    let d = dialed.trim();
-    let d = d.strip_prefix("tel:").unwrap_or(d);
-    let d = d.split(';').next().unwrap_or(d);
-    matches!(d, "112" | "911")
-}
-
 /// Rules 1–8 of DESIGN §4, in order, for a known or unknown caller and a classified number.
 pub fn evaluate(
     snap: &Snapshot,
@@ -426,15 +418,5 @@ mod tests {
                 "free"
             ]
         );
-    }
-
-    #[test]
-    fn universal_emergency_digits() {
-        for d in ["112", "911", " 911 ", "tel:112", "tel:911;phone-context=+1"] {
-            assert!(is_universal_emergency(d), "{d}");
-        }
-        for d in ["999", "+1911", "9111", ""] {
-            assert!(!is_universal_emergency(d), "{d}");
-        }
     }
 }
