@@ -65,9 +65,14 @@ impl Daemon {
 
     /// The daemon over another directory (`tenants.toml`, `users.csv`, ...).
     pub fn start_in(extra_sip: &str, directory: &std::path::Path) -> Daemon {
+        Daemon::start_full(extra_sip, "", directory)
+    }
+
+    /// The daemon with lines added to `[sip]` and `[http]`, over `directory`.
+    pub fn start_full(extra_sip: &str, extra_http: &str, directory: &std::path::Path) -> Daemon {
         let mut last = String::new();
         for _ in 0..3 {
-            match Daemon::try_start(extra_sip, directory) {
+            match Daemon::try_start(extra_sip, extra_http, directory) {
                 Ok(d) => return d,
                 Err(e) => last = e,
             }
@@ -75,12 +80,16 @@ impl Daemon {
         panic!("tollgate serve did not start: {last}");
     }
 
-    fn try_start(extra_sip: &str, directory: &std::path::Path) -> Result<Daemon, String> {
+    fn try_start(
+        extra_sip: &str,
+        extra_http: &str,
+        directory: &std::path::Path,
+    ) -> Result<Daemon, String> {
         let dir = temp_dir("serve");
         let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
-            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http}\"\n[directory]\npath = \"{}\"\n",
+            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http}\"\n{extra_http}\n[directory]\npath = \"{}\"\n",
             directory.display()
         );
         let config_path = dir.join("tollgate.toml");
@@ -106,7 +115,7 @@ impl Daemon {
             if let Some(Ok(Some(status))) = d.child.as_mut().map(|c| c.try_wait()) {
                 return Err(format!("exited with {status}: {}", d.stderr()));
             }
-            if let Ok((200, _)) = d.try_http("GET", "/readyz", "") {
+            if let Ok((200, _)) = d.try_http("GET", "/readyz", "", "") {
                 return Ok(d);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -158,15 +167,26 @@ impl Daemon {
 
     /// One HTTP/1.1 request (`Connection: close`); the status and the body.
     pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        self.try_http(method, path, body)
+        self.http_with(method, path, "", body)
+    }
+
+    /// As [`Daemon::http`], with extra header lines (each ending in CRLF).
+    pub fn http_with(&self, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+        self.try_http(method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.stderr()))
     }
 
-    fn try_http(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    fn try_http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> std::io::Result<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&self.http, TIMEOUT)?;
         s.set_read_timeout(Some(TIMEOUT))?;
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
             self.http,
             body.len()
         );

@@ -222,3 +222,27 @@ fn bad_config_exits_2() {
     assert!(stderr.contains("[sip].trusted_peers"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bearer_token_guards_v1() {
+    let dir = temp_dir("token");
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let http = format!("token_file = \"{}\"", token.display());
+    let d = Daemon::start_full("", &http, &repo_root().join("config"));
+    let (status, body) = d.http("GET", "/v1/pools", "");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["reason"],
+        "bad_token"
+    );
+    let (status, _) = d.http_with("GET", "/v1/pools", "Authorization: Bearer nope\r\n", "");
+    assert_eq!(status, 401);
+    let (status, body) = d.http_with("GET", "/v1/pools", "Authorization: Bearer s3cret\r\n", "");
+    assert_eq!(status, 200, "{body}");
+    // Health and metrics stay open.
+    assert_eq!(d.http("GET", "/metrics", "").0, 200);
+    assert_eq!(d.http("GET", "/healthz", "").0, 200);
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -255,3 +255,42 @@ fn untrusted_peers_get_403_or_silence() {
     let invite = SipRequest::invite(ALICE, "+12065550100", "u-3").render();
     assert_eq!(udp_exchange(&client, d.sip, &invite), None);
 }
+
+/// `true` when the daemon closes the connection (EOF or reset) within `within`.
+fn closed_by_peer(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    match std::io::Read::read(s, &mut buf) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn tcp_connection_cap_and_idle_timeout() {
+    let d = Daemon::start_with("tcp_max_connections = 1\ntcp_idle_timeout_seconds = 1");
+    let invite = SipRequest::invite(ALICE, "+12065550100", "cap-1")
+        .tcp()
+        .render();
+    let mut first = std::net::TcpStream::connect(d.sip).unwrap();
+    std::io::Write::write_all(&mut first, invite.as_bytes()).unwrap();
+    let r = tollgate_tests::daemon::read_tcp_response(&mut first).unwrap();
+    assert_eq!(r.status(), 302);
+    // Over the cap: closed at once, unanswered.
+    let mut second = std::net::TcpStream::connect(d.sip).unwrap();
+    let _ = std::io::Write::write_all(&mut second, invite.as_bytes());
+    assert!(closed_by_peer(&mut second, Duration::from_secs(2)));
+    // The first one is closed after a second of silence; then there is room again.
+    let start = std::time::Instant::now();
+    assert!(closed_by_peer(&mut first, Duration::from_secs(3)));
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let r = d.tcp(
+        &SipRequest::invite(ALICE, "+12065550100", "cap-2")
+            .tcp()
+            .render(),
+    );
+    assert_eq!(r.status(), 302);
+}
