@@ -15,16 +15,6 @@ use tollgate_engine::{Basis, Reason};
 
 use crate::sip::Method;
 
-/// Every basis of an admit (DESIGN §2).
-const BASES: [Basis; 6] = [
-    Basis::Emergency,
-    Basis::DirectRouting,
-    Basis::DomesticPool,
-    Basis::InternationalPool,
-    Basis::Credits,
-    Basis::Free,
-];
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     pub outcome: &'static str,
@@ -109,7 +99,7 @@ impl Default for Metrics {
             };
             drop(decisions.get_or_create(&labels));
         }
-        for basis in BASES {
+        for basis in Basis::ALL {
             let labels = DecisionLabels {
                 outcome: "admit",
                 reason: basis.as_str(),

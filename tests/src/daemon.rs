@@ -135,12 +135,7 @@ impl Daemon {
 
     /// Sends `signal` (e.g. `TERM`) and waits for the exit, at most 15 s.
     pub fn signal_and_wait(mut self, signal: &str) -> ExitStatus {
-        let pid = self.pid().to_string();
-        let ok = Command::new("kill")
-            .args(["-s", signal, &pid])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -s {signal} {pid} failed");
+        self.signal(signal);
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {

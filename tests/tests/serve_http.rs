@@ -193,34 +193,33 @@ fn sigterm_exits_zero() {
     assert_eq!(status.code(), Some(0));
 }
 
-#[test]
-fn bad_config_exits_2() {
+/// `tollgate serve` over a config file with `text`: exit code and stderr.
+fn serve_with_config(text: &str) -> (Option<i32>, String) {
     let dir = temp_dir("badconfig");
     let config = dir.join("tollgate.toml");
-    std::fs::write(&config, "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nbogus = 1\n").unwrap();
+    std::fs::write(&config, text).unwrap();
     let out = std::process::Command::new(tollgate_tests::tollgate_bin())
         .args(["serve", "--config"])
         .arg(&config)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("tollgate.toml:3"), "{stderr}");
-    std::fs::write(
-        &config,
-        "[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\ntrusted_peers = [\"nope\"]\n",
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-    .unwrap();
-    let out = std::process::Command::new(tollgate_tests::tollgate_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+}
+
+#[test]
+fn bad_config_exits_2() {
+    let (code, stderr) = serve_with_config("[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\nbogus = 1\n");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("tollgate.toml:3"), "{stderr}");
+    let (code, stderr) =
+        serve_with_config("[sip]\nlisten = [\"sctp:1.2.3.4:5\"]\ntrusted_peers = [\"nope\"]\n");
+    assert_eq!(code, Some(2));
     assert!(stderr.contains("[sip].listen"), "{stderr}");
     assert!(stderr.contains("[sip].trusted_peers"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

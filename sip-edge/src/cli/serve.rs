@@ -34,14 +34,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     init_tracing();
-    let setup = match setup::load(&args.config) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            return Ok(2);
-        }
+    let Some(setup) = setup::load_or_report(&args.config) else {
+        return Ok(2);
     };
     let daemon = setup.daemon.clone();
     let directory = setup.directory.clone();

@@ -47,6 +47,17 @@ pub fn load(config_path: &Path) -> Result<Setup, Vec<String>> {
     }
 }
 
+/// [`load`], or `None` after printing every error on stderr (the caller exits 2).
+pub fn load_or_report(config_path: &Path) -> Option<Setup> {
+    load(config_path)
+        .map_err(|errors| {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+        })
+        .ok()
+}
+
 /// `[directory].path`, relative to the parent of the config file's directory (see above).
 pub fn directory_path(config_path: &Path, rel: &str) -> PathBuf {
     let base = config_path

@@ -112,27 +112,11 @@ impl Server {
         match req.method {
             Method::Ack => false,
             Method::Options => {
-                self.respond(
-                    out,
-                    &req.headers,
-                    200,
-                    None,
-                    source,
-                    label,
-                    &Default::default(),
-                );
+                self.plain(out, &req, 200, source, label);
                 true
             }
             _ if req.max_forwards == Some(0) => {
-                self.respond(
-                    out,
-                    &req.headers,
-                    483,
-                    None,
-                    source,
-                    label,
-                    &Default::default(),
-                );
+                self.plain(out, &req, 483, source, label);
                 true
             }
             Method::Invite => {
@@ -142,15 +126,7 @@ impl Server {
             Method::Cancel => {
                 // Nothing to release is fine: the INVITE may have been rejected or never seen.
                 let _ = self.engine.release(req.call_id, now());
-                self.respond(
-                    out,
-                    &req.headers,
-                    200,
-                    None,
-                    source,
-                    label,
-                    &Default::default(),
-                );
+                self.plain(out, &req, 200, source, label);
                 true
             }
             _ => {
@@ -286,6 +262,19 @@ impl Server {
             retry_after: (status == 503).then_some(RETRY_AFTER),
             ..Default::default()
         };
+        self.respond(out, &req.headers, status, None, source, label, &extras);
+    }
+
+    /// A response with nothing but the copied headers.
+    fn plain(
+        &self,
+        out: &mut Vec<u8>,
+        req: &Request<'_>,
+        status: u16,
+        source: SocketAddr,
+        label: &'static str,
+    ) {
+        let extras = ResponseExtras::default();
         self.respond(out, &req.headers, status, None, source, label, &extras);
     }
 

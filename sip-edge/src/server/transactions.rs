@@ -7,6 +7,7 @@
 //! swept, and if it is still full the answer is not cached (the engine still answers a repeated
 //! Call-ID with the same decision and reserves nothing new).
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,13 +25,20 @@ pub struct TxKey {
 }
 
 struct Entry {
+    key: TxKey,
     bytes: Arc<[u8]>,
     at: Instant,
 }
 
 /// Call-ID + CSeq + branch → the response bytes.
+///
+/// The map is keyed by a (randomly seeded) hash of the triple, so a lookup allocates nothing;
+/// the entry keeps the triple and a lookup compares it. Two transactions with the same hash
+/// (1 in 2^64) share a slot: the later one replaces the earlier, which then gets a fresh
+/// decision (the engine's Call-ID replay keeps it from reserving twice).
 pub struct Transactions {
-    map: DashMap<TxKey, Entry>,
+    map: DashMap<u64, Entry>,
+    hasher: RandomState,
     max: usize,
 }
 
@@ -38,20 +46,20 @@ impl Transactions {
     pub fn new(max: usize) -> Transactions {
         Transactions {
             map: DashMap::new(),
+            hasher: RandomState::new(),
             max,
         }
     }
 
+    fn slot(&self, call_id: &str, cseq: u32, branch: &str) -> u64 {
+        self.hasher.hash_one((call_id, cseq, branch))
+    }
+
     /// The cached answer, if fresh.
     pub fn get(&self, call_id: &str, cseq: u32, branch: &str, now: Instant) -> Option<Arc<[u8]>> {
-        // A borrowed lookup would need a custom key type; the key is small.
-        let key = TxKey {
-            call_id: call_id.into(),
-            cseq,
-            branch: branch.into(),
-        };
-        let e = self.map.get(&key)?;
-        (now.duration_since(e.at) < TTL).then(|| Arc::clone(&e.bytes))
+        let e = self.map.get(&self.slot(call_id, cseq, branch))?;
+        let same = *e.key.call_id == *call_id && e.key.cseq == cseq && *e.key.branch == *branch;
+        (same && now.duration_since(e.at) < TTL).then(|| Arc::clone(&e.bytes))
     }
 
     /// Keeps `bytes` as the answer of this transaction; returns `false` when full.
@@ -62,9 +70,11 @@ impl Transactions {
                 return false;
             }
         }
+        let slot = self.slot(&key.call_id, key.cseq, &key.branch);
         self.map.insert(
-            key,
+            slot,
             Entry {
+                key,
                 bytes: bytes.into(),
                 at: now,
             },
