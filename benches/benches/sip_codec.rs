@@ -1,23 +1,15 @@
 //! Criterion benches of the SIP codec (issue 4): parsing a typical 700-byte INVITE and building
 //! its 302, side by side with `rsip` parsing the same message in the same run.
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tollgate::sip::{parse_message, write_response, Message, ResponseExtras, Transport};
-
-/// The message of the zero-allocation test (`sip-edge/tests/alloc.rs`).
-const INVITE: &[u8] = include_bytes!("../../sip-edge/tests/data/invite.sip");
+use tollgate::sip::{parse_message, write_response, Message, Transport};
+use tollgate_benches::sip::{redirect_extras, source, INVITE};
 
 fn sip_codec(c: &mut Criterion) {
-    let source: SocketAddr = "198.51.100.5:5060".parse().expect("address");
-    let extras = ResponseExtras {
-        contact: Some("sip:+442079460000@pstn-gb.example.net;user=phone"),
-        basis: Some("international_pool"),
-        max_duration: Some(1800),
-        ..Default::default()
-    };
+    let source = source();
+    let extras = redirect_extras();
     assert!(
         rsip::SipMessage::try_from(INVITE).is_ok(),
         "rsip parses the INVITE"

@@ -2,4 +2,5 @@
 //! (and, later, by the load generator).
 
 pub mod directory_gen;
+pub mod sip;
 pub mod workload;

@@ -2,7 +2,9 @@
 //! (RFC 3261 §20.10, §20.20, §20.39, §25.1; RFC 3325 §9.1).
 
 use super::error::Fault;
-use super::lex::{find_param, has_lws, is_lws, is_token, is_token_str, quoted_len, trim_lws};
+use super::lex::{
+    find_param, has_lws, is_lws, is_token, is_token_str, params_fast, quoted_len, trim_lws,
+};
 use super::uri::Uri;
 
 /// An address header value: `[display-name] <URI> *(;param)` or `URI *(;param)`.
@@ -21,6 +23,23 @@ pub struct NameAddr<'a> {
 impl<'a> NameAddr<'a> {
     /// Parses one address value (one element of a comma-separated list).
     pub fn parse(value: &'a str) -> Result<Self, Fault> {
+        match parse_fast(value, None) {
+            Some(a) => Ok(a),
+            None => Self::parse_full(value),
+        }
+    }
+
+    /// The one-pass parser of the common form alone (see [`parse_fast`]). When it answers, the
+    /// value holds no comma outside quotes and `<>`: it is one element of its list.
+    ///
+    /// `known` is a URI parsed before (the Request-URI for To, From for P-Asserted-Identity):
+    /// when the value holds the same text, it is taken as it is rather than parsed again.
+    pub(crate) fn parse_fast(value: &'a str, known: Option<&Uri<'a>>) -> Option<Self> {
+        parse_fast(value, known)
+    }
+
+    /// The complete grammar, for everything [`parse_fast`] leaves aside (and for errors).
+    pub(crate) fn parse_full(value: &'a str) -> Result<Self, Fault> {
         let s = trim_lws(value);
         if s.is_empty() {
             return Err(Fault::bad("Empty address"));
@@ -67,6 +86,45 @@ impl<'a> NameAddr<'a> {
     }
 }
 
+/// The common form, `["quoted display" SP*] <sip-URI> *(;name[=value])`, in one pass; `None`
+/// sends the value to [`NameAddr::parse_full`], which then gives the same result or the error.
+fn parse_fast<'a>(value: &'a str, known: Option<&Uri<'a>>) -> Option<NameAddr<'a>> {
+    let s = trim_lws(value);
+    let b = s.as_bytes();
+    let (display, lt) = match b.first()? {
+        b'"' => {
+            let q = quoted_len(s).ok()?;
+            let lt = q + b.get(q..)?.iter().take_while(|&&c| c == b' ').count();
+            (Some(s.get(..q)?), lt)
+        }
+        _ => (None, 0),
+    };
+    if b.get(lt) != Some(&b'<') {
+        return None;
+    }
+    let gt = lt + 1 + memchr::memchr(b'>', b.get(lt + 1..)?)?;
+    let raw = s.get(lt + 1..gt)?;
+    let uri = match known {
+        // The same text parses the same (`Uri::parse` is `Uri::parse_full` where it answers).
+        Some(k) if k.raw == raw => *k,
+        _ => Uri::parse_fast(raw)?,
+    };
+    let params = s.get(gt + 1..)?;
+    let mut tag = None;
+    params_fast(params, |name, value| {
+        if tag.is_none() && name.eq_ignore_ascii_case("tag") {
+            tag = Some(value.filter(|t| is_token_str(t))?);
+        }
+        Some(())
+    })?;
+    Some(NameAddr {
+        display,
+        uri,
+        params,
+        tag,
+    })
+}
+
 /// Splits `<URI> params` (after an optional display name and LWS) into URI and params.
 fn bracketed(rest: &str) -> Result<(&str, &str), Fault> {
     let rest = super::lex::trim_lws_start(rest);
@@ -109,6 +167,31 @@ mod tests {
         assert_eq!(a.tag, None);
         let a = NameAddr::parse("<http://example.com/x>;tag=1").unwrap();
         assert_eq!(a.uri.scheme, Scheme::Other);
+    }
+
+    #[test]
+    fn fast_path_agrees() {
+        for v in [
+            "\"Alice Smith\" <sip:+14255550101@contoso.com>;tag=8d2f41c7",
+            "<sip:+442079460000@tollgate.example.net;user=phone>",
+            "<sip:a@b>;tag=1;TAG=2",
+            "<sip:a@b>;tag",
+            "<sip:a@b>;tag=\"x\"",
+            "<sip:a@b>;tag=a/b",
+            "<sip:a@b> ;tag=1",
+            "\"x\"<sip:a@b>",
+            "\"x\"  <sip:a@b>x",
+            "<sip:a@b",
+            "<sip:a@b>>",
+        ] {
+            if let Some(fast) = parse_fast(v, None) {
+                assert_eq!(Ok(fast), NameAddr::parse_full(v), "{v}");
+            }
+        }
+        assert!(parse_fast("\"A\" <sip:a@b>;tag=1", None).is_some());
+        let known = Uri::parse("sip:%61@b").unwrap();
+        let a = parse_fast("<sip:%61@b>;tag=1", Some(&known)).unwrap();
+        assert_eq!(Ok(a), NameAddr::parse_full("<sip:%61@b>;tag=1"));
     }
 
     #[test]

@@ -81,38 +81,36 @@ impl HeaderName {
                 _ => Self::Other,
             };
         }
-        // Dispatch on (first letter, length), then confirm the one or two candidates.
-        let Some(first) = name.first() else {
+        // Dispatch on (first letter, length) to one candidate, then confirm it: as Tollgate
+        // and most peers spell it, or case-insensitively.
+        let (Some(&first), Some(&second)) = (name.first(), name.get(1)) else {
             return Self::Other;
         };
-        let candidates: &[(&str, Self)] = match (first.to_ascii_lowercase(), name.len()) {
-            (b'v', 3) => &[("via", Self::Via)],
-            (b'f', 4) => &[("from", Self::From)],
-            (b't', 2) => &[("to", Self::To)],
-            (b'c', 7) => &[("call-id", Self::CallId), ("contact", Self::Contact)],
-            (b'c', 4) => &[("cseq", Self::CSeq)],
-            (b'c', 14) => &[("content-length", Self::ContentLength)],
-            (b'c', 12) => &[("content-type", Self::ContentType)],
-            (b'c', 16) => &[("content-encoding", Self::ContentEncoding)],
-            (b'm', 12) => &[("max-forwards", Self::MaxForwards)],
-            (b's', 9) => &[("supported", Self::Supported)],
-            (b's', 7) => &[("subject", Self::Subject)],
-            (b's', 15) => &[("session-expires", Self::SessionExpires)],
-            (b'r', 7) => &[("require", Self::Require)],
-            (b'r', 8) => &[("refer-to", Self::ReferTo)],
-            (b'r', 11) => &[("referred-by", Self::ReferredBy)],
-            (b'r', 5) => &[("route", Self::Route)],
-            (b'r', 12) => &[("record-route", Self::RecordRoute)],
-            (b'e', 5) => &[("event", Self::Event)],
-            (b'a', 5) => &[("allow", Self::Allow)],
-            (b'a', 12) => &[("allow-events", Self::AllowEvents)],
-            (b'p', 19) => &[("p-asserted-identity", Self::PAssertedIdentity)],
-            _ => &[],
-        };
-        candidates
-            .iter()
-            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
-            .map_or(Self::Other, |&(_, h)| h)
+        match (first | 0x20, name.len()) {
+            (b'v', 3) => confirm(name, b"Via", Self::Via),
+            (b'f', 4) => confirm(name, b"From", Self::From),
+            (b't', 2) => confirm(name, b"To", Self::To),
+            (b'c', 7) if second | 0x20 == b'a' => confirm(name, b"Call-ID", Self::CallId),
+            (b'c', 7) => confirm(name, b"Contact", Self::Contact),
+            (b'c', 4) => confirm(name, b"CSeq", Self::CSeq),
+            (b'c', 14) => confirm(name, b"Content-Length", Self::ContentLength),
+            (b'c', 12) => confirm(name, b"Content-Type", Self::ContentType),
+            (b'c', 16) => confirm(name, b"Content-Encoding", Self::ContentEncoding),
+            (b'm', 12) => confirm(name, b"Max-Forwards", Self::MaxForwards),
+            (b's', 9) => confirm(name, b"Supported", Self::Supported),
+            (b's', 7) => confirm(name, b"Subject", Self::Subject),
+            (b's', 15) => confirm(name, b"Session-Expires", Self::SessionExpires),
+            (b'r', 7) => confirm(name, b"Require", Self::Require),
+            (b'r', 8) => confirm(name, b"Refer-To", Self::ReferTo),
+            (b'r', 11) => confirm(name, b"Referred-By", Self::ReferredBy),
+            (b'r', 5) => confirm(name, b"Route", Self::Route),
+            (b'r', 12) => confirm(name, b"Record-Route", Self::RecordRoute),
+            (b'e', 5) => confirm(name, b"Event", Self::Event),
+            (b'a', 5) => confirm(name, b"Allow", Self::Allow),
+            (b'a', 12) => confirm(name, b"Allow-Events", Self::AllowEvents),
+            (b'p', 19) => confirm(name, b"P-Asserted-Identity", Self::PAssertedIdentity),
+            _ => Self::Other,
+        }
     }
 
     /// The full name as Tollgate writes it (`None` for [`HeaderName::Other`]).
@@ -145,6 +143,17 @@ impl HeaderName {
     }
 }
 
+/// `h` when `name` is `canonical` as Tollgate and most peers spell it (compared inline, the
+/// length being fixed), or in any other case; [`HeaderName::Other`] otherwise.
+#[inline(always)]
+fn confirm<const N: usize>(name: &[u8], canonical: &[u8; N], h: HeaderName) -> HeaderName {
+    if name == canonical || name.eq_ignore_ascii_case(canonical) {
+        h
+    } else {
+        HeaderName::Other
+    }
+}
+
 /// One header line: its canonical name and its value, borrowed from the message.
 ///
 /// The value is trimmed of leading and trailing LWS; a folded value keeps its inner CR LF,
@@ -162,11 +171,23 @@ const EMPTY: Header<'static> = Header {
     value: "",
 };
 
+/// Number of [`HeaderName`] variants.
+const NAMES: usize = HeaderName::Other as usize + 1;
+
 /// The header lines of a message, in order, without heap allocation.
+///
+/// An index (first line and number of lines of each known name) makes lookups by name skip
+/// the lines of other names.
 #[derive(Clone)]
 pub struct Headers<'a> {
     entries: [Header<'a>; MAX_HEADERS],
     len: usize,
+    /// Offset of the first line of each name.
+    first: [u8; NAMES],
+    /// Number of lines of each name.
+    count: [u8; NAMES],
+    /// Whether a value may hold the CR LF of a fold; when not, values copy as they are.
+    folded: bool,
 }
 
 impl Default for Headers<'_> {
@@ -174,6 +195,9 @@ impl Default for Headers<'_> {
         Self {
             entries: [EMPTY; MAX_HEADERS],
             len: 0,
+            first: [0; NAMES],
+            count: [0; NAMES],
+            folded: false,
         }
     }
 }
@@ -192,8 +216,23 @@ impl<'a> Headers<'a> {
             .get_mut(self.len)
             .ok_or(Fault::bad("Too many headers"))?;
         *slot = Header { name, value };
+        let k = name as usize;
+        if self.count[k] == 0 {
+            self.first[k] = self.len as u8; // < MAX_HEADERS
+        }
+        self.count[k] += 1; // at most MAX_HEADERS
         self.len += 1;
         Ok(())
+    }
+
+    /// Records that a value was folded (RFC 3261 §7.3.1): it holds CR LF.
+    pub(crate) fn mark_folded(&mut self) {
+        self.folded = true;
+    }
+
+    /// Whether any value may hold the CR LF of a fold (see [`Header`]).
+    pub fn folded(&self) -> bool {
+        self.folded
     }
 
     /// All header lines, in order.
@@ -213,15 +252,31 @@ impl<'a> Headers<'a> {
 
     /// The raw values of every line named `name`, in order.
     pub fn all(&self, name: HeaderName) -> impl Iterator<Item = &'a str> + '_ {
+        let k = name as usize;
         self.as_slice()
+            .get(usize::from(self.first[k])..)
+            .unwrap_or_default()
             .iter()
             .filter(move |h| h.name == name)
+            .take(usize::from(self.count[k]))
             .map(|h| h.value)
+    }
+
+    /// The number of lines named `name`.
+    pub fn count(&self, name: HeaderName) -> usize {
+        usize::from(self.count[name as usize])
     }
 
     /// The raw value of the first line named `name`.
     pub fn first(&self, name: HeaderName) -> Option<&'a str> {
-        self.all(name).next()
+        let k = name as usize;
+        match self.count[k] {
+            0 => None,
+            _ => self
+                .entries
+                .get(usize::from(self.first[k]))
+                .map(|h| h.value),
+        }
     }
 
     /// The comma-separated values of every line named `name`, in order (RFC 3261 §7.3.1).

@@ -20,6 +20,9 @@ pub mod uri;
 pub mod validate;
 pub mod via;
 
+#[cfg(test)]
+mod fast_paths_tests;
+
 pub use address::NameAddr;
 pub use error::{Fault, ParseError};
 pub use header::{Header, HeaderName, Headers};

@@ -11,7 +11,7 @@ use memchr::memchr2;
 
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
-use super::lex::{is_token, parse_u32};
+use super::lex::{contains, is_token, parse_u32, TOKEN};
 use super::message::{Message, Response};
 use super::validate::{validate, RequestLine};
 use super::Transport;
@@ -56,7 +56,8 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
 
     let mut headers = Headers::default();
     let mut content_length = None;
-    let scanned = scan_headers(b, line.next, |name, vs, ve| {
+    let mut folded = false;
+    let scanned = scan_headers(b, line.next, &mut folded, |name, vs, ve| {
         let value = slice(text, vs, ve)?;
         if name == HeaderName::ContentLength {
             content_length = Some(match content_length {
@@ -66,6 +67,9 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
         }
         headers.push(name, value)
     });
+    if folded {
+        headers.mark_folded();
+    }
     let body_start = match scanned {
         Ok(Some(at)) => at,
         Ok(None) => return Err(ParseError::with_headers(incomplete(buf, b), headers)),
@@ -83,7 +87,7 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
         let f = Fault::bad("Content-Length larger than message");
         return Err(ParseError::with_headers(f, headers));
     };
-    validate(request_line, headers, body).map(Message::Request)
+    validate(request_line, headers, body)
 }
 
 /// The length of the first complete message at the start of a TCP stream buffer
@@ -104,7 +108,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, Fault> {
         };
     };
     let mut content_length = None;
-    let scanned = scan_headers(buf, line.next, |name, vs, ve| {
+    let scanned = scan_headers(buf, line.next, &mut false, |name, vs, ve| {
         if name == HeaderName::ContentLength {
             let value = std::str::from_utf8(buf.get(vs..ve).unwrap_or_default())
                 .map_err(|_| Fault::bad("Malformed Content-Length"))?;
@@ -165,6 +169,7 @@ struct Line {
 }
 
 /// The line starting at `pos`; `Ok(None)` when no CRLF follows yet.
+#[inline]
 fn next_line(b: &[u8], pos: usize) -> Result<Option<Line>, Fault> {
     let rest = b.get(pos..).unwrap_or_default();
     let Some(i) = memchr2(b'\r', b'\n', rest) else {
@@ -190,10 +195,12 @@ fn next_line(b: &[u8], pos: usize) -> Result<Option<Line>, Fault> {
 
 /// Walks the header lines from `pos`, joining folded continuation lines (RFC 3261 §7.3.1), and
 /// calls `f(name, value_start, value_end)` for each header, the value trimmed of LWS. Returns
-/// the offset of the body, or `None` when the empty line has not arrived.
+/// the offset of the body, or `None` when the empty line has not arrived. `folded` is set when
+/// a line was folded.
 fn scan_headers(
     b: &[u8],
     mut pos: usize,
+    folded: &mut bool,
     mut f: impl FnMut(HeaderName, usize, usize) -> Result<(), Fault>,
 ) -> Result<Option<usize>, Fault> {
     // The header being read: (name, value start, value end).
@@ -222,24 +229,38 @@ fn scan_headers(
                 return Ok(Some(line.next));
             }
             Some(b' ' | b'\t') => match pending.as_mut() {
-                Some(p) => p.2 = line.end,
+                Some(p) => {
+                    p.2 = line.end;
+                    *folded = true;
+                }
                 None => return Err(Fault::bad("Folded line without header")),
             },
             Some(_) => {
                 flush(pending.take())?;
-                let colon = text
-                    .iter()
-                    .position(|&c| c == b':')
-                    .ok_or(Fault::bad("Header line without colon"))?;
-                let name = text[..colon].trim_ascii_end();
-                if name.is_empty() || !name.iter().all(|&c| is_token(c)) {
-                    return Err(Fault::bad("Invalid header name"));
-                }
+                // Usually the name runs straight to the colon.
+                let n = text.iter().position(|&c| !TOKEN[usize::from(c)]);
+                let (name, colon) = match n {
+                    Some(n) if n > 0 && text[n] == b':' => (&text[..n], n),
+                    _ => name_and_colon(text)?,
+                };
                 let vs = line.start + colon + 1;
                 pending = Some((HeaderName::from_bytes(name), vs, line.end));
             }
         }
     }
+}
+
+/// The header name of a line (trimmed of white space before the colon) and the colon's offset.
+fn name_and_colon(text: &[u8]) -> Result<(&[u8], usize), Fault> {
+    let colon = text
+        .iter()
+        .position(|&c| c == b':')
+        .ok_or(Fault::bad("Header line without colon"))?;
+    let name = text[..colon].trim_ascii_end();
+    if name.is_empty() || !name.iter().all(|&c| is_token(c)) {
+        return Err(Fault::bad("Invalid header name"));
+    }
+    Ok((name, colon))
 }
 
 /// `Content-Length = 1*DIGIT` (RFC 3261 §20.14), at most [`MAX_MESSAGE_LEN`].
@@ -280,6 +301,28 @@ fn parse_status_line(line: &str) -> Result<Response<'_>, Fault> {
 /// `Request-Line = Method SP Request-URI SP SIP-Version` (RFC 3261 §7.1, §25.1), split on
 /// single spaces: extra or trailing white space is malformed (RFC 4475 §3.1.2.8–10).
 fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Fault> {
+    // The common form, `token SP URI SP "SIP/2.0"`, without splitting.
+    let b = line.as_bytes();
+    let m = b
+        .iter()
+        .position(|&c| !TOKEN[usize::from(c)])
+        .unwrap_or(b.len());
+    let v = b.len().saturating_sub(8);
+    if m > 0
+        && v > m + 1
+        && b[m] == b' '
+        && b[v..].eq_ignore_ascii_case(b" SIP/2.0")
+        && !contains(&b[m + 1..v], b' ')
+    {
+        if let (Some(method), Some(uri)) = (line.get(..m), line.get(m + 1..v)) {
+            return Ok(RequestLine { method, uri });
+        }
+    }
+    parse_request_line_full(line)
+}
+
+/// [`parse_request_line`] for any other form (and for errors).
+fn parse_request_line_full(line: &str) -> Result<RequestLine<'_>, Fault> {
     const BAD: Fault = Fault::bad("Malformed Request-Line");
     let mut parts = line.split(' ');
     let (Some(method), Some(uri), Some(version), None) =

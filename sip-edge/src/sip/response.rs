@@ -20,8 +20,9 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use super::header::{HeaderName, Headers};
-use super::lex::{find_param, has_lws};
-use super::via::Via;
+use super::lex::{find_param, params_fast, split_values, trim_lws};
+use super::uri::parse_port;
+use super::via::{parse_head_fast, Via};
 
 /// The methods Tollgate handles, for `Allow` in `405` answers (DESIGN §2).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS";
@@ -89,46 +90,69 @@ pub fn write_response(
     write_text(out, reason.unwrap_or_else(|| reason_phrase(status)));
     out.extend_from_slice(b"\r\n");
 
-    let mut top_branch = None;
-    for (i, value) in headers.values(HeaderName::Via).enumerate() {
-        out.extend_from_slice(b"Via: ");
-        let canonical = value
-            .split_once(' ')
-            .is_some_and(|(protocol, rest)| !has_lws(protocol) && !has_lws(rest));
-        if i > 0 && canonical {
-            // Already canonical (one space, after the transport): copied as it is.
+    // Values hold CR LF only when the request had a folded line.
+    let folded = headers.folded();
+    let copy = |out: &mut Vec<u8>, value: &str| {
+        if folded {
+            write_lws(out, value);
+        } else {
             out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-            continue;
         }
-        match Via::parse(value) {
-            Ok(via) => {
-                let top = (i == 0).then_some(source);
-                if top.is_some() {
-                    top_branch = Some(via.branch.unwrap_or(value));
+    };
+    let mut top_branch = None;
+    // Every Via value, line by line (nested loops cost less than `Headers::values`).
+    let mut i = 0;
+    for line in headers.all(HeaderName::Via) {
+        for value in split_values(line) {
+            let top = i == 0;
+            i += 1;
+            out.extend_from_slice(b"Via: ");
+            if top {
+                if let Some(branch) = write_top_via_fast(out, value, source) {
+                    top_branch = Some(branch.unwrap_or(value));
+                    out.extend_from_slice(b"\r\n");
+                    continue;
                 }
-                write_via(out, &via, top);
+            } else if is_canonical_via(value) {
+                // Already canonical (one space, after the transport): copied as it is.
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                continue;
             }
-            Err(_) => write_lws(out, value),
+            match Via::parse(value) {
+                Ok(via) => {
+                    if top {
+                        top_branch = Some(via.branch.unwrap_or(value));
+                    }
+                    write_via(out, &via, top.then_some(source));
+                }
+                Err(_) => write_lws(out, value),
+            }
+            out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(b"\r\n");
     }
     let call_id = headers.first(HeaderName::CallId).unwrap_or_default();
     if let Some(from) = headers.first(HeaderName::From) {
-        header(out, b"From: ", from);
+        out.extend_from_slice(b"From: ");
+        copy(out, from);
+        out.extend_from_slice(b"\r\n");
     }
     if let Some(to) = headers.first(HeaderName::To) {
         out.extend_from_slice(b"To: ");
-        write_lws(out, to);
+        copy(out, to);
         if !has_tag(to) {
             out.extend_from_slice(b";tag=");
             out.extend_from_slice(&to_tag(call_id, top_branch.unwrap_or_default()));
         }
         out.extend_from_slice(b"\r\n");
     }
-    header(out, b"Call-ID: ", call_id);
+    out.extend_from_slice(b"Call-ID: ");
+    copy(out, call_id);
+    out.extend_from_slice(b"\r\n");
     if let Some(cseq) = headers.first(HeaderName::CSeq) {
-        header(out, b"CSeq: ", cseq);
+        out.extend_from_slice(b"CSeq: ");
+        copy(out, cseq);
+        out.extend_from_slice(b"\r\n");
     }
     if status == 420 {
         // RFC 3261 §8.2.2.3: list what we do not support.
@@ -180,20 +204,8 @@ fn write_extras(out: &mut Vec<u8>, x: &ResponseExtras<'_>) {
 
 /// A Via value, written canonically (no LWS inside); the top one (`source` given) without
 /// its `received` and `rport`, then with those of the source address (RFC 3581 §4).
-fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
-    for (part, sep) in [
-        (via.protocol, b'/'),
-        (via.version, b'/'),
-        (via.transport, b' '),
-    ] {
-        out.extend_from_slice(part.as_bytes());
-        out.push(sep);
-    }
-    out.extend_from_slice(via.host.as_bytes());
-    if let Some(port) = via.port {
-        out.push(b':');
-        write_u32(out, u32::from(port));
-    }
+pub(crate) fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
+    write_via_head(out, via);
     for p in via.param_iter().flatten() {
         let ours = p.name.eq_ignore_ascii_case("received") || p.name.eq_ignore_ascii_case("rport");
         if ours && source.is_some() {
@@ -207,30 +219,156 @@ fn write_via(out: &mut Vec<u8>, via: &Via<'_>, source: Option<SocketAddr>) {
         }
     }
     if let Some(source) = source {
-        out.extend_from_slice(b";received=");
-        match source.ip() {
-            IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'.');
-                    }
-                    write_u32(out, u32::from(octet));
-                }
-            }
-            // Writing to a Vec cannot fail.
-            IpAddr::V6(v6) => drop(write!(out, "{v6}")),
-        }
-        out.extend_from_slice(b";rport=");
-        write_u32(out, u32::from(source.port()));
+        write_source(out, source);
     }
 }
 
+/// `sent-protocol SP sent-by` of a Via, canonical.
+fn write_via_head(out: &mut Vec<u8>, via: &Via<'_>) {
+    for (part, sep) in [
+        (via.protocol, b'/'),
+        (via.version, b'/'),
+        (via.transport, b' '),
+    ] {
+        out.extend_from_slice(part.as_bytes());
+        out.push(sep);
+    }
+    out.extend_from_slice(via.host.as_bytes());
+    if let Some(port) = via.port {
+        out.push(b':');
+        write_u32(out, u32::from(port));
+    }
+}
+
+/// `;received=<address>;rport=<port>` of the source address (RFC 3581 §4).
+fn write_source(out: &mut Vec<u8>, source: SocketAddr) {
+    out.extend_from_slice(b";received=");
+    match source.ip() {
+        IpAddr::V4(v4) => {
+            // Formatted on the stack from a table, copied once.
+            let mut text = [0u8; 16];
+            let mut len = 0;
+            for octet in v4.octets() {
+                let [n, digits @ ..] = OCTETS[usize::from(octet)];
+                let n = usize::from(n);
+                if let Some(dst) = text.get_mut(len..len + n) {
+                    dst.copy_from_slice(&digits[..n]);
+                }
+                len += n;
+                if let Some(dot) = text.get_mut(len) {
+                    *dot = b'.';
+                }
+                len += 1;
+            }
+            // Without the last dot.
+            out.extend_from_slice(text.get(..len - 1).unwrap_or_default());
+        }
+        // Writing to a Vec cannot fail.
+        IpAddr::V6(v6) => drop(write!(out, "{v6}")),
+    }
+    out.extend_from_slice(b";rport=");
+    write_u32(out, u32::from(source.port()));
+}
+
+/// Whether a Via value has exactly one LWS byte, a space (after the transport): it is then
+/// written as it is.
+fn is_canonical_via(value: &str) -> bool {
+    // Counting (no early exit) lets the compiler test many bytes per instruction.
+    let b = value.as_bytes();
+    let spaces: u32 = b.iter().map(|&c| u32::from(c == b' ')).sum();
+    let others = b.iter().fold(0u8, |acc, &c| {
+        acc | u8::from(c == b'\t') | u8::from(c == b'\r') | u8::from(c == b'\n')
+    });
+    spaces == 1 && others == 0
+}
+
+/// [`write_via`] for the top Via in its common form (the one [`Via::parse_fast`] accepts),
+/// checked while it is written: the text before the parameters is already canonical, and so
+/// are the parameters. Returns the `branch` parameter; `None` (nothing written) for any other
+/// form.
+pub(crate) fn write_top_via_fast<'v>(
+    out: &mut Vec<u8>,
+    value: &'v str,
+    source: SocketAddr,
+) -> Option<Option<&'v str>> {
+    let via = parse_head_fast(value)?;
+    let value = trim_lws(value);
+    let head = value
+        .get(..value.len().saturating_sub(via.params.len()))
+        .unwrap_or_default();
+    // A port written with leading zeros is rewritten without them.
+    let h = head.as_bytes();
+    let zero_port = via.port.is_some()
+        && h.iter()
+            .rposition(|&c| c == b':')
+            .is_some_and(|colon| h.get(colon + 1) == Some(&b'0'));
+    let mark = out.len();
+    if zero_port {
+        write_via_head(out, &via);
+    } else {
+        out.extend_from_slice(head.as_bytes());
+    }
+    // The checks of `Via::parse_fast`, with the writing of `write_via`.
+    let mut branch = None;
+    let written = params_fast(via.params, |name, value| {
+        let ours = if name.eq_ignore_ascii_case("branch") {
+            branch = Some(value?);
+            false
+        } else if name.eq_ignore_ascii_case("rport") {
+            if let Some(p) = value {
+                parse_port(p).ok()?;
+            }
+            true
+        } else if name.eq_ignore_ascii_case("received") {
+            value?;
+            true
+        } else {
+            false
+        };
+        if !ours {
+            out.push(b';');
+            out.extend_from_slice(name.as_bytes());
+            if let Some(v) = value {
+                out.push(b'=');
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
+        Some(())
+    });
+    if written.is_none() {
+        out.truncate(mark);
+        return None;
+    }
+    write_source(out, source);
+    Some(branch)
+}
+
+/// Each octet 0..=255 in decimal: the number of digits, then the digits.
+static OCTETS: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let n = i as u8;
+        t[i] = match n {
+            0..=9 => [1, b'0' + n, 0, 0],
+            10..=99 => [2, b'0' + n / 10, b'0' + n % 10, 0],
+            _ => [3, b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10],
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Our To tag: 16 hex digits of FNV-1a over the Call-ID and the top Via branch.
 pub fn to_tag(call_id: &str, branch: &str) -> [u8; 16] {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in call_id.bytes().chain([0]).chain(branch.bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let fnv = |h: u64, bytes: &[u8]| {
+        bytes.iter().fold(h, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    // Call-ID, a zero byte, the branch (plain loops: a chained iterator costs more per byte).
+    let h = fnv(0xcbf2_9ce4_8422_2325, call_id.as_bytes());
+    let h = fnv(fnv(h, &[0]), branch.as_bytes());
     let mut tag = [0u8; 16];
     for (i, t) in tag.iter_mut().enumerate() {
         *t = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
@@ -241,7 +379,7 @@ pub fn to_tag(call_id: &str, branch: &str) -> [u8; 16] {
 /// Whether a To value carries a `tag` (RFC 3261 §19.3); a malformed one is treated as tagged, so
 /// that nothing is appended to it.
 fn has_tag(to: &str) -> bool {
-    let params = match to.rfind('>') {
+    let params = match to.bytes().rposition(|c| c == b'>') {
         Some(i) => to.get(i + 1..),
         None => to.find(';').and_then(|i| to.get(i..)),
     };
@@ -289,10 +427,16 @@ fn write_lws(out: &mut Vec<u8>, value: &str) {
 
 /// Text we generate or pass on, without control characters.
 fn write_text(out: &mut Vec<u8>, s: &str) {
-    out.extend(
-        s.bytes()
-            .filter(|&c| (c >= b' ' || c == b'\t') && c != 0x7f),
-    );
+    let clean = |c: u8| (c >= b' ' || c == b'\t') && c != 0x7f;
+    // An OR over all bytes (no early exit) lets the compiler test many bytes at once.
+    let dirty = s.bytes().fold(0u8, |acc, c| {
+        acc | u8::from(c < b' ' && c != b'\t') | u8::from(c == 0x7f)
+    });
+    if dirty == 0 {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
+    out.extend(s.bytes().filter(|&c| clean(c)));
 }
 
 /// A decimal number.
@@ -324,6 +468,66 @@ mod tests {
         out.clear();
         write_lws(&mut out, "SIP  /   2.0\r\n /UDP\r\n    192.0.2.2");
         assert_eq!(out, b"SIP  /   2.0 /UDP 192.0.2.2");
+    }
+
+    #[test]
+    fn source_addresses() {
+        for (addr, text) in [
+            ("0.0.0.0:0", ";received=0.0.0.0;rport=0"),
+            ("10.9.100.255:5060", ";received=10.9.100.255;rport=5060"),
+            ("[2001:db8::1]:5061", ";received=2001:db8::1;rport=5061"),
+        ] {
+            let mut out = Vec::new();
+            write_source(&mut out, addr.parse().unwrap());
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn top_via_fast_path_agrees() {
+        let source: SocketAddr = "198.51.100.5:5060".parse().unwrap();
+        for v in [
+            "SIP/2.0/UDP 198.51.100.5:5060;branch=z9hG4bK9a4c.5e1f7a02;rport",
+            "SIP/2.0/UDP h:05060;received=1.2.3.4;BRANCH=a;x;rport=7;y=z",
+            "SIP/2.0/UDP h:0;branch=1;branch=2",
+            "SIP/2.0/UDP h;rport=99999",
+            "SIP/2.0/UDP h;branch",
+            "SIP/2.0/UDP h ;branch=1",
+            "SIP/2.0/TCP [::1]:5060;branch=1",
+        ] {
+            let mut fast = b"x".to_vec();
+            let branch = write_top_via_fast(&mut fast, v, source);
+            let mut full = b"x".to_vec();
+            match branch {
+                Some(branch) => {
+                    let via = Via::parse(v).unwrap();
+                    write_via(&mut full, &via, Some(source));
+                    assert_eq!(branch, via.branch, "{v}");
+                }
+                None => assert_eq!(fast, full, "{v}"),
+            }
+            assert_eq!(String::from_utf8(fast), String::from_utf8(full), "{v}");
+        }
+    }
+
+    #[test]
+    fn canonical_vias() {
+        assert!(is_canonical_via("SIP/2.0/UDP h;branch=1"));
+        assert!(!is_canonical_via("SIP/2.0/UDP  h"));
+        assert!(!is_canonical_via("SIP/2.0/UDP\th"));
+        assert!(!is_canonical_via("SIP/2.0/UDP h\r\n ;x"));
+        assert!(!is_canonical_via("SIP/2.0/UDP"));
+    }
+
+    #[test]
+    fn tag_is_fnv1a_of_call_id_zero_branch() {
+        for (call_id, branch) in [("", ""), ("6a1c2e0b@h", "z9hG4bK9a4c.5e1f7a02"), ("x", "")] {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in call_id.bytes().chain([0]).chain(branch.bytes()) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            assert_eq!(to_tag(call_id, branch), *format!("{h:016x}").as_bytes());
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use super::address::NameAddr;
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
-use super::lex::{has_lws, parse_u32, trim_lws};
-use super::message::{CSeq, Method, Request};
+use super::lex::{has_lws, parse_u32, split_values, trim_lws};
+use super::message::{CSeq, Message, Method, Request};
 use super::uri::{Scheme, Uri};
 use super::via::Via;
 
@@ -22,15 +22,17 @@ pub(crate) struct RequestLine<'a> {
     pub(crate) uri: &'a str,
 }
 
-/// Validates a request whose head was split into `line` (or its syntax error) and `headers`.
+/// Validates a request whose head was split into `line` (or its syntax error) and `headers`,
+/// and builds it; on error, the headers go into the [`ParseError`] to address the answer.
 #[allow(clippy::result_large_err)] // see `parse_message`
+#[inline]
 pub(crate) fn validate<'a>(
     line: Result<RequestLine<'a>, Fault>,
     headers: Headers<'a>,
     body: &'a [u8],
-) -> Result<Request<'a>, ParseError<'a>> {
+) -> Result<Message<'a>, ParseError<'a>> {
     match check(line, &headers) {
-        Ok(parts) => Ok(Request {
+        Ok(parts) => Ok(Message::Request(Request {
             method: parts.method,
             uri: parts.uri,
             body,
@@ -42,7 +44,7 @@ pub(crate) fn validate<'a>(
             max_forwards: parts.max_forwards,
             p_asserted_identity: parts.pai,
             headers,
-        }),
+        })),
         Err(fault) => Err(ParseError::with_headers(fault, headers)),
     }
 }
@@ -68,23 +70,40 @@ fn check<'a>(
     let method = Method::from_token(line.method);
     let uri = Uri::parse(line.uri).map_err(|_| Fault::bad("Malformed Request-URI"))?;
 
-    let via = single(headers, HeaderName::Via, "Missing Via header", None)?;
-    let via = Via::parse(via)?;
-    for v in headers.values(HeaderName::Via).skip(1) {
-        Via::parse(v)?;
-    }
-    let from = single(
-        headers,
-        HeaderName::From,
-        "Missing From header",
-        Some("Multiple From headers"),
-    )?;
-    let to = single(
-        headers,
-        HeaderName::To,
-        "Missing To header",
-        Some("Multiple To headers"),
-    )?;
+    // Fast paths: values in their common form parse in one pass, and are then known to be
+    // one element per line (see `NameAddr::parse_fast`, `Via::parse_fast`); the checks below
+    // then pass for them, so only the others take the general route.
+    let via = match vias_fast(headers) {
+        Some(via) => via,
+        None => {
+            let via = single(headers, HeaderName::Via, "Missing Via header", None)?;
+            let via = Via::parse(via)?;
+            for v in headers.values(HeaderName::Via).skip(1) {
+                Via::parse(v)?;
+            }
+            via
+        }
+    };
+    let from_fast = single_address_fast(headers, HeaderName::From, None);
+    let from = match from_fast {
+        Some(_) => "",
+        None => single(
+            headers,
+            HeaderName::From,
+            "Missing From header",
+            Some("Multiple From headers"),
+        )?,
+    };
+    let to_fast = single_address_fast(headers, HeaderName::To, Some(&uri));
+    let to = match to_fast {
+        Some(_) => "",
+        None => single(
+            headers,
+            HeaderName::To,
+            "Missing To header",
+            Some("Multiple To headers"),
+        )?,
+    };
     let call_id = single(
         headers,
         HeaderName::CallId,
@@ -114,8 +133,14 @@ fn check<'a>(
     if call_id.is_empty() || has_lws(call_id) {
         return Err(Fault::bad("Malformed Call-ID"));
     }
-    let from = NameAddr::parse(from).map_err(|f| with_header(f, "Malformed From header"))?;
-    let to = NameAddr::parse(to).map_err(|f| with_header(f, "Malformed To header"))?;
+    let from = match from_fast {
+        Some(from) => from,
+        None => NameAddr::parse(from).map_err(|f| with_header(f, "Malformed From header"))?,
+    };
+    let to = match to_fast {
+        Some(to) => to,
+        None => NameAddr::parse(to).map_err(|f| with_header(f, "Malformed To header"))?,
+    };
     let max_forwards = match max_forwards {
         Some(v) => Some(
             parse_u32(v)
@@ -133,14 +158,25 @@ fn check<'a>(
     if uri.headers.is_some() {
         return Err(Fault::bad("Request-URI must not contain headers"));
     }
-    let pai = match headers.values(HeaderName::PAssertedIdentity).next() {
-        Some(v) => {
-            Some(NameAddr::parse(v).map_err(|f| with_header(f, "Malformed P-Asserted-Identity"))?)
-        }
-        None => None,
+    let pai_fast = headers
+        .first(HeaderName::PAssertedIdentity)
+        .and_then(|v| NameAddr::parse_fast(v, Some(&from.uri)));
+    let pai = match pai_fast {
+        Some(pai) => Some(pai),
+        None => match headers.values(HeaderName::PAssertedIdentity).next() {
+            Some(v) => Some(
+                NameAddr::parse(v).map_err(|f| with_header(f, "Malformed P-Asserted-Identity"))?,
+            ),
+            None => None,
+        },
     };
-    for c in headers.values(HeaderName::Contact).filter(|&c| c != "*") {
-        NameAddr::parse(c).map_err(|f| with_header(f, "Malformed Contact header"))?;
+    let contacts_fast = headers
+        .all(HeaderName::Contact)
+        .all(|c| NameAddr::parse_fast(c, None).is_some());
+    if !contacts_fast {
+        for c in headers.values(HeaderName::Contact).filter(|&c| c != "*") {
+            NameAddr::parse(c).map_err(|f| with_header(f, "Malformed Contact header"))?;
+        }
     }
     // Tollgate supports no extension (RFC 3261 §8.2.2.3; not for ACK and CANCEL).
     if !matches!(method, Method::Ack | Method::Cancel)
@@ -164,6 +200,25 @@ fn check<'a>(
     })
 }
 
+/// The top Via when every Via line is one value in the common form (see [`Via::parse_fast`]).
+fn vias_fast<'a>(headers: &Headers<'a>) -> Option<Via<'a>> {
+    let mut lines = headers.all(HeaderName::Via);
+    let top = Via::parse_fast(lines.next()?)?;
+    lines.all(|v| Via::parse_fast(v).is_some()).then_some(top)
+}
+
+/// The value of a header on one line in the common form (see [`NameAddr::parse_fast`]).
+fn single_address_fast<'a>(
+    headers: &Headers<'a>,
+    name: HeaderName,
+    known: Option<&Uri<'a>>,
+) -> Option<NameAddr<'a>> {
+    if headers.count(name) != 1 {
+        return None;
+    }
+    NameAddr::parse_fast(headers.first(name)?, known)
+}
+
 /// The one value of a header that must appear once (RFC 3261 §7.3.1: a single-valued header
 /// may not be repeated, on several lines or comma-joined; RFC 4475 §3.3.8). For Via (a list),
 /// `multiple` is `None` and the first value is returned.
@@ -173,6 +228,15 @@ fn single<'a>(
     missing: &'static str,
     multiple: Option<&'static str>,
 ) -> Result<&'a str, Fault> {
+    if headers.count(name) == 1 {
+        // One line: its elements are all the values.
+        let mut values = split_values(headers.first(name).unwrap_or_default());
+        let first = values.next().ok_or(Fault::bad(missing))?;
+        return match multiple {
+            Some(multiple) if values.next().is_some() => Err(Fault::bad(multiple)),
+            _ => Ok(first),
+        };
+    }
     let mut values = headers.values(name);
     let first = values.next().ok_or(Fault::bad(missing))?;
     if let Some(multiple) = multiple {

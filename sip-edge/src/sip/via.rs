@@ -3,8 +3,10 @@
 //! `sent-protocol` may carry LWS around its slashes, and `sent-by` may be an IPv6 reference.
 
 use super::error::Fault;
-use super::lex::{is_lws, is_token, params, trim_lws, trim_lws_start, Param, Params};
-use super::uri::{is_host, parse_port};
+use super::lex::{
+    is_lws, is_token, params, params_fast, run, trim_lws, trim_lws_start, Param, Params, TOKEN,
+};
+use super::uri::{is_host, parse_port, port_prefix, HOST};
 
 /// A parsed `via-parm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,20 @@ pub struct Via<'a> {
 impl<'a> Via<'a> {
     /// Parses one Via value (one element of the comma-separated list).
     pub fn parse(value: &'a str) -> Result<Self, Fault> {
+        match parse_fast(value) {
+            Some(via) => Ok(via),
+            None => Self::parse_full(value),
+        }
+    }
+
+    /// The one-pass parser of the common form alone (see [`parse_fast`]). When it answers, the
+    /// value holds no comma: it is one element of its list.
+    pub(crate) fn parse_fast(value: &'a str) -> Option<Self> {
+        parse_fast(value)
+    }
+
+    /// The complete grammar, for everything [`parse_fast`] leaves aside (and for errors).
+    pub(crate) fn parse_full(value: &'a str) -> Result<Self, Fault> {
         const BAD: Fault = Fault::bad("Malformed Via header");
         let v = trim_lws(value);
         let (protocol, rest) = token(v).ok_or(BAD)?;
@@ -92,6 +108,76 @@ impl<'a> Via<'a> {
     }
 }
 
+/// The common form, `token/token/token SP host[:port] *(;name[=value])` without other LWS, in
+/// one pass; `None` sends the value to [`Via::parse_full`], which then gives the same result or
+/// the error.
+fn head_fast(value: &str) -> Option<Via<'_>> {
+    let s = trim_lws(value);
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut part = |sep: u8| {
+        let start = i;
+        i += b
+            .get(i..)?
+            .iter()
+            .take_while(|&&c| TOKEN[usize::from(c)])
+            .count();
+        let t = s.get(start..i).filter(|t| !t.is_empty())?;
+        (b.get(i) == Some(&sep)).then(|| {
+            i += 1;
+            t
+        })
+    };
+    let protocol = part(b'/')?;
+    let version = part(b'/')?;
+    let transport = part(b' ')?;
+    let hs = i;
+    let mut j = hs + run(b.get(hs..)?, &HOST);
+    let host = s.get(hs..j).filter(|h| !h.is_empty())?;
+    let mut port = None;
+    if b.get(j) == Some(&b':') {
+        let (p, n) = port_prefix(b.get(j + 1..)?)?;
+        port = Some(p);
+        j += 1 + n;
+    }
+    Some(Via {
+        protocol,
+        version,
+        transport,
+        host,
+        port,
+        params: s.get(j..)?,
+        branch: None,
+        rport: None,
+        received: None,
+    })
+}
+
+/// [`parse_fast`] up to the parameters: `params` holds them raw, `branch`, `rport` and
+/// `received` are not read.
+pub(crate) fn parse_head_fast(value: &str) -> Option<Via<'_>> {
+    head_fast(value)
+}
+
+/// The common form (see [`parse_head_fast`]), then its parameters.
+fn parse_fast(value: &str) -> Option<Via<'_>> {
+    let mut via = head_fast(value)?;
+    params_fast(via.params, |name, value| {
+        if name.eq_ignore_ascii_case("branch") {
+            via.branch = Some(value?);
+        } else if name.eq_ignore_ascii_case("rport") {
+            via.rport = Some(match value {
+                Some(p) => Some(parse_port(p).ok()?),
+                None => None,
+            });
+        } else if name.eq_ignore_ascii_case("received") {
+            via.received = Some(value?);
+        }
+        Some(())
+    })?;
+    Some(via)
+}
+
 /// A token at the start of `s` (after LWS) and the rest.
 fn token(s: &str) -> Option<(&str, &str)> {
     let s = trim_lws_start(s);
@@ -130,6 +216,28 @@ mod tests {
         assert_eq!(v.received, Some("2001:db8::9:255"));
         let v = Via::parse("SIP/2.0/UDP host;rport=5061").unwrap();
         assert_eq!(v.rport, Some(Some(5061)));
+    }
+
+    #[test]
+    fn fast_path_agrees() {
+        for v in [
+            "SIP/2.0/UDP 198.51.100.5:5060;branch=z9hG4bK9a4c.5e1f7a02;rport",
+            "SIP/2.0/TLS 192.0.2.10:5061;branch=z9hG4bKPj5b0e;received=192.0.2.1;rport=5",
+            "SIP/2.0/UDP host;rport=99999",
+            "SIP/2.0/UDP host;branch",
+            "SIP/2.0/UDP host ;branch=1",
+            "SIP/2.0/UDP host:;branch=1",
+            "SIP/2.0/UDP  host",
+            "SIP/2.0/UDP host junk",
+            "SIP/2.0/UDP [::1]",
+            "SIP/2.0/ host",
+            "SIP/2.0/UDP host;branch=1;BRANCH=2",
+        ] {
+            if let Some(fast) = parse_fast(v) {
+                assert_eq!(Ok(fast), Via::parse_full(v), "{v}");
+            }
+        }
+        assert!(parse_fast("SIP/2.0/UDP h:1;branch=x;rport").is_some());
     }
 
     #[test]
