@@ -141,6 +141,17 @@ impl Metrics {
             .inc();
     }
 
+    /// A response received (counted as `method_or_status="response"`, then dropped).
+    pub fn response_in(&self, transport: &'static str) {
+        self.sip_messages
+            .get_or_create(&MessageLabels {
+                direction: "in",
+                method_or_status: "response",
+                transport,
+            })
+            .inc();
+    }
+
     pub fn message_out(&self, status: u16, transport: &'static str) {
         self.sip_messages
             .get_or_create(&MessageLabels {

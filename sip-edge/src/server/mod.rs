@@ -90,13 +90,14 @@ impl Server {
         let trusted = peers::trusted(&self.trusted, source.ip());
         if !trusted && self.untrusted == Untrusted::Drop {
             // DESIGN §2 step 1: silence, no lookup, no parse.
+            tracing::debug!(%source, "untrusted peer, dropped");
             return false;
         }
         let req = match parse_message(buf, transport) {
             Ok(Message::Request(r)) => r,
             Ok(Message::Response(_)) => {
                 // A redirect server sends no requests, so expects no responses: dropped.
-                self.metrics.sip_parse_errors.inc();
+                self.metrics.response_in(label);
                 return false;
             }
             Err(e) => return self.parse_error(&e, trusted, source, label, out),
@@ -357,3 +358,7 @@ pub fn now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
