@@ -30,6 +30,15 @@ pub struct MessageLabels {
     pub transport: &'static str,
 }
 
+/// A pool (DESIGN §4 rule 9); tenants and SKUs come from the directory, a bounded set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub tenant: String,
+    pub region: String,
+    pub sku: String,
+    pub kind: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
@@ -44,6 +53,7 @@ pub struct Metrics {
     pub sip_parse_errors: Counter,
     pub reservations_active: Gauge,
     pub directory_users: Gauge,
+    pub pool_remaining_seconds: Family<PoolLabels, Gauge>,
     pub reloads: Family<ResultLabels, Counter>,
 }
 
@@ -89,6 +99,12 @@ impl Default for Metrics {
             "Users in the live directory snapshot",
             directory_users.clone(),
         );
+        let pool_remaining_seconds = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_remaining_seconds",
+            "Seconds left unreserved in each pool this month",
+            pool_remaining_seconds.clone(),
+        );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register("reloads", "Directory reloads by result", reloads.clone());
         // Every series of the bounded sets exists from the start, at 0.
@@ -117,6 +133,7 @@ impl Default for Metrics {
             sip_parse_errors,
             reservations_active,
             directory_users,
+            pool_remaining_seconds,
             reloads,
         }
     }
@@ -160,6 +177,23 @@ impl Metrics {
                 transport,
             })
             .inc();
+    }
+
+    /// Sets the pool gauges to `pools` (the series of pools gone since are removed).
+    pub fn set_pools(&self, pools: &[tollgate_engine::pools::PoolStatus]) {
+        self.pool_remaining_seconds.clear();
+        for p in pools {
+            let labels = PoolLabels {
+                tenant: p.key.tenant.to_string(),
+                region: p.key.region.as_str().to_string(),
+                sku: p.key.sku.to_string(),
+                kind: p.key.kind.as_str(),
+            };
+            let remaining = i64::try_from(p.remaining_seconds).unwrap_or(i64::MAX);
+            self.pool_remaining_seconds
+                .get_or_create(&labels)
+                .set(remaining);
+        }
     }
 
     pub fn reload(&self, ok: bool) {

@@ -107,6 +107,10 @@ fn decide_dry_run_and_metrics() {
     d.udp(&SipRequest::invite(ALICE, "+1206", "m-2").render());
     let (status, text) = d.http("GET", "/metrics", "");
     assert_eq!(status, 200);
+    let remaining = us_pool(&d)["remaining_seconds"].as_u64().unwrap();
+    let pool_gauge = format!(
+        "tollgate_pool_remaining_seconds{{tenant=\"contoso\",region=\"US\",sku=\"MCOPSTN1\",kind=\"domestic\"}} {remaining}\n"
+    );
     for needle in [
         "tollgate_decisions_total{outcome=\"admit\",reason=\"domestic_pool\"} 1",
         "tollgate_decisions_total{outcome=\"reject\",reason=\"incomplete_number\"} 1",
@@ -116,6 +120,7 @@ fn decide_dry_run_and_metrics() {
         "tollgate_sip_parse_errors_total 0",
         "tollgate_reservations_active 1",
         "tollgate_directory_users ",
+        &pool_gauge,
         "tollgate_reloads_total{result=\"error\"} 0",
     ] {
         assert!(text.contains(needle), "{needle} missing in\n{text}");

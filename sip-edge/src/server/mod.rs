@@ -339,6 +339,7 @@ impl Server {
         self.metrics
             .reservations_active
             .set(self.engine.reservations().active() as i64);
+        self.metrics.set_pools(&self.engine.pools(now()));
     }
 }
 
