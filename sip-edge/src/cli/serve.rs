@@ -80,7 +80,7 @@ fn read_token(config: &std::path::Path, file: &str) -> anyhow::Result<Option<Arc
     if file.is_empty() {
         return Ok(None);
     }
-    let path = setup::directory_path(config, file);
+    let path = setup::resolve_path(config, file);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let token = text.trim();

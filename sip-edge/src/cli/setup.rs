@@ -27,7 +27,7 @@ pub fn load(config_path: &Path) -> Result<Setup, Vec<String>> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| vec![format!("{}: cannot read: {e}", config_path.display())])?;
     let file = DaemonConfig::from_toml(&text).map_err(|e| vec![e.to_string()])?;
-    let directory = directory_path(config_path, &file.directory.path);
+    let directory = resolve_path(config_path, &file.directory.path);
     let mut errors = Vec::new();
     let daemon = file
         .check()
@@ -58,8 +58,8 @@ pub fn load_or_report(config_path: &Path) -> Option<Setup> {
         .ok()
 }
 
-/// `[directory].path`, relative to the parent of the config file's directory (see above).
-pub fn directory_path(config_path: &Path, rel: &str) -> PathBuf {
+/// A path of `tollgate.toml` (`[directory].path`, `[http].token_file`), resolved as above.
+pub fn resolve_path(config_path: &Path, rel: &str) -> PathBuf {
     let base = config_path
         .parent()
         .and_then(Path::parent)
