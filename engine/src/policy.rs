@@ -130,6 +130,15 @@ pub enum Basis {
 }
 
 impl Basis {
+    pub const ALL: [Basis; 6] = [
+        Basis::Emergency,
+        Basis::DirectRouting,
+        Basis::DomesticPool,
+        Basis::InternationalPool,
+        Basis::Credits,
+        Basis::Free,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Basis::Emergency => "emergency",
@@ -396,17 +405,7 @@ mod tests {
             );
             assert_eq!(Reason::from_name(name), Some(*r));
         }
-        let bases: Vec<_> = [
-            Basis::Emergency,
-            Basis::DirectRouting,
-            Basis::DomesticPool,
-            Basis::InternationalPool,
-            Basis::Credits,
-            Basis::Free,
-        ]
-        .iter()
-        .map(|b| b.as_str())
-        .collect();
+        let bases: Vec<_> = Basis::ALL.iter().map(|b| b.as_str()).collect();
         assert_eq!(
             bases,
             [

@@ -3,4 +3,9 @@
 //! The engine decides; this crate translates bytes to engine calls and engine answers to bytes.
 
 pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod server;
 pub mod sip;
+pub mod transport;

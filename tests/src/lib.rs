@@ -1,4 +1,5 @@
-//! Helpers for the end-to-end tests in `tests/tests/`: locating and running the real binary.
+//! Helpers for the end-to-end tests in `tests/tests/`: locating and running the real binary,
+//! and a running daemon with SIP and HTTP clients ([`daemon`]).
 
 use std::path::PathBuf;
 
@@ -33,3 +34,5 @@ pub fn repo_root() -> PathBuf {
         .expect("repo root")
         .to_path_buf()
 }
+
+pub mod daemon;

@@ -91,14 +91,8 @@ struct ErrorLine<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let setup = match setup::load(&args.config) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            return Ok(2);
-        }
+    let Some(setup) = setup::load_or_report(&args.config) else {
+        return Ok(2);
     };
     let engine = setup::engine(setup)?;
     let now = args.now.unwrap_or_else(setup::now);

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod decide;
 pub mod numbers;
+pub mod serve;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ pub enum Command {
     Decide(decide::Args),
     /// Validate the config and the directory: exit 0, or 2 printing every error.
     Check(check::Args),
+    /// The daemon: answers INVITEs over UDP and TCP, serves the HTTP API and metrics.
+    Serve(serve::Args),
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -33,5 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Numbers(args) => numbers::run(args),
         Command::Decide(args) => decide::run(args),
         Command::Check(args) => check::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

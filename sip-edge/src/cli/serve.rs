@@ -1,0 +1,188 @@
+//! `tollgate serve [--config config/tollgate.toml]` (DESIGN §5): the daemon.
+//!
+//! Binds every `[sip].listen` address (UDP: one `SO_REUSEPORT` socket per core; TCP: one
+//! listener) and `[http].listen`, logs each bound address on stderr
+//! (`listening transport=udp addr=127.0.0.1:5060`), then serves until SIGTERM or SIGINT: stop
+//! accepting, let TCP connections finish what they hold, exit 0. SIGHUP reloads the directory
+//! (a bad one keeps the old snapshot). Config or directory errors: exit 2, one line each.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinSet;
+
+use super::setup;
+use crate::config::{Checked, ListenKind};
+use crate::http::{self, Api};
+use crate::server::Server;
+use crate::transport::{self, tcp, udp};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The daemon configuration file.
+    #[arg(long, default_value = "config/tollgate.toml")]
+    pub config: PathBuf,
+}
+
+/// How long shutdown waits for the tasks to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    init_tracing();
+    let Some(setup) = setup::load_or_report(&args.config) else {
+        return Ok(2);
+    };
+    let daemon = setup.daemon.clone();
+    let directory = setup.directory.clone();
+    let token = match read_token(&args.config, &daemon.file.http.token_file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tollgate.toml: [http].token_file: {e}");
+            return Ok(2);
+        }
+    };
+    let engine = setup::engine(setup)?;
+    tracing::info!(
+        users = engine.snapshot().users.len(),
+        directory = %directory.display(),
+        "directory loaded"
+    );
+    let server = Arc::new(Server::new(
+        engine,
+        daemon.trusted.clone(),
+        daemon.file.sip.untrusted,
+        directory,
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(server, daemon, token))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// The bearer token of `[http].token_file` (empty setting: none).
+fn read_token(config: &std::path::Path, file: &str) -> anyhow::Result<Option<Arc<str>>> {
+    if file.is_empty() {
+        return Ok(None);
+    }
+    let path = setup::resolve_path(config, file);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(!token.is_empty(), "{} is empty", path.display());
+    Ok(Some(token.into()))
+}
+
+async fn serve(
+    server: Arc<Server>,
+    daemon: Checked,
+    token: Option<Arc<str>>,
+) -> anyhow::Result<i32> {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let limits = tcp::Limits {
+        max_connections: daemon.file.sip.tcp_max_connections,
+        idle: Duration::from_secs(daemon.file.sip.tcp_idle_timeout_seconds.max(1)),
+    };
+    for l in &daemon.listen {
+        match l.kind {
+            ListenKind::Udp => {
+                let sockets =
+                    udp::bind(l.addr, cores).with_context(|| format!("binding udp:{}", l.addr))?;
+                if let Some(addr) = sockets.first().and_then(|s| s.local_addr().ok()) {
+                    tracing::info!(transport = "udp", %addr, sockets = sockets.len(), "listening");
+                }
+                for s in sockets {
+                    tasks.spawn(udp::serve(Arc::clone(&server), s, shutdown.clone()));
+                }
+            }
+            ListenKind::Tcp => {
+                let listener = tokio::net::TcpListener::bind(l.addr)
+                    .await
+                    .with_context(|| format!("binding tcp:{}", l.addr))?;
+                let addr = listener.local_addr()?;
+                tracing::info!(transport = "tcp", %addr, "listening");
+                tasks.spawn(tcp::serve(
+                    Arc::clone(&server),
+                    listener,
+                    limits,
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(daemon.http)
+        .await
+        .with_context(|| format!("binding http {}", daemon.http))?;
+    tracing::info!(transport = "http", addr = %listener.local_addr()?, "listening");
+    let app = http::router(Api {
+        server: Arc::clone(&server),
+        token,
+    });
+    let mut http_stop = shutdown.clone();
+    tasks.spawn(async move {
+        let r = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { transport::stopped(&mut http_stop).await })
+        .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "http server");
+        }
+    });
+    let ticker_server = Arc::clone(&server);
+    let mut ticker_stop = shutdown.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => ticker_server.expire(),
+                () = transport::stopped(&mut ticker_stop) => return,
+            }
+        }
+    });
+
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    tracing::info!("ready");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                let s = Arc::clone(&server);
+                // Errors are logged and counted by `reload`.
+                let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+            }
+        }
+    }
+    tracing::info!("shutting down: draining");
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown grace elapsed, exiting with tasks still running");
+    }
+    tracing::info!("stopped");
+    Ok(0)
+}

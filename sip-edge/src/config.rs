@@ -1,0 +1,280 @@
+//! `tollgate.toml` (DESIGN §3): every table the daemon reads, with a default for every field;
+//! unknown fields are errors. `[grants]` and `[routes]` are the engine's own types
+//! ([`tollgate_engine::config`]); `[ledger]` is accepted and not used yet.
+//!
+//! Beyond DESIGN §3 (which is silent on them), `[sip]` takes `tcp_max_connections` and
+//! `tcp_idle_timeout_seconds`, and `[http]` nothing more.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use tollgate_engine::config::{Grants, Routes};
+use tollgate_engine::EngineConfig;
+
+use crate::server::peers::Cidr;
+
+/// A configuration error: one line each, naming the table and field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("tollgate.toml:{line}: {message}")]
+    Syntax { line: usize, message: String },
+    #[error("tollgate.toml: [{table}].{field}: {message}")]
+    Invalid {
+        table: &'static str,
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Engine(#[from] tollgate_engine::config::ConfigError),
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    pub sip: SipTable,
+    pub http: HttpTable,
+    pub directory: DirectoryTable,
+    pub ledger: LedgerTable,
+    pub grants: Grants,
+    pub routes: Routes,
+}
+
+/// What to do with a request from outside `trusted_peers` (DESIGN §2 step 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Untrusted {
+    /// `403` with reason `untrusted_peer`.
+    #[default]
+    Reject,
+    /// Silence.
+    Drop,
+}
+
+/// `[sip]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipTable {
+    /// `udp:HOST:PORT` / `tcp:HOST:PORT` (IPv6 hosts in brackets).
+    pub listen: Vec<String>,
+    /// CIDR ranges (or single addresses) allowed to ask.
+    pub trusted_peers: Vec<String>,
+    pub untrusted: Untrusted,
+    /// Open TCP connections at most; more are closed at once.
+    pub tcp_max_connections: usize,
+    /// A TCP connection idle this long is closed.
+    pub tcp_idle_timeout_seconds: u64,
+}
+
+impl Default for SipTable {
+    fn default() -> Self {
+        SipTable {
+            listen: vec!["udp:127.0.0.1:5060".into(), "tcp:127.0.0.1:5060".into()],
+            trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            untrusted: Untrusted::Reject,
+            tcp_max_connections: 1024,
+            tcp_idle_timeout_seconds: 120,
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpTable {
+    pub listen: String,
+    /// A file holding the bearer token for `/v1` (empty: `/v1` open to loopback clients only).
+    pub token_file: String,
+}
+
+impl Default for HttpTable {
+    fn default() -> Self {
+        HttpTable {
+            listen: "127.0.0.1:9090".into(),
+            token_file: String::new(),
+        }
+    }
+}
+
+/// `[directory]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectoryTable {
+    pub path: String,
+    /// Reload on change (not implemented yet: SIGHUP and `POST /v1/reload` reload).
+    pub watch: bool,
+}
+
+impl Default for DirectoryTable {
+    fn default() -> Self {
+        DirectoryTable {
+            path: "config".into(),
+            watch: true,
+        }
+    }
+}
+
+/// `[ledger]` (DESIGN §6): accepted, not used yet.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerTable {
+    pub path: String,
+}
+
+impl Default for LedgerTable {
+    fn default() -> Self {
+        LedgerTable {
+            path: "var/tollgate.db".into(),
+        }
+    }
+}
+
+/// A SIP transport of a listen address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenKind {
+    Udp,
+    Tcp,
+}
+
+/// One parsed `[sip].listen` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub kind: ListenKind,
+    pub addr: SocketAddr,
+}
+
+/// The parsed, checked settings the daemon runs with.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub file: DaemonConfig,
+    pub engine: EngineConfig,
+    pub listen: Vec<Listen>,
+    pub trusted: Vec<Cidr>,
+    pub http: SocketAddr,
+}
+
+impl DaemonConfig {
+    /// Parses the text of a `tollgate.toml`.
+    pub fn from_toml(text: &str) -> Result<DaemonConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            line: e
+                .span()
+                .map(|s| tollgate_engine::load::line_of(text, s.start))
+                .unwrap_or(0),
+            message: e.message().to_string(),
+        })
+    }
+
+    /// Checks every field; returns every error found.
+    pub fn check(self) -> Result<Checked, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let engine = EngineConfig {
+            grants: self.grants.clone(),
+            routes: self.routes.clone(),
+        };
+        if let Err(e) = engine.validate() {
+            errors.push(e.into());
+        }
+        let invalid = |table, field, message: String| ConfigError::Invalid {
+            table,
+            field,
+            message,
+        };
+        let mut listen = Vec::new();
+        for l in &self.sip.listen {
+            match parse_listen(l) {
+                Ok(x) => listen.push(x),
+                Err(m) => errors.push(invalid("sip", "listen", format!("{l:?}: {m}"))),
+            }
+        }
+        let mut trusted = Vec::new();
+        for p in &self.sip.trusted_peers {
+            match p.parse::<Cidr>() {
+                Ok(c) => trusted.push(c),
+                Err(m) => errors.push(invalid("sip", "trusted_peers", format!("{p:?}: {m}"))),
+            }
+        }
+        if self.sip.tcp_max_connections == 0 {
+            errors.push(invalid(
+                "sip",
+                "tcp_max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        let http = self.http.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
+            errors.push(invalid(
+                "http",
+                "listen",
+                format!("{:?}: {e}", self.http.listen),
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 9090))
+        });
+        if errors.is_empty() {
+            Ok(Checked {
+                file: self,
+                engine,
+                listen,
+                trusted,
+                http,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// `udp:127.0.0.1:5060`, `tcp:[::1]:5060`.
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    let (scheme, addr) = s
+        .split_once(':')
+        .ok_or("expected udp:HOST:PORT or tcp:HOST:PORT")?;
+    let kind = match scheme {
+        "udp" => ListenKind::Udp,
+        "tcp" => ListenKind::Tcp,
+        other => return Err(format!("unknown transport {other:?} (udp or tcp)")),
+    };
+    let addr = addr.parse::<SocketAddr>().map_err(|e| e.to_string())?;
+    Ok(Listen { kind, addr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_is_the_default() {
+        let c = DaemonConfig::from_toml(include_str!("../../config/tollgate.toml")).unwrap();
+        assert_eq!(c, DaemonConfig::default());
+        let c = c.check().unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.trusted.len(), 2);
+        assert_eq!(
+            DaemonConfig::from_toml("").unwrap(),
+            DaemonConfig::default()
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values() {
+        let e = DaemonConfig::from_toml("[sip]\nlisten = []\nbogus = 1\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 3, .. }), "{e}");
+        assert!(DaemonConfig::from_toml("[nope]\n").is_err());
+        assert!(DaemonConfig::from_toml("[sip]\nuntrusted = \"maybe\"\n").is_err());
+        let c = DaemonConfig::from_toml(
+            "[sip]\nlisten = [\"sctp:1.2.3.4:5\", \"udp:nohost\"]\ntrusted_peers = [\"10.0.0.0/33\"]\n[http]\nlisten = \"x\"\n[grants]\nbilling_increment_seconds = 0\n",
+        )
+        .unwrap();
+        let errors = c.check().unwrap_err();
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(errors[0].to_string().contains("billing_increment_seconds"));
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            parse_listen("tcp:[::1]:5070").unwrap().addr,
+            "[::1]:5070".parse().unwrap()
+        );
+        assert_eq!(parse_listen("udp:0.0.0.0:0").unwrap().kind, ListenKind::Udp);
+    }
+}

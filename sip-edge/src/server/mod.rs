@@ -1,0 +1,365 @@
+//! The per-message logic of `tollgate serve` (DESIGN §2), independent of the transport: bytes
+//! and a source address in, response bytes (or nothing) out.
+//!
+//! parse → trusted-peer check → method dispatch:
+//! - INVITE: transaction cache ([`transactions`]), else caller and dialed number
+//!   ([`identity`]) → `Engine::authorize` → `302` or the reject of the DESIGN §2 table;
+//! - OPTIONS: `200` (RFC 3261 §11; also with `Max-Forwards: 0`, as §16.3 step 2 allows);
+//! - ACK: absorbed (RFC 3261 §17.2.1: the ACK of a non-2xx final response ends the
+//!   transaction; nothing is sent);
+//! - CANCEL: `200` (RFC 3261 §9.2) and the Call-ID's reservation is released;
+//! - anything else: `405` with `Allow` (RFC 3261 §8.2.1); `Max-Forwards: 0`: `483` (§16.3).
+//!
+//! Answers always go back to the source address and port (RFC 3581 §4, DESIGN §2 step 8): the
+//! caller of [`Server::handle`] sends `out` to where the bytes came from.
+
+pub mod identity;
+pub mod peers;
+pub mod transactions;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tollgate_engine::{Decision, Engine, Outcome, Reason, Request as EngineRequest, Snapshot};
+
+use crate::config::Untrusted;
+use crate::metrics::Metrics;
+use crate::sip::{
+    parse_message, write_response, Headers, Message, Method, ParseError, Request, ResponseExtras,
+    Transport,
+};
+use peers::Cidr;
+use transactions::{Transactions, TxKey};
+
+/// Cached INVITE answers at most (see [`transactions`]).
+const MAX_TRANSACTIONS: usize = 100_000;
+/// `Retry-After` on a 503, seconds.
+const RETRY_AFTER: u32 = 5;
+
+/// The daemon's shared state.
+pub struct Server {
+    pub engine: Engine,
+    pub metrics: Metrics,
+    trusted: Vec<Cidr>,
+    untrusted: Untrusted,
+    pub transactions: Transactions,
+    /// The directory reloaded on SIGHUP and `POST /v1/reload`.
+    directory: PathBuf,
+}
+
+/// The metric label of a transport.
+pub fn transport_label(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    }
+}
+
+impl Server {
+    pub fn new(
+        engine: Engine,
+        trusted: Vec<Cidr>,
+        untrusted: Untrusted,
+        directory: PathBuf,
+    ) -> Server {
+        let metrics = Metrics::default();
+        metrics
+            .directory_users
+            .set(engine.snapshot().users.len() as i64);
+        Server {
+            engine,
+            metrics,
+            trusted,
+            untrusted,
+            transactions: Transactions::new(MAX_TRANSACTIONS),
+            directory,
+        }
+    }
+
+    /// Handles one datagram or TCP frame from `source`; returns `true` when `out` holds a
+    /// response to send back to `source`.
+    pub fn handle(
+        &self,
+        buf: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let label = transport_label(transport);
+        let trusted = peers::trusted(&self.trusted, source.ip());
+        if !trusted && self.untrusted == Untrusted::Drop {
+            // DESIGN §2 step 1: silence, no lookup, no parse.
+            tracing::debug!(%source, "untrusted peer, dropped");
+            return false;
+        }
+        let req = match parse_message(buf, transport) {
+            Ok(Message::Request(r)) => r,
+            Ok(Message::Response(_)) => {
+                // A redirect server sends no requests, so expects no responses: dropped.
+                self.metrics.response_in(label);
+                return false;
+            }
+            Err(e) => return self.parse_error(&e, trusted, source, label, out),
+        };
+        self.metrics.message_in(&req.method, label);
+        if !trusted {
+            if req.method == Method::Ack {
+                return false;
+            }
+            self.reject(out, &req, Reason::UntrustedPeer, source, label);
+            return true;
+        }
+        match req.method {
+            Method::Ack => false,
+            Method::Options => {
+                self.plain(out, &req, 200, source, label);
+                true
+            }
+            _ if req.max_forwards == Some(0) => {
+                self.plain(out, &req, 483, source, label);
+                true
+            }
+            Method::Invite => {
+                self.invite(out, &req, source, label);
+                true
+            }
+            Method::Cancel => {
+                // Nothing to release is fine: the INVITE may have been rejected or never seen.
+                let _ = self.engine.release(req.call_id, now());
+                self.plain(out, &req, 200, source, label);
+                true
+            }
+            _ => {
+                let extras = ResponseExtras {
+                    allow: true,
+                    ..Default::default()
+                };
+                self.respond(out, &req.headers, 405, None, source, label, &extras);
+                true
+            }
+        }
+    }
+
+    /// A message that does not parse: the status of the error when it can be addressed and the
+    /// peer is trusted (never answer garbage from outside: no reflection), else dropped; counted.
+    fn parse_error(
+        &self,
+        e: &ParseError<'_>,
+        trusted: bool,
+        source: SocketAddr,
+        label: &'static str,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        self.metrics.sip_parse_errors.inc();
+        tracing::debug!(%source, status = e.status, reason = e.reason, "unparsable");
+        match (&e.headers, trusted) {
+            (Some(h), true) => {
+                let extras = ResponseExtras::default();
+                self.respond(out, h, e.status, Some(e.reason), source, label, &extras);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A TCP stream that cannot be framed any more (RFC 3261 §18.3): answers the head's error
+    /// if it can be addressed. The caller closes the connection.
+    pub fn unframeable(&self, buf: &[u8], source: SocketAddr, out: &mut Vec<u8>) -> bool {
+        let trusted = peers::trusted(&self.trusted, source.ip());
+        match parse_message(buf, Transport::Tcp) {
+            Err(e) => self.parse_error(&e, trusted, source, "tcp", out),
+            Ok(_) => {
+                self.metrics.sip_parse_errors.inc();
+                false
+            }
+        }
+    }
+
+    /// An INVITE: the cached answer of a retransmission, or a decision.
+    fn invite(
+        &self,
+        out: &mut Vec<u8>,
+        req: &Request<'_>,
+        source: SocketAddr,
+        label: &'static str,
+    ) {
+        // RFC 2543 requests have no branch: the whole top Via stands for it (RFC 3261 §17.2.3).
+        let branch = req
+            .via
+            .branch
+            .or_else(|| req.vias().next())
+            .unwrap_or_default();
+        let at = Instant::now();
+        if let Some(bytes) = self.transactions.get(req.call_id, req.cseq.seq, branch, at) {
+            out.clear();
+            out.extend_from_slice(&bytes);
+            self.metrics.message_out(status_of(out), label);
+            return;
+        }
+        let caller = identity::caller(req);
+        let dialed = identity::dialed(&req.uri);
+        let d = self.engine.authorize(
+            &EngineRequest {
+                call_id: req.call_id,
+                caller: &caller,
+                dialed,
+            },
+            now(),
+        );
+        self.metrics
+            .decision_seconds
+            .observe(at.elapsed().as_secs_f64());
+        match d.outcome {
+            Outcome::Admit(basis) => {
+                self.count_decision("admit", basis.as_str());
+                let contact = self.contact(&d, dialed);
+                let extras = ResponseExtras {
+                    contact: Some(&contact),
+                    basis: Some(basis.as_str()),
+                    max_duration: d.max_duration.map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
+                    ..Default::default()
+                };
+                self.respond(out, &req.headers, 302, None, source, label, &extras);
+                tracing::debug!(call_id = req.call_id, basis = basis.as_str(), "admit");
+            }
+            Outcome::Reject(reason) => self.reject(out, req, reason, source, label),
+        }
+        let key = TxKey {
+            call_id: req.call_id.into(),
+            cseq: req.cseq.seq,
+            branch: branch.into(),
+        };
+        self.transactions.insert(key, out, at);
+    }
+
+    /// `sip:{e164}@{route host};user=phone` (DESIGN §2 "SIP answer contract").
+    fn contact(&self, d: &Decision, dialed: &str) -> String {
+        let number = d.destination.as_ref().map_or(dialed, |x| x.e164());
+        let host = d
+            .route
+            .as_ref()
+            .map(|r| self.engine.route_host(r))
+            .unwrap_or_default();
+        format!("sip:{number}@{host};user=phone")
+    }
+
+    /// The reject of the DESIGN §2 table: status, `Reason` (RFC 3326), `X-Tollgate-Reason`,
+    /// `Retry-After` on 503 (RFC 3261 §20.33).
+    fn reject(
+        &self,
+        out: &mut Vec<u8>,
+        req: &Request<'_>,
+        reason: Reason,
+        source: SocketAddr,
+        label: &'static str,
+    ) {
+        self.count_decision("reject", reason.as_str());
+        let status = reason.sip_status();
+        tracing::info!(call_id = req.call_id, reason = reason.as_str(), status, %source, "reject");
+        let extras = ResponseExtras {
+            q850_cause: reason.q850_cause(),
+            reason: Some(reason.as_str()),
+            retry_after: (status == 503).then_some(RETRY_AFTER),
+            ..Default::default()
+        };
+        self.respond(out, &req.headers, status, None, source, label, &extras);
+    }
+
+    /// A response with nothing but the copied headers.
+    fn plain(
+        &self,
+        out: &mut Vec<u8>,
+        req: &Request<'_>,
+        status: u16,
+        source: SocketAddr,
+        label: &'static str,
+    ) {
+        let extras = ResponseExtras::default();
+        self.respond(out, &req.headers, status, None, source, label, &extras);
+    }
+
+    fn count_decision(&self, outcome: &'static str, reason: &'static str) {
+        self.metrics
+            .decisions
+            .get_or_create(&crate::metrics::DecisionLabels { outcome, reason })
+            .inc();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &self,
+        out: &mut Vec<u8>,
+        headers: &Headers<'_>,
+        status: u16,
+        reason: Option<&str>,
+        source: SocketAddr,
+        label: &'static str,
+        extras: &ResponseExtras<'_>,
+    ) {
+        write_response(out, headers, status, reason, source, extras);
+        self.metrics.message_out(status, label);
+    }
+
+    /// Reloads the directory (SIGHUP, `POST /v1/reload`): a bad directory keeps the old
+    /// snapshot (DESIGN §3). Blocking file I/O: call it off the reactor. Returns the user count.
+    pub fn reload(&self) -> Result<usize, Vec<String>> {
+        match Snapshot::load(&self.directory) {
+            Ok(snap) => {
+                let users = snap.users.len();
+                self.engine.reload(snap);
+                self.metrics.directory_users.set(users as i64);
+                self.metrics.reload(true);
+                tracing::info!(users, directory = %self.directory.display(), "reloaded");
+                Ok(users)
+            }
+            Err(e) => {
+                self.metrics.reload(false);
+                let errors: Vec<String> =
+                    e.0.iter()
+                        .map(|e| format!("{}: {e}", self.directory.display()))
+                        .collect();
+                tracing::error!(errors = ?errors, "reload failed, keeping the old directory");
+                Err(errors)
+            }
+        }
+    }
+
+    /// Settles every reservation past its grant + grace (DESIGN §4); call once a second.
+    pub fn expire(&self) {
+        let n = self.engine.expire(now()).len();
+        if n > 0 {
+            tracing::info!(settled = n, "unreported reservations expired");
+        }
+        self.transactions.sweep(Instant::now());
+    }
+
+    /// Refreshes the gauges read at scrape time.
+    pub fn refresh_gauges(&self) {
+        self.metrics
+            .reservations_active
+            .set(self.engine.reservations().active() as i64);
+        self.metrics.set_pools(&self.engine.pools(now()));
+    }
+}
+
+/// The status code of response bytes we wrote (`SIP/2.0 NNN ...`).
+fn status_of(bytes: &[u8]) -> u16 {
+    bytes
+        .get(8..11)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Unix seconds now (the engine never reads the clock, DESIGN §1).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
