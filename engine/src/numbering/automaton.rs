@@ -36,17 +36,21 @@ const HAS_DELAYED: u16 = 1 << 15;
 /// A DFA over the digits `0`-`9`.
 ///
 /// regex-automata reports a match one byte late: entering a match state on byte `i` means a
-/// match ended just before `i`. `delayed[s]` holds those patterns for state `s`, and `eoi[s]`
-/// the patterns that match when the input ends in `s`.
+/// match ended just before `i`. Each state's row holds its ten transitions and, beside them,
+/// where its delayed matches and its end-of-input matches are in `ids`, so that a walk and its
+/// final match lookup touch one row per step and nothing else.
 struct DigitDfa {
-    /// `trans[s * 10 + d]`: the state after digit `d` in state `s`, with [`HAS_DELAYED`].
-    trans: Vec<u16>,
+    /// `ROW` entries per state: `[t0..t9, delayed_from, delayed_len, eoi_from, eoi_len]`;
+    /// transitions carry [`HAS_DELAYED`].
+    rows: Vec<u16>,
     start: u16,
-    /// Per state: `(start, end)` into `ids` of the delayed and the end-of-input matches.
-    delayed: Vec<(u32, u32)>,
-    eoi: Vec<(u32, u32)>,
-    ids: Vec<u32>,
+    ids: Vec<u16>,
 }
+
+/// Entries per state row (28 bytes).
+const ROW: usize = 14;
+const DELAYED: usize = 10;
+const EOI: usize = 12;
 
 impl DigitDfa {
     fn build(patterns: &[&str], kind: MatchKind) -> Result<DigitDfa, MetadataError> {
@@ -91,16 +95,19 @@ impl DigitDfa {
         };
         let start_idx = number(start, &mut order)?;
         // Row 0 is the dead state.
-        let mut trans = vec![DEAD; 10];
-        let mut delayed = vec![(0, 0)];
-        let mut eoi = vec![(0, 0)];
-        let mut ids = Vec::new();
-        let matches = |s: StateID, ids: &mut Vec<u32>| -> (u32, u32) {
-            let from = ids.len() as u32;
+        let mut rows = vec![DEAD; ROW];
+        let mut ids: Vec<u16> = Vec::new();
+        let too_big = || MetadataError("digit DFA match table over 65535 entries".into());
+        let matches = |s: StateID, ids: &mut Vec<u16>| -> Result<[u16; 2], MetadataError> {
+            let from = u16::try_from(ids.len()).map_err(|_| too_big())?;
             if dfa.is_match_state(s) {
-                ids.extend((0..dfa.match_len(s)).map(|i| dfa.match_pattern(s, i).as_u32()));
+                for i in 0..dfa.match_len(s) {
+                    let p = dfa.match_pattern(s, i).as_usize();
+                    ids.push(u16::try_from(p).map_err(|_| too_big())?);
+                }
             }
-            (from, ids.len() as u32)
+            let len = u16::try_from(ids.len() - from as usize).map_err(|_| too_big())?;
+            Ok([from, len])
         };
         let mut next = 0;
         while next < order.len() {
@@ -108,23 +115,23 @@ impl DigitDfa {
             next += 1;
             for d in b'0'..=b'9' {
                 let t = number(dfa.next_state(s, d), &mut order)?;
-                trans.push(t);
+                rows.push(t);
             }
-            delayed.push(matches(s, &mut ids));
-            eoi.push(matches(dfa.next_eoi_state(s), &mut ids));
+            rows.extend(matches(s, &mut ids)?);
+            rows.extend(matches(dfa.next_eoi_state(s), &mut ids)?);
         }
         // Flag transitions into states with delayed matches.
-        for t in trans.iter_mut() {
-            let (from, to) = delayed[*t as usize];
-            if from != to {
-                *t |= HAS_DELAYED;
+        for i in 0..rows.len() {
+            if i % ROW < 10 {
+                let t = rows[i] as usize;
+                if rows.get(t * ROW + DELAYED + 1).is_some_and(|&len| len > 0) {
+                    rows[i] |= HAS_DELAYED;
+                }
             }
         }
         Ok(DigitDfa {
-            trans,
+            rows,
             start: start_idx,
-            delayed,
-            eoi,
             ids,
         })
     }
@@ -136,18 +143,24 @@ impl DigitDfa {
         if d > 9 {
             return DEAD;
         }
-        self.trans.get(s as usize * 10 + d).copied().unwrap_or(DEAD)
+        self.rows.get(s as usize * ROW + d).copied().unwrap_or(DEAD)
     }
 
+    /// The patterns of the match list at `at` (`DELAYED` or `EOI`) of state `s`.
     #[inline(always)]
-    fn ids(&self, range: (u32, u32)) -> &[u32] {
-        self.ids
-            .get(range.0 as usize..range.1 as usize)
-            .unwrap_or(&[])
+    fn matches(&self, s: u16, at: usize) -> &[u16] {
+        let row = s as usize * ROW + at;
+        match self.rows.get(row..row + 2) {
+            Some(&[from, len]) => {
+                let from = from as usize;
+                self.ids.get(from..from + len as usize).unwrap_or(&[])
+            }
+            _ => &[],
+        }
     }
 
     fn memory_usage(&self) -> usize {
-        self.trans.len() * 2 + (self.delayed.len() + self.eoi.len()) * 8 + self.ids.len() * 4
+        self.rows.len() * 2 + self.ids.len() * 2
     }
 }
 
@@ -178,12 +191,12 @@ impl PatternSet {
                 return;
             }
             if t & HAS_DELAYED != 0 {
-                for &p in dfa.ids(dfa.delayed[s as usize]) {
+                for &p in dfa.matches(s, DELAYED) {
                     on_match(p as usize, false);
                 }
             }
         }
-        for &p in dfa.ids(dfa.eoi[s as usize]) {
+        for &p in dfa.matches(s, EOI) {
             on_match(p as usize, true);
         }
     }
@@ -226,8 +239,7 @@ impl Prefix {
                 last = Some(i);
             }
         }
-        let eoi = dfa.eoi[s as usize];
-        if eoi.0 != eoi.1 {
+        if !dfa.matches(s, EOI).is_empty() {
             last = Some(digits.len());
         }
         last
