@@ -53,7 +53,13 @@ const DELAYED: usize = 10;
 const EOI: usize = 12;
 
 impl DigitDfa {
-    fn build(patterns: &[&str], kind: MatchKind) -> Result<DigitDfa, MetadataError> {
+    /// `delayed(i)`: whether pattern `i`'s matches on a proper prefix are wanted; the others
+    /// are left out of the delayed lists, so walks do not stop for them.
+    fn build(
+        patterns: &[&str],
+        kind: MatchKind,
+        delayed: &dyn Fn(usize) -> bool,
+    ) -> Result<DigitDfa, MetadataError> {
         let dfa = dense::Builder::new()
             .configure(
                 dense::DFA::config()
@@ -71,11 +77,15 @@ impl DigitDfa {
         let start = dfa
             .universal_start_state(Anchored::Yes)
             .ok_or_else(|| MetadataError("pattern set has no universal start state".into()))?;
-        Self::encode(&dfa, start)
+        Self::encode(&dfa, start, delayed)
     }
 
     /// Walks every state reachable from `start` on digits and numbers them densely.
-    fn encode(dfa: &dense::DFA<Vec<u32>>, start: StateID) -> Result<DigitDfa, MetadataError> {
+    fn encode(
+        dfa: &dense::DFA<Vec<u32>>,
+        start: StateID,
+        delayed: &dyn Fn(usize) -> bool,
+    ) -> Result<DigitDfa, MetadataError> {
         let mut index: HashMap<StateID, u16> = HashMap::new();
         let mut order: Vec<StateID> = Vec::new();
         let mut number = |s: StateID, order: &mut Vec<StateID>| -> Result<u16, MetadataError> {
@@ -98,12 +108,17 @@ impl DigitDfa {
         let mut rows = vec![DEAD; ROW];
         let mut ids: Vec<u16> = Vec::new();
         let too_big = || MetadataError("digit DFA match table over 65535 entries".into());
-        let matches = |s: StateID, ids: &mut Vec<u16>| -> Result<[u16; 2], MetadataError> {
+        let matches = |s: StateID,
+                       ids: &mut Vec<u16>,
+                       keep: &dyn Fn(usize) -> bool|
+         -> Result<[u16; 2], MetadataError> {
             let from = u16::try_from(ids.len()).map_err(|_| too_big())?;
             if dfa.is_match_state(s) {
                 for i in 0..dfa.match_len(s) {
                     let p = dfa.match_pattern(s, i).as_usize();
-                    ids.push(u16::try_from(p).map_err(|_| too_big())?);
+                    if keep(p) {
+                        ids.push(u16::try_from(p).map_err(|_| too_big())?);
+                    }
                 }
             }
             let len = u16::try_from(ids.len() - from as usize).map_err(|_| too_big())?;
@@ -117,8 +132,8 @@ impl DigitDfa {
                 let t = number(dfa.next_state(s, d), &mut order)?;
                 rows.push(t);
             }
-            rows.extend(matches(s, &mut ids)?);
-            rows.extend(matches(dfa.next_eoi_state(s), &mut ids)?);
+            rows.extend(matches(s, &mut ids, delayed)?);
+            rows.extend(matches(dfa.next_eoi_state(s), &mut ids, &|_| true)?);
         }
         // Flag transitions into states with delayed matches.
         for i in 0..rows.len() {
@@ -170,16 +185,20 @@ pub(crate) struct PatternSet {
 }
 
 impl PatternSet {
-    /// Compiles `patterns`; pattern `i` is reported as `i`.
-    pub(crate) fn new(patterns: &[&str]) -> Result<PatternSet, MetadataError> {
+    /// Compiles `patterns`; pattern `i` is reported as `i`. Prefix matches are reported only
+    /// for the patterns for which `prefix(i)` holds (libphonenumber's `leadingDigits`).
+    pub(crate) fn new(
+        patterns: &[&str],
+        prefix: impl Fn(usize) -> bool,
+    ) -> Result<PatternSet, MetadataError> {
         Ok(PatternSet {
-            dfa: DigitDfa::build(patterns, MatchKind::All)?,
+            dfa: DigitDfa::build(patterns, MatchKind::All, &prefix)?,
         })
     }
 
-    /// Walks `digits` once. Calls `on_match(i, false)` for each pattern `i` that matches a
-    /// proper prefix of `digits` (possibly several times), and `on_match(i, true)` for each
-    /// pattern that matches all of `digits`.
+    /// Walks `digits` once. Calls `on_match(i, false)` for each prefix pattern `i` that
+    /// matches a proper prefix of `digits` (possibly several times), and `on_match(i, true)`
+    /// for each pattern that matches all of `digits`.
     #[inline]
     pub(crate) fn scan(&self, digits: &[u8], mut on_match: impl FnMut(usize, bool)) {
         let dfa = &self.dfa;
@@ -214,7 +233,7 @@ pub(crate) struct Prefix {
 impl Prefix {
     pub(crate) fn new(pattern: &str) -> Result<Prefix, MetadataError> {
         Ok(Prefix {
-            dfa: DigitDfa::build(&[pattern], MatchKind::LeftmostFirst)?,
+            dfa: DigitDfa::build(&[pattern], MatchKind::LeftmostFirst, &|_| true)?,
         })
     }
 
@@ -274,11 +293,11 @@ mod tests {
 
     #[test]
     fn set_reports_full_and_prefix_matches() {
-        let set = PatternSet::new(&["[2-9]\\d{2}", "2\\d", "20|3", "\\d+"]).unwrap();
+        let set = PatternSet::new(&["[2-9]\\d{2}", "2\\d", "20|3", "\\d+"], |_| true).unwrap();
         assert_eq!(scan(&set, "201"), (vec![1, 2, 3], vec![0, 3]));
         assert_eq!(scan(&set, "3"), (vec![], vec![2, 3]));
         assert_eq!(scan(&set, ""), (vec![], vec![]));
-        let set = PatternSet::new(&["1", "12"]).unwrap();
+        let set = PatternSet::new(&["1", "12"], |_| true).unwrap();
         assert_eq!(scan(&set, "13"), (vec![0], vec![]));
     }
 

@@ -233,7 +233,7 @@ pub(crate) fn compile(phone: &[Territory], short: &[Territory]) -> Result<Tables
             });
         }
         let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
-        let set = PatternSet::new(&refs)
+        let set = PatternSet::new(&refs, |p| matches!(slots.get(p), Some((_, Kind::Leading))))
             .map_err(|e| MetadataError(format!("calling code {code}: {}", e.0)))?;
         code_index[code as usize] = code_idx as u16 + 1;
         codes.push(CodePlan {
@@ -334,7 +334,8 @@ fn short_plan(t: &Territory) -> Result<ShortPlan, MetadataError> {
             slots.push(kind);
         }
     }
-    let set = PatternSet::new(&patterns)
+    // Short numbers match whole strings only.
+    let set = PatternSet::new(&patterns, |_| false)
         .map_err(|e| MetadataError(format!("short numbers of {}: {}", t.id, e.0)))?;
     let lengths_of = |name: &str| t.desc(name).map(|d: &Desc| d.national_lengths);
     Ok(ShortPlan {
