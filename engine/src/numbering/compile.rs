@@ -14,23 +14,26 @@ use regex_automata::util::syntax;
 
 use super::automaton::{PatternSet, Prefix};
 use super::metadata::{Desc, Lengths, Territory};
-use super::types::Region;
+use super::types::{NumberType, Region};
 use super::MetadataError;
 
-/// The number-type descriptions in the order libphonenumber's `getNumberTypeHelper` tests
-/// them, after `generalDesc`. Index = bit in [`Kind`] masks.
-pub(crate) const TYPE_DESCS: [&str; 10] = [
-    "premiumRate",
-    "tollFree",
-    "sharedCost",
-    "voip",
-    "personalNumber",
-    "pager",
-    "uan",
-    "voicemail",
-    "fixedLine",
-    "mobile",
+/// The number-type descriptions and the types they mean, in the order libphonenumber's
+/// `getNumberTypeHelper` tests them after `generalDesc`. Index = bit in [`Kind`] masks.
+pub(crate) const TYPE_DESCS: [(&str, NumberType); 10] = [
+    ("premiumRate", NumberType::PremiumRate),
+    ("tollFree", NumberType::TollFree),
+    ("sharedCost", NumberType::SharedCost),
+    ("voip", NumberType::Voip),
+    ("personalNumber", NumberType::PersonalNumber),
+    ("pager", NumberType::Pager),
+    ("uan", NumberType::Uan),
+    ("voicemail", NumberType::Voicemail),
+    ("fixedLine", NumberType::FixedLine),
+    ("mobile", NumberType::Mobile),
 ];
+/// Indices of `fixedLine` and `mobile` in [`TYPE_DESCS`]: tested last, and together.
+pub(crate) const FIXED: u8 = 8;
+pub(crate) const MOBILE: u8 = 9;
 
 /// Which pattern of a region a [`PatternSet`] match stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +195,7 @@ pub(crate) fn compile(phone: &[Territory], short: &[Territory]) -> Result<Tables
             if let Some(p) = t.desc("generalDesc").and_then(|d| d.pattern.as_deref()) {
                 add(Kind::General, p);
             }
-            for (i, name) in TYPE_DESCS.iter().enumerate() {
+            for (i, (name, _)) in TYPE_DESCS.iter().enumerate() {
                 if let Some(d) = t.desc(name) {
                     if let Some(p) = d.pattern.as_deref() {
                         add(Kind::Type(i as u8), p);

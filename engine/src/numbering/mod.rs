@@ -26,7 +26,9 @@ mod types;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use compile::{CodePlan, Kind, NationalPrefix, Part, RegionPlan, ShortKind, Tables, TYPE_DESCS};
+use compile::{
+    CodePlan, Kind, NationalPrefix, Part, RegionPlan, ShortKind, Tables, FIXED, MOBILE, TYPE_DESCS,
+};
 use dialstring::{Dialed, Digits};
 pub use types::{Destination, NumberError, NumberType, Region, Why, MAX_E164_LEN};
 
@@ -53,22 +55,6 @@ impl Nsn<'_> {
 /// libphonenumber's `MIN_LENGTH_FOR_NSN` and `MAX_LENGTH_FOR_NSN`.
 const MIN_NSN: usize = 2;
 const MAX_NSN: usize = 17;
-
-/// `TYPE_DESCS` index → the type it means.
-const TYPE_OF_DESC: [NumberType; 10] = [
-    NumberType::PremiumRate,
-    NumberType::TollFree,
-    NumberType::SharedCost,
-    NumberType::Voip,
-    NumberType::PersonalNumber,
-    NumberType::Pager,
-    NumberType::Uan,
-    NumberType::Voicemail,
-    NumberType::FixedLine,
-    NumberType::Mobile,
-];
-const FIXED: u8 = 8;
-const MOBILE: u8 = 9;
 
 /// The compiled numbering plan.
 pub struct NumberingPlan {
@@ -463,12 +449,9 @@ fn number_type(code: &CodePlan, m: usize, hits: &Hits) -> Option<NumberType> {
     if !matches(Kind::General, 0) {
         return None;
     }
-    for i in 0..TYPE_DESCS.len() as u8 {
-        if i == FIXED || i == MOBILE {
-            continue;
-        }
-        if matches(Kind::Type(i), 1 + i as usize) {
-            return Some(TYPE_OF_DESC[i as usize]);
+    for (i, &(_, ty)) in TYPE_DESCS.iter().enumerate().take(FIXED as usize) {
+        if matches(Kind::Type(i as u8), 1 + i) {
+            return Some(ty);
         }
     }
     let mobile = || matches(Kind::Type(MOBILE), 1 + MOBILE as usize);
