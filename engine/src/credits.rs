@@ -192,6 +192,12 @@ impl CreditAccount {
         }
     }
 
+    /// Recovery: money a stored call took (charged, or still reserved) leaves the balance
+    /// unconditionally; what was admitted stays admitted, even below zero.
+    pub fn restore_spent(&self, amount: Money) {
+        self.balance.fetch_sub(amount.0, Ordering::AcqRel);
+    }
+
     /// Whole increments of a call the balance can pay for at `per_minute`, up to `want` seconds.
     pub fn affordable_seconds(&self, per_minute: Money, want: u64, increment: u64) -> u64 {
         let inc = increment.max(1);
@@ -220,6 +226,11 @@ impl SpendLedger {
         }
         *e += amount.0;
         true
+    }
+
+    /// Recovery: adds what a stored call took to the user's spending that month.
+    pub fn restore(&self, user: &Arc<str>, month: MonthKey, amount: Money) {
+        *self.spent.entry((Arc::clone(user), month)).or_insert(0) += amount.0;
     }
 
     pub fn refund(&self, user: &Arc<str>, month: MonthKey, amount: Money) {

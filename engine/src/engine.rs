@@ -139,6 +139,24 @@ impl Engine {
         self.live.load()
     }
 
+    /// The month of `now` with its live counters and credit accounts (for [`Engine::restore`]).
+    pub(crate) fn live_parts(
+        &self,
+        now: u64,
+    ) -> (MonthKey, Vec<Arc<crate::pools::PoolCounter>>, Vec<Arc<CreditAccount>>) {
+        let l = self.live_for(now);
+        (l.pools.month, l.pools.counters.clone(), l.accounts.clone())
+    }
+
+    pub(crate) fn spend_ledger(&self) -> &SpendLedger {
+        &self.spend
+    }
+
+    /// The month the pools currently count (rolled over on the first decision of a new month).
+    pub fn month(&self, now: u64) -> MonthKey {
+        self.live_for(now).pools.month
+    }
+
     /// The pools of the current month.
     pub fn pools(&self, now: u64) -> Vec<PoolStatus> {
         self.live_for(now).pools.statuses()
@@ -182,7 +200,7 @@ impl Engine {
                     )),
                 }),
         };
-        self.decide_in(&live, user, dest, now, mode)
+        self.decide_in(&live, user, dialed, dest, now, mode)
     }
 
     /// The rules for an already-classified destination (the seam the unit tests use).
@@ -195,13 +213,15 @@ impl Engine {
     ) -> Decision {
         let live = self.live_for(now);
         let user = live.snap.lookup(caller).map(|(_, u)| u);
-        self.decide_in(&live, user, dest, now, mode)
+        let dialed = dest.as_ref().map_or("", |d| d.e164()).to_string();
+        self.decide_in(&live, user, &dialed, dest, now, mode)
     }
 
     fn decide_in(
         &self,
         live: &Live,
         user: Option<&User>,
+        dialed: &str,
         dest: Result<Destination, NumberError>,
         now: u64,
         mode: Mode<'_>,
@@ -223,7 +243,7 @@ impl Engine {
                 let (Some(user), Some(d)) = (user, destination) else {
                     return Decision::reject(Reason::BadRequest, Rule::Request, destination);
                 };
-                return self.fund(live, user, d, fund, now, mode);
+                return self.fund(live, user, dialed, d, fund, now, mode);
             }
         };
         // Admitted without funding: emergency, Direct Routing, free.
@@ -247,6 +267,9 @@ impl Engine {
             let grant = Grant {
                 basis,
                 tenant,
+                user: user.map_or_else(|| Arc::from(""), |u| Arc::clone(&u.upn)),
+                dialed: dialed.into(),
+                destination,
                 route: decision.route.clone(),
                 funding: Funding::None,
                 reserved_seconds: max,
@@ -260,10 +283,12 @@ impl Engine {
     }
 
     /// Rules 9 and 10: the pool, else Communications Credits, else the reason.
+    #[allow(clippy::too_many_arguments)]
     fn fund(
         &self,
         live: &Live,
         user: &User,
+        dialed: &str,
         d: Destination,
         verdict: Verdict,
         now: u64,
@@ -297,6 +322,9 @@ impl Engine {
             let grant = Grant {
                 basis,
                 tenant: Arc::clone(&tenant_id),
+                user: Arc::clone(&user.upn),
+                dialed: dialed.into(),
+                destination: Some(d),
                 route: Some(route.clone()),
                 funding,
                 reserved_seconds: seconds,
@@ -451,6 +479,7 @@ impl Engine {
                     charged_seconds: 0,
                     charged_money: Money::ZERO,
                     ended_at: None,
+                    version: 1,
                 });
                 decision
             }
@@ -507,6 +536,7 @@ impl Engine {
         };
         r.grant.reserved_seconds += granted;
         r.grant.expires_at = r.grant.expires_at.max(now) + granted;
+        r.version += 1;
         Ok(Extension {
             granted_seconds: granted,
             max_duration: r.grant.reserved_seconds,
@@ -534,6 +564,13 @@ impl Engine {
     /// CANCEL: the whole reservation goes back.
     pub fn release(&self, call_id: &str, now: u64) -> Result<Settlement, CallError> {
         self.reservations.release(call_id, now, &self.spend)
+    }
+
+    /// Undoes the admission of `call_id` because it could not be persisted (DESIGN §6: no 302
+    /// leaves before its reservation is committed): the reservation goes back, the call is
+    /// forgotten. Returns whether there was such a reservation.
+    pub fn abort(&self, call_id: &str) -> bool {
+        self.reservations.abort(call_id, &self.spend)
     }
 
     /// Settles as fully used every reservation past its grant + grace.

@@ -180,3 +180,93 @@ fn reload_keeps_live_counts_and_credits() {
         60
     );
 }
+
+/// Every call of `e` as the ledger would store it.
+fn stored(e: &Engine) -> Vec<crate::restore::StoredCall> {
+    let mut v = Vec::new();
+    e.reservations()
+        .for_each(|id, r| v.push(crate::restore::StoredCall::from_record(id, r)));
+    v
+}
+
+#[test]
+fn restore_rebuilds_pools_balances_spending_and_open_calls() {
+    let e1 = engine();
+    call(&e1, "small@u.com", us(), "a");
+    call(&e1, "small@u.com", us(), "b");
+    e1.settle("a", 61, NOW + 61).unwrap();
+    call(&e1, "cred@t.com", gb(), "c");
+    e1.settle("c", 61, NOW + 61).unwrap();
+    call(&e1, "cred@t.com", gb(), "d");
+    call(&e1, "lim@v.com", us(), "l1");
+    let calls = stored(&e1);
+    assert!(calls.iter().all(|c| c.version >= 1));
+
+    let e2 = engine();
+    let r = e2.restore(calls, NOW + 100);
+    assert_eq!((r.open, r.ended), (3, 2));
+    assert_eq!(e2.pools(NOW + 100), e1.pools(NOW + 100));
+    assert_eq!(e2.credits_balance("t"), e1.credits_balance("t"));
+    assert_eq!(e2.credits_balance("v"), e1.credits_balance("v"));
+    // The spend limit still counts l1.
+    assert_eq!(
+        reason(&call(&e2, "lim@v.com", us(), "l2")),
+        Some("spend_limit_reached")
+    );
+    // Open calls settle after the restore exactly as they would have before.
+    let s1 = e1.settle("b", 100, NOW + 200).unwrap();
+    let s2 = e2.settle("b", 100, NOW + 200).unwrap();
+    assert_eq!(s1, s2);
+    e1.settle("d", 30, NOW + 200).unwrap();
+    e2.settle("d", 30, NOW + 200).unwrap();
+    assert_eq!(e2.credits_balance("t"), e1.credits_balance("t"));
+    assert_eq!(
+        pool(&e2, "u", "US", "MCOPSTN5", PoolKind::Domestic).used_seconds,
+        120 + 120 // 61 s and 100 s, each rounded up to whole minutes
+    );
+}
+
+#[test]
+fn restore_after_month_rollover_charges_the_month_the_call_started_in() {
+    const DEC_1: u64 = 1_796_083_200; // 2026-12-01T00:00:00Z
+    let e1 = engine();
+    call(&e1, "small@u.com", us(), "nov-open");
+    call(&e1, "small@u.com", us(), "nov-ended");
+    e1.settle("nov-ended", 600, NOW + 600).unwrap();
+    let e2 = engine();
+    let r = e2.restore(stored(&e1), DEC_1 + 10);
+    assert_eq!((r.open, r.ended), (1, 1));
+    // December starts full: November's usage and open reservation are not in it.
+    let dec = pool(&e2, "u", "US", "MCOPSTN5", PoolKind::Domestic);
+    assert_eq!(dec.month.to_string(), "2026-12");
+    assert_eq!((dec.used_seconds, dec.reserved_seconds), (0, 0));
+    // The November call settles on November's counter.
+    let s = e2.settle("nov-open", 60, DEC_1 + 20).unwrap();
+    assert_eq!((s.state, s.charged_seconds), (CallState::Settled, 60));
+    let dec = pool(&e2, "u", "US", "MCOPSTN5", PoolKind::Domestic);
+    assert_eq!((dec.used_seconds, dec.reserved_seconds), (0, 0));
+    assert_eq!(
+        e2.reservations().get("nov-open").map(|r| r.month().to_string()),
+        Some("2026-11".to_string())
+    );
+}
+
+#[test]
+fn abort_undoes_an_admission_that_could_not_be_persisted() {
+    let e = engine();
+    call(&e, "small@u.com", us(), "x");
+    call(&e, "cred@t.com", gb(), "y");
+    let before = e.credits_balance("t");
+    assert!(e.abort("x"));
+    assert!(e.abort("y"));
+    assert!(!e.abort("x"));
+    let p = pool(&e, "u", "US", "MCOPSTN5", PoolKind::Domestic);
+    assert_eq!((p.used_seconds, p.reserved_seconds), (0, 0));
+    assert!(e.credits_balance("t") > before);
+    assert_eq!(e.credits_balance("t"), Some(Money(10_000_000)));
+    assert!(e.reservations().is_empty());
+    // An ended call is not aborted.
+    call(&e, "small@u.com", us(), "z");
+    e.settle("z", 1, NOW + 1).unwrap();
+    assert!(!e.abort("z"));
+}

@@ -16,9 +16,11 @@ pub mod numbering;
 pub mod policy;
 pub mod pools;
 pub mod reservations;
+pub mod restore;
 
 pub use config::EngineConfig;
 pub use directory::Snapshot;
 pub use engine::{Engine, Extension, Mode, Request};
 pub use policy::{Basis, Decision, Outcome, Reason, Route, Rule};
-pub use reservations::{CallError, CallState, Grant, Settlement};
+pub use reservations::{CallError, CallRecord, CallState, Funding, Grant, Settlement};
+pub use restore::{Restored, StoredCall, StoredFunding};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::credits::{CreditAccount, Money, SpendLedger};
+use crate::numbering::Destination;
 use crate::policy::{Basis, Route};
 use crate::pools::{MonthKey, PoolCounter};
 
@@ -33,6 +34,11 @@ pub enum Funding {
 pub struct Grant {
     pub basis: Basis,
     pub tenant: Arc<str>,
+    /// The caller's UPN (empty for an unknown caller's emergency call): for the call record.
+    pub user: Arc<str>,
+    /// The Request-URI user part as dialed: for the call record.
+    pub dialed: Box<str>,
+    pub destination: Option<Destination>,
     pub route: Option<Route>,
     pub funding: Funding,
     /// Seconds reserved so far (the call's maximum duration).
@@ -76,6 +82,9 @@ pub struct CallRecord {
     pub charged_seconds: u64,
     pub charged_money: Money,
     pub ended_at: Option<u64>,
+    /// Bumped by every change (admit 1, each extension, the end): the ledger keeps the
+    /// highest version it was given, so records written out of order cannot go back in time.
+    pub version: u32,
 }
 
 /// The answer of settle / release / expire.
@@ -163,6 +172,15 @@ impl CallRecord {
         self.state = state;
         self.billable_seconds = billable;
         self.ended_at = Some(now);
+        self.version += 1;
+    }
+
+    /// The month the call is charged to: the month of its pool, else the month it started in.
+    pub fn month(&self) -> MonthKey {
+        match &self.grant.funding {
+            Funding::Pool(c) => c.month,
+            _ => MonthKey::of(self.grant.started_at),
+        }
     }
 }
 
@@ -237,6 +255,20 @@ impl Reservations {
         for r in self.map.iter() {
             f(r.key(), r.value());
         }
+    }
+
+    /// Undoes an admission that could not be persisted (the ledger failed): the reservation goes
+    /// back and the call is forgotten, as if it had never been admitted. Returns whether it
+    /// was there and still reserved.
+    pub(crate) fn abort(&self, call_id: &str, spend: &SpendLedger) -> bool {
+        let Some((_, mut r)) = self
+            .map
+            .remove_if(call_id, |_, r| r.state == CallState::Reserved)
+        else {
+            return false;
+        };
+        r.finish(CallState::Released, 0, 0, 0, spend);
+        true
     }
 
     /// Drops one ended call (the daemon has persisted it). A call still reserved stays.

@@ -1,0 +1,211 @@
+//! Start-up recovery (DESIGN §6): the daemon reads its ledger and hands every call that still
+//! matters back to the engine, which rebuilds this month's pools, the credit balances, the
+//! users' monthly spending and the open reservations from them.
+//!
+//! What "matters": every open reservation (whatever its month: it settles on the pool of the
+//! month it started in), every ended call of the current month (its usage counts against this
+//! month's pools), and every ended credits call (a balance is not monthly). The daemon then
+//! calls [`Engine::expire`], so reservations that outlived grant + grace while the daemon was
+//! down settle as fully used (`expired`).
+//!
+//! Restoring never checks capacity: what was admitted stays admitted, even if a reload since
+//! shrank the pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::credits::{CreditAccount, Money};
+use crate::engine::Engine;
+use crate::numbering::Destination;
+use crate::policy::{Basis, Route};
+use crate::pools::{MonthKey, PoolCounter, PoolKey};
+use crate::reservations::{CallRecord, CallState, Funding, Grant};
+
+/// What paid for a stored call, by name (the live counters are found again by key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredFunding {
+    None,
+    Pool {
+        key: PoolKey,
+        month: MonthKey,
+    },
+    Credits {
+        per_minute: Money,
+        /// The user and month whose spend limit the call counts against.
+        spend: Option<(Arc<str>, MonthKey)>,
+    },
+}
+
+impl StoredFunding {
+    /// The name of a live funding.
+    pub fn of(f: &Funding) -> StoredFunding {
+        match f {
+            Funding::None => StoredFunding::None,
+            Funding::Pool(c) => StoredFunding::Pool {
+                key: c.key.clone(),
+                month: c.month,
+            },
+            Funding::Credits {
+                per_minute, spend, ..
+            } => StoredFunding::Credits {
+                per_minute: *per_minute,
+                spend: spend.clone(),
+            },
+        }
+    }
+}
+
+/// One call as the ledger holds it.
+#[derive(Clone, Debug)]
+pub struct StoredCall {
+    pub call_id: String,
+    pub basis: Basis,
+    pub tenant: Arc<str>,
+    pub user: Arc<str>,
+    pub dialed: Box<str>,
+    pub destination: Option<Destination>,
+    pub route: Option<Route>,
+    pub funding: StoredFunding,
+    pub reserved_seconds: u64,
+    pub reserved_money: Money,
+    pub started_at: u64,
+    pub expires_at: u64,
+    pub state: CallState,
+    pub billable_seconds: u64,
+    pub charged_seconds: u64,
+    pub charged_money: Money,
+    pub ended_at: Option<u64>,
+    pub version: u32,
+}
+
+impl StoredCall {
+    /// A live call as the ledger stores it.
+    pub fn from_record(call_id: &str, r: &CallRecord) -> StoredCall {
+        let g = &r.grant;
+        StoredCall {
+            call_id: call_id.to_string(),
+            basis: g.basis,
+            tenant: Arc::clone(&g.tenant),
+            user: Arc::clone(&g.user),
+            dialed: g.dialed.clone(),
+            destination: g.destination,
+            route: g.route.clone(),
+            funding: StoredFunding::of(&g.funding),
+            reserved_seconds: g.reserved_seconds,
+            reserved_money: g.reserved_money,
+            started_at: g.started_at,
+            expires_at: g.expires_at,
+            state: r.state,
+            billable_seconds: r.billable_seconds,
+            charged_seconds: r.charged_seconds,
+            charged_money: r.charged_money,
+            ended_at: r.ended_at,
+            version: r.version,
+        }
+    }
+
+    /// The month the call is charged to: its pool's, else the month it started in.
+    pub fn month(&self) -> MonthKey {
+        match &self.funding {
+            StoredFunding::Pool { month, .. } => *month,
+            _ => MonthKey::of(self.started_at),
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Open reservations now held again.
+    pub open: usize,
+    /// Ended calls counted into pools, balances or spending.
+    pub ended: usize,
+}
+
+impl Engine {
+    /// Rebuilds state from stored calls (see the module docs). Call it once, at start-up,
+    /// before any traffic.
+    pub fn restore(&self, calls: impl IntoIterator<Item = StoredCall>, now: u64) -> Restored {
+        let (month, live_counters, live_accounts) = self.live_parts(now);
+        let counters: HashMap<PoolKey, Arc<PoolCounter>> = live_counters
+            .iter()
+            .map(|c| (c.key.clone(), Arc::clone(c)))
+            .collect();
+        let accounts: HashMap<Arc<str>, Arc<CreditAccount>> = live_accounts
+            .iter()
+            .map(|a| (Arc::clone(&a.tenant), Arc::clone(a)))
+            .collect();
+        // Counters of other months (or of pools the directory no longer has), created once.
+        let mut detached: HashMap<(PoolKey, MonthKey), Arc<PoolCounter>> = HashMap::new();
+        let mut out = Restored::default();
+        for c in calls {
+            let open = c.state == CallState::Reserved;
+            let funding = match &c.funding {
+                StoredFunding::None => Funding::None,
+                StoredFunding::Pool { key, month: m } => {
+                    let counter = match counters.get(key) {
+                        Some(x) if *m == month => Arc::clone(x),
+                        _ => Arc::clone(
+                            detached
+                                .entry((key.clone(), *m))
+                                .or_insert_with(|| Arc::new(PoolCounter::new(key.clone(), *m, 0))),
+                        ),
+                    };
+                    if open {
+                        counter.restore(0, c.reserved_seconds);
+                    } else {
+                        counter.restore(c.charged_seconds, 0);
+                    }
+                    Funding::Pool(counter)
+                }
+                StoredFunding::Credits { per_minute, spend } => {
+                    let account = accounts.get(&c.tenant).cloned().unwrap_or_else(|| {
+                        Arc::new(CreditAccount::new(Arc::clone(&c.tenant), Money::ZERO))
+                    });
+                    let taken = if open {
+                        c.reserved_money
+                    } else {
+                        c.charged_money
+                    };
+                    account.restore_spent(taken);
+                    if let Some((user, m)) = spend {
+                        self.spend_ledger().restore(user, *m, taken);
+                    }
+                    Funding::Credits {
+                        account,
+                        per_minute: *per_minute,
+                        spend: spend.clone(),
+                    }
+                }
+            };
+            if !open {
+                out.ended += 1;
+                continue;
+            }
+            let record = CallRecord {
+                grant: Grant {
+                    basis: c.basis,
+                    tenant: c.tenant,
+                    user: c.user,
+                    dialed: c.dialed,
+                    destination: c.destination,
+                    route: c.route,
+                    funding,
+                    reserved_seconds: c.reserved_seconds,
+                    reserved_money: c.reserved_money,
+                    started_at: c.started_at,
+                    expires_at: c.expires_at,
+                },
+                state: CallState::Reserved,
+                billable_seconds: 0,
+                charged_seconds: 0,
+                charged_money: Money::ZERO,
+                ended_at: None,
+                version: c.version,
+            };
+            self.reservations().map.insert(c.call_id, record);
+            out.open += 1;
+        }
+        out
+    }
+}
