@@ -143,7 +143,11 @@ impl Engine {
     pub(crate) fn live_parts(
         &self,
         now: u64,
-    ) -> (MonthKey, Vec<Arc<crate::pools::PoolCounter>>, Vec<Arc<CreditAccount>>) {
+    ) -> (
+        MonthKey,
+        Vec<Arc<crate::pools::PoolCounter>>,
+        Vec<Arc<CreditAccount>>,
+    ) {
         let l = self.live_for(now);
         (l.pools.month, l.pools.counters.clone(), l.accounts.clone())
     }

@@ -246,7 +246,9 @@ fn restore_after_month_rollover_charges_the_month_the_call_started_in() {
     let dec = pool(&e2, "u", "US", "MCOPSTN5", PoolKind::Domestic);
     assert_eq!((dec.used_seconds, dec.reserved_seconds), (0, 0));
     assert_eq!(
-        e2.reservations().get("nov-open").map(|r| r.month().to_string()),
+        e2.reservations()
+            .get("nov-open")
+            .map(|r| r.month().to_string()),
         Some("2026-11".to_string())
     );
 }

@@ -240,6 +240,12 @@ impl Decision {
         }
     }
 
+    /// An admission replayed for a Call-ID that already held a reservation (a retransmitted
+    /// INVITE that reached the engine): nothing new was reserved.
+    pub fn is_replay(&self) -> bool {
+        self.is_admit() && self.rule == Rule::Request
+    }
+
     pub fn is_admit(&self) -> bool {
         matches!(self.outcome, Outcome::Admit(_))
     }

@@ -104,6 +104,32 @@ impl StoredCall {
         }
     }
 
+    /// A call just admitted with `grant` (version 1, reserved), for the ledger; built from
+    /// the decision's copy of the grant, so no lookup. If the Call-ID was a replay of a call
+    /// that has changed since, the ledger keeps the newer row (versions only go up).
+    pub fn admitted(call_id: &str, g: Grant) -> StoredCall {
+        StoredCall {
+            call_id: call_id.to_string(),
+            basis: g.basis,
+            funding: StoredFunding::of(&g.funding),
+            tenant: g.tenant,
+            user: g.user,
+            dialed: g.dialed,
+            destination: g.destination,
+            route: g.route,
+            reserved_seconds: g.reserved_seconds,
+            reserved_money: g.reserved_money,
+            started_at: g.started_at,
+            expires_at: g.expires_at,
+            state: CallState::Reserved,
+            billable_seconds: 0,
+            charged_seconds: 0,
+            charged_money: Money::ZERO,
+            ended_at: None,
+            version: 1,
+        }
+    }
+
     /// The month the call is charged to: its pool's, else the month it started in.
     pub fn month(&self) -> MonthKey {
         match &self.funding {

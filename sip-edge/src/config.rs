@@ -1,6 +1,6 @@
 //! `tollgate.toml` (DESIGN §3): every table the daemon reads, with a default for every field;
 //! unknown fields are errors. `[grants]` and `[routes]` are the engine's own types
-//! ([`tollgate_engine::config`]); `[ledger]` is accepted and not used yet.
+//! ([`tollgate_engine::config`]).
 //!
 //! Beyond DESIGN §3 (which is silent on them), `[sip]` takes `tcp_max_connections` and
 //! `tcp_idle_timeout_seconds`, and `[http]` nothing more.
@@ -114,17 +114,31 @@ impl Default for DirectoryTable {
     }
 }
 
-/// `[ledger]` (DESIGN §6): accepted, not used yet.
+/// `[ledger]` (DESIGN §6). Beyond `path`, which DESIGN §3 names, the table takes:
+/// `enabled` (`false`: the in-memory seam, nothing survives a restart — for tests and for
+/// measuring what the ledger costs), `synchronous` (`normal`: survives the process dying;
+/// `full`: also an OS crash or power cut, a flush per batch), `queue` (writes waiting at most;
+/// beyond it calls get `503 overloaded`) and `batch` (writes per transaction at most).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerTable {
+    pub enabled: bool,
+    /// Relative paths are relative to the directory of `tollgate.toml`'s parent (as
+    /// `[directory].path`).
     pub path: String,
+    pub synchronous: crate::ledger::Synchronous,
+    pub queue: usize,
+    pub batch: usize,
 }
 
 impl Default for LedgerTable {
     fn default() -> Self {
         LedgerTable {
+            enabled: true,
             path: "var/tollgate.db".into(),
+            synchronous: crate::ledger::Synchronous::Normal,
+            queue: 65_536,
+            batch: 4096,
         }
     }
 }

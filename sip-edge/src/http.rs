@@ -3,7 +3,9 @@
 //! `/v1` needs `Authorization: Bearer <token>` when `[http].token_file` is set; without a token
 //! it answers loopback clients only (DESIGN §3). Errors are `{"error": "...", "reason": "..."}`
 //! with a fitting status: 400 bad input, 401/403 auth, 404 unknown call, 409 a call no longer
-//! reserved, 422 no further grant (the reason says why), 500 a reload that failed.
+//! reserved, 422 no further grant (the reason says why), 500 a reload that failed, 503
+//! `store_unavailable` when the ledger could not commit a change (it is kept in memory and
+//! retried; the change stands).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tollgate_engine::{CallError, Settlement};
+use tollgate_engine::{CallError, CallState, Settlement, StoredCall, StoredFunding};
 
 use crate::server::{now, Server};
 
@@ -40,10 +42,20 @@ pub fn router(api: Api) -> Router {
         .route_layer(middleware::from_fn_with_state(api.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(v1)
         .with_state(api)
+}
+
+/// Ready while the ledger commits (a failing ledger answers admissions `503 store_unavailable`,
+/// so a balancer should prefer another instance).
+async fn readyz(State(api): State<Api>) -> Response {
+    if api.server.store_ok() {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable\n").into_response()
+    }
 }
 
 /// A JSON error (DESIGN §5).
@@ -107,29 +119,80 @@ fn call_error(e: CallError) -> Response {
     }
 }
 
-/// `GET /v1/calls/{call_id}`.
+/// `GET /v1/calls/{call_id}`: from memory while the call runs (and a while after), else from
+/// the ledger.
 async fn call(State(api): State<Api>, Path(call_id): Path<String>) -> Response {
-    let Some(r) = api.server.engine.reservations().get(&call_id) else {
-        return call_error(CallError::UnknownCall);
+    let stored = match api.server.engine.reservations().get(&call_id) {
+        Some(r) => StoredCall::from_record(&call_id, &r),
+        None => match stored_call(&api, &call_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return call_error(CallError::UnknownCall),
+            Err(r) => return r,
+        },
     };
-    let pool = match &r.grant.funding {
-        tollgate_engine::reservations::Funding::Pool(c) => Some(pool_json(&c.status())),
-        _ => None,
+    Json(call_json(&stored)).into_response()
+}
+
+/// A call from the ledger (`None` with the in-memory seam, or if unknown).
+async fn stored_call(api: &Api, call_id: &str) -> Result<Option<StoredCall>, Response> {
+    if !api.server.ledger.is_durable() {
+        return Ok(None);
+    }
+    let server = Arc::clone(&api.server);
+    let id = call_id.to_string();
+    let r = tokio::task::spawn_blocking(move || {
+        server.ledger.read(|c| crate::ledger::query::call(c, &id))
+    })
+    .await;
+    match r {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(store_error(&e.to_string())),
+        Err(e) => Err(store_error(&e.to_string())),
+    }
+}
+
+fn store_error(e: &str) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, e, "store_unavailable")
+}
+
+/// The JSON of a call (DESIGN §5 `GET /v1/calls/{call_id}`); also the body of `tollgate cdrs
+/// --format json` lines.
+pub fn call_json(c: &StoredCall) -> Value {
+    let (pool_region, pool_sku, pool_kind) = match &c.funding {
+        StoredFunding::Pool { key, .. } => (
+            Some(key.region.as_str()),
+            Some(&*key.sku),
+            Some(key.kind.as_str()),
+        ),
+        _ => (None, None, None),
     };
-    Json(json!({
-        "call_id": call_id,
-        "state": r.state.as_str(),
-        "tenant": &*r.grant.tenant,
-        "basis": r.grant.basis.as_str(),
-        "pool": pool,
-        "reserved_seconds": r.grant.reserved_seconds,
-        "billable_seconds": r.billable_seconds,
-        "charged_seconds": r.charged_seconds,
-        "started_at": r.grant.started_at,
-        "expires_at": r.grant.expires_at,
-        "ended_at": r.ended_at,
-    }))
-    .into_response()
+    let d = c.destination.as_ref();
+    json!({
+        "call_id": c.call_id,
+        "state": c.state.as_str(),
+        "tenant": &*c.tenant,
+        "user": &*c.user,
+        "dialed": &*c.dialed,
+        "e164": d.map(|d| d.e164()),
+        "region": d.map(|d| d.region.as_str()),
+        "number_type": d.map(|d| d.number_type.as_str()),
+        "basis": c.basis.as_str(),
+        "pool": pool_kind.map(|kind| json!({
+            "region": pool_region,
+            "sku": pool_sku,
+            "kind": kind,
+            "month": c.month().to_string(),
+        })),
+        "month": c.month().to_string(),
+        "reserved_seconds": c.reserved_seconds,
+        "billable_seconds": c.billable_seconds,
+        "charged_seconds": c.charged_seconds,
+        "reserved_credits": c.reserved_money.to_string(),
+        "charged_credits": c.charged_money.to_string(),
+        "started_at": c.started_at,
+        "expires_at": c.expires_at,
+        "ended_at": c.ended_at,
+    })
 }
 
 #[derive(Deserialize)]
@@ -168,7 +231,27 @@ async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) 
         .engine
         .settle(&call_id, end.billable_seconds, now())
     {
+        Ok(s) if s.changed && !api.server.persist(&call_id).await => {
+            store_error("settled, but the ledger could not commit it yet (retrying)")
+        }
         Ok(s) => Json(settlement_json(&s)).into_response(),
+        Err(CallError::UnknownCall) => match stored_call(&api, &call_id).await {
+            // Ended long ago and forgotten by memory: the ledger's answer, nothing changes.
+            Ok(Some(c)) if c.state != CallState::Reserved => Json(settlement_json(&Settlement {
+                call_id: c.call_id,
+                state: c.state,
+                tenant: c.tenant,
+                basis: c.basis,
+                reserved_seconds: c.reserved_seconds,
+                billable_seconds: c.billable_seconds,
+                charged_seconds: c.charged_seconds,
+                charged_money: c.charged_money,
+                changed: false,
+            }))
+            .into_response(),
+            Ok(_) => call_error(CallError::UnknownCall),
+            Err(r) => r,
+        },
         Err(e) => call_error(e),
     }
 }
@@ -176,6 +259,9 @@ async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) 
 /// `POST /v1/calls/{call_id}/extend`: another grant.
 async fn extend(State(api): State<Api>, Path(call_id): Path<String>) -> Response {
     match api.server.engine.extend(&call_id, now()) {
+        Ok(_) if !api.server.persist(&call_id).await => {
+            store_error("extended, but the ledger could not commit it yet (retrying)")
+        }
         Ok(x) => Json(json!({
             "call_id": call_id,
             "granted_seconds": x.granted_seconds,
@@ -187,7 +273,8 @@ async fn extend(State(api): State<Api>, Path(call_id): Path<String>) -> Response
     }
 }
 
-fn pool_json(p: &tollgate_engine::pools::PoolStatus) -> Value {
+/// The JSON of a pool (DESIGN §5 `GET /v1/pools`).
+pub fn pool_json(p: &tollgate_engine::pools::PoolStatus) -> Value {
     json!({
         "tenant": &*p.key.tenant,
         "region": p.key.region.as_str(),
@@ -204,14 +291,43 @@ fn pool_json(p: &tollgate_engine::pools::PoolStatus) -> Value {
 #[derive(Deserialize)]
 struct PoolsQuery {
     tenant: Option<String>,
+    /// `YYYY-MM`; another month than the current one is read from the ledger.
+    month: Option<String>,
 }
 
-/// `GET /v1/pools[?tenant=]`.
+/// `GET /v1/pools[?tenant=][&month=YYYY-MM]`.
 async fn pools(State(api): State<Api>, Query(q): Query<PoolsQuery>) -> Response {
-    let pools: Vec<Value> = api
-        .server
-        .engine
-        .pools(now())
+    let current = api.server.engine.month(now());
+    let month = match q.month.as_deref().map(crate::ledger::rows::parse_month) {
+        None => current,
+        Some(Some(m)) => m,
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "month must be YYYY-MM",
+                "bad_request",
+            )
+        }
+    };
+    let statuses = if month == current {
+        api.server.engine.pools(now())
+    } else if !api.server.ledger.is_durable() {
+        Vec::new()
+    } else {
+        let server = Arc::clone(&api.server);
+        let r = tokio::task::spawn_blocking(move || {
+            server
+                .ledger
+                .read(|c| crate::ledger::query::pools(c, month))
+        })
+        .await;
+        match r {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return store_error(&e.to_string()),
+            Err(e) => return store_error(&e.to_string()),
+        }
+    };
+    let pools: Vec<Value> = statuses
         .iter()
         .filter(|p| q.tenant.as_deref().is_none_or(|t| *p.key.tenant == *t))
         .map(pool_json)

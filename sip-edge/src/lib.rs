@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod ledger;
 pub mod metrics;
 pub mod server;
 pub mod sip;

@@ -55,6 +55,12 @@ pub struct Metrics {
     pub directory_users: Gauge,
     pub pool_remaining_seconds: Family<PoolLabels, Gauge>,
     pub reloads: Family<ResultLabels, Counter>,
+    pub ledger_commit_seconds: Histogram,
+    /// Batches the ledger could not commit (beyond DESIGN §5's list: the alarm for
+    /// `store_unavailable`).
+    pub ledger_commit_errors: Counter,
+    /// Calls committed by the ledger, to tell batch sizes (beyond DESIGN §5's list).
+    pub ledger_records: Counter,
 }
 
 impl Default for Metrics {
@@ -107,6 +113,27 @@ impl Default for Metrics {
         );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register("reloads", "Directory reloads by result", reloads.clone());
+        // 10 µs .. ~160 ms.
+        let ledger_commit_seconds = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1e-5, 2.0, 15),
+        );
+        registry.register(
+            "ledger_commit_seconds",
+            "Time one ledger transaction (a group commit of a batch) took",
+            ledger_commit_seconds.clone(),
+        );
+        let ledger_commit_errors = Counter::default();
+        registry.register(
+            "ledger_commit_errors",
+            "Ledger batches that could not be committed",
+            ledger_commit_errors.clone(),
+        );
+        let ledger_records = Counter::default();
+        registry.register(
+            "ledger_records",
+            "Call records committed to the ledger",
+            ledger_records.clone(),
+        );
         // Every series of the bounded sets exists from the start, at 0.
         for reason in Reason::ALL {
             let labels = DecisionLabels {
@@ -135,6 +162,9 @@ impl Default for Metrics {
             directory_users,
             pool_remaining_seconds,
             reloads,
+            ledger_commit_seconds,
+            ledger_commit_errors,
+            ledger_records,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod decide;
+pub mod ledger;
 pub mod numbers;
 pub mod serve;
 mod setup;
@@ -28,6 +29,10 @@ pub enum Command {
     Check(check::Args),
     /// The daemon: answers INVITEs over UDP and TCP, serves the HTTP API and metrics.
     Serve(serve::Args),
+    /// Call records (ended calls) of a month from the ledger, as CSV or JSON lines.
+    Cdrs(ledger::CdrsArgs),
+    /// The pools of a month (default: this one) from the ledger.
+    Pools(ledger::PoolsArgs),
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -37,5 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Decide(args) => decide::run(args),
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Cdrs(args) => ledger::cdrs(args),
+        Command::Pools(args) => ledger::pools(args),
     }
 }

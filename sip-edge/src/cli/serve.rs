@@ -5,6 +5,11 @@
 //! (`listening transport=udp addr=127.0.0.1:5060`), then serves until SIGTERM or SIGINT: stop
 //! accepting, let TCP connections finish what they hold, exit 0. SIGHUP reloads the directory
 //! (a bad one keeps the old snapshot). Config or directory errors: exit 2, one line each.
+//!
+//! Before serving, the ledger (`[ledger]`, DESIGN §6) is opened and this month's pools, the
+//! credit balances and the open reservations are rebuilt from it; reservations that outlived
+//! grant + grace while the daemon was down settle as `expired` at once. On shutdown the ledger
+//! commits what is queued before the process exits.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -19,7 +24,8 @@ use tokio::task::JoinSet;
 use super::setup;
 use crate::config::{Checked, ListenKind};
 use crate::http::{self, Api};
-use crate::server::Server;
+use crate::ledger::{Committer, Ledger};
+use crate::server::{now, Server};
 use crate::transport::{self, tcp, udp};
 
 #[derive(Debug, clap::Args)]
@@ -46,18 +52,53 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
+    let ledger_settings = setup::ledger_settings(&args.config, &daemon.file);
     let engine = setup::engine(setup)?;
     tracing::info!(
         users = engine.snapshot().users.len(),
         directory = %directory.display(),
         "directory loaded"
     );
+    let ledger = match ledger_settings {
+        None => {
+            tracing::warn!("[ledger].enabled = false: reservations live in memory only");
+            Ledger::memory()
+        }
+        Some(settings) => {
+            let path = settings.path.clone();
+            match Ledger::open(settings, now()) {
+                Ok((ledger, calls)) => {
+                    let r = engine.restore(calls, now());
+                    tracing::info!(
+                        ledger = %path.display(),
+                        open = r.open,
+                        ended = r.ended,
+                        "ledger recovered"
+                    );
+                    ledger
+                }
+                Err(e) => {
+                    eprintln!("tollgate.toml: [ledger].path: {}: {e}", path.display());
+                    return Ok(2);
+                }
+            }
+        }
+    };
     let server = Arc::new(Server::new(
         engine,
         daemon.trusted.clone(),
         daemon.file.sip.untrusted,
         directory,
+        ledger,
     ));
+    let committer: Arc<dyn Committer> = Arc::clone(&server) as Arc<dyn Committer>;
+    server
+        .ledger
+        .start(Arc::downgrade(&committer))
+        .context("starting the ledger")?;
+    drop(committer);
+    // Reservations that expired while the daemon was down settle now; pools are recorded.
+    server.expire();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,11 +146,11 @@ async fn serve(
             ListenKind::Udp => {
                 let sockets =
                     udp::bind(l.addr, cores).with_context(|| format!("binding udp:{}", l.addr))?;
-                if let Some(addr) = sockets.first().and_then(|s| s.local_addr().ok()) {
+                if let Some(addr) = sockets.first().and_then(|s| s.0.local_addr().ok()) {
                     tracing::info!(transport = "udp", %addr, sockets = sockets.len(), "listening");
                 }
-                for s in sockets {
-                    tasks.spawn(udp::serve(Arc::clone(&server), s, shutdown.clone()));
+                for (s, sender) in sockets {
+                    tasks.spawn(udp::serve(Arc::clone(&server), s, sender, shutdown.clone()));
                 }
             }
             ListenKind::Tcp => {
@@ -183,6 +224,9 @@ async fn serve(
     if drained.is_err() {
         tracing::warn!("shutdown grace elapsed, exiting with tasks still running");
     }
+    // Everything admitted so far is committed before the process exits.
+    let s = Arc::clone(&server);
+    let _ = tokio::task::spawn_blocking(move || s.ledger.stop()).await;
     tracing::info!("stopped");
     Ok(0)
 }

@@ -73,6 +73,17 @@ pub fn resolve_path(config_path: &Path, rel: &str) -> PathBuf {
 
 pub use crate::server::now;
 
+/// The ledger settings of `[ledger]`, its path resolved as above; `None` when disabled.
+pub fn ledger_settings(config_path: &Path, file: &DaemonConfig) -> Option<crate::ledger::Settings> {
+    let l = &file.ledger;
+    l.enabled.then(|| crate::ledger::Settings {
+        path: resolve_path(config_path, &l.path),
+        synchronous: l.synchronous,
+        queue: l.queue,
+        batch: l.batch,
+    })
+}
+
 /// An engine over the loaded directory.
 pub fn engine(setup: Setup) -> anyhow::Result<Engine> {
     let plan = NumberingPlan::builtin()?;

@@ -11,8 +11,11 @@
 //! - anything else: `405` with `Allow` (RFC 3261 §8.2.1); `Max-Forwards: 0`: `483` (§16.3).
 //!
 //! Answers always go back to the source address and port (RFC 3581 §4, DESIGN §2 step 8): the
-//! caller of [`Server::handle`] sends `out` to where the bytes came from.
+//! caller of [`Server::handle`] sends `out` to where the bytes came from. With the durable
+//! ledger, a 302 (and a CANCEL's 200) is not in `out`: it is held with the call's row and sent
+//! to the [`ReplyTo`] once the row is committed ([`durable`]).
 
+mod durable;
 pub mod identity;
 pub mod peers;
 pub mod transactions;
@@ -21,9 +24,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tollgate_engine::{Decision, Engine, Outcome, Reason, Request as EngineRequest, Snapshot};
+use tollgate_engine::{
+    Decision, Engine, Outcome, Reason, Request as EngineRequest, Snapshot, StoredCall,
+};
 
 use crate::config::Untrusted;
+use crate::ledger::{After, Ledger, ReplyTo, SipReply};
 use crate::metrics::Metrics;
 use crate::sip::{
     parse_message, write_response, Headers, Message, Method, ParseError, Request, ResponseExtras,
@@ -34,6 +40,9 @@ use transactions::{Transactions, TxKey};
 
 /// Cached INVITE answers at most (see [`transactions`]).
 const MAX_TRANSACTIONS: usize = 100_000;
+/// How long an ended call stays in memory (settling it again answers from there; later, from
+/// the ledger), seconds.
+const KEEP_ENDED: u64 = 600;
 /// `Retry-After` on a 503, seconds.
 const RETRY_AFTER: u32 = 5;
 
@@ -46,6 +55,13 @@ pub struct Server {
     pub transactions: Transactions,
     /// The directory reloaded on SIGHUP and `POST /v1/reload`.
     directory: PathBuf,
+    pub ledger: Ledger,
+    /// Whether the last ledger commit succeeded (`/readyz`).
+    store_ok: std::sync::atomic::AtomicBool,
+    /// When a ledger error was last logged (unix seconds), to log at most one a second.
+    store_logged: std::sync::atomic::AtomicU64,
+    /// The month whose pool capacities the ledger has, and whether a reload changed them.
+    pools_written: std::sync::atomic::AtomicU32,
 }
 
 /// The metric label of a transport.
@@ -62,6 +78,7 @@ impl Server {
         trusted: Vec<Cidr>,
         untrusted: Untrusted,
         directory: PathBuf,
+        ledger: Ledger,
     ) -> Server {
         let metrics = Metrics::default();
         metrics
@@ -74,16 +91,22 @@ impl Server {
             untrusted,
             transactions: Transactions::new(MAX_TRANSACTIONS),
             directory,
+            ledger,
+            store_ok: std::sync::atomic::AtomicBool::new(true),
+            store_logged: std::sync::atomic::AtomicU64::new(0),
+            pools_written: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
     /// Handles one datagram or TCP frame from `source`; returns `true` when `out` holds a
-    /// response to send back to `source`.
+    /// response to send back to `source` now. A response that waits for the ledger goes to
+    /// `reply` later.
     pub fn handle(
         &self,
         buf: &[u8],
         source: SocketAddr,
         transport: Transport,
+        reply: &ReplyTo,
         out: &mut Vec<u8>,
     ) -> bool {
         let label = transport_label(transport);
@@ -120,15 +143,15 @@ impl Server {
                 self.plain(out, &req, 483, source, label);
                 true
             }
-            Method::Invite => {
-                self.invite(out, &req, source, label);
-                true
-            }
+            Method::Invite => self.invite(out, &req, source, label, reply),
             Method::Cancel => {
                 // Nothing to release is fine: the INVITE may have been rejected or never seen.
-                let _ = self.engine.release(req.call_id, now());
+                let released = self.engine.release(req.call_id, now());
                 self.plain(out, &req, 200, source, label);
-                true
+                match released {
+                    Ok(s) if s.changed => !self.persist_now(req.call_id, out, reply, label),
+                    _ => true,
+                }
             }
             _ => {
                 let extras = ResponseExtras {
@@ -176,14 +199,16 @@ impl Server {
         }
     }
 
-    /// An INVITE: the cached answer of a retransmission, or a decision.
+    /// An INVITE: the cached answer of a retransmission, or a decision. Returns whether `out`
+    /// is to be sent now (a 302 waits for the ledger).
     fn invite(
         &self,
         out: &mut Vec<u8>,
         req: &Request<'_>,
         source: SocketAddr,
         label: &'static str,
-    ) {
+        reply: &ReplyTo,
+    ) -> bool {
         // RFC 2543 requests have no branch: the whole top Via stands for it (RFC 3261 §17.2.3).
         let branch = req
             .via
@@ -195,11 +220,11 @@ impl Server {
             out.clear();
             out.extend_from_slice(&bytes);
             self.metrics.message_out(status_of(out), label);
-            return;
+            return true;
         }
         let caller = identity::caller(req);
         let dialed = identity::dialed(&req.uri);
-        let d = self.engine.authorize(
+        let mut d = self.engine.authorize(
             &EngineRequest {
                 call_id: req.call_id,
                 caller: &caller,
@@ -210,27 +235,61 @@ impl Server {
         self.metrics
             .decision_seconds
             .observe(at.elapsed().as_secs_f64());
-        match d.outcome {
-            Outcome::Admit(basis) => {
-                self.count_decision("admit", basis.as_str());
-                let contact = self.contact(&d, dialed);
-                let extras = ResponseExtras {
-                    contact: Some(&contact),
-                    basis: Some(basis.as_str()),
-                    max_duration: d.max_duration.map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
-                    ..Default::default()
-                };
-                self.respond(out, &req.headers, 302, None, source, label, &extras);
-                tracing::debug!(call_id = req.call_id, basis = basis.as_str(), "admit");
-            }
-            Outcome::Reject(reason) => self.reject(out, req, reason, source, label),
-        }
         let key = TxKey {
             call_id: req.call_id.into(),
             cseq: req.cseq.seq,
             branch: branch.into(),
         };
-        self.transactions.insert(key, out, at);
+        let Outcome::Admit(basis) = d.outcome else {
+            if let Outcome::Reject(reason) = d.outcome {
+                self.reject(out, req, reason, source, label);
+            }
+            self.transactions.insert(key, out, at);
+            return true;
+        };
+        let contact = self.contact(&d, dialed);
+        let extras = ResponseExtras {
+            contact: Some(&contact),
+            basis: Some(basis.as_str()),
+            max_duration: d.max_duration.map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
+            ..Default::default()
+        };
+        write_response(out, &req.headers, 302, None, source, &extras);
+        let grant = match d.grant.take() {
+            Some(g) if self.ledger.is_durable() => g,
+            _ => {
+                // The in-memory seam: nothing to wait for.
+                self.admitted(basis, req.call_id, label, out);
+                self.transactions.insert(key, out, at);
+                return true;
+            }
+        };
+        let held = SipReply {
+            bytes: out.clone(),
+            to: reply.clone(),
+            tx: Some(key),
+            admit: Some(basis),
+            fresh: !d.is_replay(),
+            transport: label,
+        };
+        let write = crate::ledger::Write {
+            call: StoredCall::admitted(req.call_id, grant),
+            after: After::Sip(held),
+        };
+        self.hold(write, out)
+    }
+
+    /// Counts and logs an admission whose 302 is leaving.
+    fn admitted(
+        &self,
+        basis: tollgate_engine::Basis,
+        call_id: &str,
+        label: &'static str,
+        out: &[u8],
+    ) {
+        self.count_decision("admit", basis.as_str());
+        self.metrics.message_out(status_of(out), label);
+        tracing::debug!(call_id, basis = basis.as_str(), "admit");
     }
 
     /// `sip:{e164}@{route host};user=phone` (DESIGN §2 "SIP answer contract").
@@ -308,6 +367,7 @@ impl Server {
             Ok(snap) => {
                 let users = snap.users.len();
                 self.engine.reload(snap);
+                self.pools_changed();
                 self.metrics.directory_users.set(users as i64);
                 self.metrics.reload(true);
                 tracing::info!(users, directory = %self.directory.display(), "reloaded");
@@ -325,13 +385,20 @@ impl Server {
         }
     }
 
-    /// Settles every reservation past its grant + grace (DESIGN §4); call once a second.
+    /// Settles every reservation past its grant + grace (DESIGN §4) and persists them; sweeps
+    /// the transaction cache; forgets calls that ended [`KEEP_ENDED`] ago (the ledger has
+    /// them). Call once a second.
     pub fn expire(&self) {
-        let n = self.engine.expire(now()).len();
-        if n > 0 {
-            tracing::info!(settled = n, "unreported reservations expired");
+        let t = now();
+        let settled = self.engine.expire(t);
+        if !settled.is_empty() {
+            tracing::info!(settled = settled.len(), "unreported reservations expired");
         }
+        self.persist_expired(&settled);
         self.transactions.sweep(Instant::now());
+        self.engine
+            .reservations()
+            .purge_ended(t.saturating_sub(KEEP_ENDED));
     }
 
     /// Refreshes the gauges read at scrape time.

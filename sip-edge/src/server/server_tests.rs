@@ -15,7 +15,7 @@ fn server(trusted: &[&str], untrusted: Untrusted) -> Server {
     let plan = NumberingPlan::builtin().unwrap();
     let engine = Engine::new(Arc::new(plan), EngineConfig::default(), snap, now());
     let trusted = trusted.iter().map(|c| c.parse().unwrap()).collect();
-    Server::new(engine, trusted, untrusted, dir)
+    Server::new(engine, trusted, untrusted, dir, Ledger::memory())
 }
 
 fn invite(method: &str, call_id: &str, dial: &str, max_forwards: u8) -> String {
@@ -29,8 +29,14 @@ const SOURCE: &str = "127.0.0.1:40000";
 fn answer(s: &Server, msg: &str) -> Option<String> {
     let source: SocketAddr = SOURCE.parse().unwrap();
     let mut out = Vec::new();
-    s.handle(msg.as_bytes(), source, Transport::Udp, &mut out)
-        .then(|| String::from_utf8(out).unwrap())
+    s.handle(
+        msg.as_bytes(),
+        source,
+        Transport::Udp,
+        &ReplyTo::None,
+        &mut out,
+    )
+    .then(|| String::from_utf8(out).unwrap())
 }
 
 #[test]
@@ -69,4 +75,91 @@ fn untrusted_sources() {
         answer(&s, &invite("INVITE", "u3", "+12065550100", 70)),
         None
     );
+}
+
+/// With the durable ledger: the 302 is held until its row is committed, then sent to the
+/// reply target; the row is in the file; a CANCEL's 200 waits for the release likewise.
+#[test]
+fn durable_ledger_holds_the_302_until_committed() {
+    use crate::ledger::{Committer, Settings, Synchronous};
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        path: tmp.path().join("l.db"),
+        synchronous: Synchronous::Normal,
+        queue: 16,
+        batch: 8,
+    };
+    let (ledger, calls) = Ledger::open(settings, now()).unwrap();
+    assert!(calls.is_empty());
+    let base = server(&["127.0.0.0/8"], Untrusted::Reject);
+    let s = Arc::new(Server::new(
+        base.engine,
+        vec!["127.0.0.0/8".parse().unwrap()],
+        Untrusted::Reject,
+        base.directory,
+        ledger,
+    ));
+    let c: Arc<dyn Committer> = s.clone();
+    s.ledger.start(Arc::downgrade(&c)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let reply = ReplyTo::Tcp(tx);
+    let source: SocketAddr = SOURCE.parse().unwrap();
+    let mut out = Vec::new();
+    let msg = invite("INVITE", "d1", "+12065550100", 70);
+    assert!(!s.handle(msg.as_bytes(), source, Transport::Udp, &reply, &mut out));
+    let sent = String::from_utf8(rx.blocking_recv().unwrap()).unwrap();
+    assert!(sent.starts_with("SIP/2.0 302 "), "{sent}");
+    let row = s
+        .ledger
+        .read(|c| crate::ledger::query::call(c, "d1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, tollgate_engine::CallState::Reserved);
+    assert_eq!(row.version, 1);
+    // The retransmission is answered from the cache with the same bytes, at once.
+    assert!(s.handle(msg.as_bytes(), source, Transport::Udp, &reply, &mut out));
+    assert_eq!(String::from_utf8(out.clone()).unwrap(), sent);
+    let cancel = invite("CANCEL", "d1", "+12065550100", 70);
+    assert!(!s.handle(cancel.as_bytes(), source, Transport::Udp, &reply, &mut out));
+    let sent = String::from_utf8(rx.blocking_recv().unwrap()).unwrap();
+    assert!(sent.starts_with("SIP/2.0 200 "), "{sent}");
+    let row = s
+        .ledger
+        .read(|c| crate::ledger::query::call(c, "d1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.state, row.version),
+        (tollgate_engine::CallState::Released, 2)
+    );
+    s.ledger.stop();
+}
+
+#[test]
+fn a_held_302_rewritten_as_a_503_keeps_the_transaction_headers() {
+    let s = server(&["127.0.0.0/8"], Untrusted::Reject);
+    let a = answer(&s, &invite("INVITE", "r1", "+12065550100", 70)).unwrap();
+    let mut out = Vec::new();
+    let extras = crate::sip::ResponseExtras {
+        q850_cause: Reason::StoreUnavailable.q850_cause(),
+        reason: Some("store_unavailable"),
+        retry_after: Some(5),
+        ..Default::default()
+    };
+    crate::sip::rewrite_response(&mut out, a.as_bytes(), 503, &extras);
+    let b = String::from_utf8(out).unwrap();
+    assert!(b.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{b}");
+    for h in ["Via: ", "From: ", "To: ", "Call-ID: ", "CSeq: "] {
+        let line = |t: &str| t.lines().find(|l| l.starts_with(h)).map(str::to_string);
+        assert_eq!(line(&a), line(&b), "{h}");
+    }
+    assert!(
+        !b.contains("Contact:") && !b.contains("X-Tollgate-Basis"),
+        "{b}"
+    );
+    assert!(
+        b.contains("X-Tollgate-Reason: store_unavailable\r\n"),
+        "{b}"
+    );
+    assert!(b.contains("Retry-After: 5\r\n") && b.ends_with("Content-Length: 0\r\n\r\n"));
 }

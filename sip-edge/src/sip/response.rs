@@ -166,6 +166,33 @@ pub fn write_response(
     out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
 }
 
+/// Turns one of our own responses (`ours`, written by [`write_response`]) into another status
+/// with other extras: the status line is replaced, the headers copied from the request (Via,
+/// From, To with our tag, Call-ID, CSeq) are kept as they are, the rest is written anew.
+///
+/// The ledger uses it when a batch fails to commit: the 302 it held becomes a `503
+/// store_unavailable` for the same transaction, without the request at hand.
+pub fn rewrite_response(out: &mut Vec<u8>, ours: &[u8], status: u16, extras: &ResponseExtras<'_>) {
+    out.clear();
+    out.extend_from_slice(b"SIP/2.0 ");
+    write_u32(out, u32::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let copied = [&b"Via: "[..], b"From: ", b"To: ", b"Call-ID: ", b"CSeq: "];
+    // Our headers are one per line (folded values were unfolded when written).
+    for line in ours.split(|&b| b == b'\n').skip(1) {
+        if copied.iter().any(|h| line.starts_with(h)) {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    write_extras(out, extras);
+    out.extend_from_slice(b"Server: ");
+    out.extend_from_slice(SERVER.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+}
+
 /// The headers of [`ResponseExtras`], in the order of DESIGN §2.
 fn write_extras(out: &mut Vec<u8>, x: &ResponseExtras<'_>) {
     if let Some(contact) = x.contact {

@@ -13,8 +13,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::{stopped, Shutdown};
+use crate::ledger::ReplyTo;
 use crate::server::Server;
 use crate::sip::{frame_len, Transport};
+
+/// Responses held for one connection by the ledger at most (more are dropped; the client's
+/// transaction times out).
+const HELD: usize = 1024;
 
 /// How long shutdown waits for open connections to finish what they hold.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -76,16 +81,20 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(1024);
+    // Responses the ledger held until their batch committed come back through here, so this
+    // task stays the connection's only writer.
+    let (held_tx, mut held) = tokio::sync::mpsc::channel::<Vec<u8>>(HELD);
+    let reply = ReplyTo::Tcp(held_tx);
     loop {
         // Every complete message already buffered.
         loop {
             match frame_len(&buf) {
                 Ok(Some(n)) => {
-                    let reply = match buf.get(..n) {
-                        Some(frame) => server.handle(frame, peer, Transport::Tcp, &mut out),
+                    let now = match buf.get(..n) {
+                        Some(frame) => server.handle(frame, peer, Transport::Tcp, &reply, &mut out),
                         None => return,
                     };
-                    if reply && stream.write_all(&out).await.is_err() {
+                    if now && stream.write_all(&out).await.is_err() {
                         return;
                     }
                     buf.drain(..n);
@@ -101,7 +110,23 @@ async fn connection(
         }
         let read = tokio::select! {
             r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r,
-            () = stopped(&mut shutdown) => return,
+            Some(bytes) = held.recv() => {
+                if stream.write_all(&bytes).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            () = stopped(&mut shutdown) => {
+                // Answers still held by the ledger get a moment to arrive.
+                while let Ok(Some(bytes)) =
+                    tokio::time::timeout(Duration::from_millis(500), held.recv()).await
+                {
+                    if stream.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => return,

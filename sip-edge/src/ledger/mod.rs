@@ -1,0 +1,297 @@
+//! The durable ledger (DESIGN §6): every admitted call's reservation and settlement in SQLite,
+//! written by one thread with group commit, read back at start-up.
+//!
+//! The call path hands a [`Write`] (the call's whole row, and what to do once it is durable)
+//! to [`Ledger::submit`]; the writer thread ([`writer`]) takes everything queued, commits it in
+//! one transaction, and only then lets the [`Committer`] send the batch's 302s
+//! ("nothing admitted is lost": a 302 leaves only after its reservation is committed). If the
+//! commit fails, the committer turns the batch's admissions into `503 store_unavailable`
+//! (emergency calls still get their 302) and the writer retries the rest with the next batch,
+//! so service resumes by itself when writes succeed again.
+//!
+//! The queue is bounded (`[ledger].queue`): when it is full the call path answers
+//! `503 overloaded` at once rather than letting memory and latency grow.
+//!
+//! [`Ledger::memory`] is the in-memory seam: no file, nothing durable, the call path answers at
+//! once. It exists for `[ledger].enabled = false` and for measuring what the ledger costs.
+
+pub mod query;
+pub mod rows;
+pub mod schema;
+mod writer;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use serde::Deserialize;
+use tollgate_engine::pools::PoolStatus;
+use tollgate_engine::{Basis, StoredCall};
+
+use crate::server::transactions::TxKey;
+
+/// Why the ledger could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("schema version {0} is not one this build can read (it writes {v})", v = schema::VERSION)]
+    Schema(i64),
+    #[error("call {call_id:?}: column {column} holds a value this build cannot read")]
+    BadRow {
+        call_id: String,
+        column: &'static str,
+    },
+    #[error("the ledger is in memory only")]
+    NotDurable,
+}
+
+/// `[ledger].synchronous`: SQLite's `synchronous` in WAL mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Each commit reaches the operating system before its 302s leave: nothing is lost when
+    /// the process dies (`kill -9`, panic, OOM); an OS crash or power cut may lose the last
+    /// commits.
+    #[default]
+    Normal,
+    /// Each commit is also `fsync`ed: survives power loss, at the cost of a disk flush per
+    /// batch (group commit amortises it over the calls of the batch).
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// Ledger settings (`[ledger]`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// Writes waiting for the writer at most.
+    pub queue: usize,
+    /// Writes per transaction at most.
+    pub batch: usize,
+}
+
+/// Where a SIP response goes once its batch is committed: the source of the request
+/// (DESIGN §2 step 8).
+#[derive(Clone, Debug)]
+pub enum ReplyTo {
+    /// A handle on the receiving UDP socket (a `dup` of it, usable from any thread).
+    Udp {
+        socket: Arc<std::net::UdpSocket>,
+        to: SocketAddr,
+    },
+    /// The connection's writer.
+    Tcp(tokio::sync::mpsc::Sender<Vec<u8>>),
+    /// Nowhere (unit tests, and the in-memory seam which answers inline).
+    None,
+}
+
+impl ReplyTo {
+    /// Sends without blocking; a full socket buffer or a closed connection drops the response
+    /// (over UDP the client retransmits and gets it from the transaction cache).
+    pub fn send(&self, bytes: Vec<u8>) {
+        match self {
+            ReplyTo::Udp { socket, to } => {
+                if let Err(e) = socket.send_to(&bytes, to) {
+                    tracing::debug!(error = %e, %to, "udp send");
+                }
+            }
+            ReplyTo::Tcp(tx) => {
+                let _ = tx.try_send(bytes);
+            }
+            ReplyTo::None => {}
+        }
+    }
+}
+
+/// A SIP response held until its batch commits.
+#[derive(Debug)]
+pub struct SipReply {
+    pub bytes: Vec<u8>,
+    pub to: ReplyTo,
+    /// Cache the bytes under this INVITE transaction once sent.
+    pub tx: Option<TxKey>,
+    /// An admission (the bytes are its 302), on this basis.
+    pub admit: Option<Basis>,
+    /// A new admission, not the replay of one already made: if its batch fails it is undone.
+    pub fresh: bool,
+    /// The transport label for metrics.
+    pub transport: &'static str,
+}
+
+/// What happens once a write is durable.
+#[derive(Debug)]
+pub enum After {
+    Nothing,
+    Sip(SipReply),
+    /// An HTTP handler waits: `true` once committed, `false` if the commit failed.
+    Notify(tokio::sync::oneshot::Sender<bool>),
+}
+
+/// One call's row and what waits on it.
+#[derive(Debug)]
+pub struct Write {
+    pub call: StoredCall,
+    pub after: After,
+}
+
+/// Why [`Ledger::submit`] did not queue a write (it is handed back).
+#[derive(Debug)]
+pub enum Refused {
+    /// The queue is full: shed load (`503 overloaded`).
+    Full(Write),
+    /// The writer is gone (shutting down, or it died): `503 store_unavailable`.
+    Closed(Write),
+}
+
+/// What the daemon does with a batch's writes once the writer knows their fate.
+pub trait Committer: Send + Sync + 'static {
+    /// The write is durable.
+    fn committed(&self, w: Write);
+    /// Its batch could not be committed. Returns what the writer should try again with the
+    /// next batch (state the engine already holds), or `None` to forget it (an admission
+    /// refused instead).
+    fn failed(&self, w: Write) -> Option<Write>;
+    /// One commit attempt of `records` writes took `seconds`; `error` says why it failed.
+    fn batch(&self, records: usize, seconds: f64, error: Option<&rusqlite::Error>);
+}
+
+pub(crate) enum Job {
+    Call(Write),
+    /// This month's pool capacities (at start, after a reload, at rollover).
+    Pools(Vec<PoolStatus>),
+    Stop,
+}
+
+/// The ledger: durable (SQLite) or the in-memory seam.
+pub struct Ledger {
+    durable: Option<Durable>,
+}
+
+struct Durable {
+    settings: Settings,
+    /// The writer's connection until [`Ledger::start`] hands it to the thread.
+    pending: Mutex<Option<Connection>>,
+    tx: OnceLock<SyncSender<Job>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// For the HTTP API's reads (not on the call path).
+    reader: Mutex<Option<Connection>>,
+}
+
+impl Ledger {
+    /// The in-memory seam.
+    pub fn memory() -> Ledger {
+        Ledger { durable: None }
+    }
+
+    /// Opens (creating or migrating) the ledger file and reads back what start-up recovery
+    /// needs for the month of `now` (see [`tollgate_engine::restore`]).
+    pub fn open(settings: Settings, now: u64) -> Result<(Ledger, Vec<StoredCall>), LedgerError> {
+        let conn = schema::open_writer(&settings.path, settings.synchronous)?;
+        let calls = query::recovery(&conn, tollgate_engine::pools::MonthKey::of(now))?;
+        let ledger = Ledger {
+            durable: Some(Durable {
+                settings,
+                pending: Mutex::new(Some(conn)),
+                tx: OnceLock::new(),
+                thread: Mutex::new(None),
+                reader: Mutex::new(None),
+            }),
+        };
+        Ok((ledger, calls))
+    }
+
+    /// Whether writes go to a file (else answers leave at once and nothing survives a restart).
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.durable.as_ref().map(|d| d.settings.path.as_path())
+    }
+
+    /// Starts the writer thread; `committer` is told the fate of every write.
+    pub fn start(&self, committer: Weak<dyn Committer>) -> Result<(), LedgerError> {
+        let Some(d) = &self.durable else {
+            return Ok(());
+        };
+        let Some(conn) = lock(&d.pending).take() else {
+            return Ok(());
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(d.settings.queue.max(1));
+        let batch = d.settings.batch.max(1);
+        let thread = std::thread::Builder::new()
+            .name("tollgate-ledger".into())
+            .spawn(move || writer::run(conn, rx, committer, batch))
+            .map_err(|e| LedgerError::Io("starting the ledger writer".into(), e))?;
+        let _ = d.tx.set(tx);
+        *lock(&d.thread) = Some(thread);
+        Ok(())
+    }
+
+    /// Queues a write for the next batch. Never blocks.
+    pub fn submit(&self, w: Write) -> Result<(), Refused> {
+        let Some(tx) = self.durable.as_ref().and_then(|d| d.tx.get()) else {
+            return Err(Refused::Closed(w));
+        };
+        match tx.try_send(Job::Call(w)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(Job::Call(w))) => Err(Refused::Full(w)),
+            Err(TrySendError::Disconnected(Job::Call(w))) => Err(Refused::Closed(w)),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Records this month's pool capacities (blocks while the queue is full: not on the call
+    /// path).
+    pub fn pools(&self, statuses: Vec<PoolStatus>) {
+        if let Some(tx) = self.durable.as_ref().and_then(|d| d.tx.get()) {
+            let _ = tx.send(Job::Pools(statuses));
+        }
+    }
+
+    /// Commits what is queued and stops the writer (SIGTERM).
+    pub fn stop(&self) {
+        let Some(d) = &self.durable else { return };
+        if let Some(tx) = d.tx.get() {
+            let _ = tx.send(Job::Stop);
+        }
+        if let Some(t) = lock(&d.thread).take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Runs `f` on the read connection (opened on first use).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let d = self.durable.as_ref().ok_or(LedgerError::NotDurable)?;
+        let mut guard = lock(&d.reader);
+        if guard.is_none() {
+            *guard = Some(schema::open_reader(&d.settings.path)?);
+        }
+        match guard.as_ref() {
+            Some(c) => f(c),
+            None => Err(LedgerError::NotDurable),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,233 @@
+//! A call ([`StoredCall`]) as a row of `calls`, and back.
+
+use std::sync::Arc;
+
+use rusqlite::{params, Row, Statement};
+use tollgate_engine::credits::Money;
+use tollgate_engine::numbering::{Destination, NumberType, Region};
+use tollgate_engine::pools::{MonthKey, PoolKey, PoolKind};
+use tollgate_engine::{Basis, CallState, Route, StoredCall, StoredFunding};
+
+use super::LedgerError;
+
+/// The columns of `calls`, in the order [`bind`] and [`read`] use.
+pub const COLUMNS: &str = "call_id, version, state, month, tenant, user, dialed, e164, region, \
+    number_type, calling_code, basis, route, funding, pool_region, pool_sku, pool_kind, \
+    per_minute_micros, spend_user, spend_month, reserved_seconds, reserved_micros, \
+    billable_seconds, charged_seconds, charged_micros, started_at, expires_at, ended_at";
+
+/// The whole row, applied only when newer than what is stored (a call's `version` grows with
+/// every change; see [`tollgate_engine::CallRecord::version`]).
+pub const UPSERT: &str = "INSERT INTO calls (call_id, version, state, month, tenant, user, \
+    dialed, e164, region, number_type, calling_code, basis, route, funding, pool_region, \
+    pool_sku, pool_kind, per_minute_micros, spend_user, spend_month, reserved_seconds, \
+    reserved_micros, billable_seconds, charged_seconds, charged_micros, started_at, expires_at, \
+    ended_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
+    ON CONFLICT (call_id) DO UPDATE SET version = excluded.version, state = excluded.state, \
+    reserved_seconds = excluded.reserved_seconds, reserved_micros = excluded.reserved_micros, \
+    billable_seconds = excluded.billable_seconds, charged_seconds = excluded.charged_seconds, \
+    charged_micros = excluded.charged_micros, expires_at = excluded.expires_at, \
+    ended_at = excluded.ended_at WHERE excluded.version > calls.version";
+
+/// Writes `c` with the prepared [`UPSERT`].
+pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall) -> rusqlite::Result<usize> {
+    let d = c.destination.as_ref();
+    let (funding, pool, per_minute, spend) = match &c.funding {
+        StoredFunding::None => ("none", None, None, None),
+        StoredFunding::Pool { key, .. } => ("pool", Some(key), None, None),
+        StoredFunding::Credits { per_minute, spend } => {
+            ("credits", None, Some(per_minute.0), spend.as_ref())
+        }
+    };
+    stmt.execute(params![
+        c.call_id,
+        c.version,
+        c.state.as_str(),
+        c.month().to_string(),
+        &*c.tenant,
+        &*c.user,
+        &*c.dialed,
+        d.map(|d| d.e164()),
+        d.map(|d| d.region.as_str()),
+        d.map(|d| d.number_type.as_str()),
+        d.map(|d| d.calling_code),
+        c.basis.as_str(),
+        c.route.as_ref().map(route_name),
+        funding,
+        pool.map(|k| k.region.as_str()),
+        pool.map(|k| &*k.sku),
+        pool.map(|k| k.kind.as_str()),
+        per_minute,
+        spend.map(|(u, _)| &**u),
+        spend.map(|(_, m)| m.to_string()),
+        c.reserved_seconds as i64,
+        c.reserved_money.0,
+        c.billable_seconds as i64,
+        c.charged_seconds as i64,
+        c.charged_money.0,
+        c.started_at as i64,
+        c.expires_at as i64,
+        c.ended_at.map(|t| t as i64),
+    ])
+}
+
+/// `emergency`, `calling_plan:US`, `direct:sbc.example.com`.
+pub fn route_name(r: &Route) -> String {
+    match r {
+        Route::Emergency => "emergency".into(),
+        Route::CallingPlan(region) => format!("calling_plan:{}", region.as_str()),
+        Route::Direct(host) => format!("direct:{host}"),
+    }
+}
+
+fn parse_route(s: &str) -> Option<Route> {
+    if s == "emergency" {
+        return Some(Route::Emergency);
+    }
+    if let Some(r) = s.strip_prefix("calling_plan:") {
+        return Region::new(r).map(Route::CallingPlan);
+    }
+    s.strip_prefix("direct:").map(|h| Route::Direct(h.into()))
+}
+
+/// `YYYY-MM` → month.
+pub fn parse_month(s: &str) -> Option<MonthKey> {
+    let (y, m) = s.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 {
+        return None;
+    }
+    let y: u32 = y.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
+    (1..=12).contains(&m).then(|| MonthKey(y * 12 + m - 1))
+}
+
+pub fn parse_state(s: &str) -> Option<CallState> {
+    [
+        CallState::Reserved,
+        CallState::Settled,
+        CallState::Expired,
+        CallState::Released,
+    ]
+    .into_iter()
+    .find(|c| c.as_str() == s)
+}
+
+pub fn parse_kind(s: &str) -> Option<PoolKind> {
+    [PoolKind::Domestic, PoolKind::International]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+}
+
+/// A row selected with [`COLUMNS`] back into a call; a value this build cannot read names the
+/// call and the column.
+pub fn read(row: &Row<'_>) -> Result<StoredCall, LedgerError> {
+    let call_id: String = row.get(0)?;
+    let bad = |column: &'static str| LedgerError::BadRow {
+        call_id: call_id.clone(),
+        column,
+    };
+    let text = |i: usize| -> rusqlite::Result<Option<String>> { row.get(i) };
+    let num = |i: usize| -> rusqlite::Result<i64> { row.get(i) };
+    let month = |i: usize, column| -> Result<Option<MonthKey>, LedgerError> {
+        match text(i)? {
+            None => Ok(None),
+            Some(s) => parse_month(&s).map(Some).ok_or_else(|| bad(column)),
+        }
+    };
+    let tenant: Arc<str> = row.get::<_, String>(4)?.into();
+    let basis_name: String = row.get(11)?;
+    let basis = Basis::ALL
+        .into_iter()
+        .find(|b| b.as_str() == basis_name)
+        .ok_or_else(|| bad("basis"))?;
+    let destination = match (text(7)?, text(8)?, text(9)?, row.get::<_, Option<u16>>(10)?) {
+        (Some(e164), Some(region), Some(t), Some(cc)) => Some(Destination::new(
+            &e164,
+            cc,
+            Region::new(&region).ok_or_else(|| bad("region"))?,
+            NumberType::from_name(&t).ok_or_else(|| bad("number_type"))?,
+        )),
+        _ => None,
+    };
+    let route = match text(12)? {
+        None => None,
+        Some(s) => Some(parse_route(&s).ok_or_else(|| bad("route"))?),
+    };
+    let charged_month = month(3, "month")?.ok_or_else(|| bad("month"))?;
+    let funding = match row.get::<_, String>(13)?.as_str() {
+        "none" => StoredFunding::None,
+        "pool" => StoredFunding::Pool {
+            key: PoolKey {
+                tenant: Arc::clone(&tenant),
+                region: text(14)?
+                    .and_then(|r| Region::new(&r))
+                    .ok_or_else(|| bad("pool_region"))?,
+                sku: text(15)?.ok_or_else(|| bad("pool_sku"))?.into(),
+                kind: text(16)?
+                    .and_then(|k| parse_kind(&k))
+                    .ok_or_else(|| bad("pool_kind"))?,
+            },
+            month: charged_month,
+        },
+        "credits" => StoredFunding::Credits {
+            per_minute: Money(
+                row.get::<_, Option<i64>>(17)?
+                    .ok_or_else(|| bad("per_minute_micros"))?,
+            ),
+            spend: match (text(18)?, month(19, "spend_month")?) {
+                (Some(u), Some(m)) => Some((u.into(), m)),
+                _ => None,
+            },
+        },
+        _ => return Err(bad("funding")),
+    };
+    let secs = |i: usize, column| -> Result<u64, LedgerError> {
+        u64::try_from(num(i)?).map_err(|_| bad(column))
+    };
+    Ok(StoredCall {
+        version: u32::try_from(num(1)?).map_err(|_| bad("version"))?,
+        state: parse_state(&row.get::<_, String>(2)?).ok_or_else(|| bad("state"))?,
+        tenant,
+        user: row.get::<_, String>(5)?.into(),
+        dialed: row.get::<_, String>(6)?.into(),
+        destination,
+        basis,
+        route,
+        funding,
+        reserved_seconds: secs(20, "reserved_seconds")?,
+        reserved_money: Money(num(21)?),
+        billable_seconds: secs(22, "billable_seconds")?,
+        charged_seconds: secs(23, "charged_seconds")?,
+        charged_money: Money(num(24)?),
+        started_at: secs(25, "started_at")?,
+        expires_at: secs(26, "expires_at")?,
+        ended_at: match row.get::<_, Option<i64>>(27)? {
+            None => None,
+            Some(t) => Some(u64::try_from(t).map_err(|_| bad("ended_at"))?),
+        },
+        call_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_and_routes_round_trip() {
+        for m in ["2026-11", "2026-12", "2027-01", "1999-02"] {
+            assert_eq!(parse_month(m).map(|k| k.to_string()).as_deref(), Some(m));
+        }
+        for bad in ["2026-13", "2026-00", "26-11", "2026-1", "x"] {
+            assert_eq!(parse_month(bad), None, "{bad}");
+        }
+        for r in [
+            Route::Emergency,
+            Route::CallingPlan(Region::new("PR").unwrap()),
+            Route::Direct("sbc.example.com".into()),
+        ] {
+            assert_eq!(parse_route(&route_name(&r)), Some(r));
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The writer thread: group commit (DESIGN §6).
+//!
+//! It blocks for the first write, then takes whatever else is queued (up to the batch size)
+//! without waiting: while one transaction commits, the next batch gathers, so the batch grows
+//! with the load and a commit costs its calls a share each. No timer adds latency at low load.
+//!
+//! A batch that fails to commit is rolled back whole; the [`Committer`] decides per write what
+//! to retry, and the retried writes go first in the next attempt. While something waits for a
+//! retry the writer tries again at least once a second, so a ledger whose disk filled up comes
+//! back by itself when space returns.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection};
+use tollgate_engine::pools::PoolStatus;
+
+use super::{rows, Committer, Job, Write};
+
+/// How often a failed batch is retried when nothing new arrives.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Retried writes kept at most; beyond this the oldest are dropped (and logged): the engine's
+/// memory still holds their state, only their durability is lost.
+const MAX_RETRY: usize = 1 << 20;
+
+const POOL_UPSERT: &str = "INSERT INTO pools (month, tenant, region, sku, kind, \
+    capacity_seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (month, tenant, region, sku, \
+    kind) DO UPDATE SET capacity_seconds = excluded.capacity_seconds";
+
+pub(super) fn run(
+    mut conn: Connection,
+    rx: Receiver<Job>,
+    committer: Weak<dyn Committer>,
+    max_batch: usize,
+) {
+    let mut retry: Vec<Write> = Vec::new();
+    let mut batch: Vec<Write> = Vec::with_capacity(max_batch);
+    let mut pools: Option<Vec<PoolStatus>> = None;
+    let mut stop = false;
+    while !stop {
+        let first = if retry.is_empty() && pools.is_none() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(RETRY_EVERY)
+        };
+        batch.append(&mut retry);
+        let mut next = match first {
+            Ok(j) => Some(j),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                stop = true;
+                None
+            }
+        };
+        while let Some(job) = next.take() {
+            match job {
+                Job::Call(w) => batch.push(w),
+                Job::Pools(p) => pools = Some(p),
+                Job::Stop => {
+                    stop = true;
+                    break;
+                }
+            }
+            if batch.len() >= max_batch {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if batch.is_empty() && pools.is_none() {
+            continue;
+        }
+        let Some(c) = committer.upgrade() else {
+            return;
+        };
+        let at = Instant::now();
+        let result = commit(&mut conn, &batch, pools.as_deref());
+        c.batch(
+            batch.len(),
+            at.elapsed().as_secs_f64(),
+            result.as_ref().err(),
+        );
+        match result {
+            Ok(()) => {
+                pools = None;
+                for w in batch.drain(..) {
+                    c.committed(w);
+                }
+            }
+            Err(_) => {
+                for w in batch.drain(..) {
+                    if let Some(w) = c.failed(w) {
+                        retry.push(w);
+                    }
+                }
+                if retry.len() > MAX_RETRY {
+                    let n = retry.len() - MAX_RETRY;
+                    tracing::error!(dropped = n, "ledger retry queue full: oldest writes lost");
+                    retry.drain(..n);
+                }
+            }
+        }
+    }
+    if !retry.is_empty() {
+        tracing::error!(
+            writes = retry.len(),
+            "ledger stopped with writes it could not commit"
+        );
+    }
+}
+
+/// One transaction: every write's upsert, and the pool capacities if given.
+fn commit(
+    conn: &mut Connection,
+    batch: &[Write],
+    pools: Option<&[PoolStatus]>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(rows::UPSERT)?;
+        for w in batch {
+            rows::bind(&mut stmt, &w.call)?;
+        }
+        if let Some(pools) = pools {
+            let mut stmt = tx.prepare_cached(POOL_UPSERT)?;
+            for p in pools {
+                stmt.execute(params![
+                    p.month.to_string(),
+                    &*p.key.tenant,
+                    p.key.region.as_str(),
+                    &*p.key.sku,
+                    p.key.kind.as_str(),
+                    p.capacity_seconds as i64,
+                ])?;
+            }
+        }
+    }
+    tx.commit()
+}
