@@ -89,8 +89,9 @@ impl Daemon {
         let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
-            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http}\"\n{extra_http}\n[directory]\npath = \"{}\"\n",
-            directory.display()
+            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http}\"\n{extra_http}\n[directory]\npath = \"{}\"\n[ledger]\npath = \"{}\"\n",
+            directory.display(),
+            dir.join("ledger.db").display()
         );
         let config_path = dir.join("tollgate.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
