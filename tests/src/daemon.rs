@@ -27,6 +27,18 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 /// How long a test waits for any one answer.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How to start the daemon: extra lines for `[sip]` and `[http]`, the directory (default: the
+/// repository's `config/`), the ledger file (default: one in the daemon's temp dir, removed
+/// with it), and whole extra tables (e.g. `"[grants]\ngrant_seconds = 60\n"`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    pub sip: &'a str,
+    pub http: &'a str,
+    pub directory: Option<&'a std::path::Path>,
+    pub ledger: Option<&'a std::path::Path>,
+    pub extra: &'a str,
+}
+
 /// `tollgate serve`, killed (and its temporary directory removed) on drop.
 pub struct Daemon {
     child: Option<Child>,
@@ -70,9 +82,19 @@ impl Daemon {
 
     /// The daemon with lines added to `[sip]` and `[http]`, over `directory`.
     pub fn start_full(extra_sip: &str, extra_http: &str, directory: &std::path::Path) -> Daemon {
+        Daemon::start_opts(&Options {
+            sip: extra_sip,
+            http: extra_http,
+            directory: Some(directory),
+            ..Options::default()
+        })
+    }
+
+    /// The daemon as `opts` say.
+    pub fn start_opts(opts: &Options<'_>) -> Daemon {
         let mut last = String::new();
         for _ in 0..3 {
-            match Daemon::try_start(extra_sip, extra_http, directory) {
+            match Daemon::try_start(opts) {
                 Ok(d) => return d,
                 Err(e) => last = e,
             }
@@ -80,19 +102,21 @@ impl Daemon {
         panic!("tollgate serve did not start: {last}");
     }
 
-    fn try_start(
-        extra_sip: &str,
-        extra_http: &str,
-        directory: &std::path::Path,
-    ) -> Result<Daemon, String> {
+    fn try_start(opts: &Options<'_>) -> Result<Daemon, String> {
+        let (extra_sip, extra_http) = (opts.sip, opts.http);
+        let config_dir = repo_root().join("config");
+        let directory = opts.directory.unwrap_or(&config_dir);
         let dir = temp_dir("serve");
+        let ledger = opts
+            .ledger
+            .map_or_else(|| dir.join("ledger.db"), std::path::Path::to_path_buf);
         let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
             "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http}\"\n{extra_http}\n[directory]\npath = \"{}\"\n[ledger]\npath = \"{}\"\n",
             directory.display(),
-            dir.join("ledger.db").display()
-        );
+            ledger.display()
+        ) + opts.extra;
         let config_path = dir.join("tollgate.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("stderr.log")).map_err(|e| e.to_string())?;
@@ -129,6 +153,11 @@ impl Daemon {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
+    /// The `tollgate.toml` the daemon runs with (for CLI commands against its ledger).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("tollgate.toml")
+    }
+
     /// The process id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
@@ -148,6 +177,14 @@ impl Daemon {
                 panic!("tollgate did not exit on SIG{signal}: {}", self.stderr());
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`: the process dies at once, whatever it was doing.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 

@@ -134,7 +134,10 @@ fn invites_over_tcp() {
             .split("SIP/2.0 ")
             .find(|r| r.starts_with(status))
             .unwrap_or_else(|| panic!("no {status}: {joined}"));
-        assert!(answer.contains(&format!("Call-ID: {call_id}\r\n")), "{joined}");
+        assert!(
+            answer.contains(&format!("Call-ID: {call_id}\r\n")),
+            "{joined}"
+        );
     }
 }
 
