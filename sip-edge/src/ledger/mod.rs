@@ -153,9 +153,9 @@ pub struct Write {
 #[derive(Debug)]
 pub enum Refused {
     /// The queue is full: shed load (`503 overloaded`).
-    Full(Write),
+    Full(Box<Write>),
     /// The writer is gone (shutting down, or it died): `503 store_unavailable`.
-    Closed(Write),
+    Closed(Box<Write>),
 }
 
 /// What the daemon does with a batch's writes once the writer knows their fate.
@@ -171,7 +171,8 @@ pub trait Committer: Send + Sync + 'static {
 }
 
 pub(crate) enum Job {
-    Call(Write),
+    /// Boxed: a queue slot stays small (the queue is allocated whole, up front).
+    Call(Box<Write>),
     /// This month's pool capacities (at start, after a reload, at rollover).
     Pools(Vec<PoolStatus>),
     Stop,
@@ -246,9 +247,9 @@ impl Ledger {
     /// Queues a write for the next batch. Never blocks.
     pub fn submit(&self, w: Write) -> Result<(), Refused> {
         let Some(tx) = self.durable.as_ref().and_then(|d| d.tx.get()) else {
-            return Err(Refused::Closed(w));
+            return Err(Refused::Closed(Box::new(w)));
         };
-        match tx.try_send(Job::Call(w)) {
+        match tx.try_send(Job::Call(Box::new(w))) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(Job::Call(w))) => Err(Refused::Full(w)),
             Err(TrySendError::Disconnected(Job::Call(w))) => Err(Refused::Closed(w)),

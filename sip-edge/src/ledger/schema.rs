@@ -121,7 +121,7 @@ pub fn open_reader(path: &std::path::Path) -> Result<Connection, LedgerError> {
 /// Brings the schema to [`VERSION`].
 pub fn migrate(conn: &Connection) -> Result<(), LedgerError> {
     let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if v > VERSION || v < 0 {
+    if !(0..=VERSION).contains(&v) {
         return Err(LedgerError::Schema(v));
     }
     if v == VERSION {

@@ -56,7 +56,7 @@ pub(super) fn run(
         };
         while let Some(job) = next.take() {
             match job {
-                Job::Call(w) => batch.push(w),
+                Job::Call(w) => batch.push(*w),
                 Job::Pools(p) => pools = Some(p),
                 Job::Stop => {
                     stop = true;
