@@ -13,6 +13,10 @@
 //! and `pools` keeps each month's capacity (minutes × licensed users change with the
 //! directory), so past months stay queryable after rollover.
 //!
+//! `calls` has no secondary index on purpose: each one is another B-tree page written per
+//! commit on the call path, and what would use one (start-up recovery, `tollgate cdrs`, past
+//! months' pools) reads the table once, off the call path.
+//!
 //! The schema version is SQLite's `user_version`; [`migrate`] brings any older file up to
 //! [`VERSION`] in one transaction and refuses a newer one.
 
@@ -55,8 +59,6 @@ CREATE TABLE calls (
     expires_at        INTEGER NOT NULL,
     ended_at          INTEGER
 ) WITHOUT ROWID;
-CREATE INDEX calls_open ON calls (state) WHERE state = 'reserved';
-CREATE INDEX calls_month ON calls (month, state);
 
 CREATE TABLE pools (
     month            TEXT NOT NULL,

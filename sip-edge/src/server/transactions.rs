@@ -2,13 +2,18 @@
 //! (same Call-ID, CSeq number and top Via branch) gets the very bytes of the first answer, and
 //! the engine is not asked again.
 //!
-//! Entries live 32 s: 64·T1, the time a client keeps retransmitting an INVITE (RFC 3261
-//! §17.1.1.2, Timer B). The map is bounded: when full, expired entries are
-//! swept, and if it is still full the answer is not cached (the engine still answers a repeated
-//! Call-ID with the same decision and reserves nothing new).
+//! Entries are answered for 32 s: 64·T1, the time a client keeps retransmitting an INVITE
+//! (RFC 3261 §17.1.1.2, Timer B). Memory is bounded without ever scanning the map on the call
+//! path: entries go into the *current* of two generations, and lookups check both. When the
+//! current one is 32 s old or holds half of `max` entries it becomes the previous one and the
+//! old previous one is dropped whole. Under a load that fills a generation in less than 32 s,
+//! answers are kept for less time than that; a retransmission that misses the cache is decided
+//! again, and the engine answers a Call-ID it already admitted with the same decision,
+//! reserving nothing new.
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -32,22 +37,32 @@ struct Entry {
 
 /// Call-ID + CSeq + branch → the response bytes.
 ///
-/// The map is keyed by a (randomly seeded) hash of the triple, so a lookup allocates nothing;
-/// the entry keeps the triple and a lookup compares it. Two transactions with the same hash
-/// (1 in 2^64) share a slot: the later one replaces the earlier, which then gets a fresh
-/// decision (the engine's Call-ID replay keeps it from reserving twice).
+/// The maps are keyed by a (randomly seeded) hash of the triple, so a lookup allocates
+/// nothing; the entry keeps the triple and a lookup compares it. Two transactions with the
+/// same hash (1 in 2^64) share a slot: the later one replaces the earlier, which then gets a
+/// fresh decision (the engine's Call-ID replay keeps it from reserving twice).
 pub struct Transactions {
-    map: DashMap<u64, Entry>,
+    generations: [DashMap<u64, Entry>; 2],
+    /// Which generation takes inserts (0 or 1).
+    current: AtomicUsize,
+    /// Inserts into the current generation.
+    count: AtomicUsize,
+    /// When the current generation started; held while rotating.
+    since: Mutex<Instant>,
     hasher: RandomState,
     max: usize,
 }
 
 impl Transactions {
+    /// A cache of about `max` answers at most.
     pub fn new(max: usize) -> Transactions {
         Transactions {
-            map: DashMap::new(),
+            generations: [DashMap::new(), DashMap::new()],
+            current: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
             hasher: RandomState::new(),
-            max,
+            max: max.max(2),
         }
     }
 
@@ -57,21 +72,25 @@ impl Transactions {
 
     /// The cached answer, if fresh.
     pub fn get(&self, call_id: &str, cseq: u32, branch: &str, now: Instant) -> Option<Arc<[u8]>> {
-        let e = self.map.get(&self.slot(call_id, cseq, branch))?;
-        let same = *e.key.call_id == *call_id && e.key.cseq == cseq && *e.key.branch == *branch;
-        (same && now.duration_since(e.at) < TTL).then(|| Arc::clone(&e.bytes))
-    }
-
-    /// Keeps `bytes` as the answer of this transaction; returns `false` when full.
-    pub fn insert(&self, key: TxKey, bytes: &[u8], now: Instant) -> bool {
-        if self.map.len() >= self.max {
-            self.sweep(now);
-            if self.map.len() >= self.max {
-                return false;
+        let slot = self.slot(call_id, cseq, branch);
+        let cur = self.current.load(Ordering::Acquire) & 1;
+        for g in [cur, cur ^ 1] {
+            if let Some(e) = self.generations[g].get(&slot) {
+                let same =
+                    *e.key.call_id == *call_id && e.key.cseq == cseq && *e.key.branch == *branch;
+                if same && now.saturating_duration_since(e.at) < TTL {
+                    return Some(Arc::clone(&e.bytes));
+                }
             }
         }
+        None
+    }
+
+    /// Keeps `bytes` as the answer of this transaction.
+    pub fn insert(&self, key: TxKey, bytes: &[u8], now: Instant) {
         let slot = self.slot(&key.call_id, key.cseq, &key.branch);
-        self.map.insert(
+        let cur = self.current.load(Ordering::Acquire) & 1;
+        self.generations[cur].insert(
             slot,
             Entry {
                 key,
@@ -79,20 +98,40 @@ impl Transactions {
                 at: now,
             },
         );
-        true
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 >= self.max / 2 {
+            self.rotate(now, false);
+        }
     }
 
-    /// Drops expired entries.
+    /// Starts a new generation if the current one is full, or (`by_age`) [`TTL`] old.
+    fn rotate(&self, now: Instant, by_age: bool) {
+        // Whoever holds the lock rotates; the others go on.
+        let Ok(mut since) = self.since.try_lock() else {
+            return;
+        };
+        let full = self.count.load(Ordering::Acquire) >= self.max / 2;
+        let old = now.saturating_duration_since(*since) >= TTL;
+        if !(full || (by_age && old)) {
+            return;
+        }
+        let next = (self.current.load(Ordering::Acquire) & 1) ^ 1;
+        self.generations[next].clear();
+        self.current.store(next, Ordering::Release);
+        self.count.store(0, Ordering::Release);
+        *since = now;
+    }
+
+    /// Drops answers older than [`TTL`] (a generation at a time). Call it once a second.
     pub fn sweep(&self, now: Instant) {
-        self.map.retain(|_, e| now.duration_since(e.at) < TTL);
+        self.rotate(now, true);
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.generations.iter().map(DashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 }
 
@@ -110,17 +149,25 @@ mod tests {
 
     #[test]
     fn hit_expiry_and_bound() {
-        let t = Transactions::new(2);
+        let t = Transactions::new(8);
         let now = Instant::now();
-        assert!(t.insert(key("a"), b"A", now));
+        t.insert(key("a"), b"A", now);
         assert_eq!(&*t.get("a", 1, "z9hG4bK1", now).unwrap(), b"A");
         assert!(t.get("a", 2, "z9hG4bK1", now).is_none());
         assert!(t.get("a", 1, "z9hG4bK2", now).is_none());
-        assert!(t.insert(key("b"), b"B", now));
-        assert!(!t.insert(key("c"), b"C", now));
-        let later = now + TTL;
-        assert!(t.get("a", 1, "z9hG4bK1", later).is_none());
-        assert!(t.insert(key("c"), b"C", later));
-        assert_eq!(t.len(), 1);
+        // Never answered once TTL old, even before a sweep.
+        assert!(t.get("a", 1, "z9hG4bK1", now + TTL).is_none());
+        // Count bound: 4 per generation, two generations.
+        for c in ["b", "c", "d", "e", "f", "g", "h", "i", "j"] {
+            t.insert(key(c), c.as_bytes(), now);
+            assert!(t.len() <= 8, "{}", t.len());
+        }
+        assert!(t.get("a", 1, "z9hG4bK1", now).is_none(), "oldest dropped");
+        assert_eq!(&*t.get("j", 1, "z9hG4bK1", now).unwrap(), b"j");
+        assert_eq!(&*t.get("h", 1, "z9hG4bK1", now).unwrap(), b"h");
+        // Age bound: two sweeps a TTL apart drop everything.
+        t.sweep(now + TTL);
+        t.sweep(now + TTL + TTL);
+        assert!(t.is_empty());
     }
 }
