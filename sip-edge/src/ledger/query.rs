@@ -91,3 +91,103 @@ pub fn pools(conn: &Connection, month: MonthKey) -> Result<Vec<PoolStatus>, Ledg
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tollgate_engine::numbering::NumberingPlan;
+    use tollgate_engine::{Engine, EngineConfig, Request, Snapshot, StoredCall};
+
+    use super::*;
+    use crate::ledger::{schema, Synchronous};
+
+    /// 2026-11-18 and 2026-12-01T00:00:10Z.
+    const NOV: u64 = 1_795_000_000;
+    const DEC: u64 = 1_796_083_210;
+
+    fn engine(now: u64) -> Engine {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let snap = Snapshot::load(&dir).unwrap();
+        let plan = Arc::new(NumberingPlan::builtin().unwrap());
+        Engine::new(plan, EngineConfig::default(), snap, now)
+    }
+
+    fn write(conn: &Connection, e: &Engine) {
+        let mut stmt = conn.prepare(rows::UPSERT).unwrap();
+        e.reservations().for_each(|id, r| {
+            rows::bind(&mut stmt, &StoredCall::from_record(id, r)).unwrap();
+        });
+    }
+
+    /// Month rollover through the ledger (the clock injected: the engine takes `now`): a call
+    /// open across midnight on the 1st stays charged to November, December starts full, and
+    /// November stays queryable.
+    #[test]
+    fn rollover_charges_the_start_month_and_old_months_stay_queryable() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = schema::open_writer(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
+        let nov = engine(NOV);
+        let call = |id| {
+            let r = Request {
+                call_id: id,
+                caller: "alice@contoso.com",
+                dialed: "+12065550100",
+            };
+            assert!(nov.authorize(&r, NOV).is_admit());
+        };
+        call("open-across-midnight");
+        call("ended-in-november");
+        nov.settle("ended-in-november", 61, NOV + 61).unwrap();
+        write(&conn, &nov);
+        let mut nov_pools = nov.pools(NOV);
+        nov_pools.retain(|p| p.used_seconds + p.reserved_seconds > 0);
+        {
+            let mut stmt = conn
+                .prepare("INSERT INTO pools VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .unwrap();
+            for p in &nov_pools {
+                stmt.execute(rusqlite::params![
+                    p.month.to_string(),
+                    &*p.key.tenant,
+                    p.key.region.as_str(),
+                    &*p.key.sku,
+                    p.key.kind.as_str(),
+                    p.capacity_seconds as i64
+                ])
+                .unwrap();
+            }
+        }
+
+        // A restart in December.
+        let calls = recovery(&conn, MonthKey::of(DEC)).unwrap();
+        assert_eq!(calls.len(), 1, "only the open call matters to December");
+        let dec = engine(DEC);
+        dec.restore(calls, DEC);
+        let p = dec
+            .pools(DEC)
+            .into_iter()
+            .find(|p| p.key == nov_pools[0].key)
+            .unwrap();
+        assert_eq!(p.month.to_string(), "2026-12");
+        assert_eq!((p.used_seconds, p.reserved_seconds), (0, 0));
+        // The November call ends in December, charged to November.
+        dec.settle("open-across-midnight", 30, DEC + 30).unwrap();
+        write(&conn, &dec);
+        let row = call_row(&conn, "open-across-midnight");
+        assert_eq!(
+            (row.state, row.month().to_string()),
+            (tollgate_engine::CallState::Settled, "2026-11".into())
+        );
+        let old = pools(&conn, MonthKey::of(NOV)).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!((old[0].used_seconds, old[0].reserved_seconds), (120 + 60, 0));
+        assert_eq!(old[0].capacity_seconds, nov_pools[0].capacity_seconds);
+        assert_eq!(cdrs(&conn, MonthKey::of(NOV)).unwrap().len(), 2);
+        assert!(cdrs(&conn, MonthKey::of(DEC)).unwrap().is_empty());
+    }
+
+    fn call_row(conn: &Connection, id: &str) -> StoredCall {
+        call(conn, id).unwrap().unwrap()
+    }
+}
