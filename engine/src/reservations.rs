@@ -237,14 +237,25 @@ impl Reservations {
         Ok(r.settlement(call_id, true))
     }
 
-    /// Settles as fully used every reservation whose `expires_at` has passed.
+    /// Settles as fully used every reservation whose `expires_at` has passed. Scans under
+    /// shared (read) shard locks and takes an entry's write lock only for a call that expires,
+    /// so the once-a-second sweep does not stall admissions.
     pub(crate) fn expire(&self, now: u64, spend: &SpendLedger) -> Vec<Settlement> {
-        let mut out = Vec::new();
-        for mut r in self.map.iter_mut() {
-            if r.state == CallState::Reserved && r.grant.expires_at <= now {
-                let all = r.grant.reserved_seconds;
-                r.finish(CallState::Expired, all, all, now, spend);
-                out.push(r.settlement(r.key(), true));
+        let due: Vec<String> = self
+            .map
+            .iter()
+            .filter(|r| r.state == CallState::Reserved && r.grant.expires_at <= now)
+            .map(|r| r.key().clone())
+            .collect();
+        let mut out = Vec::with_capacity(due.len());
+        for id in due {
+            if let Some(mut r) = self.map.get_mut(&id) {
+                // Settled or extended since the scan: not ours to expire.
+                if r.state == CallState::Reserved && r.grant.expires_at <= now {
+                    let all = r.grant.reserved_seconds;
+                    r.finish(CallState::Expired, all, all, now, spend);
+                    out.push(r.settlement(&id, true));
+                }
             }
         }
         out

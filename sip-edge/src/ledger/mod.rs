@@ -257,11 +257,14 @@ impl Ledger {
         }
     }
 
-    /// Records this month's pool capacities (blocks while the queue is full: not on the call
-    /// path).
-    pub fn pools(&self, statuses: Vec<PoolStatus>) {
-        if let Some(tx) = self.durable.as_ref().and_then(|d| d.tx.get()) {
-            let _ = tx.send(Job::Pools(statuses));
+    /// Records this month's pool capacities; `false` if the queue is full (try again later).
+    pub fn pools(&self, statuses: Vec<PoolStatus>) -> bool {
+        match self.durable.as_ref().and_then(|d| d.tx.get()) {
+            Some(tx) => !matches!(
+                tx.try_send(Job::Pools(statuses)),
+                Err(TrySendError::Full(_))
+            ),
+            None => true,
         }
     }
 

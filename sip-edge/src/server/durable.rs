@@ -122,8 +122,10 @@ impl Server {
             }
         }
         let month = self.engine.month(now()).0 + 1;
-        if self.pools_written.swap(month, Ordering::AcqRel) != month {
-            self.ledger.pools(self.engine.pools(now()));
+        if self.pools_written.swap(month, Ordering::AcqRel) != month
+            && !self.ledger.pools(self.engine.pools(now()))
+        {
+            self.pools_changed();
         }
     }
 
