@@ -268,3 +268,31 @@ fn open_reservations_survive_a_restart_and_settle_after_it() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn reservations_that_expired_while_down_settle_as_fully_used_at_start() {
+    let dir = temp_dir("expired");
+    let ledger = dir.join("ledger.db");
+    let opts = Options {
+        ledger: Some(&ledger),
+        extra: "[grants]\ngrant_seconds = 1\nbilling_increment_seconds = 1\nsettle_grace_seconds = 0\n",
+        ..Options::default()
+    };
+    let d = Daemon::start_opts(&opts);
+    let a = d.udp(&SipRequest::invite(ALICE, "+12065550100", "expire-1").render());
+    assert_eq!(a.header("X-Tollgate-Max-Duration"), Some("1"), "{}", a.text);
+    assert!(d.signal_and_wait("TERM").success());
+    std::thread::sleep(Duration::from_millis(2100));
+    let d = Daemon::start_opts(&opts);
+    let (status, v) = d.get_json("/v1/calls/expire-1");
+    assert_eq!((status, v["state"].as_str()), (200, Some("expired")), "{v}");
+    assert_eq!(
+        (
+            v["billable_seconds"].as_u64(),
+            v["charged_seconds"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -181,7 +181,10 @@ mod tests {
         );
         let old = pools(&conn, MonthKey::of(NOV)).unwrap();
         assert_eq!(old.len(), 1);
-        assert_eq!((old[0].used_seconds, old[0].reserved_seconds), (120 + 60, 0));
+        assert_eq!(
+            (old[0].used_seconds, old[0].reserved_seconds),
+            (120 + 60, 0)
+        );
         assert_eq!(old[0].capacity_seconds, nov_pools[0].capacity_seconds);
         assert_eq!(cdrs(&conn, MonthKey::of(NOV)).unwrap().len(), 2);
         assert!(cdrs(&conn, MonthKey::of(DEC)).unwrap().is_empty());
