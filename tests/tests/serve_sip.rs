@@ -191,9 +191,14 @@ fn retransmission_ack_and_cancel() {
     let (_, call) = d.get_json("/v1/calls/rtx-1");
     assert_eq!(call["state"], "released");
     assert_eq!(pool_reserved(&d, "US", "MCOPSTN1"), 0);
-    // CANCEL of an unknown call is still 200.
+    // CANCEL of a call that was rejected: 200, it has no effect (RFC 3261 §9.2).
+    let rejected = SipRequest::invite(ALICE, "+1206", "rejected-1");
+    assert_eq!(d.udp(&rejected.render()).status(), 484);
+    assert_eq!(d.udp(&rejected.with_method("CANCEL").render()).status(), 200);
+    // CANCEL of a transaction never seen: 481 (RFC 3261 §9.2).
     let other = SipRequest::invite(ALICE, "+12065550100", "never-seen").with_method("CANCEL");
-    assert_eq!(d.udp(&other.render()).status(), 200);
+    let r = d.udp(&other.render());
+    assert_eq!(r.status(), 481, "{}", r.text);
 }
 
 #[test]

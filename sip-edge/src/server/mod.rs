@@ -146,15 +146,7 @@ impl Server {
                 true
             }
             Method::Invite => self.invite(out, &req, source, label, reply),
-            Method::Cancel => {
-                // Nothing to release is fine: the INVITE may have been rejected or never seen.
-                let released = self.engine.release(req.call_id, now());
-                self.plain(out, &req, 200, source, label);
-                match released {
-                    Ok(s) if s.changed => !self.persist_now(req.call_id, out, reply, label),
-                    _ => true,
-                }
-            }
+            Method::Cancel => self.cancel(out, &req, source, label, reply),
             _ => {
                 let extras = ResponseExtras {
                     allow: true,
@@ -292,6 +284,37 @@ impl Server {
         self.count_decision("admit", basis.as_str());
         self.metrics.message_out(status_of(out), label);
         tracing::debug!(call_id, basis = basis.as_str(), "admit");
+    }
+
+    /// CANCEL (RFC 3261 §9.2): the INVITE it names (same Call-ID, CSeq number and top Via
+    /// branch) gets its reservation released and the CANCEL a 200; an INVITE already answered
+    /// with a reject still makes it 200 ("the CANCEL has no effect"); no such INVITE at all,
+    /// 481. Returns whether `out` is to be sent now (a release waits for the ledger).
+    fn cancel(
+        &self,
+        out: &mut Vec<u8>,
+        req: &Request<'_>,
+        source: SocketAddr,
+        label: &'static str,
+        reply: &ReplyTo,
+    ) -> bool {
+        let released = self.engine.release(req.call_id, now());
+        let known = released.is_ok() || {
+            let branch = req
+                .via
+                .branch
+                .or_else(|| req.vias().next())
+                .unwrap_or_default();
+            let at = Instant::now();
+            self.transactions
+                .get(req.call_id, req.cseq.seq, branch, at)
+                .is_some()
+        };
+        self.plain(out, req, if known { 200 } else { 481 }, source, label);
+        match released {
+            Ok(s) if s.changed => !self.persist_now(req.call_id, out, reply, label),
+            _ => true,
+        }
     }
 
     /// `sip:{e164}@{route host};user=phone` (DESIGN §2 "SIP answer contract").
