@@ -199,6 +199,7 @@ fn retransmission_ack_and_cancel() {
     let other = SipRequest::invite(ALICE, "+12065550100", "never-seen").with_method("CANCEL");
     let r = d.udp(&other.render());
     assert_eq!(r.status(), 481, "{}", r.text);
+    assert!(r.text.starts_with("SIP/2.0 481 Call/Transaction Does Not Exist\r\n"));
 }
 
 #[test]

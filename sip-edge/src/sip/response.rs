@@ -43,6 +43,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         413 => "Request Entity Too Large",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
+        481 => "Call/Transaction Does Not Exist",
         483 => "Too Many Hops",
         484 => "Address Incomplete",
         500 => "Server Internal Error",
