@@ -476,15 +476,7 @@ impl Engine {
             }
             Entry::Vacant(v) => {
                 decision.grant = Some(grant.clone());
-                v.insert(CallRecord {
-                    grant,
-                    state: CallState::Reserved,
-                    billable_seconds: 0,
-                    charged_seconds: 0,
-                    charged_money: Money::ZERO,
-                    ended_at: None,
-                    version: 1,
-                });
+                v.insert(CallRecord::reserved(grant));
                 decision
             }
         }

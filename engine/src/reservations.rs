@@ -120,6 +120,19 @@ pub struct Reservations {
 }
 
 impl CallRecord {
+    /// A call just admitted with `grant` (version 1).
+    pub fn reserved(grant: Grant) -> CallRecord {
+        CallRecord {
+            grant,
+            state: CallState::Reserved,
+            billable_seconds: 0,
+            charged_seconds: 0,
+            charged_money: Money::ZERO,
+            ended_at: None,
+            version: 1,
+        }
+    }
+
     fn settlement(&self, call_id: &str, changed: bool) -> Settlement {
         Settlement {
             call_id: call_id.to_string(),

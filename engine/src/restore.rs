@@ -208,27 +208,20 @@ impl Engine {
                 out.ended += 1;
                 continue;
             }
-            let record = CallRecord {
-                grant: Grant {
-                    basis: c.basis,
-                    tenant: c.tenant,
-                    user: c.user,
-                    dialed: c.dialed,
-                    destination: c.destination,
-                    route: c.route,
-                    funding,
-                    reserved_seconds: c.reserved_seconds,
-                    reserved_money: c.reserved_money,
-                    started_at: c.started_at,
-                    expires_at: c.expires_at,
-                },
-                state: CallState::Reserved,
-                billable_seconds: 0,
-                charged_seconds: 0,
-                charged_money: Money::ZERO,
-                ended_at: None,
-                version: c.version,
-            };
+            let mut record = CallRecord::reserved(Grant {
+                basis: c.basis,
+                tenant: c.tenant,
+                user: c.user,
+                dialed: c.dialed,
+                destination: c.destination,
+                route: c.route,
+                funding,
+                reserved_seconds: c.reserved_seconds,
+                reserved_money: c.reserved_money,
+                started_at: c.started_at,
+                expires_at: c.expires_at,
+            });
+            record.version = c.version;
             self.reservations().map.insert(c.call_id, record);
             out.open += 1;
         }

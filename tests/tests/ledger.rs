@@ -275,7 +275,8 @@ fn reservations_that_expired_while_down_settle_as_fully_used_at_start() {
     let ledger = dir.join("ledger.db");
     let opts = Options {
         ledger: Some(&ledger),
-        extra: "[grants]\ngrant_seconds = 1\nbilling_increment_seconds = 1\nsettle_grace_seconds = 0\n",
+        extra:
+            "[grants]\ngrant_seconds = 1\nbilling_increment_seconds = 1\nsettle_grace_seconds = 0\n",
         ..Options::default()
     };
     let d = Daemon::start_opts(&opts);

@@ -194,12 +194,17 @@ fn retransmission_ack_and_cancel() {
     // CANCEL of a call that was rejected: 200, it has no effect (RFC 3261 §9.2).
     let rejected = SipRequest::invite(ALICE, "+1206", "rejected-1");
     assert_eq!(d.udp(&rejected.render()).status(), 484);
-    assert_eq!(d.udp(&rejected.with_method("CANCEL").render()).status(), 200);
+    assert_eq!(
+        d.udp(&rejected.with_method("CANCEL").render()).status(),
+        200
+    );
     // CANCEL of a transaction never seen: 481 (RFC 3261 §9.2).
     let other = SipRequest::invite(ALICE, "+12065550100", "never-seen").with_method("CANCEL");
     let r = d.udp(&other.render());
     assert_eq!(r.status(), 481, "{}", r.text);
-    assert!(r.text.starts_with("SIP/2.0 481 Call/Transaction Does Not Exist\r\n"));
+    assert!(r
+        .text
+        .starts_with("SIP/2.0 481 Call/Transaction Does Not Exist\r\n"));
 }
 
 #[test]

@@ -203,12 +203,7 @@ impl Server {
         label: &'static str,
         reply: &ReplyTo,
     ) -> bool {
-        // RFC 2543 requests have no branch: the whole top Via stands for it (RFC 3261 §17.2.3).
-        let branch = req
-            .via
-            .branch
-            .or_else(|| req.vias().next())
-            .unwrap_or_default();
+        let branch = branch(req);
         let at = Instant::now();
         if let Some(bytes) = self.transactions.get(req.call_id, req.cseq.seq, branch, at) {
             out.clear();
@@ -299,17 +294,11 @@ impl Server {
         reply: &ReplyTo,
     ) -> bool {
         let released = self.engine.release(req.call_id, now());
-        let known = released.is_ok() || {
-            let branch = req
-                .via
-                .branch
-                .or_else(|| req.vias().next())
-                .unwrap_or_default();
-            let at = Instant::now();
-            self.transactions
-                .get(req.call_id, req.cseq.seq, branch, at)
-                .is_some()
-        };
+        let known = released.is_ok()
+            || self
+                .transactions
+                .get(req.call_id, req.cseq.seq, branch(req), Instant::now())
+                .is_some();
         self.plain(out, req, if known { 200 } else { 481 }, source, label);
         match released {
             Ok(s) if s.changed => !self.persist_now(req.call_id, out, reply, label),
@@ -433,6 +422,15 @@ impl Server {
             .set(self.engine.reservations().active() as i64);
         self.metrics.set_pools(&self.engine.pools(now()));
     }
+}
+
+/// The transaction's branch: the top Via's, or for an RFC 2543 request (no branch) the whole
+/// top Via, which stands for it (RFC 3261 §17.2.3).
+fn branch<'a>(req: &Request<'a>) -> &'a str {
+    req.via
+        .branch
+        .or_else(|| req.vias().next())
+        .unwrap_or_default()
 }
 
 /// The status code of response bytes we wrote (`SIP/2.0 NNN ...`).
