@@ -70,6 +70,9 @@ struct Args {
     /// Write the report as JSON to this file (`-`: stdout, instead of the table).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// UDP: one system call per message instead of batches (sendmmsg/recvmmsg).
+    #[arg(long)]
+    no_mmsg: bool,
     /// No progress line on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -162,6 +165,7 @@ fn real_main() -> anyhow::Result<()> {
         timeout: Duration::from_secs_f64(args.timeout),
         retransmit: !args.no_retransmit,
         sdp: !args.no_sdp,
+        mmsg: !args.no_mmsg,
         run_id: args.run_id.unwrap_or_else(default_run_id),
         progress: !args.quiet,
     };

@@ -34,6 +34,8 @@ pub struct Plan {
     pub timeout: Duration,
     pub retransmit: bool,
     pub sdp: bool,
+    /// UDP: batch sends and receives with `sendmmsg`/`recvmmsg`.
+    pub mmsg: bool,
     /// Keeps the Call-IDs of two runs against one daemon apart.
     pub run_id: u32,
     /// Print the progress line.
@@ -88,7 +90,7 @@ pub fn run(plan: &Plan, mix: Arc<Mix>) -> anyhow::Result<Outcome> {
         let name = format!("load-{w}");
         let t = match plan.transport {
             Via::Udp => {
-                let mut wire = UdpWire::connect(plan.target)
+                let mut wire = UdpWire::connect(plan.target, plan.mmsg)
                     .with_context(|| format!("udp socket to {}", plan.target))?;
                 let local = wire.local_addr()?.to_string();
                 let renderer = Renderer::new(plan.run_id, Via::Udp, &local, plan.sdp);

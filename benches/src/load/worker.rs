@@ -124,11 +124,7 @@ pub fn run(
             }
         }
 
-        if !dead {
-            if let Err(e) = wire.flush() {
-                fail(shared, &mut dead, "send", &e);
-            }
-        }
+        flush(wire, book, shared, &mut dead);
 
         for _ in 0..RECV_BATCH {
             if dead {
@@ -170,6 +166,7 @@ pub fn run(
             }
         });
         book.totals.send_errors += resend_errors;
+        flush(wire, book, shared, &mut dead);
 
         if now - last_publish >= PUBLISH_US {
             shared.publish(&mut book.totals);
@@ -185,9 +182,7 @@ pub fn run(
             wire::wait(wire, 1);
         }
     }
-    if !dead {
-        let _ = wire.flush();
-    }
+    flush(wire, book, shared, &mut dead);
     shared.publish(&mut book.totals);
     shared
         .last_answer_us
@@ -229,6 +224,17 @@ fn handle(
             book.totals.unmatched += 1;
             false
         }
+    }
+}
+
+/// Sends what `wire` queued; counts dropped messages; a failed connection is `dead`.
+fn flush(wire: &mut impl Wire, book: &mut Book, shared: &Shared, dead: &mut bool) {
+    if *dead {
+        return;
+    }
+    match wire.flush() {
+        Ok(dropped) => book.totals.send_errors += dropped,
+        Err(e) => fail(shared, dead, "send", &e),
     }
 }
 
