@@ -60,6 +60,9 @@ pub fn run(plan: &Plan, mix: Arc<Mix>) -> anyhow::Result<Outcome> {
     let workers = plan.workers.max(1);
     let shared = Arc::new(Shared {
         start: Instant::now(),
+        start_wall_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
         totals: Mutex::new(Totals::default()),
         running: AtomicUsize::new(workers),
         failed: AtomicBool::new(false),

@@ -31,8 +31,12 @@ pub trait Wire {
     /// Writes what is queued, as far as the socket takes it now; returns how many queued
     /// messages were dropped (UDP) or an error that ends the connection (TCP).
     fn flush(&mut self) -> io::Result<u64>;
-    /// The next whole message received, if one is there now.
-    fn recv(&mut self) -> io::Result<Option<&[u8]>>;
+    /// The next whole message received, if one is there now, with the kernel's receive
+    /// time (`CLOCK_REALTIME`, ns) when the socket records it.
+    fn recv(&mut self) -> io::Result<Option<(&[u8], Option<u64>)>>;
+    /// Whether [`Wire::recv`] gives kernel receive times: the loop can then sleep through
+    /// its 1 ms slices instead of waking for every response, without skewing latencies.
+    fn timestamps(&self) -> bool;
     /// Whether new calls should wait (TCP: too much queued).
     fn backlogged(&self) -> bool;
     /// Whether bytes wait to be written.
@@ -61,6 +65,8 @@ pub fn wait(wire: &impl Wire, timeout_ms: i32) {
 
 /// Messages per `sendmmsg(2)` / `recvmmsg(2)` call.
 const BATCH: usize = 64;
+/// Control-message room per received datagram (one `SCM_TIMESTAMPNS`).
+const CMSG_SLOT: usize = 64;
 /// Room for one received datagram in a batch (the daemon's responses are < 1 KiB; a longer
 /// one is truncated and then counted as unmatched).
 const RECV_SLOT: usize = 4096;
@@ -79,6 +85,10 @@ pub struct UdpWire {
     /// `BATCH` receive slots of `RECV_SLOT` bytes.
     inbuf: Box<[u8]>,
     in_lens: [usize; BATCH],
+    /// Kernel receive times of the slots (ns since the epoch), when known.
+    in_times: [Option<u64>; BATCH],
+    /// `BATCH` control slots of `CMSG_SLOT` bytes (u64s: aligned for `cmsghdr`).
+    control: Box<[u64]>,
     in_count: usize,
     in_next: usize,
 }
@@ -86,7 +96,11 @@ pub struct UdpWire {
 impl UdpWire {
     /// A new socket on an ephemeral loopback port, connected to `target`.
     pub fn connect(target: SocketAddr, mmsg: bool) -> io::Result<UdpWire> {
-        let s = Socket::new(Domain::for_address(target), Type::DGRAM, Some(Protocol::UDP))?;
+        let s = Socket::new(
+            Domain::for_address(target),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
         // Best effort: smaller buffers only mean drops (and retransmissions) sooner.
         let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
         let _ = s.set_send_buffer_size(SOCKET_BUFFER);
@@ -98,6 +112,9 @@ impl UdpWire {
         s.bind(&local.into())?;
         s.connect(&target.into())?;
         s.set_nonblocking(true)?;
+        if mmsg {
+            set_timestamps(&s)?;
+        }
         Ok(UdpWire {
             socket: s.into(),
             mmsg,
@@ -106,6 +123,8 @@ impl UdpWire {
             dropped: 0,
             inbuf: vec![0; BATCH * RECV_SLOT].into_boxed_slice(),
             in_lens: [0; BATCH],
+            in_times: [None; BATCH],
+            control: vec![0; BATCH * CMSG_SLOT / 8].into_boxed_slice(),
             in_count: 0,
             in_next: 0,
         })
@@ -179,15 +198,20 @@ impl UdpWire {
         }; BATCH];
         // SAFETY: an all-zero mmsghdr is valid (null name and control, no iovecs).
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, chunk) in self.inbuf.chunks_exact_mut(RECV_SLOT).enumerate() {
+        let slots = self.inbuf.chunks_exact_mut(RECV_SLOT);
+        let controls = self.control.chunks_exact_mut(CMSG_SLOT / 8);
+        for (i, (chunk, control)) in slots.zip(controls).enumerate() {
             iov[i].iov_base = chunk.as_mut_ptr() as *mut libc::c_void;
             iov[i].iov_len = RECV_SLOT;
             hdrs[i].msg_hdr.msg_iov = &mut iov[i];
             hdrs[i].msg_hdr.msg_iovlen = 1;
+            hdrs[i].msg_hdr.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+            hdrs[i].msg_hdr.msg_controllen = CMSG_SLOT as _;
         }
         // SAFETY: `hdrs` point at `iov`, which point at disjoint `RECV_SLOT`-byte slots of
-        // `self.inbuf`; all live across the call; the kernel writes at most `iov_len` bytes
-        // into each and sets `msg_len` / `msg_flags`.
+        // `self.inbuf`, and at disjoint `CMSG_SLOT`-byte slots of `self.control`; all live
+        // across the call; the kernel writes at most `iov_len` / `msg_controllen` bytes into
+        // each and sets `msg_len`, `msg_flags`, `msg_controllen`.
         let n = unsafe {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
@@ -205,9 +229,10 @@ impl UdpWire {
             };
         }
         let n = n as usize;
-        for (len, h) in self.in_lens.iter_mut().zip(&hdrs[..n]) {
+        for (i, h) in hdrs[..n].iter().enumerate() {
             let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            *len = if truncated { 0 } else { h.msg_len as usize };
+            self.in_lens[i] = if truncated { 0 } else { h.msg_len as usize };
+            self.in_times[i] = receive_time(&h.msg_hdr);
         }
         self.in_count = n;
         self.in_next = 0;
@@ -235,10 +260,10 @@ impl Wire for UdpWire {
         Ok(std::mem::take(&mut self.dropped))
     }
 
-    fn recv(&mut self) -> io::Result<Option<&[u8]>> {
+    fn recv(&mut self) -> io::Result<Option<(&[u8], Option<u64>)>> {
         if !self.mmsg {
             return match self.socket.recv(&mut self.inbuf[..RECV_SLOT]) {
-                Ok(n) => Ok(self.inbuf.get(..n)),
+                Ok(n) => Ok(self.inbuf.get(..n).map(|m| (m, None))),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(e),
             };
@@ -248,7 +273,14 @@ impl Wire for UdpWire {
         }
         let i = self.in_next;
         self.in_next += 1;
-        Ok(self.inbuf.get(i * RECV_SLOT..i * RECV_SLOT + self.in_lens[i]))
+        let msg = self
+            .inbuf
+            .get(i * RECV_SLOT..i * RECV_SLOT + self.in_lens[i]);
+        Ok(msg.map(|m| (m, self.in_times[i])))
+    }
+
+    fn timestamps(&self) -> bool {
+        self.mmsg
     }
 
     fn backlogged(&self) -> bool {
@@ -262,6 +294,44 @@ impl Wire for UdpWire {
     fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
+}
+
+/// Asks the kernel to record each datagram's receive time (`SO_TIMESTAMPNS`, Linux).
+fn set_timestamps(s: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket, an int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The `SCM_TIMESTAMPNS` of a received message, ns since the epoch.
+fn receive_time(h: &libc::msghdr) -> Option<u64> {
+    // SAFETY: `h` is a msghdr the kernel just filled: its control buffer holds
+    // `msg_controllen` bytes of well-formed cmsghdrs, walked with the libc macros; the
+    // timestamp is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
 }
 
 /// A TCP connection to the daemon with a send queue and a framing receive buffer.
@@ -334,11 +404,14 @@ impl Wire for TcpWire {
         Ok(0)
     }
 
-    fn recv(&mut self) -> io::Result<Option<&[u8]>> {
+    fn recv(&mut self) -> io::Result<Option<(&[u8], Option<u64>)>> {
         self.start += std::mem::take(&mut self.last);
         if let Some(n) = self.frame()? {
             self.last = n;
-            return Ok(self.inbuf.get(self.start..self.start + n));
+            return Ok(self
+                .inbuf
+                .get(self.start..self.start + n)
+                .map(|m| (m, None)));
         }
         // Need more bytes: move the partial message to the front, then read.
         if self.start > 0 {
@@ -361,10 +434,17 @@ impl Wire for TcpWire {
         match self.frame()? {
             Some(n) => {
                 self.last = n;
-                Ok(self.inbuf.get(self.start..self.start + n))
+                Ok(self
+                    .inbuf
+                    .get(self.start..self.start + n)
+                    .map(|m| (m, None)))
             }
             None => Ok(None),
         }
+    }
+
+    fn timestamps(&self) -> bool {
+        false
     }
 
     fn backlogged(&self) -> bool {

@@ -26,6 +26,8 @@ use super::wire::{self, Wire};
 const BURST: u64 = 512;
 /// Messages read at most per turn of the loop before sending again.
 const RECV_BATCH: usize = 1024;
+/// The pacing slice, µs.
+const SLICE_US: u64 = 1000;
 /// How often a worker adds its counts to the shared totals, µs.
 const PUBLISH_US: u64 = 50_000;
 
@@ -51,6 +53,8 @@ pub struct Share {
 /// What all workers share: the run's clock, the totals, the stop flag.
 pub struct Shared {
     pub start: Instant,
+    /// The wall clock at `start`, ns since the epoch (to place kernel receive times).
+    pub start_wall_ns: u64,
     pub totals: Mutex<Totals>,
     /// Workers still running.
     pub running: std::sync::atomic::AtomicUsize,
@@ -65,6 +69,12 @@ pub struct Shared {
 impl Shared {
     pub fn now_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
+    }
+
+    /// A kernel receive time (ns since the epoch) as µs since the start. Never before the
+    /// start; the caller's latency saturates at zero if the clocks disagree by a little.
+    pub fn at_us(&self, wall_ns: u64) -> u64 {
+        wall_ns.saturating_sub(self.start_wall_ns) / 1000
     }
 
     fn publish(&self, totals: &mut Totals) {
@@ -132,9 +142,9 @@ pub fn run(
             }
             // Parse and write the ACK while the message is borrowed; send after.
             let ack_ready = match wire.recv() {
-                Ok(Some(msg)) => {
+                Ok(Some((msg, received))) => {
                     busy = true;
-                    let now = shared.now_us();
+                    let now = received.map_or_else(|| shared.now_us(), |ns| shared.at_us(ns));
                     handle(msg, renderer, mix, book, &mut ack, now, &mut last_answer)
                 }
                 Ok(None) => break,
@@ -178,7 +188,14 @@ pub fn run(
         if !sending && book.outstanding() == 0 {
             break;
         }
-        if !busy {
+        if wire.timestamps() {
+            // Sleep to the next 1 ms slice; responses wait in the socket buffer, stamped.
+            let next = (now / SLICE_US + 1) * SLICE_US;
+            let left = next.saturating_sub(shared.now_us());
+            if left > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(left));
+            }
+        } else if !busy {
             wire::wait(wire, 1);
         }
     }
