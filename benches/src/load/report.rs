@@ -45,9 +45,11 @@ pub struct Report {
     pub send_errors: u64,
     /// Calls started per second over the sending phase.
     pub send_rate: f64,
-    /// Final responses per second, from the start to the last final response (or the end of
-    /// the sending phase, when later).
+    /// Final responses per second while calls were being sent (answers that came in after
+    /// the sending phase, e.g. after retransmissions, are not counted here).
     pub achieved_rate: f64,
+    /// Final responses per second from the start to the last final response.
+    pub answered_rate: f64,
     pub send_secs: f64,
     pub total_secs: f64,
     pub latency: Latency,
@@ -88,7 +90,8 @@ impl Report {
             unmatched: t.unmatched,
             send_errors: t.send_errors,
             send_rate: rate(t.sent, o.send_secs),
-            achieved_rate: rate(t.answered, answer_window),
+            achieved_rate: rate(t.answered_while_sending, o.send_secs),
+            answered_rate: rate(t.answered, answer_window),
             send_secs: round3(o.send_secs),
             total_secs: round3(o.total_secs),
             latency: Latency {
@@ -149,7 +152,10 @@ impl Report {
         row(
             &mut s,
             "achieved rate",
-            format!("{:.0} final responses/s", self.achieved_rate),
+            format!(
+                "{:.0} final responses/s while sending ({:.0}/s to the last answer)",
+                self.achieved_rate, self.answered_rate
+            ),
         );
         let l = &self.latency;
         row(

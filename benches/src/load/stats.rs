@@ -18,6 +18,10 @@ pub struct Totals {
     pub sent: u64,
     /// Calls that got a final response (3xx–6xx; 2xx too, though the daemon sends none).
     pub answered: u64,
+    /// Of those, answered while their worker was still starting new calls (the achieved rate
+    /// counts these over the sending time, so that stragglers answered after retransmissions
+    /// do not stretch the window).
+    pub answered_while_sending: u64,
     /// Final responses by status code (index = status, 100..700).
     pub by_status: Box<[u64; 700]>,
     /// INVITE retransmissions (Timer A).
@@ -43,6 +47,7 @@ impl Default for Totals {
         Totals {
             sent: 0,
             answered: 0,
+            answered_while_sending: 0,
             by_status: Box::new([0; 700]),
             retransmissions: 0,
             timeouts: 0,
@@ -77,6 +82,7 @@ impl Totals {
     pub fn add(&mut self, other: &Totals) {
         self.sent += other.sent;
         self.answered += other.answered;
+        self.answered_while_sending += other.answered_while_sending;
         for (a, b) in self.by_status.iter_mut().zip(other.by_status.iter()) {
             *a += b;
         }
@@ -95,6 +101,7 @@ impl Totals {
     pub fn reset(&mut self) {
         self.sent = 0;
         self.answered = 0;
+        self.answered_while_sending = 0;
         self.by_status.fill(0);
         self.retransmissions = 0;
         self.timeouts = 0;

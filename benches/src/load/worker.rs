@@ -145,7 +145,12 @@ pub fn run(
                 Ok(Some((msg, received))) => {
                     busy = true;
                     let now = received.map_or_else(|| shared.now_us(), |ns| shared.at_us(ns));
-                    handle(msg, renderer, mix, book, &mut ack, now, &mut last_answer)
+                    let answered = book.totals.answered;
+                    let ready = handle(msg, renderer, mix, book, &mut ack, now, &mut last_answer);
+                    if sending && book.totals.answered > answered {
+                        book.totals.answered_while_sending += 1;
+                    }
+                    ready
                 }
                 Ok(None) => break,
                 Err(e) => {
