@@ -459,3 +459,81 @@ impl Wire for TcpWire {
         self.stream.as_raw_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// Receives until `n` messages came or 3 s passed.
+    fn recv_n(wire: &mut impl Wire, n: usize) -> Vec<(Vec<u8>, Option<u64>)> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while got.len() < n && Instant::now() < deadline {
+            match wire.recv().unwrap() {
+                Some((m, t)) => got.push((m.to_vec(), t)),
+                None => wait(wire, 10),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn udp_batches_both_ways_with_receive_times() {
+        for mmsg in [true, false] {
+            let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+            peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut wire = UdpWire::connect(peer.local_addr().unwrap(), mmsg).unwrap();
+            for i in 0..(BATCH + 3) {
+                wire.send(format!("m{i}").as_bytes()).unwrap();
+            }
+            assert_eq!(wire.flush().unwrap(), 0);
+            let mut buf = [0u8; 64];
+            for i in 0..(BATCH + 3) {
+                let (n, from) = peer.recv_from(&mut buf).unwrap();
+                assert_eq!(&buf[..n], format!("m{i}").as_bytes());
+                peer.send_to(&buf[..n], from).unwrap();
+            }
+            let got = recv_n(&mut wire, BATCH + 3);
+            assert_eq!(got.len(), BATCH + 3);
+            assert_eq!(got[BATCH].0, format!("m{BATCH}").into_bytes());
+            assert_eq!(got.iter().all(|(_, t)| t.is_some()), mmsg);
+            assert_eq!(wire.timestamps(), mmsg);
+        }
+    }
+
+    #[test]
+    fn tcp_frames_split_and_joined_messages() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut wire = TcpWire::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        wire.send(b"hello").unwrap();
+        assert!(wire.wants_write());
+        wire.flush().unwrap();
+        let mut buf = [0u8; 5];
+        server.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        let msg = b"SIP/2.0 302 Moved\r\nl: 2\r\n\r\nab";
+        let mut stream = b"\r\n".to_vec();
+        stream.extend_from_slice(msg);
+        stream.extend_from_slice(msg);
+        stream.extend_from_slice(&msg[..10]);
+        server.write_all(&stream).unwrap();
+        let got = recv_n(&mut wire, 2);
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|(m, t)| m == msg && t.is_none()));
+        server.write_all(&msg[10..]).unwrap();
+        assert_eq!(recv_n(&mut wire, 1)[0].0, msg);
+        drop(server);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let eof = loop {
+            match wire.recv() {
+                Err(e) => break e.kind(),
+                Ok(_) if Instant::now() > deadline => panic!("no EOF"),
+                Ok(_) => wait(&wire, 10),
+            }
+        };
+        assert_eq!(eof, io::ErrorKind::UnexpectedEof);
+    }
+}
