@@ -3,7 +3,7 @@
 //! progress line on stderr once a second, and returns the merged totals.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,6 @@ pub fn run(plan: &Plan, mix: Arc<Mix>) -> anyhow::Result<Outcome> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
         totals: Mutex::new(Totals::default()),
-        running: AtomicUsize::new(workers),
         failed: AtomicBool::new(false),
         last_answer_us: AtomicU64::new(0),
         send_end_us: AtomicU64::new(0),
@@ -99,7 +98,6 @@ pub fn run(plan: &Plan, mix: Arc<Mix>) -> anyhow::Result<Outcome> {
                 let renderer = Renderer::new(plan.run_id, Via::Udp, &local, plan.sdp);
                 std::thread::Builder::new().name(name).spawn(move || {
                     worker::run(&mut wire, &renderer, &mix, &mut book, share, &shared);
-                    shared.running.fetch_sub(1, Ordering::Release);
                 })?
             }
             Via::Tcp => {
@@ -109,13 +107,12 @@ pub fn run(plan: &Plan, mix: Arc<Mix>) -> anyhow::Result<Outcome> {
                 let renderer = Renderer::new(plan.run_id, Via::Tcp, &local, plan.sdp);
                 std::thread::Builder::new().name(name).spawn(move || {
                     worker::run(&mut wire, &renderer, &mix, &mut book, share, &shared);
-                    shared.running.fetch_sub(1, Ordering::Release);
                 })?
             }
         };
         threads.push(t);
     }
-    progress_until_done(&shared, plan.progress);
+    progress_until_done(&shared, &threads, plan.progress);
     for t in threads {
         if t.join().is_err() {
             anyhow::bail!("a load worker panicked");
@@ -137,10 +134,11 @@ pub fn run(plan: &Plan, mix: Arc<Mix>) -> anyhow::Result<Outcome> {
 
 /// Waits for the workers, printing once a second: elapsed, calls sent, answered, the answer
 /// rate of the last second, outstanding calls and p99 so far.
-fn progress_until_done(shared: &Shared, print: bool) {
+fn progress_until_done(shared: &Shared, threads: &[std::thread::JoinHandle<()>], print: bool) {
     let mut next = Duration::from_secs(1);
     let mut prev_answered = 0;
-    while shared.running.load(Ordering::Acquire) > 0 {
+    // `is_finished` rather than a counter: a worker that panics ends the wait too.
+    while threads.iter().any(|t| !t.is_finished()) {
         std::thread::sleep(Duration::from_millis(20));
         let elapsed = shared.start.elapsed();
         if elapsed < next {

@@ -56,8 +56,6 @@ pub struct Shared {
     /// The wall clock at `start`, ns since the epoch (to place kernel receive times).
     pub start_wall_ns: u64,
     pub totals: Mutex<Totals>,
-    /// Workers still running.
-    pub running: std::sync::atomic::AtomicUsize,
     /// Set when a worker's socket failed for good (its error is printed).
     pub failed: AtomicBool,
     /// Latest final response (µs since start), for the achieved rate.
