@@ -58,7 +58,7 @@ rm -rf "$DIR"
 if [ "$CRITERION" = 1 ]; then
   # Before the daemon starts: the benches get both cores.
   echo "== criterion (--quick)" >&2
-  cargo bench -p tollgate-benches --benches -- --quick 2>&1 | tee "$OUT/criterion.txt"
+  cargo bench -p tollgate-benches --bench '*' -- --quick 2>&1 | tee "$OUT/criterion.txt"
 fi
 
 PID=""
