@@ -4,7 +4,8 @@
 # ladder of call rates with `tollgate-load`, then prints one summary table.
 #
 #   benches/run.sh [--no-criterion] [--rates "10000 25000 ..."] [--step-secs N] [--no-max]
-#                  [--users N] [--transport udp|tcp] [--fresh-daemon] [--out DIR]
+#                  [--users N] [--transport udp|tcp] [--fresh-daemon] [--calls-per-step N]
+#                  [--timeout SECS] [--out DIR]
 #
 # Loopback only (127.0.0.1:5070 for SIP, :9190 for HTTP, or $SIP_PORT / $HTTP_PORT); every
 # step is bounded (--step-secs of new calls, then at most --timeout for the last answers).
@@ -19,6 +20,7 @@ MAX_CONCURRENCY=200
 USERS=100000
 TRANSPORT=udp
 FRESH=0
+CALLS=""
 TIMEOUT=8
 OUT=target/load-run
 SIP_PORT=${SIP_PORT:-5070}
@@ -34,9 +36,10 @@ while [ $# -gt 0 ]; do
     --users) USERS="$2"; shift ;;
     --transport) TRANSPORT="$2"; shift ;;
     --fresh-daemon) FRESH=1 ;;
+    --calls-per-step) CALLS="$2"; shift ;;
     --timeout) TIMEOUT="$2"; shift ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -110,7 +113,7 @@ step() { # step NAME LOAD-ARGS...
   local before after
   before=$(cpu_ticks)
   "$LOAD" --target "127.0.0.1:$SIP_PORT" --transport "$TRANSPORT" --directory "$DIR" \
-    --timeout "$TIMEOUT" --json "$report" "$@" >"$OUT/step-$name.txt"
+    --timeout "$TIMEOUT" --json "$report" ${CALLS:+--calls "$CALLS"} "$@" >"$OUT/step-$name.txt"
   after=$(cpu_ticks)
   cat "$OUT/step-$name.txt"
   local answered sent s503 cpu_us
@@ -136,7 +139,7 @@ stop_daemon
 
 {
   echo
-  echo "tollgate-load ladder: $TRANSPORT, $USERS users, ${STEP_SECS}s per step, timeout ${TIMEOUT}s, $( [ "$FRESH" = 1 ] && echo "fresh daemon per step" || echo "one daemon for all steps" )"
+  echo "tollgate-load ladder: $TRANSPORT, $USERS users, ${STEP_SECS}s${CALLS:+ or $CALLS calls} per step, timeout ${TIMEOUT}s, $( [ "$FRESH" = 1 ] && echo "fresh daemon per step" || echo "one daemon for all steps" )"
   echo "$(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) cores"
   printf '%-8s %9s %9s %9s %9s %9s %9s %9s %6s %10s\n' target sent achieved p50_ms p99_ms p999_ms timeouts retrans 503s cpu_us/call
   printf '%s\n' "${ROWS[@]}"
