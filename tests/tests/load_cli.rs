@@ -96,3 +96,34 @@ fn tcp_closed_loop() {
     assert_eq!(n(&r, "sent"), 2000, "{r}");
     assert_clean(&r, 2000);
 }
+
+#[test]
+fn written_directory_passes_tollgate_check() {
+    let dir = temp_dir("load-dir");
+    let out = Command::new(tollgate_load_bin())
+        .arg("--write-directory")
+        .arg(&dir)
+        .args(["--users", "1000", "--sip-listen", "127.0.0.1:5070"])
+        .output()
+        .expect("run tollgate-load --write-directory");
+    assert!(out.status.success(), "{out:?}");
+    for f in [
+        "tenants.toml",
+        "users.csv",
+        "catalog.toml",
+        "rates.csv",
+        "tollgate.toml",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let check = Command::new(tollgate_tests::tollgate_bin())
+        .arg("check")
+        .arg("--config")
+        .arg(dir.join("tollgate.toml"))
+        .output()
+        .expect("run tollgate check");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(stdout.contains("5 tenants, 1000 users"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
