@@ -76,13 +76,23 @@ stop_daemon() {
 }
 trap stop_daemon EXIT
 
+# Whether GET /readyz answers 200 (bash's /dev/tcp: no curl needed).
+ready() {
+  local status
+  exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT" 2>/dev/null || return 1
+  printf 'GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+  read -r -t 2 _ status _ <&3 || status=""
+  exec 3<&- 3>&-
+  [ "$status" = 200 ]
+}
+
 start_daemon() {
   rm -f "$DIR"/tollgate.db*
   # Rejects are logged at info: keep the log quiet so it is not what gets measured.
   RUST_LOG=warn "$TOLLGATE" serve --config "$DIR/tollgate.toml" 2>>"$OUT/daemon.log" &
   PID=$!
   for _ in $(seq 100); do
-    if curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then return 0; fi
+    if ready; then return 0; fi
     kill -0 "$PID" 2>/dev/null || { echo "run.sh: the daemon exited, see $OUT/daemon.log" >&2; exit 1; }
     sleep 0.1
   done
