@@ -9,7 +9,18 @@ use std::path::PathBuf;
 /// Integration tests of *this* crate do not get `CARGO_BIN_EXE_tollgate` (the binary belongs to
 /// another package), so `scripts/test` runs `cargo build --workspace --bins` before `cargo test`.
 pub fn tollgate_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TOLLGATE_BIN") {
+    workspace_bin("tollgate", "TOLLGATE_BIN")
+}
+
+/// Path of the load generator `tollgate-load` (package `tollgate-benches`): `$TOLLGATE_LOAD_BIN`,
+/// else the one built beside this test executable, as for [`tollgate_bin`].
+pub fn tollgate_load_bin() -> PathBuf {
+    workspace_bin("tollgate-load", "TOLLGATE_LOAD_BIN")
+}
+
+/// `$env`, else `target/<profile>/<name>` beside this test executable.
+fn workspace_bin(name: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
@@ -18,7 +29,7 @@ pub fn tollgate_bin() -> PathBuf {
         .parent()
         .and_then(|p| p.parent())
         .expect("target profile dir");
-    let bin = profile_dir.join(format!("tollgate{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
         "{} not found: run `cargo build --workspace --bins` first (scripts/test does)",
