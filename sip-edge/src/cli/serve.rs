@@ -136,6 +136,7 @@ async fn serve(
 ) -> anyhow::Result<i32> {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut tasks = JoinSet::new();
+    let mut udp_threads = Vec::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let limits = tcp::Limits {
         max_connections: daemon.file.sip.tcp_max_connections,
@@ -149,8 +150,14 @@ async fn serve(
                 if let Some(addr) = sockets.first().and_then(|s| s.0.local_addr().ok()) {
                     tracing::info!(transport = "udp", %addr, sockets = sockets.len(), "listening");
                 }
+                // A thread per socket, off the runtime (see `transport::udp`).
                 for (s, sender) in sockets {
-                    tasks.spawn(udp::serve(Arc::clone(&server), s, sender, shutdown.clone()));
+                    let (server, shutdown) = (Arc::clone(&server), shutdown.clone());
+                    let thread = std::thread::Builder::new()
+                        .name(format!("tollgate-udp-{}", udp_threads.len()))
+                        .spawn(move || udp::serve(server, s, sender, shutdown))
+                        .context("starting a UDP thread")?;
+                    udp_threads.push(thread);
                 }
             }
             ListenKind::Tcp => {
@@ -217,6 +224,12 @@ async fn serve(
     }
     tracing::info!("shutting down: draining");
     let _ = stop.send(true);
+    // The UDP threads see the flag within `udp::RECV_TIMEOUT`.
+    tasks.spawn_blocking(move || {
+        for t in udp_threads {
+            let _ = t.join();
+        }
+    });
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })

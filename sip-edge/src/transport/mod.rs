@@ -1,7 +1,8 @@
-//! SIP transports (RFC 3261 §18) on tokio: UDP ([`udp`]) and TCP ([`tcp`]). Both hand every
-//! message to [`crate::server::Server::handle`] and send its answer back to the source address
-//! and port (DESIGN §2 step 8). A `watch` channel set to `true` stops them: UDP loops stop at
-//! once, TCP stops accepting and each connection finishes the messages it already holds.
+//! SIP transports (RFC 3261 §18): UDP ([`udp`], on threads of its own) and TCP ([`tcp`], on
+//! tokio). Both hand every message to [`crate::server::Server::handle`] and send its answer back
+//! to the source address and port (DESIGN §2 step 8). A `watch` channel set to `true` stops
+//! them: UDP threads stop within [`udp::RECV_TIMEOUT`], TCP stops accepting and each connection
+//! finishes the messages it already holds.
 
 pub mod tcp;
 pub mod udp;
