@@ -46,18 +46,21 @@ fn call_id(response: &[u8]) -> String {
         .to_owned()
 }
 
-/// Workers on `count` sockets bound to `addr`; the flag stops them.
-fn start(
-    addr: SocketAddr,
-    count: usize,
-) -> (
-    SocketAddr,
+type Sockets = Vec<(UdpSocket, Arc<UdpSocket>)>;
+type Workers = (
     tokio::sync::watch::Sender<bool>,
     Vec<std::thread::JoinHandle<()>>,
-) {
-    let server = server();
+);
+
+/// `count` sockets bound to `addr`, and the address they share.
+fn sockets(addr: SocketAddr, count: usize) -> (SocketAddr, Sockets) {
     let sockets = bind(addr, count).unwrap();
-    let at = sockets[0].0.local_addr().unwrap();
+    (sockets[0].0.local_addr().unwrap(), sockets)
+}
+
+/// A worker on each socket; the flag stops them.
+fn spawn(sockets: Sockets) -> Workers {
+    let server = server();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let threads = sockets
         .into_iter()
@@ -66,14 +69,15 @@ fn start(
             std::thread::spawn(move || serve(server, s, sender, shutdown))
         })
         .collect();
-    (at, stop, threads)
+    (stop, threads)
 }
 
 /// Several clients each send a burst (INVITEs and OPTIONS, which are answered, between ACKs
-/// and garbage, which are not) before reading anything: the batches hold datagrams of every
-/// client, and each client gets exactly the answers to its own requests.
+/// and garbage, which are not) before the workers start: the kernel queues them, so every
+/// batch is full and holds datagrams of every client. Each client gets exactly the answers to
+/// its own requests.
 fn bursts(addr: SocketAddr) {
-    let (at, stop, threads) = start(addr, 2);
+    let (at, sockets) = sockets(addr, 2);
     let clients: Vec<UdpSocket> = (0..4)
         .map(|_| {
             let c = UdpSocket::bind(SocketAddr::new(addr.ip(), 0)).unwrap();
@@ -100,6 +104,7 @@ fn bursts(addr: SocketAddr) {
             client.send_to(msg.as_bytes(), at).unwrap();
         }
     }
+    let (stop, threads) = spawn(sockets);
     let mut buf = vec![0u8; 65_536];
     for (c, client) in clients.iter().enumerate() {
         let mut got = HashSet::new();
@@ -148,7 +153,8 @@ fn bursts_over_ipv6() {
 /// A datagram of nearly the largest size UDP carries over IPv4 is received whole.
 #[test]
 fn large_datagram() {
-    let (at, stop, threads) = start(SocketAddr::from(([127, 0, 0, 1], 0)), 1);
+    let (at, sockets) = sockets(SocketAddr::from(([127, 0, 0, 1], 0)), 1);
+    let (stop, threads) = spawn(sockets);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(3)))
