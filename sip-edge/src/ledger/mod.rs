@@ -101,12 +101,14 @@ pub enum ReplyTo {
 }
 
 impl ReplyTo {
-    /// Sends without blocking; a full socket buffer or a closed connection drops the response
+    /// Sends without blocking (`MSG_DONTWAIT` over UDP; [`crate::server`] sends a committed
+    /// batch's UDP answers with one `sendmmsg` per socket instead); a full socket buffer or a
+    /// closed connection drops the response
     /// (over UDP the client retransmits and gets it from the transaction cache).
     pub fn send(&self, bytes: Vec<u8>) {
         match self {
             ReplyTo::Udp { socket, to } => {
-                if let Err(e) = socket.send_to(&bytes, to) {
+                if let Err(e) = crate::transport::udp_send::send_one(socket, &bytes, *to) {
                     tracing::debug!(error = %e, %to, "udp send");
                 }
             }
@@ -160,8 +162,8 @@ pub enum Refused {
 
 /// What the daemon does with a batch's writes once the writer knows their fate.
 pub trait Committer: Send + Sync + 'static {
-    /// The write is durable.
-    fn committed(&self, w: Write);
+    /// The batch's writes are durable (the committer drains `batch`).
+    fn committed(&self, batch: &mut Vec<Write>);
     /// Its batch could not be committed. Returns what the writer should try again with the
     /// next batch (state the engine already holds), or `None` to forget it (an admission
     /// refused instead).

@@ -84,9 +84,8 @@ pub(super) fn run(
         match result {
             Ok(()) => {
                 pools = None;
-                for w in batch.drain(..) {
-                    c.committed(w);
-                }
+                c.committed(&mut batch);
+                batch.clear();
             }
             Err(_) => {
                 for w in batch.drain(..) {

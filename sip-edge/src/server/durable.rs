@@ -1,8 +1,9 @@
 //! The server's side of the ledger (DESIGN §2 step 7, §6): what the call path queues, and what
 //! happens to each write once the writer has committed it or failed to.
 //!
-//! - Committed: a held 302 is cached under its INVITE transaction and sent; an HTTP handler
-//!   waiting on an `end` or `extend` is told.
+//! - Committed: a held 302 is cached under its INVITE transaction and sent (a batch's UDP
+//!   answers with one `sendmmsg` per socket); an HTTP handler waiting on an `end` or `extend`
+//!   is told.
 //! - Failed: a fresh admission is undone in the engine ([`Engine::abort`]) and answered
 //!   `503 store_unavailable` instead, except an emergency call, which gets its 302 anyway
 //!   (DESIGN §4 rule 1: whatever the ledger state) and is retried. Everything else already
@@ -12,7 +13,9 @@
 //!
 //! [`Engine::abort`]: tollgate_engine::Engine::abort
 
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tollgate_engine::{Basis, Reason, StoredCall};
@@ -20,6 +23,7 @@ use tollgate_engine::{Basis, Reason, StoredCall};
 use super::{now, status_of, Server, RETRY_AFTER};
 use crate::ledger::{After, Committer, Refused, ReplyTo, SipReply, Write};
 use crate::sip::{rewrite_response, ResponseExtras};
+use crate::transport::udp_send::send_many;
 
 impl Server {
     /// Queues an admission's write with its 302 (in `out`). Returns whether `out` must be sent
@@ -153,29 +157,53 @@ impl Server {
         tracing::info!(call_id, reason = reason.as_str(), "reject");
     }
 
-    /// Sends a held response whose write is settled (committed, or an emergency call).
-    fn release_held(&self, held: SipReply, call_id: &str) {
+    /// A held response whose write is settled (committed, or an emergency call) is leaving:
+    /// counted, logged, cached under its INVITE transaction.
+    fn leaving(&self, held: &mut SipReply, call_id: &str) {
         if let Some(basis) = held.admit {
             self.admitted(basis, call_id, held.transport, &held.bytes);
         } else {
             self.metrics
                 .message_out(status_of(&held.bytes), held.transport);
         }
-        if let Some(key) = held.tx {
+        if let Some(key) = held.tx.take() {
             self.transactions.insert(key, &held.bytes, Instant::now());
         }
+    }
+
+    /// Sends a held response whose write is settled.
+    fn release_held(&self, mut held: SipReply, call_id: &str) {
+        self.leaving(&mut held, call_id);
         held.to.send(held.bytes);
     }
 }
 
 impl Committer for Server {
-    fn committed(&self, w: Write) {
-        match w.after {
-            After::Sip(held) => self.release_held(held, &w.call.call_id),
-            After::Notify(tx) => {
-                let _ = tx.send(true);
+    fn committed(&self, batch: &mut Vec<Write>) {
+        // UDP answers, to send with one `sendmmsg` per socket.
+        let mut udp: Vec<(Arc<UdpSocket>, Vec<u8>, SocketAddr)> = Vec::new();
+        for w in batch.drain(..) {
+            match w.after {
+                After::Sip(mut held) => {
+                    self.leaving(&mut held, &w.call.call_id);
+                    match held.to {
+                        ReplyTo::Udp { socket, to } => udp.push((socket, held.bytes, to)),
+                        other => other.send(held.bytes),
+                    }
+                }
+                After::Notify(tx) => {
+                    let _ = tx.send(true);
+                }
+                After::Nothing => {}
             }
-            After::Nothing => {}
+        }
+        udp.sort_unstable_by_key(|(s, _, _)| Arc::as_ptr(s) as usize);
+        for group in udp.chunk_by(|a, b| Arc::ptr_eq(&a.0, &b.0)) {
+            let msgs: Vec<(&[u8], SocketAddr)> =
+                group.iter().map(|(_, b, to)| (b.as_slice(), *to)).collect();
+            if let Some((socket, _, _)) = group.first() {
+                send_many(socket, &msgs);
+            }
         }
     }
 
