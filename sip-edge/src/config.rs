@@ -118,7 +118,8 @@ impl Default for DirectoryTable {
 /// `enabled` (`false`: the in-memory seam, nothing survives a restart — for tests and for
 /// measuring what the ledger costs), `synchronous` (`normal`: survives the process dying;
 /// `full`: also an OS crash or power cut, a flush per batch), `queue` (writes waiting at most;
-/// beyond it calls get `503 overloaded`) and `batch` (writes per transaction at most).
+/// beyond it calls get `503 overloaded`), `batch` (writes per transaction at most) and
+/// `linger_us` (how long a batch waits for more writes after its first, µs).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerTable {
@@ -129,6 +130,7 @@ pub struct LedgerTable {
     pub synchronous: crate::ledger::Synchronous,
     pub queue: usize,
     pub batch: usize,
+    pub linger_us: u64,
 }
 
 impl Default for LedgerTable {
@@ -139,6 +141,7 @@ impl Default for LedgerTable {
             synchronous: crate::ledger::Synchronous::Normal,
             queue: 65_536,
             batch: 4096,
+            linger_us: 0,
         }
     }
 }

@@ -81,6 +81,7 @@ pub fn ledger_settings(config_path: &Path, file: &DaemonConfig) -> Option<crate:
         synchronous: l.synchronous,
         queue: l.queue,
         batch: l.batch,
+        linger: std::time::Duration::from_micros(l.linger_us),
     })
 }
 

@@ -83,6 +83,8 @@ pub struct Settings {
     pub queue: usize,
     /// Writes per transaction at most.
     pub batch: usize,
+    /// How long a batch may wait for more writes after its first one.
+    pub linger: std::time::Duration,
 }
 
 /// Where a SIP response goes once its batch is committed: the source of the request
@@ -236,10 +238,10 @@ impl Ledger {
             return Ok(());
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(d.settings.queue.max(1));
-        let batch = d.settings.batch.max(1);
+        let (batch, linger) = (d.settings.batch.max(1), d.settings.linger);
         let thread = std::thread::Builder::new()
             .name("tollgate-ledger".into())
-            .spawn(move || writer::run(conn, rx, committer, batch))
+            .spawn(move || writer::run(conn, rx, committer, batch, linger))
             .map_err(|e| LedgerError::Io("starting the ledger writer".into(), e))?;
         let _ = d.tx.set(tx);
         *lock(&d.thread) = Some(thread);

@@ -1,8 +1,10 @@
 //! The writer thread: group commit (DESIGN §6).
 //!
-//! It blocks for the first write, then takes whatever else is queued (up to the batch size)
-//! without waiting: while one transaction commits, the next batch gathers, so the batch grows
-//! with the load and a commit costs its calls a share each. No timer adds latency at low load.
+//! It blocks for the first write, then takes whatever else is queued (up to the batch size),
+//! waiting at most `linger` after the first write for more (`[ledger].linger_us`): while one
+//! transaction commits the next batch gathers, so batches grow with the load and a commit costs
+//! its calls a share each; the linger keeps batches from being tiny at moderate load, where a
+//! commit per handful of calls would cost each of them tens of µs of CPU.
 //!
 //! A batch that fails to commit is rolled back whole; the [`Committer`] decides per write what
 //! to retry, and the retried writes go first in the next attempt. While something waits for a
@@ -34,6 +36,7 @@ pub(super) fn run(
     rx: Receiver<Job>,
     committer: Weak<dyn Committer>,
     max_batch: usize,
+    linger: Duration,
 ) {
     let mut retry: Vec<Write> = Vec::new();
     let mut batch: Vec<Write> = Vec::with_capacity(max_batch);
@@ -54,6 +57,7 @@ pub(super) fn run(
                 None
             }
         };
+        let gathering = Instant::now();
         while let Some(job) = next.take() {
             match job {
                 Job::Call(w) => batch.push(*w),
@@ -67,6 +71,16 @@ pub(super) fn run(
                 break;
             }
             next = rx.try_recv().ok();
+            if next.is_none() {
+                // Nothing queued: sleep out the rest of the linger, then take what came. A
+                // sleep, not a wait on the channel: senders do not wake a sleeping thread, so
+                // they pay no system call per write.
+                let left = linger.saturating_sub(gathering.elapsed());
+                if !left.is_zero() {
+                    std::thread::sleep(left);
+                    next = rx.try_recv().ok();
+                }
+            }
         }
         if batch.is_empty() && pools.is_none() {
             continue;

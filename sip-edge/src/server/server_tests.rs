@@ -88,6 +88,7 @@ fn durable_ledger_holds_the_302_until_committed() {
         synchronous: Synchronous::Normal,
         queue: 16,
         batch: 8,
+        linger: std::time::Duration::ZERO,
     };
     let (ledger, calls) = Ledger::open(settings, now()).unwrap();
     assert!(calls.is_empty());
