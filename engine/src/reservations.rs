@@ -214,6 +214,11 @@ impl Reservations {
             .count()
     }
 
+    /// Whether the Call-ID holds a call (in any state).
+    pub fn contains(&self, call_id: &str) -> bool {
+        self.map.contains_key(call_id)
+    }
+
     pub fn get(&self, call_id: &str) -> Option<CallRecord> {
         self.map.get(call_id).map(|r| r.clone())
     }

@@ -45,6 +45,9 @@ const MAX_TRANSACTIONS: usize = 262_144;
 /// How long an ended call stays in memory (settling it again answers from there; later, from
 /// the ledger), seconds.
 const KEEP_ENDED: u64 = 600;
+/// Dialed numbers of at most this many digits are never shed: every emergency number is one
+/// (112, 911, 999, 000, 10111, ...), along with other short codes.
+const MAX_SHORT_NUMBER: usize = 6;
 /// `Retry-After` on a 503, seconds.
 const RETRY_AFTER: u32 = 5;
 
@@ -60,6 +63,8 @@ pub struct Server {
     pub ledger: Ledger,
     /// Whether the last ledger commit succeeded (`/readyz`).
     store_ok: std::sync::atomic::AtomicBool,
+    /// When shedding was last logged (unix seconds), to log it at most once a second.
+    shed_logged: std::sync::atomic::AtomicU64,
     /// When a ledger error was last logged (unix seconds), to log at most one a second.
     store_logged: std::sync::atomic::AtomicU64,
     /// The month whose pool capacities the ledger has, and whether a reload changed them.
@@ -96,6 +101,7 @@ impl Server {
             ledger,
             store_ok: std::sync::atomic::AtomicBool::new(true),
             store_logged: std::sync::atomic::AtomicU64::new(0),
+            shed_logged: std::sync::atomic::AtomicU64::new(0),
             pools_written: std::sync::atomic::AtomicU32::new(0),
         }
     }
@@ -155,6 +161,62 @@ impl Server {
                 self.respond(out, &req.headers, 405, None, source, label, &extras);
                 true
             }
+        }
+    }
+
+    /// [`Server::handle`] while the transport's queue is too deep (DESIGN §2 "Overload"): a new
+    /// INVITE gets `503 overloaded` with `Retry-After` and no decision, so the queue drains and
+    /// the proxy backs off. Everything else is handled as usual: ACK, CANCEL, OPTIONS, an
+    /// INVITE the transaction cache or the engine already knows (a retransmission), one from
+    /// an untrusted peer, and short numbers — emergency calls always go through (DESIGN §4
+    /// rule 1), and every emergency number is a short one.
+    pub fn handle_overloaded(
+        &self,
+        buf: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+        reply: &ReplyTo,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let Ok(Message::Request(req)) = parse_message(buf, transport) else {
+            return self.handle(buf, source, transport, reply, out);
+        };
+        let dialed = identity::dialed(&req.uri);
+        let usual = req.method != Method::Invite
+            || req.max_forwards == Some(0)
+            || dialed.bytes().filter(u8::is_ascii_digit).count() <= MAX_SHORT_NUMBER
+            || !peers::trusted(&self.trusted, source.ip())
+            || self.engine.reservations().contains(req.call_id)
+            || self
+                .transactions
+                .get(req.call_id, req.cseq.seq, branch(&req), Instant::now())
+                .is_some();
+        if usual {
+            return self.handle(buf, source, transport, reply, out);
+        }
+        let label = transport_label(transport);
+        self.metrics.message_in(&req.method, label);
+        self.count_decision("reject", Reason::Overloaded.as_str());
+        let extras = ResponseExtras {
+            q850_cause: Reason::Overloaded.q850_cause(),
+            reason: Some(Reason::Overloaded.as_str()),
+            retry_after: Some(RETRY_AFTER),
+            ..Default::default()
+        };
+        tracing::debug!(call_id = req.call_id, "reject overloaded");
+        self.respond(out, &req.headers, 503, None, source, label, &extras);
+        true
+    }
+
+    /// A transport found its queue too deep and sheds this batch: logged at most once a second.
+    pub fn shedding(&self) {
+        let t = now();
+        if self
+            .shed_logged
+            .swap(t, std::sync::atomic::Ordering::AcqRel)
+            != t
+        {
+            tracing::warn!("overloaded: receive queue deep, new INVITEs answered 503 overloaded");
         }
     }
 

@@ -164,3 +164,44 @@ fn a_held_302_rewritten_as_a_503_keeps_the_transaction_headers() {
     );
     assert!(b.contains("Retry-After: 5\r\n") && b.ends_with("Content-Length: 0\r\n\r\n"));
 }
+
+#[test]
+fn overloaded_sheds_new_invites_only() {
+    let s = server(&["127.0.0.0/8"], Untrusted::Reject);
+    let source: SocketAddr = SOURCE.parse().unwrap();
+    let shed = |msg: &str| {
+        let mut out = Vec::new();
+        s.handle_overloaded(
+            msg.as_bytes(),
+            source,
+            Transport::Udp,
+            &ReplyTo::None,
+            &mut out,
+        )
+        .then(|| String::from_utf8(out).unwrap())
+    };
+    let a = shed(&invite("INVITE", "o1", "+12065550100", 70)).unwrap();
+    assert!(a.starts_with("SIP/2.0 503 "), "{a}");
+    assert!(
+        a.contains("X-Tollgate-Reason: overloaded\r\n") && a.contains("Retry-After: "),
+        "{a}"
+    );
+    assert_eq!(
+        s.engine.reservations().active(),
+        0,
+        "nothing decided, nothing reserved"
+    );
+    // Emergency calls always go through.
+    let e = shed(&invite("INVITE", "o2", "911", 70)).unwrap();
+    assert!(e.starts_with("SIP/2.0 302 "), "{e}");
+    // A call already admitted (a retransmission) gets its answer, not a 503.
+    let first = answer(&s, &invite("INVITE", "o3", "+12065550100", 70)).unwrap();
+    assert_eq!(
+        shed(&invite("INVITE", "o3", "+12065550100", 70)).unwrap(),
+        first
+    );
+    // Other methods as usual.
+    let o = shed(&invite("OPTIONS", "o4", "x", 70)).unwrap();
+    assert!(o.starts_with("SIP/2.0 200 "), "{o}");
+    assert_eq!(shed(&invite("ACK", "o3", "+12065550100", 70)), None);
+}

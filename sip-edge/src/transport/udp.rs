@@ -54,6 +54,14 @@ pub const SEND_TIMEOUT: Duration = Duration::from_millis(5);
 /// none at 4 MiB. The kernel caps it at `net.core.rmem_max` (raise that to get it all).
 pub const RECV_BUFFER: usize = 4 << 20;
 
+/// Queued bytes (`SO_MEMINFO` receive-queue allocation, which counts each datagram's buffer
+/// overhead too) beyond which a worker sheds: new INVITEs get `503 overloaded` with
+/// `Retry-After` instead of a decision (DESIGN §2 "Overload", issue "The daemon" item 5). A
+/// quarter of [`RECV_BUFFER`]: at the rates this machine sustains, ~20–40 ms of queue. A proxy
+/// told to retry later backs off; a datagram dropped by a full queue only comes back as a
+/// retransmission, adding to the load.
+pub const SHED_BACKLOG: usize = RECV_BUFFER / 4;
+
 /// Bytes per receive slot: more than any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6
 /// without jumbograms), so no datagram is ever cut; and one more than the largest message we
 /// accept, should a larger one ever arrive, so that it shows up as too large rather than cut to
@@ -122,6 +130,11 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
                 continue;
             }
         };
+        // Only a full batch can mean a queue building up: then ask how deep it is.
+        let shed = n == BATCH && backlog(&socket).is_some_and(|b| b > SHED_BACKLOG);
+        if shed {
+            server.shedding();
+        }
         for (i, (ready, out)) in ready.iter_mut().zip(outs.iter_mut()).enumerate().take(n) {
             *ready = false;
             let Some((datagram, source)) = inbox.get(i) else {
@@ -130,9 +143,66 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
             if let ReplyTo::Udp { to, .. } = &mut reply {
                 *to = source;
             }
-            *ready = server.handle(datagram, source, Transport::Udp, &reply, out);
+            *ready = if shed {
+                server.handle_overloaded(datagram, source, Transport::Udp, &reply, out)
+            } else {
+                server.handle(datagram, source, Transport::Udp, &reply, out)
+            };
         }
         inbox.answer(&socket, &outs, ready.get(..n).unwrap_or_default());
+    }
+}
+
+/// The bytes queued on `socket`'s receive side (`SO_MEMINFO`, Linux ≥ 4.6), or `None` where it
+/// cannot be read (then nothing is shed).
+fn backlog(socket: &UdpSocket) -> Option<usize> {
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "aarch64",
+            target_arch = "arm",
+            target_arch = "riscv64"
+        )
+    ))]
+    {
+        use std::os::fd::AsRawFd;
+        /// `SO_MEMINFO` of `asm-generic/socket.h` (not exported by `libc`).
+        const SO_MEMINFO: libc::c_int = 55;
+        // `SK_MEMINFO_VARS` of `linux/sock_diag.h`.
+        let mut info = [0u32; 9];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // SAFETY: `info` is a writable buffer of `len` bytes that outlives the call; the
+        // kernel writes at most `len` bytes and updates `len`.
+        let r = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return None;
+        }
+        info.get(libc::SK_MEMINFO_RMEM_ALLOC as usize)
+            .map(|&b| b as usize)
+    }
+    #[cfg(not(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "aarch64",
+            target_arch = "arm",
+            target_arch = "riscv64"
+        )
+    )))]
+    {
+        let _ = socket;
+        None
     }
 }
 
