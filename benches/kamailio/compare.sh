@@ -18,8 +18,9 @@
 #
 # Needs: sipp (Debian sip-tester), kamailio, curl, cargo. Environment knobs:
 #   TOLLGATE_PORT (15060), TOLLGATE_HTTP (19090), KAMAILIO_PORT (15070), SIPP_PORT (15080),
-#   SERVERS ("tollgate kamailio"), KAMAILIO_CHILDREN (2), NO_BUILD=1 (use the existing release
-#   binary), KEEP=1 (keep the work directory with the sipp logs and stats).
+#   SERVERS ("tollgate kamailio"), KAMAILIO_CHILDREN (2), KAMAILIO_MEM (empty: Kamailio's
+#   default allocator, qm; e.g. tlsf or fm: `-x NAME -X NAME`, faster), NO_BUILD=1 (use the
+#   existing release binary), KEEP=1 (keep the work directory with the sipp logs and stats).
 set -euo pipefail
 
 RATE=${1:-4000}
@@ -31,6 +32,7 @@ KAMAILIO_PORT=${KAMAILIO_PORT:-15070}
 SIPP_PORT=${SIPP_PORT:-15080}
 SERVERS=${SERVERS:-tollgate kamailio}
 KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-2}
+KAMAILIO_MEM=${KAMAILIO_MEM:-}
 CALLER=grace@contoso.com
 DIAL=+442079460000
 
@@ -74,19 +76,21 @@ stop_server() {
 
 port_busy() { ss -Hlun "sport = :$1" | grep -q .; }
 
-# utime + stime (clock ticks) of the given processes, threads included (the kernel sums a
-# process's threads into /proc/<pid>/stat). The comm field may hold spaces: cut after its ')'.
+# "utime stime" (clock ticks) summed over the given processes, threads included (the kernel sums
+# a process's threads into /proc/<pid>/stat). The comm field may hold spaces: cut after its ')'.
 cpu_ticks() {
-    local total=0 pid fields
+    local user=0 sys=0 pid fields
     for pid in "$@"; do
         fields=$(sed 's/^.*) //' "/proc/$pid/stat") || {
             echo "compare.sh: process $pid is gone" >&2
             exit 1
         }
         # After "pid (comm) ": state is field 1, utime field 12, stime field 13.
-        total=$((total + $(awk '{print $12 + $13}' <<<"$fields")))
+        read -r u s < <(awk '{print $12, $13}' <<<"$fields")
+        user=$((user + u))
+        sys=$((sys + s))
     done
-    echo "$total"
+    echo "$user $sys"
 }
 
 # The server's processes: the one we started and all its children (Kamailio forks its workers).
@@ -121,7 +125,9 @@ start_kamailio() {
         -e "s/^#!define KAMAILIO_CHILDREN 2$/#!define KAMAILIO_CHILDREN $KAMAILIO_CHILDREN/" \
         "$ROOT/benches/kamailio/kamailio.cfg" >"$dir/kamailio.cfg"
     # -DD: the main process stays in the foreground (its pid is ours) and forks its workers.
-    kamailio -f "$dir/kamailio.cfg" -DD -E -P "$dir/kamailio.pid" -Y "$dir" \
+    local mem=()
+    [ -z "$KAMAILIO_MEM" ] || mem=(-x "$KAMAILIO_MEM" -X "$KAMAILIO_MEM")
+    kamailio -f "$dir/kamailio.cfg" -DD -E -P "$dir/kamailio.pid" -Y "$dir" "${mem[@]}" \
         >"$dir/stderr.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
@@ -175,6 +181,7 @@ done
 
 echo "load: INVITE -> 302 -> ACK, $RATE calls/s x ${DURATION}s = $CALLS calls per run, $RUNS run(s)"
 echo "machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "kamailio: $(kamailio -v | head -1 | sed 's/^version: //'), children=$KAMAILIO_CHILDREN, allocator ${KAMAILIO_MEM:-default (qm)}"
 RESULTS=$WORK/results
 : >"$RESULTS"
 for run in $(seq "$RUNS"); do
@@ -192,12 +199,12 @@ for run in $(seq "$RUNS"); do
             exit 1
         fi
         mapfile -t pids < <(server_pids)
-        before=$(cpu_ticks "${pids[@]}")
+        read -r user0 sys0 < <(cpu_ticks "${pids[@]}")
         start_ns=$(date +%s%N)
         rc=0
         run_sipp "$port" "$stats.csv" "$CALLS" || rc=$?
         wall_ns=$(($(date +%s%N) - start_ns))
-        after=$(cpu_ticks "${pids[@]}")
+        read -r user1 sys1 < <(cpu_ticks "${pids[@]}")
         stop_server
         ok=$(stat_column "$stats.csv" "SuccessfulCall(C)")
         failed=$(stat_column "$stats.csv" "FailedCall(C)")
@@ -207,7 +214,7 @@ for run in $(seq "$RUNS"); do
             tail -40 "$stats.csv.out" >&2
             exit 1
         fi
-        echo "$run $server ${#pids[@]} $ok $failed $retrans $((after - before)) $wall_ns" >>"$RESULTS"
+        echo "$run $server ${#pids[@]} $ok $failed $retrans $((user1 - user0)) $((sys1 - sys0)) $wall_ns" >>"$RESULTS"
         # Let the machine settle between servers.
         sleep 1
     done
@@ -215,14 +222,14 @@ done
 
 awk -v hz="$CLK_TCK" '
     {
-        cpu = $7 / hz
+        user = $7 / hz; sys = $8 / hz; cpu = user + sys
         us = cpu / $4 * 1e6
-        printf "%-3s %-9s %5d %8d %6d %7d %8.2f %8.2f %9.1f\n", $1, $2, $3, $4, $5, $6, cpu, $8 / 1e9, us
+        printf "%-3s %-9s %5d %8d %6d %7d %7.2f %7.2f %7.2f %7.2f %9.1f\n", $1, $2, $3, $4, $5, $6, user, sys, cpu, $9 / 1e9, us
         sum_us[$2] += us; n[$2]++
         runs[$1] = 1; per[$1, $2] = us
     }
     BEGIN {
-        printf "%-3s %-9s %5s %8s %6s %7s %8s %8s %9s\n", "run", "server", "procs", "calls", "failed", "retrans", "cpu_s", "wall_s", "us/call"
+        printf "%-3s %-9s %5s %8s %6s %7s %7s %7s %7s %7s %9s\n", "run", "server", "procs", "calls", "failed", "retrans", "user_s", "sys_s", "cpu_s", "wall_s", "us/call"
     }
     END {
         print ""
