@@ -18,7 +18,8 @@
 #
 # Needs: sipp (Debian sip-tester), kamailio, curl, cargo. Environment knobs:
 #   TOLLGATE_PORT (15060), TOLLGATE_HTTP (19090), KAMAILIO_PORT (15070), SIPP_PORT (15080),
-#   SERVERS ("tollgate kamailio"), KAMAILIO_CHILDREN (2), KAMAILIO_MEM (empty: Kamailio's
+#   SERVERS ("tollgate kamailio"), TOLLGATE_LEDGER (on; off: `[ledger] enabled = false`, the
+#   reservations in memory only, to see what the ledger costs), KAMAILIO_CHILDREN (2), KAMAILIO_MEM (empty: Kamailio's
 #   default allocator, qm; e.g. tlsf or fm: `-x NAME -X NAME`, faster), NO_BUILD=1 (use the
 #   existing release binary), KEEP=1 (keep the work directory with the sipp logs and stats).
 set -euo pipefail
@@ -33,6 +34,7 @@ SIPP_PORT=${SIPP_PORT:-15080}
 SERVERS=${SERVERS:-tollgate kamailio}
 KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-2}
 KAMAILIO_MEM=${KAMAILIO_MEM:-}
+TOLLGATE_LEDGER=${TOLLGATE_LEDGER:-on}
 CALLER=grace@contoso.com
 DIAL=+442079460000
 
@@ -103,9 +105,16 @@ start_tollgate() {
     local dir=$WORK/tollgate
     mkdir -p "$dir/config"
     cp "$ROOT"/config/{tenants.toml,users.csv,catalog.toml,rates.csv} "$dir/config/"
+    local ledger=true
+    [ "$TOLLGATE_LEDGER" != off ] || ledger=false
     sed -e "s/127\.0\.0\.1:5060/127.0.0.1:$TOLLGATE_PORT/g" \
         -e "s/127\.0\.0\.1:9090/127.0.0.1:$TOLLGATE_HTTP/" \
+        -e "s/^enabled = true /enabled = $ledger /" \
         "$ROOT/config/tollgate.toml" >"$dir/config/tollgate.toml"
+    grep -q "^enabled = $ledger " "$dir/config/tollgate.toml" || {
+        echo "compare.sh: cannot set [ledger] enabled = $ledger in the copy of tollgate.toml" >&2
+        exit 2
+    }
     "$TOLLGATE_BIN" serve --config "$dir/config/tollgate.toml" 2>"$dir/stderr.log" &
     SERVER_PID=$!
     for _ in $(seq 100); do
@@ -181,6 +190,7 @@ done
 
 echo "load: INVITE -> 302 -> ACK, $RATE calls/s x ${DURATION}s = $CALLS calls per run, $RUNS run(s)"
 echo "machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "tollgate: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), ledger $TOLLGATE_LEDGER"
 echo "kamailio: $(kamailio -v | head -1 | sed 's/^version: //'), children=$KAMAILIO_CHILDREN, allocator ${KAMAILIO_MEM:-default (qm)}"
 RESULTS=$WORK/results
 : >"$RESULTS"
@@ -226,14 +236,15 @@ awk -v hz="$CLK_TCK" '
         us = cpu / $4 * 1e6
         printf "%-3s %-9s %5d %8d %6d %7d %7.2f %7.2f %7.2f %7.2f %9.1f\n", $1, $2, $3, $4, $5, $6, user, sys, cpu, $9 / 1e9, us
         sum_us[$2] += us; n[$2]++
-        runs[$1] = 1; per[$1, $2] = us
+        if ($1 > last) last = $1
+        per[$1, $2] = us
     }
     BEGIN {
         printf "%-3s %-9s %5s %8s %6s %7s %7s %7s %7s %7s %9s\n", "run", "server", "procs", "calls", "failed", "retrans", "user_s", "sys_s", "cpu_s", "wall_s", "us/call"
     }
     END {
         print ""
-        for (r in runs)
+        for (r = 1; r <= last; r++)
             if (per[r, "tollgate"] && per[r, "kamailio"])
                 printf "run %s: tollgate/kamailio = %.3f\n", r, per[r, "tollgate"] / per[r, "kamailio"]
         if (n["tollgate"] && n["kamailio"]) {
