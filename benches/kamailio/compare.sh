@@ -9,19 +9,21 @@
 # For each server in turn (Tollgate first, then Kamailio) and each run: start it, send a short
 # unmeasured warm-up (1 s of calls), read utime + stime of every one of its processes from
 # /proc/<pid>/stat, run sipp at RATE calls/s for SECONDS, read them again, stop the server. CPU per
-# call = (CPU after - CPU before) / successful calls. Any failed call fails the run. Tollgate runs
-# the release build over a copy of config/ (the shipped tollgate.toml with other ports), doing all
-# its work: the caller is a Direct Routing user dialing abroad (grace@contoso.com ->
-# +442079460000), admitted with a reservation and a 302 to the tenant's SBC. Kamailio runs with
-# children=2 (one UDP receiver per core of the 2-core reference machine), like Tollgate's one UDP
-# socket per core.
+# call = (CPU after - CPU before) / successful calls. A run with any failed call is marked FAILED,
+# left out of the means, and makes the script exit 1. Tollgate runs the release build over a copy
+# of config/ (the shipped tollgate.toml with other ports), doing all its work: the caller is a
+# Direct Routing user dialing abroad (grace@contoso.com -> +442079460000; CALLER and DIAL override),
+# admitted with a reservation written to the ledger and a 302 to the tenant's SBC. Kamailio runs
+# with children=2 (one UDP receiver per core of the 2-core reference machine), like Tollgate's one
+# UDP socket per core.
 #
 # Needs: sipp (Debian sip-tester), kamailio, curl, cargo. Environment knobs:
 #   TOLLGATE_PORT (15060), TOLLGATE_HTTP (19090), KAMAILIO_PORT (15070), SIPP_PORT (15080),
 #   SERVERS ("tollgate kamailio"), TOLLGATE_LEDGER (on; off: `[ledger] enabled = false`, the
-#   reservations in memory only, to see what the ledger costs), KAMAILIO_CHILDREN (2), KAMAILIO_MEM (empty: Kamailio's
-#   default allocator, qm; e.g. tlsf or fm: `-x NAME -X NAME`, faster), NO_BUILD=1 (use the
-#   existing release binary), KEEP=1 (keep the work directory with the sipp logs and stats).
+#   reservations in memory only, to see what the ledger costs), KAMAILIO_CHILDREN (2),
+#   KAMAILIO_MEM (empty: Kamailio's default allocator, qm; e.g. tlsf or fm: `-x NAME -X NAME`,
+#   faster), NO_BUILD=1 (use the existing release binary), KEEP=1 (keep the work directory with
+#   the sipp logs and stats).
 set -euo pipefail
 
 RATE=${1:-4000}
@@ -35,8 +37,8 @@ SERVERS=${SERVERS:-tollgate kamailio}
 KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-2}
 KAMAILIO_MEM=${KAMAILIO_MEM:-}
 TOLLGATE_LEDGER=${TOLLGATE_LEDGER:-on}
-CALLER=grace@contoso.com
-DIAL=+442079460000
+CALLER=${CALLER:-grace@contoso.com}
+DIAL=${DIAL:-+442079460000}
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SCENARIO=$ROOT/benches/sipp/invite_302.xml
@@ -168,6 +170,16 @@ stat_column() {
         END { print (c ? last : "?") }' "$1"
 }
 
+# One result line ("run server procs ok failed retrans user_ticks sys_ticks wall_ns" on stdin)
+# as a table row; $1 marks it (FAILED).
+report_line() {
+    awk -v hz="$CLK_TCK" -v mark="${1:+ $1}" '{
+        user = $7 / hz; sys = $8 / hz; cpu = user + sys
+        printf "%-3s %-9s %5d %8d %6d %7d %7.2f %7.2f %7.2f %7.2f %9.1f%s\n", $1, $2, $3, $4, $5,
+            $6, user, sys, cpu, $9 / 1e9, cpu / ($4 ? $4 : 1) * 1e6, mark
+    }'
+}
+
 TOLLGATE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate
 case " $SERVERS " in
     *" tollgate "*)
@@ -194,6 +206,9 @@ echo "tollgate: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '
 echo "kamailio: $(kamailio -v | head -1 | sed 's/^version: //'), children=$KAMAILIO_CHILDREN, allocator ${KAMAILIO_MEM:-default (qm)}"
 RESULTS=$WORK/results
 : >"$RESULTS"
+STATUS=0
+printf "%-3s %-9s %5s %8s %6s %7s %7s %7s %7s %7s %9s\n" run server procs calls failed retrans \
+    user_s sys_s cpu_s wall_s us/call
 for run in $(seq "$RUNS"); do
     for server in $SERVERS; do
         case $server in
@@ -219,28 +234,28 @@ for run in $(seq "$RUNS"); do
         ok=$(stat_column "$stats.csv" "SuccessfulCall(C)")
         failed=$(stat_column "$stats.csv" "FailedCall(C)")
         retrans=$(stat_column "$stats.csv" "Retransmissions(C)")
+        line="$run $server ${#pids[@]} $ok $failed $retrans $((user1 - user0)) $((sys1 - sys0)) $wall_ns"
         if [ "$rc" != 0 ] || [ "$failed" != 0 ] || [ "$ok" != "$CALLS" ]; then
+            # A run with failed calls does not count; the others go on, the exit code says it.
             echo "compare.sh: $server run $run: sipp exit $rc, $ok successful, $failed failed:" >&2
-            tail -40 "$stats.csv.out" >&2
-            exit 1
+            grep -E "Aborting|INVITE -|302 <|Call Rate" "$stats.csv.out" | head -8 >&2 || true
+            STATUS=1
+            echo "$line" | report_line FAILED
+        else
+            echo "$line" >>"$RESULTS"
+            echo "$line" | report_line ""
         fi
-        echo "$run $server ${#pids[@]} $ok $failed $retrans $((user1 - user0)) $((sys1 - sys0)) $wall_ns" >>"$RESULTS"
         # Let the machine settle between servers.
         sleep 1
     done
 done
 
-awk -v hz="$CLK_TCK" '
+awk '
     {
-        user = $7 / hz; sys = $8 / hz; cpu = user + sys
-        us = cpu / $4 * 1e6
-        printf "%-3s %-9s %5d %8d %6d %7d %7.2f %7.2f %7.2f %7.2f %9.1f\n", $1, $2, $3, $4, $5, $6, user, sys, cpu, $9 / 1e9, us
+        us = ($7 + $8) / hz / $4 * 1e6
         sum_us[$2] += us; n[$2]++
         if ($1 > last) last = $1
         per[$1, $2] = us
-    }
-    BEGIN {
-        printf "%-3s %-9s %5s %8s %6s %7s %7s %7s %7s %7s %9s\n", "run", "server", "procs", "calls", "failed", "retrans", "user_s", "sys_s", "cpu_s", "wall_s", "us/call"
     }
     END {
         print ""
@@ -251,4 +266,5 @@ awk -v hz="$CLK_TCK" '
             t = sum_us["tollgate"] / n["tollgate"]; k = sum_us["kamailio"] / n["kamailio"]
             printf "mean: tollgate %.1f us/call, kamailio %.1f us/call, ratio %.3f (bar: <= 15 us and <= 0.25)\n", t, k, t / k
         }
-    }' "$RESULTS"
+    }' hz="$CLK_TCK" "$RESULTS"
+exit "$STATUS"
