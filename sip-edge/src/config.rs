@@ -101,7 +101,8 @@ impl Default for HttpTable {
 #[serde(default, deny_unknown_fields)]
 pub struct DirectoryTable {
     pub path: String,
-    /// Reload on change (not implemented yet: SIGHUP and `POST /v1/reload` reload).
+    /// Reload when a directory file changes ([`crate::watch`]); SIGHUP and `POST /v1/reload`
+    /// reload either way.
     pub watch: bool,
 }
 

@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod server;
 pub mod sip;
 pub mod transport;
+pub mod watch;

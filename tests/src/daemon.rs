@@ -27,7 +27,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 /// How long a test waits for any one answer.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// How to start the daemon: extra lines for `[sip]` and `[http]`, the directory (default: the
+/// How to start the daemon: extra lines for `[sip]`, `[http]` and `[directory]`, the directory (default: the
 /// repository's `config/`), the ledger file (default: one in the daemon's temp dir, removed
 /// with it), and whole extra tables (e.g. `"[grants]\ngrant_seconds = 60\n"`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,6 +35,8 @@ pub struct Options<'a> {
     pub sip: &'a str,
     pub http: &'a str,
     pub directory: Option<&'a std::path::Path>,
+    /// Extra lines for `[directory]` (e.g. `watch = false`).
+    pub directory_extra: &'a str,
     pub ledger: Option<&'a std::path::Path>,
     pub extra: &'a str,
 }
@@ -113,8 +115,9 @@ impl Daemon {
         let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
-            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http}\"\n{extra_http}\n[directory]\npath = \"{}\"\n[ledger]\npath = \"{}\"\n",
+            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http}\"\n{extra_http}\n[directory]\npath = \"{}\"\n{}\n[ledger]\npath = \"{}\"\n",
             directory.display(),
+            opts.directory_extra,
             ledger.display()
         ) + opts.extra;
         let config_path = dir.join("tollgate.toml");

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tollgate_tests::daemon::{temp_dir, Daemon, SipRequest};
+use tollgate_tests::daemon::{temp_dir, Daemon, Options, SipRequest};
 use tollgate_tests::repo_root;
 
 const ALICE: &str = "sip:alice@contoso.com";
@@ -149,7 +149,12 @@ fn reload_good_and_bad() {
     for f in ["tenants.toml", "users.csv", "catalog.toml", "rates.csv"] {
         std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
     }
-    let d = Daemon::start_in("", &dir);
+    // Only the reloads asked for here: no file watch (`serve_watch.rs` tests that).
+    let d = Daemon::start_opts(&Options {
+        directory: Some(&dir),
+        directory_extra: "watch = false",
+        ..Options::default()
+    });
     let (status, body) = d.http("POST", "/v1/reload", "");
     assert_eq!(status, 200, "{body}");
     wait_for_metric(&d, "tollgate_reloads_total{result=\"ok\"} 1");

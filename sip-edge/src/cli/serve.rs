@@ -4,7 +4,9 @@
 //! listener) and `[http].listen`, logs each bound address on stderr
 //! (`listening transport=udp addr=127.0.0.1:5060`), then serves until SIGTERM or SIGINT: stop
 //! accepting, let TCP connections finish what they hold, exit 0. SIGHUP reloads the directory
-//! (a bad one keeps the old snapshot). Config or directory errors: exit 2, one line each.
+//! (a bad one keeps the old snapshot), and so does a change to its files with
+//! `[directory].watch = true` ([`crate::watch`]). Config or directory errors: exit 2, one line
+//! each.
 //!
 //! Before serving, the ledger (`[ledger]`, DESIGN §6) is opened and this month's pools, the
 //! credit balances and the open reservations are rebuilt from it; reservations that outlived
@@ -53,6 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
     };
     let ledger_settings = setup::ledger_settings(&args.config, &daemon.file);
+    let watch = daemon.file.directory.watch.then(|| directory.clone());
     let engine = setup::engine(setup)?;
     tracing::info!(
         users = engine.snapshot().users.len(),
@@ -103,7 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(server, daemon, token))
+    runtime.block_on(serve(server, daemon, token, watch))
 }
 
 fn init_tracing() {
@@ -133,6 +136,7 @@ async fn serve(
     server: Arc<Server>,
     daemon: Checked,
     token: Option<Arc<str>>,
+    watch: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -174,6 +178,9 @@ async fn serve(
                 ));
             }
         }
+    }
+    if let Some(directory) = watch {
+        crate::watch::spawn(&mut tasks, Arc::clone(&server), directory, shutdown.clone());
     }
     let listener = tokio::net::TcpListener::bind(daemon.http)
         .await
