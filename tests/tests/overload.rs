@@ -1,0 +1,72 @@
+//! Overload (issue "The daemon" item 5, DESIGN §2): offered far more than it can decide, the
+//! daemon answers new INVITEs `503 overloaded` with `Retry-After` rather than letting its
+//! receive queue grow or overflow, keeps answering emergency calls, and serves normally at once
+//! when the load drops.
+//!
+//! The daemon under test is the debug build, so a modest flood from `tollgate-load` is already
+//! several times what it can decide.
+
+use std::process::Command;
+
+use serde_json::Value;
+use tollgate_tests::daemon::{temp_dir, Daemon, SipRequest};
+use tollgate_tests::{repo_root, tollgate_load_bin};
+
+#[test]
+fn a_flood_is_shed_with_503_and_service_resumes_at_once() {
+    let d = Daemon::start();
+    let dir = temp_dir("overload");
+    let json = dir.join("report.json");
+    let out = Command::new(tollgate_load_bin())
+        .arg("--target")
+        .arg(d.sip.to_string())
+        .arg("--directory")
+        .arg(repo_root().join("config"))
+        .arg("--json")
+        .arg(&json)
+        .args([
+            "--quiet",
+            "--mix",
+            "domestic",
+            "--rate",
+            "100000",
+            "--duration",
+            "2",
+        ])
+        .args(["--no-retransmit", "--timeout", "3", "--sockets", "2"])
+        .output()
+        .expect("run tollgate-load");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&json).expect("report");
+    let r: Value = serde_json::from_str(&text).expect("JSON");
+    let shed = r["by_status"]["503"].as_u64().unwrap_or(0);
+    assert!(shed > 0, "nothing shed: {r}");
+    // Right after the flood: a normal call is decided, an emergency call too.
+    let a =
+        d.udp(&SipRequest::invite("sip:alice@contoso.com", "+12065550100", "after-flood").render());
+    assert_eq!(a.status(), 302, "{}", a.text);
+    let e = d.udp(&SipRequest::invite("sip:alice@contoso.com", "911", "after-flood-911").render());
+    assert_eq!(e.status(), 302, "{}", e.text);
+    let (_, metrics) = d.http("GET", "/metrics", "");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("tollgate_decisions_total{") && l.contains("reason=\"overloaded\""))
+        .unwrap_or_default()
+        .to_string();
+    let counted: u64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(counted > 0, "{line}");
+    assert!(
+        d.stderr().contains("overloaded: receive queue deep"),
+        "{}",
+        d.stderr()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
