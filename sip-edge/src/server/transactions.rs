@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 /// How long an answer is kept.
@@ -35,20 +36,33 @@ struct Entry {
     at: Instant,
 }
 
+type Map = DashMap<u64, Entry>;
+
+/// The two generations, swapped as one.
+struct Generations {
+    current: Arc<Map>,
+    previous: Arc<Map>,
+}
+
 /// Call-ID + CSeq + branch → the response bytes.
 ///
 /// The maps are keyed by a (randomly seeded) hash of the triple, so a lookup allocates
 /// nothing; the entry keeps the triple and a lookup compares it. Two transactions with the
 /// same hash (1 in 2^64) share a slot: the later one replaces the earlier, which then gets a
 /// fresh decision (the engine's Call-ID replay keeps it from reserving twice).
+///
+/// A rotation swaps in a new pair of maps (`arc-swap`: lookups never wait) and sets the old
+/// previous generation aside; [`Transactions::sweep`], on the once-a-second ticker, frees it.
+/// Freeing a generation of a hundred thousand answers takes milliseconds: not on the thread
+/// that receives SIP.
 pub struct Transactions {
-    generations: [DashMap<u64, Entry>; 2],
-    /// Which generation takes inserts (0 or 1).
-    current: AtomicUsize,
+    generations: ArcSwap<Generations>,
     /// Inserts into the current generation.
     count: AtomicUsize,
     /// When the current generation started; held while rotating.
     since: Mutex<Instant>,
+    /// Generations rotated out, to free off the call path.
+    retired: Mutex<Vec<Arc<Map>>>,
     hasher: RandomState,
     max: usize,
 }
@@ -57,10 +71,13 @@ impl Transactions {
     /// A cache of about `max` answers at most.
     pub fn new(max: usize) -> Transactions {
         Transactions {
-            generations: [DashMap::new(), DashMap::new()],
-            current: AtomicUsize::new(0),
+            generations: ArcSwap::from_pointee(Generations {
+                current: Arc::new(DashMap::new()),
+                previous: Arc::new(DashMap::new()),
+            }),
             count: AtomicUsize::new(0),
             since: Mutex::new(Instant::now()),
+            retired: Mutex::new(Vec::new()),
             hasher: RandomState::new(),
             max: max.max(2),
         }
@@ -73,9 +90,9 @@ impl Transactions {
     /// The cached answer, if fresh.
     pub fn get(&self, call_id: &str, cseq: u32, branch: &str, now: Instant) -> Option<Arc<[u8]>> {
         let slot = self.slot(call_id, cseq, branch);
-        let cur = self.current.load(Ordering::Acquire) & 1;
-        for g in [cur, cur ^ 1] {
-            if let Some(e) = self.generations[g].get(&slot) {
+        let g = self.generations.load();
+        for map in [&g.current, &g.previous] {
+            if let Some(e) = map.get(&slot) {
                 let same =
                     *e.key.call_id == *call_id && e.key.cseq == cseq && *e.key.branch == *branch;
                 if same && now.saturating_duration_since(e.at) < TTL {
@@ -89,8 +106,7 @@ impl Transactions {
     /// Keeps `bytes` as the answer of this transaction.
     pub fn insert(&self, key: TxKey, bytes: &[u8], now: Instant) {
         let slot = self.slot(&key.call_id, key.cseq, &key.branch);
-        let cur = self.current.load(Ordering::Acquire) & 1;
-        self.generations[cur].insert(
+        self.generations.load().current.insert(
             slot,
             Entry {
                 key,
@@ -114,20 +130,31 @@ impl Transactions {
         if !(full || (by_age && old)) {
             return;
         }
-        let next = (self.current.load(Ordering::Acquire) & 1) ^ 1;
-        self.generations[next].clear();
-        self.current.store(next, Ordering::Release);
+        let cur = self.generations.load_full();
+        let next = Generations {
+            current: Arc::new(DashMap::new()),
+            previous: Arc::clone(&cur.current),
+        };
+        self.generations.store(Arc::new(next));
         self.count.store(0, Ordering::Release);
         *since = now;
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::clone(&cur.previous));
     }
 
-    /// Drops answers older than [`TTL`] (a generation at a time). Call it once a second.
+    /// Drops answers older than [`TTL`] (a generation at a time) and frees the generations
+    /// rotated out. Call it once a second, off the SIP threads.
     pub fn sweep(&self, now: Instant) {
         self.rotate(now, true);
+        let dead = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
+        drop(dead);
     }
 
     pub fn len(&self) -> usize {
-        self.generations.iter().map(DashMap::len).sum()
+        let g = self.generations.load();
+        g.current.len() + g.previous.len()
     }
 
     pub fn is_empty(&self) -> bool {
