@@ -17,9 +17,11 @@ use crate::ledger::ReplyTo;
 use crate::server::Server;
 use crate::sip::{frame_len, Transport};
 
-/// Responses held for one connection by the ledger at most (more are dropped; the client's
-/// transaction times out).
-const HELD: usize = 1024;
+/// Responses held for one connection by the ledger at most: as many as the ledger's default
+/// queue holds, so a busy pipelining proxy never loses one (over TCP a dropped answer is not
+/// retransmitted; the client's transaction would time out). tokio allocates the channel as it
+/// fills, not up front.
+const HELD: usize = 65_536;
 
 /// How long shutdown waits for open connections to finish what they hold.
 const DRAIN: Duration = Duration::from_secs(5);
