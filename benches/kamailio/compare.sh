@@ -19,7 +19,7 @@
 #
 # Needs: sipp (Debian sip-tester), kamailio, curl, cargo. Environment knobs:
 #   TOLLGATE_PORT (15060), TOLLGATE_HTTP (19090), KAMAILIO_PORT (15070), SIPP_PORT (15080),
-#   SERVERS ("tollgate kamailio"), TOLLGATE_LINGER_US (0: `[ledger].linger_us`),
+#   SERVERS ("tollgate kamailio"), TOLLGATE_LINGER_US (1000: `[ledger].linger_us`),
 #   TOLLGATE_LEDGER (on; off: `[ledger] enabled = false`, the
 #   reservations in memory only, to see what the ledger costs), KAMAILIO_CHILDREN (2),
 #   KAMAILIO_MEM (empty: Kamailio's default allocator, qm; e.g. tlsf or fm: `-x NAME -X NAME`,
@@ -113,7 +113,7 @@ start_tollgate() {
     sed -e "s/127\.0\.0\.1:5060/127.0.0.1:$TOLLGATE_PORT/g" \
         -e "s/127\.0\.0\.1:9090/127.0.0.1:$TOLLGATE_HTTP/" \
         -e "s/^enabled = true /enabled = $ledger /" \
-        -e "s/^linger_us = 0 /linger_us = ${TOLLGATE_LINGER_US:-0} /" \
+        -e "s/^linger_us = 1000 /linger_us = ${TOLLGATE_LINGER_US:-1000} /" \
         "$ROOT/config/tollgate.toml" >"$dir/config/tollgate.toml"
     grep -q "^enabled = $ledger " "$dir/config/tollgate.toml" || {
         echo "compare.sh: cannot set [ledger] enabled = $ledger in the copy of tollgate.toml" >&2

@@ -142,7 +142,7 @@ impl Default for LedgerTable {
             synchronous: crate::ledger::Synchronous::Normal,
             queue: 65_536,
             batch: 4096,
-            linger_us: 0,
+            linger_us: 1000,
         }
     }
 }

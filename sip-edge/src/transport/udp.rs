@@ -54,13 +54,15 @@ pub const SEND_TIMEOUT: Duration = Duration::from_millis(5);
 /// none at 4 MiB. The kernel caps it at `net.core.rmem_max` (raise that to get it all).
 pub const RECV_BUFFER: usize = 4 << 20;
 
-/// Queued bytes (`SO_MEMINFO` receive-queue allocation, which counts each datagram's buffer
-/// overhead too) beyond which a worker sheds: new INVITEs get `503 overloaded` with
-/// `Retry-After` instead of a decision (DESIGN §2 "Overload", issue "The daemon" item 5). A
-/// quarter of [`RECV_BUFFER`]: at the rates this machine sustains, ~20–40 ms of queue. A proxy
-/// told to retry later backs off; a datagram dropped by a full queue only comes back as a
-/// retransmission, adding to the load.
-pub const SHED_BACKLOG: usize = RECV_BUFFER / 4;
+/// The share of the receive buffer (as the kernel accounts it: `SO_RCVBUF` as read back, the
+/// point where it starts dropping) past which a worker sheds: new INVITEs get
+/// `503 overloaded` with `Retry-After` instead of a decision (DESIGN §2 "Overload", issue "The
+/// daemon" item 5). Half: the queue still absorbs bursts (a worker descheduled for a few ms on
+/// a busy machine), and sheds well before the kernel would drop. A proxy told to retry later
+/// backs off; a datagram dropped by a full queue only comes back as a retransmission, adding
+/// to the load. The queue is measured with `SO_MEMINFO`, which counts each datagram's whole
+/// buffer (a 700-byte INVITE takes ~2 KiB on loopback).
+pub const SHED_SHARE: usize = 2;
 
 /// Bytes per receive slot: more than any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6
 /// without jumbograms), so no datagram is ever cut; and one more than the largest message we
@@ -108,6 +110,11 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
         socket: sender,
         to: SocketAddr::from(([0, 0, 0, 0], 0)),
     };
+    // Where shedding starts: half of what the kernel gives the queue before it drops.
+    let shed_at = socket2::SockRef::from(&socket)
+        .recv_buffer_size()
+        .map_or(RECV_BUFFER, |b| b)
+        / SHED_SHARE;
     while !stopping(&shutdown) {
         let n = match inbox.recv(&socket) {
             Ok(n) => n,
@@ -131,7 +138,7 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
             }
         };
         // Only a full batch can mean a queue building up: then ask how deep it is.
-        let shed = n == BATCH && backlog(&socket).is_some_and(|b| b > SHED_BACKLOG);
+        let shed = n == BATCH && backlog(&socket).is_some_and(|b| b > shed_at);
         if shed {
             server.shedding();
         }
