@@ -362,31 +362,10 @@ mod mmsg {
                 h.msg_flags = 0;
                 m.msg_len = 0;
             }
-            let mut sent = 0;
-            while sent < k {
-                // SAFETY: the first `k` headers each point at a source address the kernel
-                // wrote (with its length) and an iovec over a live `outs` buffer; the kernel
-                // only reads those and writes `msg_len` of headers `sent..k`, all inside
-                // `send_msgs` (`sent < k <= BATCH`).
-                let r = unsafe {
-                    libc::sendmmsg(
-                        socket.as_raw_fd(),
-                        self.send_msgs.as_mut_ptr().add(sent),
-                        (k - sent) as libc::c_uint,
-                        libc::MSG_DONTWAIT as _,
-                    )
-                };
-                if r < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    // That message is dropped; the rest of the batch still goes.
-                    tracing::debug!(error = %e, "udp send");
-                    sent += 1;
-                } else {
-                    sent += (r as usize).max(1);
-                }
+            // Every header `..k` points at a source address the kernel wrote (with its
+            // length) and an iovec over a live `outs` buffer (see above).
+            if let Some(hdrs) = self.send_msgs.get_mut(..k) {
+                crate::transport::udp_send::linux::send_all(socket, hdrs);
             }
         }
     }

@@ -26,7 +26,7 @@ pub fn send_one(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<
 }
 
 #[cfg(target_os = "linux")]
-mod linux {
+pub(crate) mod linux {
     use std::io;
     use std::net::{SocketAddr, UdpSocket};
     use std::os::fd::AsRawFd;
@@ -61,30 +61,36 @@ mod linux {
                     m
                 })
                 .collect();
-            let mut sent = 0;
-            while sent < hdrs.len() {
-                // SAFETY: headers `sent..` point at addresses in `names` and iovecs in `iovs`
-                // over the caller's live buffers, all alive until the call returns; the kernel
-                // reads those and writes only the `msg_len` fields of `hdrs`.
-                let r = unsafe {
-                    libc::sendmmsg(
-                        socket.as_raw_fd(),
-                        hdrs.as_mut_ptr().add(sent),
-                        (hdrs.len() - sent) as libc::c_uint,
-                        libc::MSG_DONTWAIT as _,
-                    )
-                };
-                if r < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    // That datagram is dropped; the rest still go.
-                    tracing::debug!(error = %e, "udp send");
-                    sent += 1;
-                } else {
-                    sent += (r as usize).max(1);
+            send_all(socket, &mut hdrs);
+        }
+    }
+
+    /// Sends every message of `hdrs` with `sendmmsg` (as many calls as it takes), never
+    /// blocking; a message the kernel refuses is dropped and the rest still go.
+    pub fn send_all(socket: &UdpSocket, hdrs: &mut [libc::mmsghdr]) {
+        let mut sent = 0;
+        while sent < hdrs.len() {
+            // SAFETY: the caller built every header of `hdrs` over an address and an iovec
+            // that outlive this call; the kernel reads those and writes only the `msg_len`
+            // fields of headers `sent..`, all inside `hdrs`.
+            let r = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    hdrs.as_mut_ptr().add(sent),
+                    (hdrs.len() - sent) as libc::c_uint,
+                    libc::MSG_DONTWAIT as _,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
                 }
+                // That datagram is dropped; the rest still go.
+                tracing::debug!(error = %e, "udp send");
+                sent += 1;
+            } else {
+                sent += (r as usize).max(1);
             }
         }
     }
