@@ -105,20 +105,8 @@ pub fn call_id_prefix(run: u32) -> String {
     format!("load-{run}-")
 }
 
-/// Appends the decimal digits of `n` (no formatting machinery).
-pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
+/// Appends the decimal digits of `n` (the daemon's own digit writer).
+pub use tollgate::sip::response::write_decimal as push_u64;
 
 #[cfg(test)]
 mod tests {

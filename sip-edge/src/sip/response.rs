@@ -468,8 +468,14 @@ fn write_text(out: &mut Vec<u8>, s: &str) {
 }
 
 /// A decimal number.
-fn write_u32(out: &mut Vec<u8>, mut n: u32) {
-    let mut digits = [0u8; 10];
+fn write_u32(out: &mut Vec<u8>, n: u32) {
+    write_decimal(out, u64::from(n));
+}
+
+/// Appends the decimal digits of `n`, without the formatting machinery (no `fmt::Write`
+/// dispatch on the hot path). Also the load generator's (`benches/src/load/invite.rs`).
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
         i -= 1;
