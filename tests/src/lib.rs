@@ -1,5 +1,5 @@
 //! Helpers for the end-to-end tests in `tests/tests/`: locating and running the real binary,
-//! and a running daemon with SIP and HTTP clients ([`daemon`]).
+//! a running daemon with SIP and HTTP clients ([`daemon`]), and the load generator ([`load`]).
 
 use std::path::PathBuf;
 
@@ -47,3 +47,4 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub mod daemon;
+pub mod load;

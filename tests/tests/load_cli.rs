@@ -7,35 +7,13 @@ use std::process::Command;
 
 use serde_json::Value;
 use tollgate_tests::daemon::{temp_dir, Daemon};
-use tollgate_tests::{repo_root, tollgate_load_bin};
+use tollgate_tests::tollgate_load_bin;
 
-/// Runs `tollgate-load` against `d` with `args`; the parsed JSON report.
+/// `tollgate-load` against `d` with `args`, with 8 s for the last answers.
 fn load(d: &Daemon, args: &[&str]) -> Value {
-    let dir = temp_dir("load");
-    let json = dir.join("report.json");
-    let out = Command::new(tollgate_load_bin())
-        .arg("--target")
-        .arg(d.sip.to_string())
-        .arg("--directory")
-        .arg(repo_root().join("config"))
-        .arg("--json")
-        .arg(&json)
-        .args(["--quiet", "--timeout", "8"])
-        .args(args)
-        .output()
-        .expect("run tollgate-load");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "tollgate-load failed: {stdout}\n{stderr}\n{}",
-        d.stderr()
-    );
-    let text = std::fs::read_to_string(&json).expect("JSON report");
-    let _ = std::fs::remove_dir_all(&dir);
-    // The table is on stdout too.
-    assert!(stdout.contains("latency ms"), "{stdout}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    let mut all = vec!["--timeout", "8"];
+    all.extend_from_slice(args);
+    tollgate_tests::load::run(d, &all)
 }
 
 fn n(v: &Value, key: &str) -> u64 {

@@ -6,43 +6,27 @@
 //! The daemon under test is the debug build, so a modest flood from `tollgate-load` is already
 //! several times what it can decide.
 
-use std::process::Command;
-
-use serde_json::Value;
-use tollgate_tests::daemon::{temp_dir, Daemon, SipRequest};
-use tollgate_tests::{repo_root, tollgate_load_bin};
+use tollgate_tests::daemon::{Daemon, SipRequest};
 
 #[test]
 fn a_flood_is_shed_with_503_and_service_resumes_at_once() {
     let d = Daemon::start();
-    let dir = temp_dir("overload");
-    let json = dir.join("report.json");
-    let out = Command::new(tollgate_load_bin())
-        .arg("--target")
-        .arg(d.sip.to_string())
-        .arg("--directory")
-        .arg(repo_root().join("config"))
-        .arg("--json")
-        .arg(&json)
-        .args([
-            "--quiet",
+    let r = tollgate_tests::load::run(
+        &d,
+        &[
             "--mix",
             "domestic",
             "--rate",
             "100000",
             "--duration",
             "2",
-        ])
-        .args(["--no-retransmit", "--timeout", "3", "--sockets", "2"])
-        .output()
-        .expect("run tollgate-load");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--no-retransmit",
+            "--timeout",
+            "3",
+            "--sockets",
+            "2",
+        ],
     );
-    let text = std::fs::read_to_string(&json).expect("report");
-    let r: Value = serde_json::from_str(&text).expect("JSON");
     let shed = r["by_status"]["503"].as_u64().unwrap_or(0);
     assert!(shed > 0, "nothing shed: {r}");
     // Right after the flood: a normal call is decided again (a 302, or a 403 if the flood's
@@ -73,5 +57,4 @@ fn a_flood_is_shed_with_503_and_service_resumes_at_once() {
         "{}",
         d.stderr()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
