@@ -24,7 +24,8 @@
 #   reservations in memory only, to see what the ledger costs), KAMAILIO_CHILDREN (2),
 #   KAMAILIO_MEM (empty: Kamailio's default allocator, qm; e.g. tlsf or fm: `-x NAME -X NAME`,
 #   faster), NO_BUILD=1 (use the existing release binary), KEEP=1 (keep the work directory with
-#   the sipp logs and stats).
+#   the sipp logs and stats), THREADS=1 (also print Tollgate's CPU per call by thread name: the
+#   UDP workers, the ledger writer, the tokio runtime).
 set -euo pipefail
 
 RATE=${1:-4000}
@@ -96,6 +97,20 @@ cpu_ticks() {
         sys=$((sys + s))
     done
     echo "$user $sys"
+}
+
+# "comm utime stime" (clock ticks) for every thread of process $1, one line each.
+thread_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        # "pid (comm) state ...": comm may hold spaces; utime and stime are the 12th and 13th
+        # fields after its ')'.
+        awk '{
+            i = index($0, " ("); j = match($0, /\) [A-Za-z] /)
+            comm = substr($0, i + 2, j - i - 2); gsub(/ /, "_", comm)
+            split(substr($0, j + 2), f, " "); print comm, f[12], f[13]
+        }' "$t/stat" 2>/dev/null || true
+    done
 }
 
 # The server's processes: the one we started and all its children (Kamailio forks its workers).
@@ -227,11 +242,15 @@ for run in $(seq "$RUNS"); do
         fi
         mapfile -t pids < <(server_pids)
         read -r user0 sys0 < <(cpu_ticks "${pids[@]}")
+        [ "$server" != tollgate ] || thread_ticks "$SERVER_PID" >"$stats.threads0"
         start_ns=$(date +%s%N)
         rc=0
         run_sipp "$port" "$stats.csv" "$CALLS" || rc=$?
         wall_ns=$(($(date +%s%N) - start_ns))
         read -r user1 sys1 < <(cpu_ticks "${pids[@]}")
+        if [ "$server" = tollgate ]; then
+            thread_ticks "$SERVER_PID" >"$stats.threads1"
+        fi
         stop_server
         ok=$(stat_column "$stats.csv" "SuccessfulCall(C)")
         failed=$(stat_column "$stats.csv" "FailedCall(C)")
@@ -246,6 +265,19 @@ for run in $(seq "$RUNS"); do
         else
             echo "$line" >>"$RESULTS"
             echo "$line" | report_line ""
+        fi
+        if [ "$server" = tollgate ] && [ "${THREADS:-0}" = 1 ]; then
+            # Per thread name: CPU µs per call (THREADS=1).
+            awk -v hz="$CLK_TCK" -v calls="$ok" '
+                NR == FNR { u0[$1] += $2; s0[$1] += $3; next }
+                { u1[$1] += $2; s1[$1] += $3 }
+                END {
+                    for (t in u1) {
+                        us = ((u1[t] - u0[t]) + (s1[t] - s0[t])) / hz / (calls ? calls : 1) * 1e6
+                        if (us > 0) printf "    thread %-18s %6.1f us/call (user %.1f, sys %.1f)\n", t, us,
+                            (u1[t] - u0[t]) / hz / calls * 1e6, (s1[t] - s0[t]) / hz / calls * 1e6
+                    }
+                }' "$stats.threads0" "$stats.threads1"
         fi
         # Let the machine settle between servers.
         sleep 1

@@ -2,6 +2,7 @@
 //! reservations, and the entry points `authorize` / `decide` / `extend` / `settle` / `release` /
 //! `expire` (DESIGN §4). Sans-IO: every call takes `now` (unix seconds, UTC).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -43,6 +44,11 @@ pub struct Engine {
     spend: SpendLedger,
     /// Serializes writers of `live` (reload, month rollover). Readers never take it.
     writer: Mutex<()>,
+    /// The next [`Grant::seq`]. It starts at the wall clock in microseconds, so sequence
+    /// numbers keep growing across restarts (a call admitted every microsecond would be
+    /// needed to catch up with the clock), and [`Engine::seq_floor`] lifts it above what the
+    /// ledger holds should the clock have gone back.
+    next_seq: AtomicU64,
 }
 
 /// Whether `decide_classified` reserves.
@@ -79,7 +85,14 @@ impl Engine {
             reservations: Reservations::default(),
             spend: SpendLedger::default(),
             writer: Mutex::new(()),
+            next_seq: AtomicU64::new(now.saturating_mul(1_000_000).max(1)),
         }
+    }
+
+    /// Makes every [`Grant::seq`] handed out from now on at least `next` (start-up: one past
+    /// the highest sequence number the ledger holds).
+    pub fn seq_floor(&self, next: u64) {
+        self.next_seq.fetch_max(next, Ordering::Relaxed);
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -269,6 +282,7 @@ impl Engine {
         };
         if let Mode::Reserve(call_id) = mode {
             let grant = Grant {
+                seq: 0,
                 basis,
                 tenant,
                 user: user.map_or_else(|| Arc::from(""), |u| Arc::clone(&u.upn)),
@@ -324,6 +338,7 @@ impl Engine {
                 grant: None,
             };
             let grant = Grant {
+                seq: 0,
                 basis,
                 tenant: Arc::clone(&tenant_id),
                 user: Arc::clone(&user.upn),
@@ -475,6 +490,8 @@ impl Engine {
                 replay(e.get(), decision.destination)
             }
             Entry::Vacant(v) => {
+                let mut grant = grant;
+                grant.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 decision.grant = Some(grant.clone());
                 v.insert(CallRecord::reserved(grant));
                 decision

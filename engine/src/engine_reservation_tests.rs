@@ -227,6 +227,27 @@ fn restore_rebuilds_pools_balances_spending_and_open_calls() {
 }
 
 #[test]
+fn sequence_numbers_follow_admission_and_survive_a_restore() {
+    let e1 = engine();
+    let seq = |d: &Decision| d.grant.as_ref().map(|g| g.seq);
+    let a = seq(&call(&e1, "small@u.com", us(), "a")).unwrap();
+    let b = seq(&call(&e1, "small@u.com", us(), "b")).unwrap();
+    assert!(b > a && a >= NOW * 1_000_000, "{a} {b}");
+    // A replay answers from the record: the same sequence number.
+    assert_eq!(seq(&call(&e1, "small@u.com", us(), "a")), Some(a));
+    assert_eq!(e1.reservations().get("a").map(|r| r.grant.seq), Some(a));
+
+    // Restored calls keep theirs, and new ones come after them even if the clock went back.
+    let e2 = Engine::new(plan(), EngineConfig::default(), snapshot(), NOW - 3600);
+    e2.restore(stored(&e1), NOW);
+    assert_eq!(e2.reservations().get("b").map(|r| r.grant.seq), Some(b));
+    let c = seq(&call(&e2, "small@u.com", us(), "c")).unwrap();
+    assert!(c > b, "{c} {b}");
+    e2.seq_floor(c + 100);
+    assert_eq!(seq(&call(&e2, "small@u.com", us(), "d")), Some(c + 100));
+}
+
+#[test]
 fn restore_after_month_rollover_charges_the_month_the_call_started_in() {
     const DEC_1: u64 = 1_796_083_200; // 2026-12-01T00:00:00Z
     let e1 = engine();

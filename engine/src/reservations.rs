@@ -32,6 +32,11 @@ pub enum Funding {
 /// persist it before the 302 leaves.
 #[derive(Clone, Debug)]
 pub struct Grant {
+    /// The call's place in admission order, unique for the life of the ledger: the ledger's
+    /// key for the call's row, so rows are appended in the order calls arrive rather than
+    /// scattered by their random Call-IDs (see `sip-edge/src/ledger/schema.rs`). Set when the
+    /// reservation is recorded ([`crate::Engine::seq_floor`] keeps it above what is stored).
+    pub seq: u64,
     pub basis: Basis,
     pub tenant: Arc<str>,
     /// The caller's UPN (empty for an unknown caller's emergency call): for the call record.

@@ -58,6 +58,8 @@ impl StoredFunding {
 /// One call as the ledger holds it.
 #[derive(Clone, Debug)]
 pub struct StoredCall {
+    /// The call's [`Grant::seq`]: its row's key in the ledger.
+    pub seq: u64,
     pub call_id: String,
     pub basis: Basis,
     pub tenant: Arc<str>,
@@ -83,6 +85,7 @@ impl StoredCall {
     pub fn from_record(call_id: &str, r: &CallRecord) -> StoredCall {
         let g = &r.grant;
         StoredCall {
+            seq: g.seq,
             call_id: call_id.to_string(),
             basis: g.basis,
             tenant: Arc::clone(&g.tenant),
@@ -109,6 +112,7 @@ impl StoredCall {
     /// that has changed since, the ledger keeps the newer row (versions only go up).
     pub fn admitted(call_id: &str, g: Grant) -> StoredCall {
         StoredCall {
+            seq: g.seq,
             call_id: call_id.to_string(),
             basis: g.basis,
             funding: StoredFunding::of(&g.funding),
@@ -165,6 +169,7 @@ impl Engine {
         let mut detached: HashMap<(PoolKey, MonthKey), Arc<PoolCounter>> = HashMap::new();
         let mut out = Restored::default();
         for c in calls {
+            self.seq_floor(c.seq.saturating_add(1));
             let open = c.state == CallState::Reserved;
             let funding = match &c.funding {
                 StoredFunding::None => Funding::None,
@@ -209,6 +214,7 @@ impl Engine {
                 continue;
             }
             let mut record = CallRecord::reserved(Grant {
+                seq: c.seq,
                 basis: c.basis,
                 tenant: c.tenant,
                 user: c.user,

@@ -70,8 +70,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Some(settings) => {
             let path = settings.path.clone();
             match Ledger::open(settings, now()) {
-                Ok((ledger, calls)) => {
-                    let r = engine.restore(calls, now());
+                Ok((ledger, recovery)) => {
+                    engine.seq_floor(recovery.next_seq);
+                    let r = engine.restore(recovery.calls, now());
                     tracing::info!(
                         ledger = %path.display(),
                         open = r.open,

@@ -182,6 +182,14 @@ pub(crate) enum Job {
     Stop,
 }
 
+/// What the engine needs back from the ledger at start-up.
+pub struct Recovery {
+    /// For [`tollgate_engine::Engine::restore`].
+    pub calls: Vec<StoredCall>,
+    /// For [`tollgate_engine::Engine::seq_floor`]: one past the highest `seq` stored.
+    pub next_seq: u64,
+}
+
 /// The ledger: durable (SQLite) or the in-memory seam.
 pub struct Ledger {
     durable: Option<Durable>,
@@ -205,9 +213,12 @@ impl Ledger {
 
     /// Opens (creating or migrating) the ledger file and reads back what start-up recovery
     /// needs for the month of `now` (see [`tollgate_engine::restore`]).
-    pub fn open(settings: Settings, now: u64) -> Result<(Ledger, Vec<StoredCall>), LedgerError> {
+    pub fn open(settings: Settings, now: u64) -> Result<(Ledger, Recovery), LedgerError> {
         let conn = schema::open_writer(&settings.path, settings.synchronous)?;
-        let calls = query::recovery(&conn, tollgate_engine::pools::MonthKey::of(now))?;
+        let recovery = Recovery {
+            calls: query::recovery(&conn, tollgate_engine::pools::MonthKey::of(now))?,
+            next_seq: query::next_seq(&conn)?,
+        };
         let ledger = Ledger {
             durable: Some(Durable {
                 settings,
@@ -217,7 +228,7 @@ impl Ledger {
                 reader: Mutex::new(None),
             }),
         };
-        Ok((ledger, calls))
+        Ok((ledger, recovery))
     }
 
     /// Whether writes go to a file (else answers leave at once and nothing survives a restart).

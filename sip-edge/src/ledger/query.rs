@@ -33,16 +33,30 @@ pub fn recovery(conn: &Connection, month: MonthKey) -> Result<Vec<StoredCall>, L
     )
 }
 
-/// One call, whatever its state.
+/// One call, whatever its state: the newest with this Call-ID. There is no index on Call-IDs
+/// (see [`super::schema`]): SQLite walks the table from its newest row back and stops at the
+/// first match, so a recent call is found at once and an unknown one costs a scan.
 pub fn call(conn: &Connection, call_id: &str) -> Result<Option<StoredCall>, LedgerError> {
-    Ok(calls(conn, "call_id = ?1", params![call_id])?.pop())
+    Ok(calls(
+        conn,
+        "call_id = ?1 ORDER BY seq DESC LIMIT 1",
+        params![call_id],
+    )?
+    .pop())
+}
+
+/// One past the highest `seq` stored (1 for an empty ledger): the floor for the engine's next
+/// sequence number ([`tollgate_engine::Engine::seq_floor`]).
+pub fn next_seq(conn: &Connection) -> Result<u64, LedgerError> {
+    let max: Option<i64> = conn.query_row("SELECT max(seq) FROM calls", [], |r| r.get(0))?;
+    Ok(max.and_then(|m| u64::try_from(m).ok()).unwrap_or(0) + 1)
 }
 
 /// The call records (ended calls) charged to `month`, by start time.
 pub fn cdrs(conn: &Connection, month: MonthKey) -> Result<Vec<StoredCall>, LedgerError> {
     calls(
         conn,
-        "month = ?1 AND state <> 'reserved' ORDER BY started_at, call_id",
+        "month = ?1 AND state <> 'reserved' ORDER BY started_at, seq",
         params![month.to_string()],
     )
 }

@@ -14,17 +14,18 @@ use super::LedgerError;
 pub const COLUMNS: &str = "call_id, version, state, month, tenant, user, dialed, e164, region, \
     number_type, calling_code, basis, route, funding, pool_region, pool_sku, pool_kind, \
     per_minute_micros, spend_user, spend_month, reserved_seconds, reserved_micros, \
-    billable_seconds, charged_seconds, charged_micros, started_at, expires_at, ended_at";
+    billable_seconds, charged_seconds, charged_micros, started_at, expires_at, ended_at, seq";
 
-/// The whole row, applied only when newer than what is stored (a call's `version` grows with
-/// every change; see [`tollgate_engine::CallRecord::version`]).
+/// The whole row, keyed by the call's `seq` (appended: see [`super::schema`]), applied only
+/// when newer than what is stored (a call's `version` grows with every change; see
+/// [`tollgate_engine::CallRecord::version`]).
 pub const UPSERT: &str = "INSERT INTO calls (call_id, version, state, month, tenant, user, \
     dialed, e164, region, number_type, calling_code, basis, route, funding, pool_region, \
     pool_sku, pool_kind, per_minute_micros, spend_user, spend_month, reserved_seconds, \
     reserved_micros, billable_seconds, charged_seconds, charged_micros, started_at, expires_at, \
-    ended_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
-    ON CONFLICT (call_id) DO UPDATE SET version = excluded.version, state = excluded.state, \
+    ended_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29) \
+    ON CONFLICT (seq) DO UPDATE SET version = excluded.version, state = excluded.state, \
     reserved_seconds = excluded.reserved_seconds, reserved_micros = excluded.reserved_micros, \
     billable_seconds = excluded.billable_seconds, charged_seconds = excluded.charged_seconds, \
     charged_micros = excluded.charged_micros, expires_at = excluded.expires_at, \
@@ -69,6 +70,7 @@ pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall) -> rusqlite::Result<usize>
         c.started_at as i64,
         c.expires_at as i64,
         c.ended_at.map(|t| t as i64),
+        i64::try_from(c.seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
     ])
 }
 
@@ -186,6 +188,7 @@ pub fn read(row: &Row<'_>) -> Result<StoredCall, LedgerError> {
         u64::try_from(num(i)?).map_err(|_| bad(column))
     };
     Ok(StoredCall {
+        seq: u64::try_from(num(28)?).map_err(|_| bad("seq"))?,
         version: u32::try_from(num(1)?).map_err(|_| bad("version"))?,
         state: parse_state(&row.get::<_, String>(2)?).ok_or_else(|| bad("state"))?,
         tenant,

@@ -90,8 +90,9 @@ fn durable_ledger_holds_the_302_until_committed() {
         batch: 8,
         linger: std::time::Duration::ZERO,
     };
-    let (ledger, calls) = Ledger::open(settings, now()).unwrap();
-    assert!(calls.is_empty());
+    let (ledger, recovery) = Ledger::open(settings, now()).unwrap();
+    assert!(recovery.calls.is_empty());
+    assert_eq!(recovery.next_seq, 1);
     let base = server(&["127.0.0.0/8"], Untrusted::Reject);
     let s = Arc::new(Server::new(
         base.engine,
