@@ -111,7 +111,12 @@ fn call() -> StoredCall {
         tenant: Arc::from("contoso"),
         user: Arc::from("grace@contoso.com"),
         dialed: "+442079460000".into(),
-        destination: Some(Destination::new("+442079460000", 44, gb, NumberType::FixedLine)),
+        destination: Some(Destination::new(
+            "+442079460000",
+            44,
+            gb,
+            NumberType::FixedLine,
+        )),
         route: Some(Route::Direct("sbc1.contoso.com".into())),
         funding: StoredFunding::None,
         reserved_seconds: 1800,
