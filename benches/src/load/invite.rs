@@ -5,10 +5,14 @@
 //! are one pre-rendered template per message part, only the caller, the dialed number and the
 //! call index change — with no formatting machinery and no allocation per message.
 //!
-//! The call index is in the Call-ID (`load-{run}-{index}`), the Via branch
+//! The call index is in the Call-ID (`{scramble}-load-{run}-{index}`), the Via branch
 //! (`z9hG4bK{run}x{index}`) and the From tag: a response is matched to its call by parsing the
 //! index back out of its Call-ID (an array index, no map). `run` keeps the Call-IDs of two runs
-//! against one daemon apart (its transaction cache and reservations are keyed by Call-ID).
+//! against one daemon apart (its transaction cache and reservations are keyed by Call-ID). The
+//! Call-ID starts with 16 hex digits scrambled from run and index ([`scramble`]) because real
+//! user agents make Call-IDs random (RFC 3261 §8.1.1.4 recommends cryptographic randomness):
+//! whatever the daemon keys by Call-ID (hash maps, the ledger's tables) must be measured with
+//! keys that do not arrive in order.
 
 /// Transport names in the Via header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +27,7 @@ const SDP: &[u8] = b"v=0\r\no=- 3937844372 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4
 /// Renders the messages of one run from one local address.
 #[derive(Clone, Debug)]
 pub struct Renderer {
+    run: u32,
     /// `SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK{run}x`
     via_head: Vec<u8>,
     /// `load-{run}-`
@@ -40,6 +45,7 @@ impl Renderer {
             Via::Tcp => "TCP",
         };
         Renderer {
+            run,
             via_head: format!("Via: SIP/2.0/{t} {local};rport;branch=z9hG4bK{run}x").into_bytes(),
             call_id_prefix: call_id_prefix(run).into_bytes(),
             contact: format!("Contact: <sip:load@{local};transport={t}>\r\n").into_bytes(),
@@ -94,13 +100,32 @@ impl Renderer {
         out.extend_from_slice(b">;tag=l");
         push_u64(out, index);
         out.extend_from_slice(b"\r\nCall-ID: ");
+        push_hex(out, scramble(self.run, index));
+        out.push(b'-');
         out.extend_from_slice(&self.call_id_prefix);
         push_u64(out, index);
         out.extend_from_slice(b"\r\n");
     }
 }
 
-/// `load-{run}-`: the Call-ID of call `i` is this followed by `i`.
+/// The random-looking head of call `index`'s Call-ID: splitmix64 of run and index (a
+/// bijection, so no two calls of a run share it).
+pub fn scramble(run: u32, index: u64) -> u64 {
+    let mut z = index ^ (u64::from(run) << 40) ^ 0x9E37_79B9_7F4A_7C15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Appends `n` as 16 lower-case hex digits.
+fn push_hex(out: &mut Vec<u8>, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(HEX[((n >> (shift * 4)) & 0xf) as usize]);
+    }
+}
+
+/// `load-{run}-`: the Call-ID of call `i` is `{scramble}-`, this, then `i`.
 pub fn call_id_prefix(run: u32) -> String {
     format!("load-{run}-")
 }
@@ -131,7 +156,8 @@ mod tests {
         assert!(
             text.starts_with("INVITE sip:+12065550100@tollgate.example.net;user=phone SIP/2.0\r\n")
         );
-        assert!(text.contains("\r\nCall-ID: load-42-1234\r\n"), "{text}");
+        let call_id = format!("\r\nCall-ID: {:016x}-load-42-1234\r\n", scramble(42, 1234));
+        assert!(text.contains(&call_id), "{text}");
         assert!(text.contains(";branch=z9hG4bK42x1234\r\n"), "{text}");
         // The daemon's own parser accepts it, and frames it on TCP.
         let parsed = tollgate::sip::parse_message(&inv, tollgate::sip::Transport::Udp);

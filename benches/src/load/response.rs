@@ -54,10 +54,14 @@ pub fn parse(buf: &[u8]) -> Option<Response<'_>> {
     })
 }
 
-/// The call index in a Call-ID `"{prefix}{index}"` (see [`super::invite::Renderer`]); `None`
-/// for someone else's Call-ID.
+/// The call index in a Call-ID `"{16 hex digits}-{prefix}{index}"` (see
+/// [`super::invite::Renderer`]); `None` for someone else's Call-ID.
 pub fn call_index(call_id: &[u8], prefix: &[u8]) -> Option<u64> {
-    let digits = call_id.strip_prefix(prefix)?;
+    let (head, rest) = call_id.split_at_checked(17)?;
+    if head[16] != b'-' || !head[..16].iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let digits = rest.strip_prefix(prefix)?;
     if digits.is_empty() || digits.len() > 19 {
         return None;
     }
@@ -135,19 +139,21 @@ fn parse_u32(s: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
 
-    const R302: &[u8] = b"SIP/2.0 302 Moved Temporarily\r\nVia: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bKx;rport=4000;received=127.0.0.1\r\nFrom: <sip:alice@contoso.com>;tag=l7\r\nt: <sip:+12065550100@tg;user=phone>;tag=abc\r\nCall-ID: load-9-12345\r\nCSeq: 1 INVITE\r\nContact: <sip:+12065550100@pstn-us.example.net;user=phone>\r\nContent-Length: 0\r\n\r\n";
+    const R302: &[u8] = b"SIP/2.0 302 Moved Temporarily\r\nVia: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bKx;rport=4000;received=127.0.0.1\r\nFrom: <sip:alice@contoso.com>;tag=l7\r\nt: <sip:+12065550100@tg;user=phone>;tag=abc\r\nCall-ID: 0123456789abcdef-load-9-12345\r\nCSeq: 1 INVITE\r\nContact: <sip:+12065550100@pstn-us.example.net;user=phone>\r\nContent-Length: 0\r\n\r\n";
 
     #[test]
     fn parses_a_302() {
         let r = parse(R302).unwrap();
         assert_eq!(r.status, 302);
-        assert_eq!(r.call_id, b"load-9-12345");
+        assert_eq!(r.call_id, b"0123456789abcdef-load-9-12345");
         assert_eq!(r.to, b"<sip:+12065550100@tg;user=phone>;tag=abc");
         assert_eq!((r.cseq, r.cseq_method), (1, &b"INVITE"[..]));
         assert_eq!(call_index(r.call_id, b"load-9-"), Some(12345));
         assert_eq!(call_index(r.call_id, b"load-8-"), None);
-        assert_eq!(call_index(b"load-9-12x", b"load-9-"), None);
-        assert_eq!(call_index(b"load-9-", b"load-9-"), None);
+        assert_eq!(call_index(b"0123456789abcdef-load-9-12x", b"load-9-"), None);
+        assert_eq!(call_index(b"0123456789abcdef-load-9-", b"load-9-"), None);
+        assert_eq!(call_index(b"0123456789abcdeg-load-9-1", b"load-9-"), None);
+        assert_eq!(call_index(b"load-9-12345", b"load-9-"), None);
     }
 
     #[test]
