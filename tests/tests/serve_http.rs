@@ -191,6 +191,57 @@ fn reload_good_and_bad() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A reload re-reads `tollgate.toml`: trusted peers change at once, a bad file changes
+/// nothing, other tables wait for a restart.
+#[test]
+fn reload_applies_trusted_peers() {
+    let d = Daemon::start_opts(&Options {
+        sip: "trusted_peers = [\"10.0.0.0/8\"]",
+        directory_extra: "watch = false",
+        ..Options::default()
+    });
+    let invite = |id: &str| d.udp(&SipRequest::invite(ALICE, "+12065550100", id).render());
+    let r = invite("peers-1");
+    assert_eq!(r.status(), 403, "{}", r.text);
+    assert_eq!(r.header("X-Tollgate-Reason"), Some("untrusted_peer"));
+
+    let path = d.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let trusting = original.replace("10.0.0.0/8", "127.0.0.0/8");
+    std::fs::write(&path, &trusting).unwrap();
+    let (status, body) = d.http("POST", "/v1/reload", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(invite("peers-2").status(), 302);
+
+    // Unparseable: the reload fails whole, naming the file and the field; peers unchanged.
+    std::fs::write(&path, format!("{trusting}\n[sip2]\nx = 1\n")).unwrap();
+    let (status, body) = d.http("POST", "/v1/reload", "");
+    assert_eq!(status, 500, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("tollgate.toml") && error.contains("sip2"),
+        "{v}"
+    );
+    wait_for_metric(&d, "tollgate_reloads_total{result=\"error\"} 1");
+    assert_eq!(invite("peers-3").status(), 302);
+
+    // SIGHUP: back to 10/8, and a grant change that needs a restart (logged, not applied).
+    std::fs::write(
+        &path,
+        format!("{original}\n[grants]\ngrant_seconds = 600\n"),
+    )
+    .unwrap();
+    d.signal("HUP");
+    wait_for_metric(&d, "tollgate_reloads_total{result=\"ok\"} 2");
+    assert_eq!(invite("peers-4").status(), 403);
+    assert!(
+        d.stderr().contains("takes effect on restart"),
+        "{}",
+        d.stderr()
+    );
+}
+
 #[test]
 fn sigterm_exits_zero() {
     let d = Daemon::start();

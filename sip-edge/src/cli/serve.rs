@@ -4,7 +4,8 @@
 //! listener) and `[http].listen`, logs each bound address on stderr
 //! (`listening transport=udp addr=127.0.0.1:5060`), then serves until SIGTERM or SIGINT: stop
 //! accepting, let TCP connections finish what they hold, exit 0. SIGHUP reloads the directory
-//! (a bad one keeps the old snapshot), and so does a change to its files with
+//! and the reloadable part of `tollgate.toml`, the trusted peers (a bad file keeps what runs:
+//! [`crate::server::reconfigure`]), and so does a change to the directory's files with
 //! `[directory].watch = true` ([`crate::watch`]). Config or directory errors: exit 2, one line
 //! each.
 //!
@@ -88,13 +89,16 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
         }
     };
-    let server = Arc::new(Server::new(
-        engine,
-        daemon.trusted.clone(),
-        daemon.file.sip.untrusted,
-        directory,
-        ledger,
-    ));
+    let server = Arc::new(
+        Server::new(
+            engine,
+            daemon.trusted.clone(),
+            daemon.file.sip.untrusted,
+            directory,
+            ledger,
+        )
+        .with_config_file(args.config.clone(), daemon.file.clone()),
+    );
     let committer: Arc<dyn Committer> = Arc::clone(&server) as Arc<dyn Committer>;
     server
         .ledger

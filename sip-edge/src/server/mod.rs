@@ -18,17 +18,21 @@
 mod durable;
 pub mod identity;
 pub mod peers;
+pub mod reconfigure;
 pub mod transactions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
+
+use arc_swap::ArcSwap;
 
 use tollgate_engine::{
     Decision, Engine, Outcome, Reason, Request as EngineRequest, Snapshot, StoredCall,
 };
 
-use crate::config::Untrusted;
+use crate::config::{DaemonConfig, Untrusted};
 use crate::ledger::{After, Ledger, ReplyTo, SipReply};
 use crate::metrics::Metrics;
 use crate::sip::{
@@ -36,6 +40,7 @@ use crate::sip::{
     Transport,
 };
 use peers::Cidr;
+use reconfigure::{ConfigFile, Peers};
 use transactions::{Transactions, TxKey};
 
 /// Cached INVITE answers at most (see [`transactions`]): at ~700 bytes each, ~180 MB at most;
@@ -55,8 +60,10 @@ const RETRY_AFTER: u32 = 5;
 pub struct Server {
     pub engine: Engine,
     pub metrics: Metrics,
-    trusted: Vec<Cidr>,
-    untrusted: Untrusted,
+    /// `[sip].trusted_peers` and `untrusted`: a reload may change them ([`reconfigure`]).
+    peers: ArcSwap<Peers>,
+    /// The `tollgate.toml` a reload re-reads (none: only the directory reloads).
+    config_file: Option<ConfigFile>,
     pub transactions: Transactions,
     /// The directory reloaded on SIGHUP and `POST /v1/reload`.
     directory: PathBuf,
@@ -94,8 +101,8 @@ impl Server {
         Server {
             engine,
             metrics,
-            trusted,
-            untrusted,
+            peers: ArcSwap::from_pointee(Peers { trusted, untrusted }),
+            config_file: None,
             transactions: Transactions::new(MAX_TRANSACTIONS),
             directory,
             ledger,
@@ -104,6 +111,12 @@ impl Server {
             shed_logged: std::sync::atomic::AtomicU64::new(0),
             pools_written: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// Makes reloads re-read `path`, the file `running` came from ([`reconfigure`]).
+    pub fn with_config_file(mut self, path: PathBuf, running: DaemonConfig) -> Server {
+        self.config_file = Some(ConfigFile::new(path, running));
+        self
     }
 
     /// Handles one datagram or TCP frame from `source`; returns `true` when `out` holds a
@@ -118,8 +131,9 @@ impl Server {
         out: &mut Vec<u8>,
     ) -> bool {
         let label = transport_label(transport);
-        let trusted = peers::trusted(&self.trusted, source.ip());
-        if !trusted && self.untrusted == Untrusted::Drop {
+        let peers = self.peers.load();
+        let trusted = peers.trusts(source.ip());
+        if !trusted && peers.untrusted == Untrusted::Drop {
             // DESIGN §2 step 1: silence, no lookup, no parse.
             tracing::debug!(%source, "untrusted peer, dropped");
             return false;
@@ -185,7 +199,7 @@ impl Server {
         let usual = req.method != Method::Invite
             || req.max_forwards == Some(0)
             || dialed.bytes().filter(u8::is_ascii_digit).count() <= MAX_SHORT_NUMBER
-            || !peers::trusted(&self.trusted, source.ip())
+            || !self.peers.load().trusts(source.ip())
             || self.engine.reservations().contains(req.call_id)
             || self
                 .transactions
@@ -245,7 +259,7 @@ impl Server {
     /// A TCP stream that cannot be framed any more (RFC 3261 §18.3): answers the head's error
     /// if it can be addressed. The caller closes the connection.
     pub fn unframeable(&self, buf: &[u8], source: SocketAddr, out: &mut Vec<u8>) -> bool {
-        let trusted = peers::trusted(&self.trusted, source.ip());
+        let trusted = self.peers.load().trusts(source.ip());
         match parse_message(buf, Transport::Tcp) {
             Err(e) => self.parse_error(&e, trusted, source, "tcp", out),
             Ok(_) => {
@@ -436,29 +450,51 @@ impl Server {
         self.metrics.message_out(status, label);
     }
 
-    /// Reloads the directory (SIGHUP, `POST /v1/reload`): a bad directory keeps the old
-    /// snapshot (DESIGN §3). Blocking file I/O: call it off the reactor. Returns the user count.
+    /// Reloads (SIGHUP, `POST /v1/reload`, a change to the directory's files): re-reads
+    /// `tollgate.toml` when known ([`reconfigure`]) and the directory, and applies both, or
+    /// nothing if either is bad (DESIGN §3: the old snapshot keeps serving). Blocking file
+    /// I/O: call it off the reactor. Returns the user count.
     pub fn reload(&self) -> Result<usize, Vec<String>> {
-        match Snapshot::load(&self.directory) {
-            Ok(snap) => {
-                let users = snap.users.len();
-                self.engine.reload(snap);
-                self.pools_changed();
-                self.metrics.directory_users.set(users as i64);
-                self.metrics.reload(true);
-                tracing::info!(users, directory = %self.directory.display(), "reloaded");
-                Ok(users)
-            }
-            Err(e) => {
+        let reread = self
+            .config_file
+            .as_ref()
+            .map(ConfigFile::reread)
+            .transpose();
+        let loaded = Snapshot::load(&self.directory).map_err(|e| {
+            e.0.iter()
+                .map(|e| format!("{}: {e}", self.directory.display()))
+                .collect::<Vec<_>>()
+        });
+        let (reread, snap) = match (reread, loaded) {
+            (Ok(r), Ok(snap)) => (r, snap),
+            (r, l) => {
+                let errors: Vec<String> = r.err().into_iter().chain(l.err()).flatten().collect();
                 self.metrics.reload(false);
-                let errors: Vec<String> =
-                    e.0.iter()
-                        .map(|e| format!("{}: {e}", self.directory.display()))
-                        .collect();
-                tracing::error!(errors = ?errors, "reload failed, keeping the old directory");
-                Err(errors)
+                tracing::error!(errors = ?errors, "reload failed, keeping the running configuration and directory");
+                return Err(errors);
             }
+        };
+        if let (Some(r), Some(file)) = (reread, &self.config_file) {
+            if **self.peers.load() != r.peers {
+                tracing::info!(trusted_peers = ?r.peers.trusted, untrusted = ?r.peers.untrusted, "peers reloaded");
+                self.peers.store(Arc::new(r.peers.clone()));
+            }
+            if !r.restart_needed.is_empty() {
+                tracing::warn!(
+                    config = %file.path().display(),
+                    tables = ?r.restart_needed,
+                    "changed in the configuration file; takes effect on restart"
+                );
+            }
+            file.applied(&r);
         }
+        let users = snap.users.len();
+        self.engine.reload(snap);
+        self.pools_changed();
+        self.metrics.directory_users.set(users as i64);
+        self.metrics.reload(true);
+        tracing::info!(users, directory = %self.directory.display(), "reloaded");
+        Ok(users)
     }
 
     /// Settles every reservation past its grant + grace (DESIGN §4) and persists them; sweeps
