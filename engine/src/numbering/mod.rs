@@ -72,18 +72,28 @@ enum LengthCheck {
 }
 
 /// Which patterns of a calling code matched one national number, per member region:
-/// `full[m]` has a [`Kind::bit`] set for each pattern of member `m` that matched the whole
-/// number (lengths not yet checked), `leading` a bit per member whose `leadingDigits` matched.
-struct Hits {
-    full: [u16; compile::MAX_REGIONS_PER_CODE],
+/// `full` holds, for each member with a whole-number match, a [`Kind::bit`] for each of its
+/// patterns that matched (lengths not yet checked); `leading` a bit per member whose
+/// `leadingDigits` matched.
+struct Hits<'p> {
+    full: &'p [(u8, u16)],
     leading: u32,
     len: usize,
 }
 
-impl Hits {
+impl Hits<'_> {
+    /// The [`Kind::bit`]s of member `m`'s patterns that matched the whole number.
+    #[inline]
+    fn bits(&self, m: usize) -> u16 {
+        self.full
+            .iter()
+            .find(|&&(member, _)| member as usize == m)
+            .map_or(0, |&(_, bits)| bits)
+    }
+
     /// Whether member `m`'s general pattern matched (no length check).
     fn general(&self, m: usize) -> bool {
-        self.full[m] & Kind::GENERAL_BIT != 0
+        self.bits(m) & Kind::GENERAL_BIT != 0
     }
 }
 
@@ -307,21 +317,17 @@ impl NumberingPlan {
         })
     }
 
-    fn scan(&self, code: &CodePlan, nsn: &[u8]) -> Hits {
-        let mut hits = Hits {
-            full: [0; compile::MAX_REGIONS_PER_CODE],
-            leading: 0,
+    fn scan<'p>(&self, code: &'p CodePlan, nsn: &[u8]) -> Hits<'p> {
+        let walk = code.set.scan(nsn);
+        let set = walk
+            .full
+            .checked_sub(1)
+            .and_then(|i| code.hit_sets.get(i as usize));
+        Hits {
+            full: set.map_or(&[], |s| &s.members),
+            leading: walk.prefix | set.map_or(0, |s| s.leading),
             len: nsn.len(),
-        };
-        let slots = &code.slots;
-        let mut lead = 0u32;
-        code.set.scan(nsn, |p, full| match slots.get(p) {
-            Some(&(m, Kind::Leading)) => lead |= 1 << m,
-            Some(&(m, kind)) if full => hits.full[m as usize] |= kind.bit(),
-            _ => {}
-        });
-        hits.leading = lead;
-        hits
+        }
     }
 
     /// `getRegionCodeForNumberFromRegionList`.
@@ -362,11 +368,11 @@ impl NumberingPlan {
     /// (or transformed), or unchanged when there is none or removing it would turn a number
     /// matching the general pattern into one that does not. When the candidate was scanned,
     /// its [`Hits`] come along so that [`Self::finish`] need not scan it again.
-    fn strip_national_prefix<'a>(
-        &self,
+    fn strip_national_prefix<'a, 'p>(
+        &'p self,
         number: &'a [u8],
         region: &RegionPlan,
-    ) -> (Nsn<'a>, Option<Hits>) {
+    ) -> (Nsn<'a>, Option<Hits<'p>>) {
         let Some(np) = region.national_prefix.as_ref() else {
             return (Nsn::Slice(number), None);
         };
@@ -392,13 +398,10 @@ impl NumberingPlan {
     fn emergency(&self, digits: &[u8], region: &RegionPlan) -> Option<Destination> {
         let code = self.t.codes[region.code_idx].code;
         let found = is_universal_emergency(digits)
-            || region.short.as_ref().is_some_and(|s| {
-                let mut hit = false;
-                s.set.scan(digits, |p, full| {
-                    hit |= full && s.slots.get(p) == Some(&ShortKind::Emergency)
-                });
-                hit
-            });
+            || region
+                .short
+                .as_ref()
+                .is_some_and(|s| s.set.scan(digits).full & ShortKind::Emergency.bit() != 0);
         found.then(|| short_destination(digits, code, region.region, NumberType::Emergency))
     }
 
@@ -406,12 +409,9 @@ impl NumberingPlan {
     /// match, with possible lengths.
     fn short_code(&self, digits: &[u8], region: &RegionPlan) -> Option<Destination> {
         let s = region.short.as_ref()?;
-        let (mut general, mut short) = (false, false);
-        s.set.scan(digits, |p, full| match s.slots.get(p) {
-            Some(ShortKind::General) if full => general = true,
-            Some(ShortKind::ShortCode) if full => short = true,
-            _ => {}
-        });
+        let full = s.set.scan(digits).full;
+        let general = full & ShortKind::General.bit() != 0;
+        let short = full & ShortKind::ShortCode.bit() != 0;
         let len = digits.len();
         let ok = general
             && short
@@ -441,7 +441,7 @@ fn leading_value(digits: &[u8], n: usize) -> Option<usize> {
 /// `getNumberTypeHelper` for member `m`; `None` is libphonenumber's `UNKNOWN`.
 fn number_type(code: &CodePlan, m: usize, hits: &Hits) -> Option<NumberType> {
     let member = &code.members[m];
-    let bits = hits.full[m];
+    let bits = hits.bits(m);
     let matches = |kind: Kind, lengths_idx: usize| {
         let lengths = member.lengths[lengths_idx];
         bits & kind.bit() != 0 && (lengths.is_empty() || lengths.contains(hits.len))
