@@ -72,6 +72,9 @@ pub(crate) struct Member {
 /// Everything about one calling code.
 pub(crate) struct CodePlan {
     pub(crate) code: u16,
+    /// `+` and the code's digits (`+44`), for building E.164 strings without dividing.
+    pub(crate) e164_prefix: [u8; 4],
+    pub(crate) e164_prefix_len: u8,
     /// Main country first, then the others in metadata order (libphonenumber's order).
     pub(crate) members: Vec<Member>,
     /// Walk payloads: the prefix bits are `1 << member` for `leadingDigits`; a full match's
@@ -278,8 +281,13 @@ pub(crate) fn compile(phone: &[Territory], short: &[Territory]) -> Result<Tables
         )
         .map_err(|e| MetadataError(format!("calling code {code}: {}", e.0)))?;
         code_index[code as usize] = code_idx as u16 + 1;
+        let text = format!("+{code}");
+        let mut e164_prefix = [0u8; 4];
+        e164_prefix[..text.len()].copy_from_slice(text.as_bytes());
         codes.push(CodePlan {
             code,
+            e164_prefix,
+            e164_prefix_len: text.len() as u8,
             members,
             set,
             hit_sets,

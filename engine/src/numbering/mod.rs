@@ -24,8 +24,8 @@ pub mod metadata;
 mod types;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
+use crate::fxhash::FxMap;
 use compile::{
     CodePlan, Kind, NationalPrefix, Part, RegionPlan, ShortKind, Tables, FIXED, MOBILE, TYPE_DESCS,
 };
@@ -302,7 +302,7 @@ impl NumberingPlan {
         if let Some(m) = member {
             if let Some(t) = number_type(code, m, &hits) {
                 let region = self.t.regions[code.members[m].region_idx].region;
-                return Ok(e164_destination(code.code, nsn, region, t));
+                return Ok(e164_destination(code, nsn, region, t));
             }
         }
         let judge = &self.t.regions[code.members[member.unwrap_or(0)].region_idx];
@@ -467,27 +467,15 @@ fn number_type(code: &CodePlan, m: usize, hits: &Hits) -> Option<NumberType> {
     None
 }
 
-fn e164_destination(code: u16, nsn: &[u8], region: Region, t: NumberType) -> Destination {
+fn e164_destination(code: &CodePlan, nsn: &[u8], region: Region, t: NumberType) -> Destination {
     let mut buf = [0u8; MAX_E164_LEN];
-    buf[0] = b'+';
-    let cc = [
-        (code / 100) as u8,
-        (code / 10 % 10) as u8,
-        (code % 10) as u8,
-    ]
-    .map(|d| b'0' + d);
-    let cc_len = if code >= 100 {
-        3
-    } else if code >= 10 {
-        2
-    } else {
-        1
-    };
-    // nsn is at most MAX_NSN (17) digits, so 1 + 3 + 17 fits in MAX_E164_LEN.
-    let len = (1 + cc_len + nsn.len()).min(MAX_E164_LEN);
-    buf[1..1 + cc_len].copy_from_slice(&cc[3 - cc_len..]);
-    buf[1 + cc_len..len].copy_from_slice(&nsn[..len - 1 - cc_len]);
-    Destination::from_ascii(buf, len, code, region, t)
+    // `+` and the calling code, written at build time; nsn is at most MAX_NSN (17) digits, so
+    // 1 + 3 + 17 fits in MAX_E164_LEN.
+    buf[..4].copy_from_slice(&code.e164_prefix);
+    let at = code.e164_prefix_len as usize;
+    let len = (at + nsn.len()).min(MAX_E164_LEN);
+    buf[at..len].copy_from_slice(&nsn[..len - at]);
+    Destination::from_ascii(buf, len, code.code, region, t)
 }
 
 fn short_destination(digits: &[u8], code: u16, region: Region, t: NumberType) -> Destination {
@@ -500,8 +488,8 @@ fn short_destination(digits: &[u8], code: u16, region: Region, t: NumberType) ->
 thread_local! {
     /// Search caches for transform-rule regexes, per thread, keyed by `Transform::id`: each
     /// thread searches with its own cache, so no lock is shared between threads.
-    static TRANSFORM_CACHES: RefCell<HashMap<usize, (regex_automata::meta::Cache, regex_automata::util::captures::Captures)>> =
-        RefCell::new(HashMap::new());
+    static TRANSFORM_CACHES: RefCell<FxMap<usize, (regex_automata::meta::Cache, regex_automata::util::captures::Captures)>> =
+        RefCell::new(FxMap::default());
 }
 
 /// Applies a national prefix transform rule. `None`: no rule; `Some(None)`: the rule's last
