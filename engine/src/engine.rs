@@ -365,7 +365,7 @@ impl Engine {
                         Money::ZERO,
                     );
                     return match call_id {
-                        Some(c) => self.record(c, dec, grant.clone(), || counter.settle(s, 0)),
+                        Some(c) => self.record(c, dec, grant, || counter.settle(s, 0)),
                         None => dec,
                     };
                 }

@@ -199,6 +199,12 @@ impl Destination {
         std::str::from_utf8(bytes).unwrap_or("")
     }
 
+    /// The bytes of [`Destination::e164`], without its UTF-8 check (for prefix tests on the
+    /// decision path).
+    pub fn e164_bytes(&self) -> &[u8] {
+        &self.e164[..self.e164_len as usize]
+    }
+
     /// The national significant number: the E.164 digits after the calling code (for a short
     /// number, the short number itself).
     pub fn national_number(&self) -> &str {
