@@ -235,11 +235,23 @@ impl Catalog {
     /// DESIGN §4 rule 6: premium rate, barred prefixes (UK `+449`), and international
     /// destinations outside the reachable list.
     pub fn is_barred(&self, e164: &str, t: NumberType, dest: Region, domestic: bool) -> bool {
+        self.is_barred_bytes(e164.as_bytes(), t, dest, domestic)
+    }
+
+    /// [`Catalog::is_barred`] on the bytes of the E.164 string: the decision path has them
+    /// at hand ([`crate::numbering::Destination::e164_bytes`]) and need not check UTF-8.
+    pub(crate) fn is_barred_bytes(
+        &self,
+        e164: &[u8],
+        t: NumberType,
+        dest: Region,
+        domestic: bool,
+    ) -> bool {
         if self.barred.contains(&t)
             || self
                 .barred_prefixes
                 .iter()
-                .any(|p| e164.starts_with(p.as_str()))
+                .any(|p| e164.starts_with(p.as_bytes()))
         {
             return true;
         }

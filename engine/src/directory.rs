@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::bytes::{find_either, trim};
 use crate::catalog::{Catalog, PlanKind};
 use crate::credits::{Money, Rates};
 use crate::fxhash::FxMap;
@@ -496,7 +497,7 @@ impl Snapshot {
     /// domain of the same tenant matches; an E.164 user part with a domain of another tenant
     /// does not.
     pub fn lookup(&self, id: &str) -> Option<(u32, &User)> {
-        let id = id.trim();
+        let id = trim(id);
         let id = match id.as_bytes().first() {
             Some(b's') => id
                 .strip_prefix("sip:")
@@ -505,20 +506,18 @@ impl Snapshot {
             Some(b't') => id.strip_prefix("tel:").unwrap_or(id),
             _ => id,
         };
-        // One pass for the end of the user part (`;` starts URI parameters) and the `@`: this
-        // runs for every INVITE.
-        let mut at = None;
-        let mut end = id.len();
-        for (i, &b) in id.as_bytes().iter().enumerate() {
-            match b {
-                b';' => {
-                    end = i;
-                    break;
-                }
-                b'@' if at.is_none() => at = Some(i),
-                _ => {}
+        // The end of the user part (`;` starts URI parameters) and the first `@` before it,
+        // eight bytes at a time: this runs for every INVITE.
+        let bytes = id.as_bytes();
+        let (at, end) = match find_either(bytes, b';', b'@') {
+            None => (None, bytes.len()),
+            Some(i) if bytes[i] == b';' => (None, i),
+            Some(i) => {
+                let end =
+                    find_either(&bytes[i + 1..], b';', b';').map_or(bytes.len(), |j| i + 1 + j);
+                (Some(i), end)
             }
-        }
+        };
         let id = &id[..end];
         let (local, domain) = match at {
             Some(i) => (&id[..i], Some(&id[i + 1..])),

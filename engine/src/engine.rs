@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use dashmap::mapref::entry::{Entry, VacantEntry};
 
 use crate::config::EngineConfig;
 use crate::credits::{CreditAccount, Money, SpendLedger};
@@ -132,6 +133,10 @@ impl Engine {
     /// at 00:00 UTC on the 1st). Never rolls back.
     fn live_for(&self, now: u64) -> arc_swap::Guard<Arc<Live>> {
         let g = self.live.load();
+        // Within the table's month (the common case) the date conversion is not needed.
+        if now < g.pools.ends_at() {
+            return g;
+        }
         let month = MonthKey::of(now);
         if month <= g.pools.month {
             return g;
@@ -353,20 +358,20 @@ impl Engine {
             };
             (decision, grant)
         };
-        let call_id = match mode {
-            Mode::Reserve(c) => Some(c),
+        // A Call-ID already known: same answer, nothing new reserved. Otherwise its slot is
+        // held (the shard locked) until the funding is decided: one hash and one lock for the
+        // check and the insert, and no other thread can take the Call-ID in between.
+        let slot = match mode {
+            Mode::Reserve(c) => match self.reservations.map.entry(c.to_string()) {
+                Entry::Occupied(e) => return replay(e.get(), Some(d)),
+                Entry::Vacant(v) => Some(v),
+            },
             Mode::DryRun => None,
         };
-        // A Call-ID already known: same answer, nothing new reserved.
-        if let Some(c) = call_id {
-            if let Some(r) = self.reservations.map.get(c) {
-                return replay(&r, Some(d));
-            }
-        }
         // Rule 9: the pool.
         if let Some((pid, basis)) = pool {
             if let Some(counter) = live.pools.get(pid) {
-                let granted = match call_id {
+                let granted = match slot {
                     Some(_) => counter.reserve(g.grant_seconds, inc),
                     None => Some(g.grant_seconds.min(counter.remaining() / inc * inc))
                         .filter(|&s| s >= inc),
@@ -379,8 +384,8 @@ impl Engine {
                         Funding::Pool(Arc::clone(counter)),
                         Money::ZERO,
                     );
-                    return match call_id {
-                        Some(c) => self.record(c, dec, grant.clone(), || counter.settle(s, 0)),
+                    return match slot {
+                        Some(v) => reserved(v, dec, grant),
                         None => dec,
                     };
                 }
@@ -435,16 +440,11 @@ impl Engine {
             spend: spend.clone(),
         };
         let (dec, grant) = admit(Basis::Credits, Rule::Credits, secs, funding, cost);
-        let Some(c) = call_id else { return dec };
+        let Some(v) = slot else { return dec };
         if let Err(r) = self.take_credits(account, &spend, limit, cost) {
             return reject(r);
         }
-        self.record(c, dec, grant, || {
-            account.refund(cost);
-            if let Some((u, m)) = &spend {
-                self.spend.refund(u, *m, cost);
-            }
-        })
+        reserved(v, dec, grant)
     }
 
     /// Takes `cost` from the balance and, under a spend limit, from the user's monthly
@@ -483,7 +483,6 @@ impl Engine {
         grant: Grant,
         undo: impl FnOnce(),
     ) -> Decision {
-        use dashmap::mapref::entry::Entry;
         match self.reservations.map.entry(call_id.to_string()) {
             Entry::Occupied(e) => {
                 undo();
@@ -603,6 +602,17 @@ impl Engine {
             Route::Direct(gw) => gw.to_string(),
         }
     }
+}
+
+/// Stores the reservation in the slot its Call-ID's check took (see [`Engine::fund`]).
+fn reserved(
+    slot: VacantEntry<'_, String, CallRecord>,
+    mut decision: Decision,
+    grant: Grant,
+) -> Decision {
+    decision.grant = Some(grant.clone());
+    slot.insert(CallRecord::reserved(grant));
+    decision
 }
 
 /// The answer for a Call-ID already admitted: its basis and reservation, nothing new.

@@ -5,6 +5,7 @@
 //! turns its answers back into SIP and HTTP. Every business rule lives here, so every rule is
 //! unit-testable without a socket.
 
+mod bytes;
 pub mod catalog;
 pub mod config;
 pub mod credits;

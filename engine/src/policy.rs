@@ -341,7 +341,7 @@ pub fn evaluate(
     if d.number_type == NumberType::ShortCode
         || snap
             .catalog
-            .is_barred(d.e164(), d.number_type, d.region, domestic)
+            .is_barred_bytes(d.e164_bytes(), d.number_type, d.region, domestic)
     {
         return reject(Reason::DestinationNotSupported, Rule::Barred);
     }

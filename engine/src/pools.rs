@@ -63,6 +63,15 @@ impl MonthKey {
     pub fn month(&self) -> u32 {
         self.0 % 12 + 1
     }
+
+    /// The first second (unix, UTC) after this month: until then [`MonthKey::of`] is at most
+    /// this month, which the decision path checks with one comparison instead of a date
+    /// conversion.
+    pub fn end(&self) -> u64 {
+        let next = self.0 as i64 + 1;
+        let days = days_from_civil(next / 12, (next % 12 + 1) as u32, 1);
+        (days.max(0) as u64) * 86_400
+    }
 }
 
 impl std::fmt::Display for MonthKey {
@@ -83,6 +92,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Howard Hinnant's `days_from_civil`: (year, month 1..=12, day) → days since 1970-01-01.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = ((m + 9) % 12) as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// The live counters of one pool for one month. All figures in seconds.
@@ -193,6 +213,8 @@ impl PoolCounter {
 pub struct PoolTable {
     pub month: MonthKey,
     pub counters: Vec<Arc<PoolCounter>>,
+    /// `month.end()`, computed once.
+    ends_at: u64,
 }
 
 impl PoolTable {
@@ -217,7 +239,16 @@ impl PoolTable {
                 None => Arc::new(PoolCounter::new(key.clone(), month, *cap)),
             })
             .collect();
-        PoolTable { month, counters }
+        PoolTable {
+            month,
+            counters,
+            ends_at: month.end(),
+        }
+    }
+
+    /// The first second after this table's month ([`MonthKey::end`]).
+    pub fn ends_at(&self) -> u64 {
+        self.ends_at
     }
 
     pub fn get(&self, id: u32) -> Option<&Arc<PoolCounter>> {
@@ -250,6 +281,17 @@ mod tests {
         assert_eq!(MonthKey::of(1_796_083_200).to_string(), "2026-12");
         assert_eq!(MonthKey::of(951_782_400).to_string(), "2000-02"); // 2000-02-29
         assert_eq!(MonthKey::of(951_868_800).to_string(), "2000-03");
+    }
+
+    #[test]
+    fn month_ends() {
+        assert_eq!(MonthKey::of(1_796_083_199).end(), 1_796_083_200);
+        for month in 0..12 * 200 {
+            let k = MonthKey(1970 * 12 + month);
+            let end = k.end();
+            assert_eq!(MonthKey::of(end - 1), k);
+            assert_eq!(MonthKey::of(end), MonthKey(k.0 + 1));
+        }
     }
 
     #[test]

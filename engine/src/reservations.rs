@@ -41,8 +41,9 @@ pub struct Grant {
     pub tenant: Arc<str>,
     /// The caller's UPN (empty for an unknown caller's emergency call): for the call record.
     pub user: Arc<str>,
-    /// The Request-URI user part as dialed: for the call record.
-    pub dialed: Box<str>,
+    /// The Request-URI user part as dialed: for the call record. Shared: the decision and the
+    /// in-flight record each hold the grant, and a refcount is cheaper than a second copy.
+    pub dialed: Arc<str>,
     pub destination: Option<Destination>,
     pub route: Option<Route>,
     pub funding: Funding,

@@ -30,21 +30,21 @@ use super::MetadataError;
 /// The dead state: every transition from it leads back to it, and it matches nothing.
 const DEAD: u16 = 0;
 /// Set in a transition when its target state has delayed matches, so that the walk reads the
-/// match table only then (one cache line per step otherwise).
+/// rest of the target's row only then.
 const HAS_DELAYED: u16 = 1 << 15;
 
 /// A DFA over the digits `0`-`9`.
 ///
 /// regex-automata reports a match one byte late: entering a match state on byte `i` means a
 /// match ended just before `i`. Each state's row holds its ten transitions and, beside them,
-/// where its delayed matches and its end-of-input matches are in `ids`, so that a walk and its
-/// final match lookup touch one row per step and nothing else.
+/// what its delayed matches and its end-of-input matches *mean*, already reduced at build time
+/// by the caller to a mask and a payload: a walk, and its final answer, touch one row per step
+/// and nothing else, and no per-pattern work is left for the hot path.
 struct DigitDfa {
-    /// `ROW` entries per state: `[t0..t9, delayed_from, delayed_len, eoi_from, eoi_len]`;
+    /// `ROW` entries per state: `[t0..t9, delayed_lo, delayed_hi, eoi_lo, eoi_hi]`;
     /// transitions carry [`HAS_DELAYED`].
     rows: Vec<u16>,
     start: u16,
-    ids: Vec<u16>,
 }
 
 /// Entries per state row (28 bytes).
@@ -52,13 +52,21 @@ const ROW: usize = 14;
 const DELAYED: usize = 10;
 const EOI: usize = 12;
 
+/// How the caller reduces a state's matches at build time.
+struct Reduce<'a> {
+    /// Bits for pattern `i` matching a proper prefix (OR-ed over the patterns; 0: not wanted,
+    /// so walks do not stop for it).
+    delayed: &'a dyn Fn(usize) -> u32,
+    /// The payload of a state whose end-of-input matches are these patterns (ascending, never
+    /// empty). 0 is reserved for "no match".
+    eoi: &'a mut dyn FnMut(&[usize]) -> Result<u32, MetadataError>,
+}
+
 impl DigitDfa {
-    /// `delayed(i)`: whether pattern `i`'s matches on a proper prefix are wanted; the others
-    /// are left out of the delayed lists, so walks do not stop for them.
     fn build(
         patterns: &[&str],
         kind: MatchKind,
-        delayed: &dyn Fn(usize) -> bool,
+        reduce: Reduce<'_>,
     ) -> Result<DigitDfa, MetadataError> {
         let dfa = dense::Builder::new()
             .configure(
@@ -77,14 +85,14 @@ impl DigitDfa {
         let start = dfa
             .universal_start_state(Anchored::Yes)
             .ok_or_else(|| MetadataError("pattern set has no universal start state".into()))?;
-        Self::encode(&dfa, start, delayed)
+        Self::encode(&dfa, start, reduce)
     }
 
     /// Walks every state reachable from `start` on digits and numbers them densely.
     fn encode(
         dfa: &dense::DFA<Vec<u32>>,
         start: StateID,
-        delayed: &dyn Fn(usize) -> bool,
+        reduce: Reduce<'_>,
     ) -> Result<DigitDfa, MetadataError> {
         let mut index: HashMap<StateID, u16> = HashMap::new();
         let mut order: Vec<StateID> = Vec::new();
@@ -106,24 +114,18 @@ impl DigitDfa {
         let start_idx = number(start, &mut order)?;
         // Row 0 is the dead state.
         let mut rows = vec![DEAD; ROW];
-        let mut ids: Vec<u16> = Vec::new();
-        let too_big = || MetadataError("digit DFA match table over 65535 entries".into());
-        let matches = |s: StateID,
-                       ids: &mut Vec<u16>,
-                       keep: &dyn Fn(usize) -> bool|
-         -> Result<[u16; 2], MetadataError> {
-            let from = u16::try_from(ids.len()).map_err(|_| too_big())?;
-            if dfa.is_match_state(s) {
-                for i in 0..dfa.match_len(s) {
-                    let p = dfa.match_pattern(s, i).as_usize();
-                    if keep(p) {
-                        ids.push(u16::try_from(p).map_err(|_| too_big())?);
-                    }
-                }
-            }
-            let len = u16::try_from(ids.len() - from as usize).map_err(|_| too_big())?;
-            Ok([from, len])
+        let patterns = |s: StateID| -> Vec<usize> {
+            let mut ps: Vec<usize> = match dfa.is_match_state(s) {
+                true => (0..dfa.match_len(s))
+                    .map(|i| dfa.match_pattern(s, i).as_usize())
+                    .collect(),
+                false => Vec::new(),
+            };
+            ps.sort_unstable();
+            ps.dedup();
+            ps
         };
+        let split = |v: u32| [v as u16, (v >> 16) as u16];
         let mut next = 0;
         while next < order.len() {
             let s = order[next];
@@ -132,14 +134,23 @@ impl DigitDfa {
                 let t = number(dfa.next_state(s, d), &mut order)?;
                 rows.push(t);
             }
-            rows.extend(matches(s, &mut ids, delayed)?);
-            rows.extend(matches(dfa.next_eoi_state(s), &mut ids, &|_| true)?);
+            let delayed = patterns(s)
+                .into_iter()
+                .fold(0u32, |m, p| m | (reduce.delayed)(p));
+            rows.extend(split(delayed));
+            let eoi = patterns(dfa.next_eoi_state(s));
+            let payload = match eoi.is_empty() {
+                true => 0,
+                false => (reduce.eoi)(&eoi)?,
+            };
+            rows.extend(split(payload));
         }
         // Flag transitions into states with delayed matches.
         for i in 0..rows.len() {
             if i % ROW < 10 {
                 let t = rows[i] as usize;
-                if rows.get(t * ROW + DELAYED + 1).is_some_and(|&len| len > 0) {
+                let row = rows.get(t * ROW + DELAYED..t * ROW + DELAYED + 2);
+                if row.is_some_and(|m| m != [0, 0]) {
                     rows[i] |= HAS_DELAYED;
                 }
             }
@@ -147,7 +158,6 @@ impl DigitDfa {
         Ok(DigitDfa {
             rows,
             start: start_idx,
-            ids,
         })
     }
 
@@ -161,22 +171,28 @@ impl DigitDfa {
         self.rows.get(s as usize * ROW + d).copied().unwrap_or(DEAD)
     }
 
-    /// The patterns of the match list at `at` (`DELAYED` or `EOI`) of state `s`.
+    /// The 32-bit value at `at` (`DELAYED` or `EOI`) of state `s`'s row.
     #[inline(always)]
-    fn matches(&self, s: u16, at: usize) -> &[u16] {
+    fn word(&self, s: u16, at: usize) -> u32 {
         let row = s as usize * ROW + at;
         match self.rows.get(row..row + 2) {
-            Some(&[from, len]) => {
-                let from = from as usize;
-                self.ids.get(from..from + len as usize).unwrap_or(&[])
-            }
-            _ => &[],
+            Some(&[lo, hi]) => lo as u32 | (hi as u32) << 16,
+            _ => 0,
         }
     }
 
     fn memory_usage(&self) -> usize {
-        self.rows.len() * 2 + self.ids.len() * 2
+        self.rows.len() * 2
     }
+}
+
+/// The result of one walk over a [`PatternSet`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Walk {
+    /// The payload of the patterns that match all of the digits (0: none).
+    pub(crate) full: u32,
+    /// The OR of the prefix bits of the patterns that match a proper prefix.
+    pub(crate) prefix: u32,
 }
 
 /// Many patterns, one DFA: which of them match all of, or a prefix of, a digit string.
@@ -185,38 +201,43 @@ pub(crate) struct PatternSet {
 }
 
 impl PatternSet {
-    /// Compiles `patterns`; pattern `i` is reported as `i`. Prefix matches are reported only
-    /// for the patterns for which `prefix(i)` holds (libphonenumber's `leadingDigits`).
+    /// Compiles `patterns`. A walk reports `prefix(i)` OR-ed for each pattern `i` matching a
+    /// proper prefix (libphonenumber's `leadingDigits`; 0 for patterns whose prefix matches do
+    /// not matter), and `full(ids)` for the patterns `ids` (ascending, never empty) matching
+    /// the whole input; `full` returns the payload a walk reports, never 0.
     pub(crate) fn new(
         patterns: &[&str],
-        prefix: impl Fn(usize) -> bool,
+        prefix: impl Fn(usize) -> u32,
+        mut full: impl FnMut(&[usize]) -> Result<u32, MetadataError>,
     ) -> Result<PatternSet, MetadataError> {
+        let reduce = Reduce {
+            delayed: &prefix,
+            eoi: &mut full,
+        };
         Ok(PatternSet {
-            dfa: DigitDfa::build(patterns, MatchKind::All, &prefix)?,
+            dfa: DigitDfa::build(patterns, MatchKind::All, reduce)?,
         })
     }
 
-    /// Walks `digits` once. Calls `on_match(i, false)` for each prefix pattern `i` that
-    /// matches a proper prefix of `digits` (possibly several times), and `on_match(i, true)`
-    /// for each pattern that matches all of `digits`.
+    /// Walks `digits` once.
     #[inline]
-    pub(crate) fn scan(&self, digits: &[u8], mut on_match: impl FnMut(usize, bool)) {
+    pub(crate) fn scan(&self, digits: &[u8]) -> Walk {
         let dfa = &self.dfa;
         let mut s = dfa.start;
+        let mut prefix = 0;
         for &b in digits {
             let t = dfa.step(s, b);
             s = t & !HAS_DELAYED;
             if s == DEAD {
-                return;
+                return Walk { full: 0, prefix };
             }
             if t & HAS_DELAYED != 0 {
-                for &p in dfa.matches(s, DELAYED) {
-                    on_match(p as usize, false);
-                }
+                prefix |= dfa.word(s, DELAYED);
             }
         }
-        for &p in dfa.matches(s, EOI) {
-            on_match(p as usize, true);
+        Walk {
+            full: dfa.word(s, EOI),
+            prefix,
         }
     }
 
@@ -232,8 +253,12 @@ pub(crate) struct Prefix {
 
 impl Prefix {
     pub(crate) fn new(pattern: &str) -> Result<Prefix, MetadataError> {
+        let reduce = Reduce {
+            delayed: &|_| 1,
+            eoi: &mut |_| Ok(1),
+        };
         Ok(Prefix {
-            dfa: DigitDfa::build(&[pattern], MatchKind::LeftmostFirst, &|_| true)?,
+            dfa: DigitDfa::build(&[pattern], MatchKind::LeftmostFirst, reduce)?,
         })
     }
 
@@ -258,7 +283,7 @@ impl Prefix {
                 last = Some(i);
             }
         }
-        if !dfa.matches(s, EOI).is_empty() {
+        if dfa.word(s, EOI) != 0 {
             last = Some(digits.len());
         }
         last
@@ -273,31 +298,25 @@ impl Prefix {
 mod tests {
     use super::*;
 
+    /// A set whose payloads are bit masks of the pattern ids, so tests can read them back.
+    fn set(patterns: &[&str]) -> PatternSet {
+        let bits = |ids: &[usize]| ids.iter().fold(0u32, |m, &i| m | 1 << i);
+        PatternSet::new(patterns, |i| 1 << i, move |ids| Ok(bits(ids))).unwrap()
+    }
+
     fn scan(set: &PatternSet, s: &str) -> (Vec<usize>, Vec<usize>) {
-        let (mut p, mut f) = (vec![], vec![]);
-        set.scan(
-            s.as_bytes(),
-            |i, full| {
-                if full {
-                    f.push(i)
-                } else {
-                    p.push(i)
-                }
-            },
-        );
-        p.sort();
-        p.dedup();
-        f.sort();
-        (p, f)
+        let w = set.scan(s.as_bytes());
+        let ids = |m: u32| (0..32).filter(|i| m & 1 << i != 0).collect::<Vec<usize>>();
+        (ids(w.prefix), ids(w.full))
     }
 
     #[test]
     fn set_reports_full_and_prefix_matches() {
-        let set = PatternSet::new(&["[2-9]\\d{2}", "2\\d", "20|3", "\\d+"], |_| true).unwrap();
+        let set = set(&["[2-9]\\d{2}", "2\\d", "20|3", "\\d+"]);
         assert_eq!(scan(&set, "201"), (vec![1, 2, 3], vec![0, 3]));
         assert_eq!(scan(&set, "3"), (vec![], vec![2, 3]));
         assert_eq!(scan(&set, ""), (vec![], vec![]));
-        let set = PatternSet::new(&["1", "12"], |_| true).unwrap();
+        let set = self::set(&["1", "12"]);
         assert_eq!(scan(&set, "13"), (vec![0], vec![]));
     }
 

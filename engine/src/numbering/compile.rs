@@ -72,11 +72,24 @@ pub(crate) struct Member {
 /// Everything about one calling code.
 pub(crate) struct CodePlan {
     pub(crate) code: u16,
+    /// `+` and the code's digits (`+44`), for building E.164 strings without dividing.
+    pub(crate) e164_prefix: [u8; 4],
+    pub(crate) e164_prefix_len: u8,
     /// Main country first, then the others in metadata order (libphonenumber's order).
     pub(crate) members: Vec<Member>,
+    /// Walk payloads: the prefix bits are `1 << member` for `leadingDigits`; a full match's
+    /// payload is 1 + an index into `hit_sets`.
     pub(crate) set: PatternSet,
-    /// Pattern id → (member index, kind).
-    pub(crate) slots: Vec<(u8, Kind)>,
+    pub(crate) hit_sets: Vec<HitSet>,
+}
+
+/// What one set of whole-number matches of a [`CodePlan`]'s patterns means, worked out at
+/// build time so that a walk ends in one lookup instead of one step per matching pattern.
+pub(crate) struct HitSet {
+    /// A bit per member whose `leadingDigits` matched the whole number.
+    pub(crate) leading: u32,
+    /// (member, [`Kind::bit`]s of its patterns that matched), for each member with a match.
+    pub(crate) members: Box<[(u8, u16)]>,
 }
 
 /// A national prefix rule: `nationalPrefixForParsing` and `nationalPrefixTransformRule`.
@@ -103,9 +116,9 @@ pub(crate) enum Part {
 
 /// Short numbers of a region (ShortNumberMetadata).
 pub(crate) struct ShortPlan {
-    /// Pattern 0: general, 1: shortCode, 2: emergency (those present).
+    /// General, `shortCode` and `emergency` (those present); a full match's payload has a
+    /// [`ShortKind::bit`] for each that matched.
     pub(crate) set: PatternSet,
-    pub(crate) slots: Vec<ShortKind>,
     pub(crate) general_lengths: Lengths,
     pub(crate) short_code_lengths: Lengths,
 }
@@ -115,6 +128,16 @@ pub(crate) enum ShortKind {
     General,
     ShortCode,
     Emergency,
+}
+
+impl ShortKind {
+    pub(crate) const fn bit(self) -> u32 {
+        match self {
+            ShortKind::General => 1,
+            ShortKind::ShortCode => 2,
+            ShortKind::Emergency => 4,
+        }
+    }
 }
 
 pub(crate) struct RegionPlan {
@@ -236,14 +259,38 @@ pub(crate) fn compile(phone: &[Territory], short: &[Territory]) -> Result<Tables
             });
         }
         let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
-        let set = PatternSet::new(&refs, |p| matches!(slots.get(p), Some((_, Kind::Leading))))
-            .map_err(|e| MetadataError(format!("calling code {code}: {}", e.0)))?;
+        let mut hit_sets = Vec::new();
+        // Many states end in the same matches: one entry each.
+        let mut seen: HashMap<Vec<usize>, u32> = HashMap::new();
+        let set = PatternSet::new(
+            &refs,
+            |p| match slots.get(p) {
+                Some(&(m, Kind::Leading)) => 1 << m,
+                _ => 0,
+            },
+            |ids| {
+                if let Some(&payload) = seen.get(ids) {
+                    return Ok(payload);
+                }
+                hit_sets.push(hit_set(&slots, ids));
+                let payload = u32::try_from(hit_sets.len())
+                    .map_err(|_| MetadataError("too many hit sets".into()))?;
+                seen.insert(ids.to_vec(), payload);
+                Ok(payload)
+            },
+        )
+        .map_err(|e| MetadataError(format!("calling code {code}: {}", e.0)))?;
         code_index[code as usize] = code_idx as u16 + 1;
+        let text = format!("+{code}");
+        let mut e164_prefix = [0u8; 4];
+        e164_prefix[..text.len()].copy_from_slice(text.as_bytes());
         codes.push(CodePlan {
             code,
+            e164_prefix,
+            e164_prefix_len: text.len() as u8,
             members,
             set,
-            slots,
+            hit_sets,
         });
     }
     Ok(Tables {
@@ -252,6 +299,25 @@ pub(crate) fn compile(phone: &[Territory], short: &[Territory]) -> Result<Tables
         code_index,
         region_index,
     })
+}
+
+/// What the whole-number matches `ids` of a calling code's patterns mean (see [`HitSet`]).
+fn hit_set(slots: &[(u8, Kind)], ids: &[usize]) -> HitSet {
+    let mut leading = 0u32;
+    let mut members: Vec<(u8, u16)> = Vec::new();
+    for &(m, kind) in ids.iter().filter_map(|&p| slots.get(p)) {
+        match kind {
+            Kind::Leading => leading |= 1 << m,
+            _ => match members.iter_mut().find(|(mm, _)| *mm == m) {
+                Some((_, bits)) => *bits |= kind.bit(),
+                None => members.push((m, kind.bit())),
+            },
+        }
+    }
+    HitSet {
+        leading,
+        members: members.into_boxed_slice(),
+    }
 }
 
 /// The general description's possible lengths. libphonenumber's build tools compute them as
@@ -338,12 +404,18 @@ fn short_plan(t: &Territory) -> Result<ShortPlan, MetadataError> {
         }
     }
     // Short numbers match whole strings only.
-    let set = PatternSet::new(&patterns, |_| false)
+    let kinds = |ids: &[usize]| {
+        let bits = ids
+            .iter()
+            .filter_map(|&p| slots.get(p))
+            .fold(0, |m, k: &ShortKind| m | k.bit());
+        Ok(bits)
+    };
+    let set = PatternSet::new(&patterns, |_| 0, kinds)
         .map_err(|e| MetadataError(format!("short numbers of {}: {}", t.id, e.0)))?;
     let lengths_of = |name: &str| t.desc(name).map(|d: &Desc| d.national_lengths);
     Ok(ShortPlan {
         set,
-        slots,
         general_lengths: general_lengths(t).0,
         short_code_lengths: lengths_of("shortCode").unwrap_or_default(),
     })

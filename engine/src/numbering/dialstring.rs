@@ -81,10 +81,23 @@ impl Dialed {
         let mut plus = false;
         let mut i = 0;
         while i < s.len() {
-            let c = s[i];
+            // The common case, a run of digits, eight bytes at a time: all eight are stored
+            // (the buffer has room), but only the run up to the first non-digit is kept.
+            if let (Some(chunk), Some(dst)) = (
+                s.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()),
+                digits.buf.get_mut(len..len + 8),
+            ) {
+                dst.copy_from_slice(&chunk);
+                let run = digit_run(u64::from_le_bytes(chunk));
+                len += run;
+                i += run;
+                if run == 8 {
+                    continue;
+                }
+            }
+            let Some(&c) = s.get(i) else { break };
             i += 1;
             if c.wrapping_sub(b'0') < 10 {
-                // The common case: a digit.
                 *digits
                     .buf
                     .get_mut(len)
@@ -118,6 +131,19 @@ impl Dialed {
             context,
         })
     }
+}
+
+/// How many of the eight bytes of `w` (little-endian: the first byte lowest) are ASCII digits
+/// before the first that is not. A byte `c` is a digit iff neither `c - 0x30` nor `c + 0x46`
+/// sets its top bit; below the first non-digit no borrow or carry crosses a byte, so the
+/// lowest flagged byte is exactly the first non-digit.
+#[inline(always)]
+fn digit_run(w: u64) -> usize {
+    const LO: u64 = 0x3030_3030_3030_3030;
+    const HI: u64 = 0x4646_4646_4646_4646;
+    const TOP: u64 = 0x8080_8080_8080_8080;
+    let flagged = (w.wrapping_sub(LO) | w.wrapping_add(HI)) & TOP;
+    (flagged.trailing_zeros() / 8) as usize
 }
 
 /// The digits of a global `phone-context` parameter among `;`-separated URI parameters.
@@ -189,6 +215,28 @@ mod tests {
         );
         assert_eq!(parse("0.20/7946"), Ok((false, "0207946".into(), None)));
         assert_eq!(parse("+"), Ok((true, "".into(), None)));
+    }
+
+    #[test]
+    fn digit_runs() {
+        for bytes in [
+            *b"12345678",
+            *b"1234567/",
+            *b"+1234567",
+            *b"0009:999",
+            *b"99\xff99999",
+            *b"9\x809\xb9\x00123",
+            *b"12 45678",
+        ] {
+            let want = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            assert_eq!(digit_run(u64::from_le_bytes(bytes)), want, "{bytes:?}");
+        }
+        for b in 0..=255u8 {
+            let mut w = *b"11111111";
+            w[3] = b;
+            let want = if b.is_ascii_digit() { 8 } else { 3 };
+            assert_eq!(digit_run(u64::from_le_bytes(w)), want, "{b}");
+        }
     }
 
     #[test]

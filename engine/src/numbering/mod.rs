@@ -24,8 +24,8 @@ pub mod metadata;
 mod types;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
+use crate::fxhash::FxMap;
 use compile::{
     CodePlan, Kind, NationalPrefix, Part, RegionPlan, ShortKind, Tables, FIXED, MOBILE, TYPE_DESCS,
 };
@@ -72,18 +72,28 @@ enum LengthCheck {
 }
 
 /// Which patterns of a calling code matched one national number, per member region:
-/// `full[m]` has a [`Kind::bit`] set for each pattern of member `m` that matched the whole
-/// number (lengths not yet checked), `leading` a bit per member whose `leadingDigits` matched.
-struct Hits {
-    full: [u16; compile::MAX_REGIONS_PER_CODE],
+/// `full` holds, for each member with a whole-number match, a [`Kind::bit`] for each of its
+/// patterns that matched (lengths not yet checked); `leading` a bit per member whose
+/// `leadingDigits` matched.
+struct Hits<'p> {
+    full: &'p [(u8, u16)],
     leading: u32,
     len: usize,
 }
 
-impl Hits {
+impl Hits<'_> {
+    /// The [`Kind::bit`]s of member `m`'s patterns that matched the whole number.
+    #[inline]
+    fn bits(&self, m: usize) -> u16 {
+        self.full
+            .iter()
+            .find(|&&(member, _)| member as usize == m)
+            .map_or(0, |&(_, bits)| bits)
+    }
+
     /// Whether member `m`'s general pattern matched (no length check).
     fn general(&self, m: usize) -> bool {
-        self.full[m] & Kind::GENERAL_BIT != 0
+        self.bits(m) & Kind::GENERAL_BIT != 0
     }
 }
 
@@ -292,7 +302,7 @@ impl NumberingPlan {
         if let Some(m) = member {
             if let Some(t) = number_type(code, m, &hits) {
                 let region = self.t.regions[code.members[m].region_idx].region;
-                return Ok(e164_destination(code.code, nsn, region, t));
+                return Ok(e164_destination(code, nsn, region, t));
             }
         }
         let judge = &self.t.regions[code.members[member.unwrap_or(0)].region_idx];
@@ -307,21 +317,17 @@ impl NumberingPlan {
         })
     }
 
-    fn scan(&self, code: &CodePlan, nsn: &[u8]) -> Hits {
-        let mut hits = Hits {
-            full: [0; compile::MAX_REGIONS_PER_CODE],
-            leading: 0,
+    fn scan<'p>(&self, code: &'p CodePlan, nsn: &[u8]) -> Hits<'p> {
+        let walk = code.set.scan(nsn);
+        let set = walk
+            .full
+            .checked_sub(1)
+            .and_then(|i| code.hit_sets.get(i as usize));
+        Hits {
+            full: set.map_or(&[], |s| &s.members),
+            leading: walk.prefix | set.map_or(0, |s| s.leading),
             len: nsn.len(),
-        };
-        let slots = &code.slots;
-        let mut lead = 0u32;
-        code.set.scan(nsn, |p, full| match slots.get(p) {
-            Some(&(m, Kind::Leading)) => lead |= 1 << m,
-            Some(&(m, kind)) if full => hits.full[m as usize] |= kind.bit(),
-            _ => {}
-        });
-        hits.leading = lead;
-        hits
+        }
     }
 
     /// `getRegionCodeForNumberFromRegionList`.
@@ -362,11 +368,11 @@ impl NumberingPlan {
     /// (or transformed), or unchanged when there is none or removing it would turn a number
     /// matching the general pattern into one that does not. When the candidate was scanned,
     /// its [`Hits`] come along so that [`Self::finish`] need not scan it again.
-    fn strip_national_prefix<'a>(
-        &self,
+    fn strip_national_prefix<'a, 'p>(
+        &'p self,
         number: &'a [u8],
         region: &RegionPlan,
-    ) -> (Nsn<'a>, Option<Hits>) {
+    ) -> (Nsn<'a>, Option<Hits<'p>>) {
         let Some(np) = region.national_prefix.as_ref() else {
             return (Nsn::Slice(number), None);
         };
@@ -392,13 +398,10 @@ impl NumberingPlan {
     fn emergency(&self, digits: &[u8], region: &RegionPlan) -> Option<Destination> {
         let code = self.t.codes[region.code_idx].code;
         let found = is_universal_emergency(digits)
-            || region.short.as_ref().is_some_and(|s| {
-                let mut hit = false;
-                s.set.scan(digits, |p, full| {
-                    hit |= full && s.slots.get(p) == Some(&ShortKind::Emergency)
-                });
-                hit
-            });
+            || region
+                .short
+                .as_ref()
+                .is_some_and(|s| s.set.scan(digits).full & ShortKind::Emergency.bit() != 0);
         found.then(|| short_destination(digits, code, region.region, NumberType::Emergency))
     }
 
@@ -406,12 +409,9 @@ impl NumberingPlan {
     /// match, with possible lengths.
     fn short_code(&self, digits: &[u8], region: &RegionPlan) -> Option<Destination> {
         let s = region.short.as_ref()?;
-        let (mut general, mut short) = (false, false);
-        s.set.scan(digits, |p, full| match s.slots.get(p) {
-            Some(ShortKind::General) if full => general = true,
-            Some(ShortKind::ShortCode) if full => short = true,
-            _ => {}
-        });
+        let full = s.set.scan(digits).full;
+        let general = full & ShortKind::General.bit() != 0;
+        let short = full & ShortKind::ShortCode.bit() != 0;
         let len = digits.len();
         let ok = general
             && short
@@ -441,7 +441,7 @@ fn leading_value(digits: &[u8], n: usize) -> Option<usize> {
 /// `getNumberTypeHelper` for member `m`; `None` is libphonenumber's `UNKNOWN`.
 fn number_type(code: &CodePlan, m: usize, hits: &Hits) -> Option<NumberType> {
     let member = &code.members[m];
-    let bits = hits.full[m];
+    let bits = hits.bits(m);
     let matches = |kind: Kind, lengths_idx: usize| {
         let lengths = member.lengths[lengths_idx];
         bits & kind.bit() != 0 && (lengths.is_empty() || lengths.contains(hits.len))
@@ -467,27 +467,15 @@ fn number_type(code: &CodePlan, m: usize, hits: &Hits) -> Option<NumberType> {
     None
 }
 
-fn e164_destination(code: u16, nsn: &[u8], region: Region, t: NumberType) -> Destination {
+fn e164_destination(code: &CodePlan, nsn: &[u8], region: Region, t: NumberType) -> Destination {
     let mut buf = [0u8; MAX_E164_LEN];
-    buf[0] = b'+';
-    let cc = [
-        (code / 100) as u8,
-        (code / 10 % 10) as u8,
-        (code % 10) as u8,
-    ]
-    .map(|d| b'0' + d);
-    let cc_len = if code >= 100 {
-        3
-    } else if code >= 10 {
-        2
-    } else {
-        1
-    };
-    // nsn is at most MAX_NSN (17) digits, so 1 + 3 + 17 fits in MAX_E164_LEN.
-    let len = (1 + cc_len + nsn.len()).min(MAX_E164_LEN);
-    buf[1..1 + cc_len].copy_from_slice(&cc[3 - cc_len..]);
-    buf[1 + cc_len..len].copy_from_slice(&nsn[..len - 1 - cc_len]);
-    Destination::from_ascii(buf, len, code, region, t)
+    // `+` and the calling code, written at build time; nsn is at most MAX_NSN (17) digits, so
+    // 1 + 3 + 17 fits in MAX_E164_LEN.
+    buf[..4].copy_from_slice(&code.e164_prefix);
+    let at = code.e164_prefix_len as usize;
+    let len = (at + nsn.len()).min(MAX_E164_LEN);
+    buf[at..len].copy_from_slice(&nsn[..len - at]);
+    Destination::from_ascii(buf, len, code.code, region, t)
 }
 
 fn short_destination(digits: &[u8], code: u16, region: Region, t: NumberType) -> Destination {
@@ -500,8 +488,8 @@ fn short_destination(digits: &[u8], code: u16, region: Region, t: NumberType) ->
 thread_local! {
     /// Search caches for transform-rule regexes, per thread, keyed by `Transform::id`: each
     /// thread searches with its own cache, so no lock is shared between threads.
-    static TRANSFORM_CACHES: RefCell<HashMap<usize, (regex_automata::meta::Cache, regex_automata::util::captures::Captures)>> =
-        RefCell::new(HashMap::new());
+    static TRANSFORM_CACHES: RefCell<FxMap<usize, (regex_automata::meta::Cache, regex_automata::util::captures::Captures)>> =
+        RefCell::new(FxMap::default());
 }
 
 /// Applies a national prefix transform rule. `None`: no rule; `Some(None)`: the rule's last

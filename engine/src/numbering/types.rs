@@ -11,8 +11,17 @@ pub const MAX_E164_LEN: usize = 24;
 
 /// An ISO 3166-1 alpha-2 region code (`"GB"`), or `"001"` for non-geographic calling codes
 /// (libphonenumber's convention, e.g. +800 international freephone).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Region([u8; 3]);
+
+/// One word rather than a length and three bytes (the derived form): regions key the catalog
+/// maps read on every decision. Equal regions have equal bytes, so this agrees with `Eq`.
+impl std::hash::Hash for Region {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let [a, b, c] = self.0;
+        state.write_u32(u32::from_le_bytes([a, b, c, 0]));
+    }
+}
 
 impl Region {
     /// The non-geographic "region" `001` of libphonenumber.
@@ -197,6 +206,12 @@ impl Destination {
         // Only ASCII `+` and digits are written by the plan; `new` takes a `&str` and may cut
         // it mid-character only past MAX_E164_LEN, which the fallback covers.
         std::str::from_utf8(bytes).unwrap_or("")
+    }
+
+    /// The bytes of [`Destination::e164`], without its UTF-8 check (for prefix tests on the
+    /// decision path).
+    pub fn e164_bytes(&self) -> &[u8] {
+        &self.e164[..self.e164_len as usize]
     }
 
     /// The national significant number: the E.164 digits after the calling code (for a short
