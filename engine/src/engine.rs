@@ -385,7 +385,7 @@ impl Engine {
                         Money::ZERO,
                     );
                     return match slot {
-                        Some(v) => reserved(v, dec, grant),
+                        Some(v) => self.reserved(v, dec, grant),
                         None => dec,
                     };
                 }
@@ -444,7 +444,7 @@ impl Engine {
         if let Err(r) = self.take_credits(account, &spend, limit, cost) {
             return reject(r);
         }
-        reserved(v, dec, grant)
+        self.reserved(v, dec, grant)
     }
 
     /// Takes `cost` from the balance and, under a spend limit, from the user's monthly
@@ -479,7 +479,7 @@ impl Engine {
     fn record(
         &self,
         call_id: &str,
-        mut decision: Decision,
+        decision: Decision,
         grant: Grant,
         undo: impl FnOnce(),
     ) -> Decision {
@@ -488,13 +488,7 @@ impl Engine {
                 undo();
                 replay(e.get(), decision.destination)
             }
-            Entry::Vacant(v) => {
-                let mut grant = grant;
-                grant.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                decision.grant = Some(grant.clone());
-                v.insert(CallRecord::reserved(grant));
-                decision
-            }
+            Entry::Vacant(v) => self.reserved(v, decision, grant),
         }
     }
 
@@ -594,6 +588,20 @@ impl Engine {
         &self.reservations
     }
 
+    /// Stores the reservation in the slot its Call-ID's check took (see [`Engine::fund`]),
+    /// with the call's sequence number.
+    fn reserved(
+        &self,
+        slot: VacantEntry<'_, String, CallRecord>,
+        mut decision: Decision,
+        mut grant: Grant,
+    ) -> Decision {
+        grant.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        decision.grant = Some(grant.clone());
+        slot.insert(CallRecord::reserved(grant));
+        decision
+    }
+
     /// The route host of an admitted call, for the 302 Contact.
     pub fn route_host(&self, route: &Route) -> String {
         match route {
@@ -602,17 +610,6 @@ impl Engine {
             Route::Direct(gw) => gw.to_string(),
         }
     }
-}
-
-/// Stores the reservation in the slot its Call-ID's check took (see [`Engine::fund`]).
-fn reserved(
-    slot: VacantEntry<'_, String, CallRecord>,
-    mut decision: Decision,
-    grant: Grant,
-) -> Decision {
-    decision.grant = Some(grant.clone());
-    slot.insert(CallRecord::reserved(grant));
-    decision
 }
 
 /// The answer for a Call-ID already admitted: its basis and reservation, nothing new.
