@@ -33,6 +33,9 @@ pub const UPSERT: &str = "INSERT INTO calls (call_id, version, state, month, ten
 
 /// Writes `c` with the prepared [`UPSERT`].
 pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall) -> rusqlite::Result<usize> {
+    // Every admitted call has one (the engine numbers it as it records the reservation); a
+    // 0 would make calls share a row.
+    debug_assert_ne!(c.seq, 0, "call {} has no sequence number", c.call_id);
     let d = c.destination.as_ref();
     let (funding, pool, per_minute, spend) = match &c.funding {
         StoredFunding::None => ("none", None, None, None),
