@@ -54,7 +54,7 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
     }
     let request_line = parse_request_line(first);
 
-    let mut headers = Headers::default();
+    let mut headers = Headers::new(text);
     let mut content_length = None;
     let mut folded = false;
     let scanned = scan_headers(b, line.next, &mut folded, |name, vs, ve| {
@@ -65,7 +65,7 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
                 Some(_) => return Err(Fault::bad("Multiple Content-Length values")),
             });
         }
-        headers.push(name, value)
+        headers.push(name, vs, ve)
     });
     if folded {
         headers.mark_folded();
@@ -237,14 +237,20 @@ fn scan_headers(
             },
             Some(_) => {
                 flush(pending.take())?;
-                // Usually the name runs straight to the colon.
-                let n = text.iter().position(|&c| !TOKEN[usize::from(c)]);
-                let (name, colon) = match n {
-                    Some(n) if n > 0 && text[n] == b':' => (&text[..n], n),
-                    _ => name_and_colon(text)?,
+                let (name, colon) = match HeaderName::canonical_prefix(text) {
+                    Some(found) => found,
+                    None => {
+                        // Usually the name runs straight to the colon.
+                        let n = text.iter().position(|&c| !TOKEN[usize::from(c)]);
+                        let (name, colon) = match n {
+                            Some(n) if n > 0 && text[n] == b':' => (&text[..n], n),
+                            _ => name_and_colon(text)?,
+                        };
+                        (HeaderName::from_bytes(name), colon)
+                    }
                 };
                 let vs = line.start + colon + 1;
-                pending = Some((HeaderName::from_bytes(name), vs, line.end));
+                pending = Some((name, vs, line.end));
             }
         }
     }
