@@ -32,11 +32,17 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
     if buf.len() > MAX_MESSAGE_LEN {
         return Err(ParseError::silent(Fault::bad("Message too large")));
     }
-    // The header section must be UTF-8; the body may be anything.
-    let text = match std::str::from_utf8(buf) {
-        Ok(t) => t,
-        Err(e) => {
-            std::str::from_utf8(buf.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or_default()
+    // The header section must be UTF-8; the body may be anything. Messages are nearly always
+    // ASCII throughout, which an OR over all bytes (vector code, no early exit) finds at a
+    // fraction of the cost of UTF-8 validation.
+    let text = if buf.iter().fold(0u8, |acc, &c| acc | c) < 0x80 {
+        // SAFETY: every byte is below 0x80: ASCII, which is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(buf) }
+    } else {
+        match std::str::from_utf8(buf) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(buf.get(..e.valid_up_to()).unwrap_or_default())
+                .unwrap_or_default(),
         }
     };
     let b = text.as_bytes();

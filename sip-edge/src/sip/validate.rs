@@ -62,6 +62,7 @@ struct Parts<'a> {
     pai: Option<NameAddr<'a>>,
 }
 
+#[inline(always)] // into `validate`, so that the parts are built where the request goes
 fn check<'a>(
     line: Result<RequestLine<'a>, Fault>,
     headers: &Headers<'a>,
