@@ -118,7 +118,7 @@ impl HeaderName {
     /// colon's offset. A shortcut of the general scan (token characters, then
     /// [`HeaderName::from_bytes`]), which gives the same answer for such a line; `None` sends
     /// the line there.
-    #[inline]
+    #[inline(always)] // once per header line
     pub(crate) fn canonical_prefix(line: &[u8]) -> Option<(Self, usize)> {
         match *line.first()? {
             b'V' => prefix(line, b"Via:", Self::Via),

@@ -374,6 +374,22 @@ mod tests {
     }
 
     #[test]
+    fn any_byte_at_every_length_and_place() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert!(!contains(&clean, b','));
+            assert!(!has_lws(std::str::from_utf8(&clean).unwrap()));
+            for at in 0..len {
+                let mut b = clean.clone();
+                b[at] = b',';
+                assert!(contains(&b, b','), "{len} {at}");
+                b[at] = b'\t';
+                assert!(has_lws(std::str::from_utf8(&b).unwrap()), "{len} {at}");
+            }
+        }
+    }
+
+    #[test]
     fn numbers() {
         assert_eq!(parse_u32("4294967295"), Some(u32::MAX));
         assert_eq!(parse_u32("4294967296"), None);

@@ -211,18 +211,26 @@ fn scan_headers(
 ) -> Result<Option<usize>, Fault> {
     // The header being read: (name, value start, value end).
     let mut pending: Option<(HeaderName, usize, usize)> = None;
-    let mut flush = |p: Option<(HeaderName, usize, usize)>| match p {
-        Some((name, mut vs, mut ve)) => {
-            while vs < ve && super::lex::is_lws(b[vs]) {
-                vs += 1;
+    // Inline (a closure here would be a call per header line).
+    #[inline(always)]
+    fn flush(
+        b: &[u8],
+        p: Option<(HeaderName, usize, usize)>,
+        f: &mut impl FnMut(HeaderName, usize, usize) -> Result<(), Fault>,
+    ) -> Result<(), Fault> {
+        match p {
+            Some((name, mut vs, mut ve)) => {
+                while vs < ve && super::lex::is_lws(b[vs]) {
+                    vs += 1;
+                }
+                while ve > vs && super::lex::is_lws(b[ve - 1]) {
+                    ve -= 1;
+                }
+                f(name, vs, ve)
             }
-            while ve > vs && super::lex::is_lws(b[ve - 1]) {
-                ve -= 1;
-            }
-            f(name, vs, ve)
+            None => Ok(()),
         }
-        None => Ok(()),
-    };
+    }
     loop {
         let Some(line) = next_line(b, pos)? else {
             return Ok(None);
@@ -231,7 +239,7 @@ fn scan_headers(
         let text = &b[line.start..line.end];
         match text.first() {
             None => {
-                flush(pending)?;
+                flush(b, pending, &mut f)?;
                 return Ok(Some(line.next));
             }
             Some(b' ' | b'\t') => match pending.as_mut() {
@@ -242,7 +250,7 @@ fn scan_headers(
                 None => return Err(Fault::bad("Folded line without header")),
             },
             Some(_) => {
-                flush(pending.take())?;
+                flush(b, pending.take(), &mut f)?;
                 let (name, colon) = match HeaderName::canonical_prefix(text) {
                     Some(found) => found,
                     None => {
