@@ -7,11 +7,9 @@
 //! [`MAX_HEADERS`](super::header::MAX_HEADERS) header lines, messages longer than
 //! [`MAX_MESSAGE_LEN`], and header sections that are not UTF-8.
 
-use memchr::memchr2;
-
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
-use super::lex::{contains, is_token, parse_u32, TOKEN};
+use super::lex::{contains, find2, is_token, parse_u32, TOKEN};
 use super::message::{Message, Response};
 use super::validate::{validate, RequestLine};
 use super::Transport;
@@ -178,7 +176,7 @@ struct Line {
 #[inline]
 fn next_line(b: &[u8], pos: usize) -> Result<Option<Line>, Fault> {
     let rest = b.get(pos..).unwrap_or_default();
-    let Some(i) = memchr2(b'\r', b'\n', rest) else {
+    let Some(i) = find2(b'\r', b'\n', rest) else {
         return if rest.len() > MAX_LINE_LEN {
             Err(Fault::bad("Line too long"))
         } else {
@@ -237,36 +235,35 @@ fn scan_headers(
         };
         pos = line.next;
         let text = &b[line.start..line.end];
-        match text.first() {
-            None => {
-                flush(b, pending, &mut f)?;
-                return Ok(Some(line.next));
-            }
-            Some(b' ' | b'\t') => match pending.as_mut() {
+        if let Some(b' ' | b'\t') = text.first() {
+            match pending.as_mut() {
                 Some(p) => {
                     p.2 = line.end;
                     *folded = true;
                 }
                 None => return Err(Fault::bad("Folded line without header")),
-            },
-            Some(_) => {
-                flush(b, pending.take(), &mut f)?;
-                let (name, colon) = match HeaderName::canonical_prefix(text) {
-                    Some(found) => found,
-                    None => {
-                        // Usually the name runs straight to the colon.
-                        let n = text.iter().position(|&c| !TOKEN[usize::from(c)]);
-                        let (name, colon) = match n {
-                            Some(n) if n > 0 && text[n] == b':' => (&text[..n], n),
-                            _ => name_and_colon(text)?,
-                        };
-                        (HeaderName::from_bytes(name), colon)
-                    }
-                };
-                let vs = line.start + colon + 1;
-                pending = Some((name, vs, line.end));
             }
+            continue;
         }
+        // The header before is complete (one call site: `f` is inlined here).
+        flush(b, pending.take(), &mut f)?;
+        if text.is_empty() {
+            return Ok(Some(line.next));
+        }
+        let (name, colon) = match HeaderName::canonical_prefix(text) {
+            Some(found) => found,
+            None => {
+                // Usually the name runs straight to the colon.
+                let n = text.iter().position(|&c| !TOKEN[usize::from(c)]);
+                let (name, colon) = match n {
+                    Some(n) if n > 0 && text[n] == b':' => (&text[..n], n),
+                    _ => name_and_colon(text)?,
+                };
+                (HeaderName::from_bytes(name), colon)
+            }
+        };
+        let vs = line.start + colon + 1;
+        pending = Some((name, vs, line.end));
     }
 }
 

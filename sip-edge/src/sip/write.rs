@@ -5,6 +5,8 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use super::lex::any_byte;
+
 /// `;received=<address>;rport=<port>` of the source address (RFC 3581 §4).
 pub(crate) fn write_source(out: &mut Vec<u8>, source: SocketAddr) {
     match source.ip() {
@@ -97,11 +99,7 @@ pub(crate) fn write_lws(out: &mut Vec<u8>, value: &str) {
 /// Text we generate or pass on, without control characters.
 pub(crate) fn write_text(out: &mut Vec<u8>, s: &str) {
     let clean = |c: u8| (c >= b' ' || c == b'\t') && c != 0x7f;
-    // An OR over all bytes (no early exit) lets the compiler test many bytes at once.
-    let dirty = s.bytes().fold(0u8, |acc, c| {
-        acc | u8::from(c < b' ' && c != b'\t') | u8::from(c == 0x7f)
-    });
-    if dirty == 0 {
+    if !any_byte(s.as_bytes(), |c| ((c < b' ') & (c != b'\t')) | (c == 0x7f)) {
         out.extend_from_slice(s.as_bytes());
         return;
     }
