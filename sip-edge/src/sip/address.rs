@@ -3,7 +3,7 @@
 
 use super::error::Fault;
 use super::lex::{
-    find_param, has_lws, is_lws, is_token, is_token_str, params_fast, quoted_len, trim_lws,
+    find1, find_param, has_lws, is_lws, is_token, is_token_str, params_fast, quoted_len, trim_lws,
 };
 use super::uri::Uri;
 
@@ -102,7 +102,7 @@ fn parse_fast<'a>(value: &'a str, known: Option<&Uri<'a>>) -> Option<NameAddr<'a
     if b.get(lt) != Some(&b'<') {
         return None;
     }
-    let gt = lt + 1 + memchr::memchr(b'>', b.get(lt + 1..)?)?;
+    let gt = lt + 1 + find1(b'>', b.get(lt + 1..)?)?;
     let raw = s.get(lt + 1..gt)?;
     let uri = match known {
         // The same text parses the same (`Uri::parse` is `Uri::parse_full` where it answers).

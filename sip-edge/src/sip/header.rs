@@ -113,6 +113,51 @@ impl HeaderName {
         }
     }
 
+    /// The header named at the start of a header line when it is spelled as Tollgate and most
+    /// peers write it (RFC 3261 §20) and followed at once by the colon: the name and the
+    /// colon's offset. A shortcut of the general scan (token characters, then
+    /// [`HeaderName::from_bytes`]), which gives the same answer for such a line; `None` sends
+    /// the line there.
+    #[inline(always)] // once per header line
+    pub(crate) fn canonical_prefix(line: &[u8]) -> Option<(Self, usize)> {
+        match *line.first()? {
+            b'V' => prefix(line, b"Via:", Self::Via),
+            b'F' => prefix(line, b"From:", Self::From),
+            b'T' => prefix(line, b"To:", Self::To),
+            b'C' => match (*line.get(1)?, line.get(4), line.get(8)) {
+                (b'a', _, _) => prefix(line, b"Call-ID:", Self::CallId),
+                (b'S', _, _) => prefix(line, b"CSeq:", Self::CSeq),
+                (_, Some(b'a'), _) => prefix(line, b"Contact:", Self::Contact),
+                (_, _, Some(b'L')) => prefix(line, b"Content-Length:", Self::ContentLength),
+                (_, _, Some(b'T')) => prefix(line, b"Content-Type:", Self::ContentType),
+                (_, _, Some(b'E')) => prefix(line, b"Content-Encoding:", Self::ContentEncoding),
+                _ => None,
+            },
+            b'M' => prefix(line, b"Max-Forwards:", Self::MaxForwards),
+            b'R' => match (*line.get(2)?, line.get(6)) {
+                (b'c', _) => prefix(line, b"Record-Route:", Self::RecordRoute),
+                (b'q', _) => prefix(line, b"Require:", Self::Require),
+                (b'u', _) => prefix(line, b"Route:", Self::Route),
+                (b'f', Some(b'T')) => prefix(line, b"Refer-To:", Self::ReferTo),
+                (b'f', _) => prefix(line, b"Referred-By:", Self::ReferredBy),
+                _ => None,
+            },
+            b'S' => match (*line.get(1)?, line.get(2)) {
+                (b'e', _) => prefix(line, b"Session-Expires:", Self::SessionExpires),
+                (b'u', Some(b'p')) => prefix(line, b"Supported:", Self::Supported),
+                (b'u', _) => prefix(line, b"Subject:", Self::Subject),
+                _ => None,
+            },
+            b'E' => prefix(line, b"Event:", Self::Event),
+            b'A' => match line.get(5) {
+                Some(b'-') => prefix(line, b"Allow-Events:", Self::AllowEvents),
+                _ => prefix(line, b"Allow:", Self::Allow),
+            },
+            b'P' => prefix(line, b"P-Asserted-Identity:", Self::PAssertedIdentity),
+            _ => None,
+        }
+    }
+
     /// The full name as Tollgate writes it (`None` for [`HeaderName::Other`]).
     pub fn as_str(self) -> Option<&'static str> {
         Some(match self {
@@ -154,6 +199,17 @@ fn confirm<const N: usize>(name: &[u8], canonical: &[u8; N], h: HeaderName) -> H
     }
 }
 
+/// `(h, N - 1)` when `line` starts with `name_colon` (a name and its colon: compared as a
+/// fixed-size array, inline).
+#[inline(always)]
+fn prefix<const N: usize>(
+    line: &[u8],
+    name_colon: &[u8; N],
+    h: HeaderName,
+) -> Option<(HeaderName, usize)> {
+    (line.first_chunk::<N>()? == name_colon).then_some((h, N - 1))
+}
+
 /// One header line: its canonical name and its value, borrowed from the message.
 ///
 /// The value is trimmed of leading and trailing LWS; a folded value keeps its inner CR LF,
@@ -166,21 +222,27 @@ pub struct Header<'a> {
     pub value: &'a str,
 }
 
-const EMPTY: Header<'static> = Header {
-    name: HeaderName::Other,
-    value: "",
-};
-
 /// Number of [`HeaderName`] variants.
 const NAMES: usize = HeaderName::Other as usize + 1;
 
 /// The header lines of a message, in order, without heap allocation.
 ///
+/// Values are kept as offsets into the message text (which is at most
+/// [`MAX_MESSAGE_LEN`](super::parse::MAX_MESSAGE_LEN) bytes, so `u16` offsets suffice) and names
+/// in an array of their own: the table is a few hundred bytes rather than 1.5 KiB of `&str`
+/// and name pairs, which matters because it is moved into the parsed request (and into a
+/// [`ParseError`](super::ParseError)) by value.
+///
 /// An index (first line and number of lines of each known name) makes lookups by name skip
 /// the lines of other names.
 #[derive(Clone)]
 pub struct Headers<'a> {
-    entries: [Header<'a>; MAX_HEADERS],
+    /// The message text the values are cut from.
+    text: &'a str,
+    /// Start and end offset in `text` of each line's value.
+    spans: [[u16; 2]; MAX_HEADERS],
+    /// Name of each line.
+    names: [HeaderName; MAX_HEADERS],
     len: usize,
     /// Offset of the first line of each name.
     first: [u8; NAMES],
@@ -192,33 +254,46 @@ pub struct Headers<'a> {
 
 impl Default for Headers<'_> {
     fn default() -> Self {
+        Self::new("")
+    }
+}
+
+impl std::fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> Headers<'a> {
+    /// An empty table for the header lines of `text` (the whole message).
+    pub(crate) fn new(text: &'a str) -> Self {
         Self {
-            entries: [EMPTY; MAX_HEADERS],
+            text,
+            spans: [[0; 2]; MAX_HEADERS],
+            names: [HeaderName::Other; MAX_HEADERS],
             len: 0,
             first: [0; NAMES],
             count: [0; NAMES],
             folded: false,
         }
     }
-}
 
-impl std::fmt::Debug for Headers<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.as_slice()).finish()
-    }
-}
-
-impl<'a> Headers<'a> {
-    /// Appends a header line; fails past [`MAX_HEADERS`].
-    pub(crate) fn push(&mut self, name: HeaderName, value: &'a str) -> Result<(), Fault> {
-        let slot = self
-            .entries
-            .get_mut(self.len)
-            .ok_or(Fault::bad("Too many headers"))?;
-        *slot = Header { name, value };
+    /// Appends a header line whose value is `text[start..end]` (the caller has checked that
+    /// this cuts `text` at character boundaries); fails past [`MAX_HEADERS`].
+    pub(crate) fn push(&mut self, name: HeaderName, start: usize, end: usize) -> Result<(), Fault> {
+        let i = self.len;
+        let (Some(span), Some(slot)) = (self.spans.get_mut(i), self.names.get_mut(i)) else {
+            return Err(Fault::bad("Too many headers"));
+        };
+        // `text` is at most `MAX_MESSAGE_LEN` (65 535) bytes long.
+        let (Ok(s), Ok(e)) = (u16::try_from(start), u16::try_from(end)) else {
+            return Err(Fault::bad("Message too large"));
+        };
+        *span = [s, e];
+        *slot = name;
         let k = name as usize;
         if self.count[k] == 0 {
-            self.first[k] = self.len as u8; // < MAX_HEADERS
+            self.first[k] = i as u8; // < MAX_HEADERS
         }
         self.count[k] += 1; // at most MAX_HEADERS
         self.len += 1;
@@ -235,9 +310,22 @@ impl<'a> Headers<'a> {
         self.folded
     }
 
+    /// The value of line `i` (checked when pushed; `""` past the end).
+    #[inline]
+    fn value(&self, i: usize) -> &'a str {
+        let [s, e] = self.spans.get(i).copied().unwrap_or_default();
+        self.text
+            .get(usize::from(s)..usize::from(e))
+            .unwrap_or_default()
+    }
+
     /// All header lines, in order.
-    pub fn as_slice(&self) -> &[Header<'a>] {
-        self.entries.get(..self.len).unwrap_or_default()
+    pub fn iter(&self) -> impl Iterator<Item = Header<'a>> + '_ {
+        let names = self.names.get(..self.len).unwrap_or_default();
+        names.iter().enumerate().map(|(i, &name)| Header {
+            name,
+            value: self.value(i),
+        })
     }
 
     /// Number of header lines.
@@ -253,13 +341,14 @@ impl<'a> Headers<'a> {
     /// The raw values of every line named `name`, in order.
     pub fn all(&self, name: HeaderName) -> impl Iterator<Item = &'a str> + '_ {
         let k = name as usize;
-        self.as_slice()
-            .get(usize::from(self.first[k])..)
-            .unwrap_or_default()
+        let from = usize::from(self.first[k]);
+        let names = self.names.get(from..self.len).unwrap_or_default();
+        names
             .iter()
-            .filter(move |h| h.name == name)
+            .enumerate()
+            .filter(move |(_, &n)| n == name)
             .take(usize::from(self.count[k]))
-            .map(|h| h.value)
+            .map(move |(i, _)| self.value(from + i))
     }
 
     /// The number of lines named `name`.
@@ -272,10 +361,7 @@ impl<'a> Headers<'a> {
         let k = name as usize;
         match self.count[k] {
             0 => None,
-            _ => self
-                .entries
-                .get(usize::from(self.first[k]))
-                .map(|h| h.value),
+            _ => Some(self.value(usize::from(self.first[k]))),
         }
     }
 
@@ -328,20 +414,49 @@ mod tests {
         }
     }
 
+    /// The shortcut agrees with the general scan on every canonical name, and leaves
+    /// everything else to it.
+    #[test]
+    fn canonical_prefixes() {
+        for (_, h) in NAMES {
+            let name = h.as_str().unwrap();
+            for rest in [": x", ":", " : x", "x: y", "-X: y"] {
+                let line = format!("{name}{rest}");
+                let found = HeaderName::canonical_prefix(line.as_bytes());
+                if rest.starts_with(':') {
+                    assert_eq!(found, Some((h, name.len())), "{line}");
+                } else {
+                    assert_eq!(found, None, "{line}");
+                }
+                let lower = line.to_ascii_lowercase();
+                assert_eq!(HeaderName::canonical_prefix(lower.as_bytes()), None);
+            }
+        }
+        for line in [
+            "", "C", "Co", "Cont", "X-Via: 1", "Rx", "Sx: 1", "Allow", "v: x",
+        ] {
+            assert_eq!(
+                HeaderName::canonical_prefix(line.as_bytes()),
+                None,
+                "{line}"
+            );
+        }
+    }
+
     #[test]
     fn table() {
-        let mut h = Headers::default();
-        h.push(HeaderName::Via, "a, b").unwrap();
-        h.push(HeaderName::To, "t").unwrap();
-        h.push(HeaderName::Via, "c").unwrap();
+        let mut h = Headers::new("a, b t c x");
+        h.push(HeaderName::Via, 0, 4).unwrap();
+        h.push(HeaderName::To, 5, 6).unwrap();
+        h.push(HeaderName::Via, 7, 8).unwrap();
         assert_eq!(
             h.values(HeaderName::Via).collect::<Vec<_>>(),
             ["a", "b", "c"]
         );
         assert_eq!(h.first(HeaderName::To), Some("t"));
         for _ in 3..MAX_HEADERS {
-            h.push(HeaderName::Other, "x").unwrap();
+            h.push(HeaderName::Other, 9, 10).unwrap();
         }
-        assert!(h.push(HeaderName::Other, "x").is_err());
+        assert!(h.push(HeaderName::Other, 9, 10).is_err());
     }
 }

@@ -38,16 +38,74 @@ pub(crate) fn trim_lws_start(s: &str) -> &str {
     s.get(start..).unwrap_or_default()
 }
 
-/// Whether `b` contains `byte`: an OR over all bytes, without early exit, which the compiler
-/// turns into vector code (faster than a search on these short values).
-pub(crate) fn contains(b: &[u8], byte: u8) -> bool {
-    b.iter().fold(0u8, |acc, &c| acc | u8::from(c == byte)) != 0
+/// Whether `test` holds for any byte of `b`, without early exit (faster than a search on the
+/// short values of a header): an OR over each 16-byte chunk, which the compiler turns into
+/// vector code, the last partial chunk taken as the last 16 bytes (overlapping the one
+/// before: an OR does not mind), so that no byte goes through a scalar tail loop. `test`
+/// should use `|` and `&` rather than `||`, `&&` or `matches!`, which vectorize worse.
+#[inline(always)]
+pub(crate) fn any_byte(b: &[u8], test: impl Fn(u8) -> bool) -> bool {
+    let or = |chunk: &[u8]| chunk.iter().fold(0u8, |acc, &c| acc | u8::from(test(c)));
+    let Some(last) = b.last_chunk::<16>() else {
+        return or(b) != 0;
+    };
+    let mut acc = 0u8;
+    for chunk in b.chunks_exact(16) {
+        if let Ok(chunk) = <&[u8; 16]>::try_from(chunk) {
+            acc |= or(chunk);
+        }
+    }
+    (acc | or(last)) != 0
 }
 
-/// Whether `s` contains any LWS byte.
+/// Whether `b` contains `byte` (see [`any_byte`]).
+pub(crate) fn contains(b: &[u8], byte: u8) -> bool {
+    any_byte(b, |c| c == byte)
+}
+
+/// Whether `s` contains any LWS byte (see [`any_byte`]).
 pub(crate) fn has_lws(s: &str) -> bool {
-    // Counting (no early exit) lets the compiler test many bytes per instruction.
-    s.bytes().fold(0u8, |acc, c| acc | u8::from(is_lws(c))) != 0
+    any_byte(s.as_bytes(), |c| {
+        (c == b' ') | (c == b'\t') | (c == b'\r') | (c == b'\n')
+    })
+}
+
+/// The offset of the first `n1` or `n2` in `hay`.
+///
+/// On x86_64 the SSE2 searcher (SSE2 is part of the architecture, so it always exists) is
+/// inlined into the caller, where `memchr2` dispatches at run time through a function pointer:
+/// on header lines of tens of bytes the dispatch costs about as much as the search.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn find2(n1: u8, n2: u8, hay: &[u8]) -> Option<usize> {
+    match memchr::arch::x86_64::sse2::memchr::Two::new(n1, n2) {
+        Some(searcher) => searcher.find(hay),
+        None => memchr::memchr2(n1, n2, hay),
+    }
+}
+
+/// The offset of the first `n1` or `n2` in `hay`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) fn find2(n1: u8, n2: u8, hay: &[u8]) -> Option<usize> {
+    memchr::memchr2(n1, n2, hay)
+}
+
+/// The offset of the first `n` in `hay` (see [`find2`] for why not `memchr` itself).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn find1(n: u8, hay: &[u8]) -> Option<usize> {
+    match memchr::arch::x86_64::sse2::memchr::One::new(n) {
+        Some(searcher) => searcher.find(hay),
+        None => memchr::memchr(n, hay),
+    }
+}
+
+/// The offset of the first `n` in `hay`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) fn find1(n: u8, hay: &[u8]) -> Option<usize> {
+    memchr::memchr(n, hay)
 }
 
 /// Splits `s` around the first `byte` (an ASCII delimiter). A plain loop: the strings are
@@ -369,6 +427,22 @@ mod tests {
             .is_some()
             {
                 assert_eq!(fast, params(s).collect::<Vec<_>>(), "{s}");
+            }
+        }
+    }
+
+    #[test]
+    fn any_byte_at_every_length_and_place() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert!(!contains(&clean, b','));
+            assert!(!has_lws(std::str::from_utf8(&clean).unwrap()));
+            for at in 0..len {
+                let mut b = clean.clone();
+                b[at] = b',';
+                assert!(contains(&b, b','), "{len} {at}");
+                b[at] = b'\t';
+                assert!(has_lws(std::str::from_utf8(&b).unwrap()), "{len} {at}");
             }
         }
     }

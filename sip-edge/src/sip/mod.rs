@@ -19,6 +19,7 @@ pub mod response;
 pub mod uri;
 pub mod validate;
 pub mod via;
+mod write;
 
 #[cfg(test)]
 mod fast_paths_tests;

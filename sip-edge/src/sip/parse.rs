@@ -7,11 +7,9 @@
 //! [`MAX_HEADERS`](super::header::MAX_HEADERS) header lines, messages longer than
 //! [`MAX_MESSAGE_LEN`], and header sections that are not UTF-8.
 
-use memchr::memchr2;
-
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
-use super::lex::{contains, is_token, parse_u32, TOKEN};
+use super::lex::{contains, find2, is_token, parse_u32, TOKEN};
 use super::message::{Message, Response};
 use super::validate::{validate, RequestLine};
 use super::Transport;
@@ -32,11 +30,17 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
     if buf.len() > MAX_MESSAGE_LEN {
         return Err(ParseError::silent(Fault::bad("Message too large")));
     }
-    // The header section must be UTF-8; the body may be anything.
-    let text = match std::str::from_utf8(buf) {
-        Ok(t) => t,
-        Err(e) => {
-            std::str::from_utf8(buf.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or_default()
+    // The header section must be UTF-8; the body may be anything. Messages are nearly always
+    // ASCII throughout, which an OR over all bytes (vector code, no early exit) finds at a
+    // fraction of the cost of UTF-8 validation.
+    let text = if buf.iter().fold(0u8, |acc, &c| acc | c) < 0x80 {
+        // SAFETY: every byte is below 0x80: ASCII, which is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(buf) }
+    } else {
+        match std::str::from_utf8(buf) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(buf.get(..e.valid_up_to()).unwrap_or_default())
+                .unwrap_or_default(),
         }
     };
     let b = text.as_bytes();
@@ -54,7 +58,7 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
     }
     let request_line = parse_request_line(first);
 
-    let mut headers = Headers::default();
+    let mut headers = Headers::new(text);
     let mut content_length = None;
     let mut folded = false;
     let scanned = scan_headers(b, line.next, &mut folded, |name, vs, ve| {
@@ -65,7 +69,7 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
                 Some(_) => return Err(Fault::bad("Multiple Content-Length values")),
             });
         }
-        headers.push(name, value)
+        headers.push(name, vs, ve)
     });
     if folded {
         headers.mark_folded();
@@ -172,7 +176,7 @@ struct Line {
 #[inline]
 fn next_line(b: &[u8], pos: usize) -> Result<Option<Line>, Fault> {
     let rest = b.get(pos..).unwrap_or_default();
-    let Some(i) = memchr2(b'\r', b'\n', rest) else {
+    let Some(i) = find2(b'\r', b'\n', rest) else {
         return if rest.len() > MAX_LINE_LEN {
             Err(Fault::bad("Line too long"))
         } else {
@@ -205,48 +209,61 @@ fn scan_headers(
 ) -> Result<Option<usize>, Fault> {
     // The header being read: (name, value start, value end).
     let mut pending: Option<(HeaderName, usize, usize)> = None;
-    let mut flush = |p: Option<(HeaderName, usize, usize)>| match p {
-        Some((name, mut vs, mut ve)) => {
-            while vs < ve && super::lex::is_lws(b[vs]) {
-                vs += 1;
+    // Inline (a closure here would be a call per header line).
+    #[inline(always)]
+    fn flush(
+        b: &[u8],
+        p: Option<(HeaderName, usize, usize)>,
+        f: &mut impl FnMut(HeaderName, usize, usize) -> Result<(), Fault>,
+    ) -> Result<(), Fault> {
+        match p {
+            Some((name, mut vs, mut ve)) => {
+                while vs < ve && super::lex::is_lws(b[vs]) {
+                    vs += 1;
+                }
+                while ve > vs && super::lex::is_lws(b[ve - 1]) {
+                    ve -= 1;
+                }
+                f(name, vs, ve)
             }
-            while ve > vs && super::lex::is_lws(b[ve - 1]) {
-                ve -= 1;
-            }
-            f(name, vs, ve)
+            None => Ok(()),
         }
-        None => Ok(()),
-    };
+    }
     loop {
         let Some(line) = next_line(b, pos)? else {
             return Ok(None);
         };
         pos = line.next;
         let text = &b[line.start..line.end];
-        match text.first() {
-            None => {
-                flush(pending)?;
-                return Ok(Some(line.next));
-            }
-            Some(b' ' | b'\t') => match pending.as_mut() {
+        if let Some(b' ' | b'\t') = text.first() {
+            match pending.as_mut() {
                 Some(p) => {
                     p.2 = line.end;
                     *folded = true;
                 }
                 None => return Err(Fault::bad("Folded line without header")),
-            },
-            Some(_) => {
-                flush(pending.take())?;
+            }
+            continue;
+        }
+        // The header before is complete (one call site: `f` is inlined here).
+        flush(b, pending.take(), &mut f)?;
+        if text.is_empty() {
+            return Ok(Some(line.next));
+        }
+        let (name, colon) = match HeaderName::canonical_prefix(text) {
+            Some(found) => found,
+            None => {
                 // Usually the name runs straight to the colon.
                 let n = text.iter().position(|&c| !TOKEN[usize::from(c)]);
                 let (name, colon) = match n {
                     Some(n) if n > 0 && text[n] == b':' => (&text[..n], n),
                     _ => name_and_colon(text)?,
                 };
-                let vs = line.start + colon + 1;
-                pending = Some((HeaderName::from_bytes(name), vs, line.end));
+                (HeaderName::from_bytes(name), colon)
             }
-        }
+        };
+        let vs = line.start + colon + 1;
+        pending = Some((name, vs, line.end));
     }
 }
 

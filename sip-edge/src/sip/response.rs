@@ -16,13 +16,15 @@
 //! Our To tag is derived from the Call-ID and the top Via branch (the whole top Via for
 //! RFC 2543 requests without a branch), so a retransmission gets identical bytes.
 
-use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::header::{HeaderName, Headers};
 use super::lex::{find_param, params_fast, split_values, trim_lws};
 use super::uri::parse_port;
 use super::via::{parse_head_fast, Via};
+use super::write::{header, number_header, write_lws, write_source, write_text, write_u32};
+
+pub use super::write::write_decimal;
 
 /// The methods Tollgate handles, for `Allow` in `405` answers (DESIGN §2).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS";
@@ -30,28 +32,55 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS";
 /// The `Server` header value.
 pub const SERVER: &str = concat!("Tollgate/", env!("CARGO_PKG_VERSION"));
 
-/// The standard reason phrase of a status (RFC 3261 §21), or `""` for one Tollgate never sends.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Trying",
-        200 => "OK",
-        302 => "Moved Temporarily",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Request Entity Too Large",
-        416 => "Unsupported URI Scheme",
-        420 => "Bad Extension",
-        481 => "Call/Transaction Does Not Exist",
-        483 => "Too Many Hops",
-        484 => "Address Incomplete",
-        500 => "Server Internal Error",
-        503 => "Service Unavailable",
-        505 => "Version Not Supported",
-        _ => "",
-    }
+/// The statuses Tollgate sends with their standard reason phrases (RFC 3261 §21): the phrase
+/// alone, and the whole status line as a constant (written with one copy).
+macro_rules! statuses {
+    ($($code:literal => $phrase:literal,)*) => {
+        /// The standard reason phrase of a status (RFC 3261 §21), or `""` for one Tollgate
+        /// never sends.
+        pub fn reason_phrase(status: u16) -> &'static str {
+            match status {
+                $($code => $phrase,)*
+                _ => "",
+            }
+        }
+
+        /// `SIP/2.0 <status> <standard reason phrase> CRLF` (RFC 3261 §7.2), for the
+        /// statuses [`reason_phrase`] knows.
+        fn status_line(status: u16) -> Option<&'static str> {
+            match status {
+                $($code => Some(concat!("SIP/2.0 ", stringify!($code), " ", $phrase, "\r\n")),)*
+                _ => None,
+            }
+        }
+    };
 }
+
+statuses! {
+    100 => "Trying",
+    200 => "OK",
+    302 => "Moved Temporarily",
+    400 => "Bad Request",
+    403 => "Forbidden",
+    404 => "Not Found",
+    405 => "Method Not Allowed",
+    413 => "Request Entity Too Large",
+    416 => "Unsupported URI Scheme",
+    420 => "Bad Extension",
+    481 => "Call/Transaction Does Not Exist",
+    483 => "Too Many Hops",
+    484 => "Address Incomplete",
+    500 => "Server Internal Error",
+    503 => "Service Unavailable",
+    505 => "Version Not Supported",
+}
+
+/// The last lines of every response: `Server`, and no body.
+const TAIL: &str = concat!(
+    "Server: Tollgate/",
+    env!("CARGO_PKG_VERSION"),
+    "\r\nContent-Length: 0\r\n\r\n"
+);
 
 /// What a response adds to the copied headers (DESIGN §2, "SIP answer contract").
 #[derive(Debug, Clone, Copy, Default)]
@@ -85,11 +114,16 @@ pub fn write_response(
     extras: &ResponseExtras<'_>,
 ) {
     out.clear();
-    out.extend_from_slice(b"SIP/2.0 ");
-    write_u32(out, u32::from(status));
-    out.push(b' ');
-    write_text(out, reason.unwrap_or_else(|| reason_phrase(status)));
-    out.extend_from_slice(b"\r\n");
+    match (reason, status_line(status)) {
+        (None, Some(line)) => out.extend_from_slice(line.as_bytes()),
+        _ => {
+            out.extend_from_slice(b"SIP/2.0 ");
+            write_u32(out, u32::from(status));
+            out.push(b' ');
+            write_text(out, reason.unwrap_or_else(|| reason_phrase(status)));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
 
     // Values hold CR LF only when the request had a folded line.
     let folded = headers.folded();
@@ -162,9 +196,7 @@ pub fn write_response(
         }
     }
     write_extras(out, extras);
-    out.extend_from_slice(b"Server: ");
-    out.extend_from_slice(SERVER.as_bytes());
-    out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+    out.extend_from_slice(TAIL.as_bytes());
 }
 
 /// Turns one of our own responses (`ours`, written by [`write_response`]) into another status
@@ -189,9 +221,7 @@ pub fn rewrite_response(out: &mut Vec<u8>, ours: &[u8], status: u16, extras: &Re
         }
     }
     write_extras(out, extras);
-    out.extend_from_slice(b"Server: ");
-    out.extend_from_slice(SERVER.as_bytes());
-    out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+    out.extend_from_slice(TAIL.as_bytes());
 }
 
 /// The headers of [`ResponseExtras`], in the order of DESIGN §2.
@@ -268,36 +298,6 @@ fn write_via_head(out: &mut Vec<u8>, via: &Via<'_>) {
     }
 }
 
-/// `;received=<address>;rport=<port>` of the source address (RFC 3581 §4).
-fn write_source(out: &mut Vec<u8>, source: SocketAddr) {
-    out.extend_from_slice(b";received=");
-    match source.ip() {
-        IpAddr::V4(v4) => {
-            // Formatted on the stack from a table, copied once.
-            let mut text = [0u8; 16];
-            let mut len = 0;
-            for octet in v4.octets() {
-                let [n, digits @ ..] = OCTETS[usize::from(octet)];
-                let n = usize::from(n);
-                if let Some(dst) = text.get_mut(len..len + n) {
-                    dst.copy_from_slice(&digits[..n]);
-                }
-                len += n;
-                if let Some(dot) = text.get_mut(len) {
-                    *dot = b'.';
-                }
-                len += 1;
-            }
-            // Without the last dot.
-            out.extend_from_slice(text.get(..len - 1).unwrap_or_default());
-        }
-        // Writing to a Vec cannot fail.
-        IpAddr::V6(v6) => drop(write!(out, "{v6}")),
-    }
-    out.extend_from_slice(b";rport=");
-    write_u32(out, u32::from(source.port()));
-}
-
 /// Whether a Via value has exactly one LWS byte, a space (after the transport): it is then
 /// written as it is.
 fn is_canonical_via(value: &str) -> bool {
@@ -371,22 +371,6 @@ pub(crate) fn write_top_via_fast<'v>(
     Some(branch)
 }
 
-/// Each octet 0..=255 in decimal: the number of digits, then the digits.
-static OCTETS: [[u8; 4]; 256] = {
-    let mut t = [[0u8; 4]; 256];
-    let mut i = 0;
-    while i < 256 {
-        let n = i as u8;
-        t[i] = match n {
-            0..=9 => [1, b'0' + n, 0, 0],
-            10..=99 => [2, b'0' + n / 10, b'0' + n % 10, 0],
-            _ => [3, b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10],
-        };
-        i += 1;
-    }
-    t
-};
-
 /// Our To tag: 16 hex digits of FNV-1a over the Call-ID and the top Via branch.
 pub fn to_tag(call_id: &str, branch: &str) -> [u8; 16] {
     let fnv = |h: u64, bytes: &[u8]| {
@@ -414,108 +398,9 @@ fn has_tag(to: &str) -> bool {
     find_param(params.unwrap_or_default(), "tag").map_or(true, |t| t.is_some())
 }
 
-/// `name value CRLF`, the value's folds written as spaces.
-fn header(out: &mut Vec<u8>, name: &[u8], value: &str) {
-    out.extend_from_slice(name);
-    write_lws(out, value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// `name number CRLF`.
-fn number_header(out: &mut Vec<u8>, name: &[u8], n: u32) {
-    out.extend_from_slice(name);
-    write_u32(out, n);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// A copied value with each fold (CR LF and the white space around it) written as one space.
-fn write_lws(out: &mut Vec<u8>, value: &str) {
-    let b = value.as_bytes();
-    if !b.contains(&b'\r') {
-        out.extend_from_slice(b);
-        return;
-    }
-    let mut in_fold = false;
-    for &c in b {
-        match c {
-            b'\r' | b'\n' => in_fold = true,
-            b' ' | b'\t' if in_fold => {}
-            _ => {
-                if in_fold {
-                    if out.last() != Some(&b' ') {
-                        out.push(b' ');
-                    }
-                    in_fold = false;
-                }
-                out.push(c);
-            }
-        }
-    }
-}
-
-/// Text we generate or pass on, without control characters.
-fn write_text(out: &mut Vec<u8>, s: &str) {
-    let clean = |c: u8| (c >= b' ' || c == b'\t') && c != 0x7f;
-    // An OR over all bytes (no early exit) lets the compiler test many bytes at once.
-    let dirty = s.bytes().fold(0u8, |acc, c| {
-        acc | u8::from(c < b' ' && c != b'\t') | u8::from(c == 0x7f)
-    });
-    if dirty == 0 {
-        out.extend_from_slice(s.as_bytes());
-        return;
-    }
-    out.extend(s.bytes().filter(|&c| clean(c)));
-}
-
-/// A decimal number.
-fn write_u32(out: &mut Vec<u8>, n: u32) {
-    write_decimal(out, u64::from(n));
-}
-
-/// Appends the decimal digits of `n`, without the formatting machinery (no `fmt::Write`
-/// dispatch on the hot path). Also the load generator's (`benches/src/load/invite.rs`).
-pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_and_folds() {
-        let mut out = Vec::new();
-        write_u32(&mut out, 0);
-        out.push(b' ');
-        write_u32(&mut out, u32::MAX);
-        assert_eq!(out, b"0 4294967295");
-        out.clear();
-        write_lws(&mut out, "SIP  /   2.0\r\n /UDP\r\n    192.0.2.2");
-        assert_eq!(out, b"SIP  /   2.0 /UDP 192.0.2.2");
-    }
-
-    #[test]
-    fn source_addresses() {
-        for (addr, text) in [
-            ("0.0.0.0:0", ";received=0.0.0.0;rport=0"),
-            ("10.9.100.255:5060", ";received=10.9.100.255;rport=5060"),
-            ("[2001:db8::1]:5061", ";received=2001:db8::1;rport=5061"),
-        ] {
-            let mut out = Vec::new();
-            write_source(&mut out, addr.parse().unwrap());
-            assert_eq!(String::from_utf8(out).unwrap(), text);
-        }
-    }
 
     #[test]
     fn top_via_fast_path_agrees() {
@@ -541,6 +426,19 @@ mod tests {
                 None => assert_eq!(fast, full, "{v}"),
             }
             assert_eq!(String::from_utf8(fast), String::from_utf8(full), "{v}");
+        }
+    }
+
+    #[test]
+    fn status_lines_are_the_phrases() {
+        for status in 100..700 {
+            match status_line(status) {
+                Some(line) => assert_eq!(
+                    line,
+                    format!("SIP/2.0 {status} {}\r\n", reason_phrase(status))
+                ),
+                None => assert_eq!(reason_phrase(status), ""),
+            }
         }
     }
 

@@ -10,7 +10,7 @@
 use super::address::NameAddr;
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
-use super::lex::{has_lws, parse_u32, split_values, trim_lws};
+use super::lex::{contains, has_lws, parse_u32, split_values, trim_lws};
 use super::message::{CSeq, Message, Method, Request};
 use super::uri::{Scheme, Uri};
 use super::via::Via;
@@ -62,6 +62,7 @@ struct Parts<'a> {
     pai: Option<NameAddr<'a>>,
 }
 
+#[inline(always)] // into `validate`, so that the parts are built where the request goes
 fn check<'a>(
     line: Result<RequestLine<'a>, Fault>,
     headers: &Headers<'a>,
@@ -229,8 +230,18 @@ fn single<'a>(
     multiple: Option<&'static str>,
 ) -> Result<&'a str, Fault> {
     if headers.count(name) == 1 {
+        let line = headers.first(name).unwrap_or_default();
+        if !contains(line.as_bytes(), b',') {
+            // One line, one element: what `split_values` yields for it, without the iterator.
+            let value = trim_lws(line);
+            return if value.is_empty() {
+                Err(Fault::bad(missing))
+            } else {
+                Ok(value)
+            };
+        }
         // One line: its elements are all the values.
-        let mut values = split_values(headers.first(name).unwrap_or_default());
+        let mut values = split_values(line);
         let first = values.next().ok_or(Fault::bad(missing))?;
         return match multiple {
             Some(multiple) if values.next().is_some() => Err(Fault::bad(multiple)),

@@ -115,22 +115,15 @@ fn head_fast(value: &str) -> Option<Via<'_>> {
     let s = trim_lws(value);
     let b = s.as_bytes();
     let mut i = 0;
-    let mut part = |sep: u8| {
-        let start = i;
-        i += b
-            .get(i..)?
-            .iter()
-            .take_while(|&&c| TOKEN[usize::from(c)])
-            .count();
-        let t = s.get(start..i).filter(|t| !t.is_empty())?;
-        (b.get(i) == Some(&sep)).then(|| {
-            i += 1;
-            t
-        })
+    // `SIP/2.0/` as everyone writes it, compared at once; else token by token.
+    let (protocol, version) = match b.first_chunk::<8>() {
+        Some(b"SIP/2.0/") => {
+            i = 8;
+            (s.get(..3)?, s.get(4..7)?)
+        }
+        _ => (part(s, &mut i, b'/')?, part(s, &mut i, b'/')?),
     };
-    let protocol = part(b'/')?;
-    let version = part(b'/')?;
-    let transport = part(b' ')?;
+    let transport = part(s, &mut i, b' ')?;
     let hs = i;
     let mut j = hs + run(b.get(hs..)?, &HOST);
     let host = s.get(hs..j).filter(|h| !h.is_empty())?;
@@ -151,6 +144,21 @@ fn head_fast(value: &str) -> Option<Via<'_>> {
         rport: None,
         received: None,
     })
+}
+
+/// The token at `*i` in `s`, which must be followed by `sep`; `*i` moves past `sep`.
+#[inline(always)]
+fn part<'s>(s: &'s str, i: &mut usize, sep: u8) -> Option<&'s str> {
+    let b = s.as_bytes();
+    let start = *i;
+    let end = start
+        + b.get(start..)?
+            .iter()
+            .take_while(|&&c| TOKEN[usize::from(c)])
+            .count();
+    let t = s.get(start..end).filter(|t| !t.is_empty())?;
+    *i = end + 1;
+    (b.get(end) == Some(&sep)).then_some(t)
 }
 
 /// [`parse_fast`] up to the parameters: `params` holds them raw, `branch`, `rport` and
