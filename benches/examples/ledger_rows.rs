@@ -15,7 +15,7 @@ use std::time::Instant;
 use tollgate::ledger::{rows, schema, Synchronous};
 use tollgate_engine::credits::Money;
 use tollgate_engine::numbering::{Destination, NumberType, Region};
-use tollgate_engine::{Basis, CallState, Route, StoredCall, StoredFunding};
+use tollgate_engine::{Basis, Funding, Grant, Route, StoredCall};
 
 const NOW: u64 = 1_795_000_000;
 
@@ -104,30 +104,26 @@ fn tempfile_dir(base: &str) -> anyhow::Result<std::path::PathBuf> {
 /// A Direct Routing call abroad, as `benches/kamailio/compare.sh` makes them.
 fn call() -> StoredCall {
     let gb = Region::new("GB").expect("GB");
-    StoredCall {
-        seq: 0,
-        call_id: String::new(),
-        basis: Basis::DirectRouting,
-        tenant: Arc::from("contoso"),
-        user: Arc::from("grace@contoso.com"),
-        dialed: "+442079460000".into(),
-        destination: Some(Destination::new(
-            "+442079460000",
-            44,
-            gb,
-            NumberType::FixedLine,
-        )),
-        route: Some(Route::Direct("sbc1.contoso.com".into())),
-        funding: StoredFunding::None,
-        reserved_seconds: 1800,
-        reserved_money: Money::ZERO,
-        started_at: NOW,
-        expires_at: NOW + 1800 + 120,
-        state: CallState::Reserved,
-        billable_seconds: 0,
-        charged_seconds: 0,
-        charged_money: Money::ZERO,
-        ended_at: None,
-        version: 1,
-    }
+    StoredCall::admitted(
+        "",
+        Grant {
+            seq: 0,
+            basis: Basis::DirectRouting,
+            tenant: Arc::from("contoso"),
+            user: Arc::from("grace@contoso.com"),
+            dialed: Arc::from("+442079460000"),
+            destination: Some(Destination::new(
+                "+442079460000",
+                44,
+                gb,
+                NumberType::FixedLine,
+            )),
+            route: Some(Route::Direct("sbc1.contoso.com".into())),
+            funding: Funding::None,
+            reserved_seconds: 1800,
+            reserved_money: Money::ZERO,
+            started_at: NOW,
+            expires_at: NOW + 1800 + 120,
+        },
+    )
 }
