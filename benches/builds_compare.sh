@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two or more builds of the daemon under the same load, alternating in one run (this machine is
 # shared and noisy: only side-by-side figures compare): latency, the daemon's CPU per call, and
-# the ledger writer thread's CPU per row written. Fresh ledger per run, synthetic 100k-user
+# the ledger writer thread's CPU per row written, and the group commit's p99 and worst histogram
+# bucket in ms (`tollgate_ledger_commit_seconds`, warm-up included). Fresh ledger per run, synthetic 100k-user
 # directory, `--mix domestic` (most calls admitted, so written).
 #
 #   benches/builds_compare.sh RATE SECONDS ROUNDS BINARY...
@@ -38,8 +39,8 @@ writer_ticks() {
   echo 0
 }
 HZ=$(getconf CLK_TCK)
-printf '%-40s %8s %9s %8s %8s %8s %11s %13s %8s\n' build answered rate/s p50_ms p99_ms p999_ms \
-  cpu_us/call writer_us/row rows
+printf '%-40s %8s %9s %8s %8s %8s %11s %13s %8s %9s %9s\n' build answered rate/s p50_ms \
+  p99_ms p999_ms cpu_us/call writer_us/row rows commit_p99 commit_max
 for _ in $(seq "$ROUNDS"); do
   for bin in "$@"; do
     rm -f "$DIR"/ledger.db*
@@ -53,6 +54,7 @@ for _ in $(seq "$ROUNDS"); do
     "$LOAD" --target $SIP --directory "$DIR" --rate "$RATE" --duration "$SECS" --timeout 4 \
       --mix domestic -q --json "$DIR/run.json" >/dev/null 2>&1 || true
     T1=$(ticks $PID) W1=$(writer_ticks $PID) R1=$(sqlite3 "$DIR/ledger.db" 'SELECT count(*) FROM calls')
+    curl -s "http://$HTTP/metrics" > "$DIR/run.metrics"
     kill -TERM $PID; wait $PID || true
     python3 - "$DIR/run.json" "$bin" "$((T1 - T0))" "$((W1 - W0))" "$((R1 - R0))" "$HZ" <<'PY'
 import json, sys
@@ -61,8 +63,20 @@ r = json.load(open(path))
 lat = r["latency"]
 cpu = ticks / hz * 1e6 / max(r["answered"], 1)
 writer = wticks / hz * 1e6 / max(rows, 1)
+# The group commit's p99 and worst bucket (tollgate_ledger_commit_seconds, cumulative buckets).
+buckets = []
+for line in open(path.replace("run.json", "run.metrics")):
+    if line.startswith("tollgate_ledger_commit_seconds_bucket"):
+        le = line.split('le="')[1].split('"')[0]
+        buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
+p99 = worst = "-"
+if buckets and buckets[-1][1] > 0:
+    total = buckets[-1][1]
+    p99 = next(f"{le * 1e3:.2f}" for le, c in buckets if c >= 0.99 * total)
+    worst = next(f"{le * 1e3:.2f}" for le, c in buckets if c >= total)
 print(f"{name[-40:]:<40} {r['answered']:>8} {r['achieved_rate']:>9.0f} {lat['p50_ms']:>8.3f} "
-      f"{lat['p99_ms']:>8.3f} {lat['p999_ms']:>8.3f} {cpu:>11.1f} {writer:>13.1f} {rows:>8}")
+      f"{lat['p99_ms']:>8.3f} {lat['p999_ms']:>8.3f} {cpu:>11.1f} {writer:>13.1f} {rows:>8} "
+      f"{p99:>9} {worst:>9}")
 PY
     sleep 1
   done

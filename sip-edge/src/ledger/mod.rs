@@ -15,6 +15,7 @@
 //! [`Ledger::memory`] is the in-memory seam: no file, nothing durable, the call path answers at
 //! once. It exists for `[ledger].enabled = false` and for measuring what the ledger costs.
 
+mod checkpoint;
 pub mod query;
 pub mod rows;
 pub mod schema;
@@ -201,6 +202,7 @@ struct Durable {
     pending: Mutex<Option<Connection>>,
     tx: OnceLock<SyncSender<Job>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     /// For the HTTP API's reads (not on the call path).
     reader: Mutex<Option<Connection>>,
 }
@@ -225,6 +227,7 @@ impl Ledger {
                 pending: Mutex::new(Some(conn)),
                 tx: OnceLock::new(),
                 thread: Mutex::new(None),
+                checkpointer: Mutex::new(None),
                 reader: Mutex::new(None),
             }),
         };
@@ -248,6 +251,9 @@ impl Ledger {
         let Some(conn) = lock(&d.pending).take() else {
             return Ok(());
         };
+        // Checkpoints run on their own thread ([`checkpoint`]).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = checkpoint::Checkpointer::start(&d.settings.path, checkpoint::EVERY)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(d.settings.queue.max(1));
         let (batch, linger) = (d.settings.batch.max(1), d.settings.linger);
         let thread = std::thread::Builder::new()
@@ -256,6 +262,7 @@ impl Ledger {
             .map_err(|e| LedgerError::Io("starting the ledger writer".into(), e))?;
         let _ = d.tx.set(tx);
         *lock(&d.thread) = Some(thread);
+        *lock(&d.checkpointer) = Some(checkpointer);
         Ok(())
     }
 
@@ -291,6 +298,9 @@ impl Ledger {
         }
         if let Some(t) = lock(&d.thread).take() {
             let _ = t.join();
+        }
+        if let Some(mut c) = lock(&d.checkpointer).take() {
+            c.stop();
         }
     }
 
