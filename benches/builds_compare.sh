@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Two or more builds of the daemon under the same load, alternating in one run (this machine is
-# shared and noisy: only side-by-side figures compare): latency, the daemon's CPU per call, and
-# the ledger writer thread's CPU per row written, and the group commit's p99 and worst histogram
-# bucket in ms (`tollgate_ledger_commit_seconds`, warm-up included). Fresh ledger per run, synthetic 100k-user
-# directory, `--mix domestic` (most calls admitted, so written).
+# shared and noisy: only side-by-side figures compare): latency, the daemon's CPU per call, the
+# ledger writer thread's CPU per row written, and the group commit's p99 and worst histogram
+# bucket in ms (`tollgate_ledger_commit_seconds`, warm-up included). Fresh ledger per run,
+# synthetic 100k-user directory, `--mix domestic` (most calls admitted, so written).
 #
 #   benches/builds_compare.sh RATE SECONDS ROUNDS BINARY...
 #
