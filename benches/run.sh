@@ -9,6 +9,7 @@
 #
 # Loopback only (127.0.0.1:5070 for SIP, :9190 for HTTP, or $SIP_PORT / $HTTP_PORT); every
 # step is bounded (--step-secs of new calls, then at most --timeout for the last answers).
+# LOAD_ARGS adds arguments to every tollgate-load step (e.g. LOAD_ARGS="--sockets 2").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -123,7 +124,8 @@ step() { # step NAME LOAD-ARGS...
   local before after
   before=$(cpu_ticks)
   "$LOAD" --target "127.0.0.1:$SIP_PORT" --transport "$TRANSPORT" --directory "$DIR" \
-    --timeout "$TIMEOUT" --json "$report" ${CALLS:+--calls "$CALLS"} "$@" >"$OUT/step-$name.txt"
+    --timeout "$TIMEOUT" --json "$report" ${CALLS:+--calls "$CALLS"} ${LOAD_ARGS:-} "$@" \
+    >"$OUT/step-$name.txt"
   after=$(cpu_ticks)
   cat "$OUT/step-$name.txt"
   local answered sent s503 cpu_us
