@@ -14,9 +14,9 @@ pub(crate) const fn is_token(b: u8) -> bool {
         | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
 }
 
-/// A non-empty run of token characters.
+/// A non-empty run of token characters (looked up in [`TOKEN`]).
 pub(crate) fn is_token_str(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_token)
+    !s.is_empty() && s.bytes().all(|b| TOKEN[usize::from(b)])
 }
 
 /// SP, HTAB, or the CR / LF of a fold.
