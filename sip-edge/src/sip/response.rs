@@ -385,12 +385,25 @@ pub fn to_tag(call_id: &str, branch: &str) -> [u8; 16] {
     // Call-ID, a zero byte, the branch (plain loops: a chained iterator costs more per byte).
     let h = fnv(0xcbf2_9ce4_8422_2325, call_id.as_bytes());
     let h = fnv(step(h, 0), branch.as_bytes());
+    // Two hex digits per byte of the hash, most significant first.
     let mut tag = [0u8; 16];
-    for (i, t) in tag.iter_mut().enumerate() {
-        *t = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
+    for (pair, byte) in tag.chunks_exact_mut(2).zip(h.to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     tag
 }
+
+/// Each byte as two lower-case hex digits.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    let hex = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [hex[i >> 4], hex[i & 0xf]];
+        i += 1;
+    }
+    t
+};
 
 /// Whether a To value carries a `tag` (RFC 3261 §19.3); a malformed one is treated as tagged, so
 /// that nothing is appended to it.
