@@ -2,9 +2,13 @@
 //! than time on a shared machine). Run with N = 0 and N = 100000 and diff the totals:
 //!
 //! ```text
-//! cargo build --release -p tollgate-benches --example sip_loop
+//! CARGO_PROFILE_RELEASE_DEBUG=true cargo build --release -p tollgate-benches --example sip_loop
 //! valgrind --tool=callgrind target/release/examples/sip_loop both 100000
+//! callgrind_annotate --inclusive=no callgrind.out.<pid>
 //! ```
+//!
+//! (Debug info only maps instructions to source lines.) Figures: `benches/README.md`,
+//! "The SIP codec".
 //!
 //! The first argument is `parse` (parse only), `build` (build from one parse) or `both`.
 use std::hint::black_box;

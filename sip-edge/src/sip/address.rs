@@ -3,7 +3,8 @@
 
 use super::error::Fault;
 use super::lex::{
-    find1, find_param, has_lws, is_lws, is_token, is_token_str, params_fast, quoted_len, trim_lws,
+    find1, find_param, has_lws, is_lws, is_token, is_token_str, name_is, params_fast, quoted_len,
+    trim_lws,
 };
 use super::uri::Uri;
 
@@ -112,7 +113,7 @@ fn parse_fast<'a>(value: &'a str, known: Option<&Uri<'a>>) -> Option<NameAddr<'a
     let params = s.get(gt + 1..)?;
     let mut tag = None;
     params_fast(params, |name, value| {
-        if tag.is_none() && name.eq_ignore_ascii_case("tag") {
+        if tag.is_none() && name_is(name, "tag") {
             tag = Some(value.filter(|t| is_token_str(t))?);
         }
         Some(())

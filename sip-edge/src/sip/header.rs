@@ -352,11 +352,13 @@ impl<'a> Headers<'a> {
     }
 
     /// The number of lines named `name`.
+    #[inline]
     pub fn count(&self, name: HeaderName) -> usize {
         usize::from(self.count[name as usize])
     }
 
     /// The raw value of the first line named `name`.
+    #[inline]
     pub fn first(&self, name: HeaderName) -> Option<&'a str> {
         let k = name as usize;
         match self.count[k] {

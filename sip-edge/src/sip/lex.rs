@@ -14,9 +14,9 @@ pub(crate) const fn is_token(b: u8) -> bool {
         | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
 }
 
-/// A non-empty run of token characters.
+/// A non-empty run of token characters (looked up in [`TOKEN`]).
 pub(crate) fn is_token_str(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_token)
+    !s.is_empty() && s.bytes().all(|b| TOKEN[usize::from(b)])
 }
 
 /// SP, HTAB, or the CR / LF of a fold.
@@ -106,6 +106,14 @@ pub(crate) fn find1(n: u8, hay: &[u8]) -> Option<usize> {
 #[inline(always)]
 pub(crate) fn find1(n: u8, hay: &[u8]) -> Option<usize> {
     memchr::memchr(n, hay)
+}
+
+/// Whether a parameter or header name is `lower` (case-insensitive, RFC 3261 §7.3.1): compared
+/// exactly first, as nearly everyone writes names in lower case (a fixed-size compare, inline),
+/// then byte by byte ignoring case.
+#[inline(always)]
+pub(crate) fn name_is(name: &str, lower: &str) -> bool {
+    name == lower || name.eq_ignore_ascii_case(lower)
 }
 
 /// Splits `s` around the first `byte` (an ASCII delimiter). A plain loop: the strings are
@@ -324,11 +332,7 @@ pub(crate) fn params_fast<'a>(
             return None;
         }
         let ns = i + 1;
-        let ne = ns
-            + b.get(ns..)?
-                .iter()
-                .take_while(|&&c| TOKEN[usize::from(c)])
-                .count();
+        let ne = ns + run(b.get(ns..)?, &TOKEN);
         if ne == ns {
             return None;
         }
@@ -336,11 +340,7 @@ pub(crate) fn params_fast<'a>(
         match b.get(ne) {
             Some(b'=') => {
                 let vs = ne + 1;
-                let ve = vs
-                    + b.get(vs..)?
-                        .iter()
-                        .take_while(|&&c| VALUE[usize::from(c)])
-                        .count();
+                let ve = vs + run(b.get(vs..)?, &VALUE);
                 if ve == vs || !matches!(b.get(ve), None | Some(b';')) {
                     return None;
                 }

@@ -328,7 +328,7 @@ fn parse_request_line(line: &str) -> Result<RequestLine<'_>, Fault> {
     if m > 0
         && v > m + 1
         && b[m] == b' '
-        && b[v..].eq_ignore_ascii_case(b" SIP/2.0")
+        && (b[v..] == *b" SIP/2.0" || b[v..].eq_ignore_ascii_case(b" SIP/2.0"))
         && !contains(&b[m + 1..v], b' ')
     {
         if let (Some(method), Some(uri)) = (line.get(..m), line.get(m + 1..v)) {

@@ -4,7 +4,8 @@
 
 use super::error::Fault;
 use super::lex::{
-    is_lws, is_token, params, params_fast, run, trim_lws, trim_lws_start, Param, Params, TOKEN,
+    is_lws, is_token, name_is, params, params_fast, run, trim_lws, trim_lws_start, Param, Params,
+    TOKEN,
 };
 use super::uri::{is_host, parse_port, port_prefix, HOST};
 
@@ -171,14 +172,14 @@ pub(crate) fn parse_head_fast(value: &str) -> Option<Via<'_>> {
 fn parse_fast(value: &str) -> Option<Via<'_>> {
     let mut via = head_fast(value)?;
     params_fast(via.params, |name, value| {
-        if name.eq_ignore_ascii_case("branch") {
+        if name_is(name, "branch") {
             via.branch = Some(value?);
-        } else if name.eq_ignore_ascii_case("rport") {
+        } else if name_is(name, "rport") {
             via.rport = Some(match value {
                 Some(p) => Some(parse_port(p).ok()?),
                 None => None,
             });
-        } else if name.eq_ignore_ascii_case("received") {
+        } else if name_is(name, "received") {
             via.received = Some(value?);
         }
         Some(())
