@@ -317,6 +317,7 @@ impl NumberingPlan {
         })
     }
 
+    #[inline]
     fn scan<'p>(&self, code: &'p CodePlan, nsn: &[u8]) -> Hits<'p> {
         let walk = code.set.scan(nsn);
         let set = walk
