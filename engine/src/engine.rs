@@ -314,35 +314,6 @@ impl Engine {
         };
         let g = &self.config.grants;
         let inc = g.billing_increment_seconds;
-        let tenant_id = live
-            .snap
-            .tenant(user.tenant)
-            .map(|t| Arc::clone(&t.id))
-            .unwrap_or_else(|| Arc::from(""));
-        let admit = |basis, rule, seconds, funding, money| {
-            let decision = Decision {
-                outcome: Outcome::Admit(basis),
-                rule,
-                destination: Some(d),
-                route: Some(route.clone()),
-                max_duration: Some(seconds),
-                grant: None,
-            };
-            let grant = Grant {
-                basis,
-                tenant: Arc::clone(&tenant_id),
-                user: Arc::clone(&user.upn),
-                dialed: dialed.into(),
-                destination: Some(d),
-                route: Some(route.clone()),
-                funding,
-                reserved_seconds: seconds,
-                reserved_money: money,
-                started_at: now,
-                expires_at: now + seconds + g.settle_grace_seconds,
-            };
-            (decision, grant)
-        };
         // A Call-ID already known: same answer, nothing new reserved. Otherwise its slot is
         // held (the shard locked) until the funding is decided: one hash and one lock for the
         // check and the insert, and no other thread can take the Call-ID in between.
@@ -353,6 +324,30 @@ impl Engine {
             },
             Mode::DryRun => None,
         };
+        let reserving = slot.is_some();
+        let tenant_id = live.snap.tenant(user.tenant).map(|t| &t.id);
+        // The decision, with its grant when reserving (built in place: no separate grant to
+        // move around, and none at all for a dry run).
+        let admit = |basis, rule, seconds, funding, money| Decision {
+            outcome: Outcome::Admit(basis),
+            rule,
+            destination: Some(d),
+            route: Some(route.clone()),
+            max_duration: Some(seconds),
+            grant: reserving.then(|| Grant {
+                basis,
+                tenant: tenant_id.map_or_else(|| Arc::from(""), Arc::clone),
+                user: Arc::clone(&user.upn),
+                dialed: dialed.into(),
+                destination: Some(d),
+                route: Some(route.clone()),
+                funding,
+                reserved_seconds: seconds,
+                reserved_money: money,
+                started_at: now,
+                expires_at: now + seconds + g.settle_grace_seconds,
+            }),
+        };
         // Rule 9: the pool.
         if let Some((pid, basis)) = pool {
             if let Some(counter) = live.pools.get(pid) {
@@ -362,7 +357,7 @@ impl Engine {
                         .filter(|&s| s >= inc),
                 };
                 if let Some(s) = granted {
-                    let (dec, grant) = admit(
+                    let dec = admit(
                         basis,
                         Rule::Pool,
                         s,
@@ -370,7 +365,7 @@ impl Engine {
                         Money::ZERO,
                     );
                     return match slot {
-                        Some(v) => reserved(v, dec, grant),
+                        Some(v) => reserved(v, dec),
                         None => dec,
                     };
                 }
@@ -424,12 +419,12 @@ impl Engine {
             per_minute: price,
             spend: spend.clone(),
         };
-        let (dec, grant) = admit(Basis::Credits, Rule::Credits, secs, funding, cost);
+        let dec = admit(Basis::Credits, Rule::Credits, secs, funding, cost);
         let Some(v) = slot else { return dec };
         if let Err(r) = self.take_credits(account, &spend, limit, cost) {
             return reject(r);
         }
-        reserved(v, dec, grant)
+        reserved(v, dec)
     }
 
     /// Takes `cost` from the balance and, under a spend limit, from the user's monthly
@@ -587,14 +582,12 @@ impl Engine {
     }
 }
 
-/// Stores the reservation in the slot its Call-ID's check took (see [`Engine::fund`]).
-fn reserved(
-    slot: VacantEntry<'_, String, CallRecord>,
-    mut decision: Decision,
-    grant: Grant,
-) -> Decision {
-    decision.grant = Some(grant.clone());
-    slot.insert(CallRecord::reserved(grant));
+/// Stores the decision's reservation in the slot its Call-ID's check took (see
+/// [`Engine::fund`]).
+fn reserved(slot: VacantEntry<'_, String, CallRecord>, decision: Decision) -> Decision {
+    if let Some(grant) = &decision.grant {
+        slot.insert(CallRecord::reserved(grant.clone()));
+    }
     decision
 }
 
