@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use dashmap::mapref::entry::{Entry, VacantEntry};
+use dashmap::mapref::entry::Entry;
 
 use crate::config::EngineConfig;
 use crate::credits::{CreditAccount, Money, SpendLedger};
@@ -14,7 +14,7 @@ use crate::numbering::{Destination, NumberError, NumberType, NumberingPlan, Regi
 use crate::policy::{evaluate, Basis, Decision, Outcome, Reason, Route, Rule, Verdict};
 use crate::pools::{MonthKey, PoolStatus, PoolTable};
 use crate::reservations::{
-    CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
+    replay, reserved, CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
 };
 
 /// One INVITE, as the daemon parsed it.
@@ -579,27 +579,6 @@ impl Engine {
             Route::CallingPlan(r) => self.config.routes.calling_plan_host(*r),
             Route::Direct(gw) => gw.to_string(),
         }
-    }
-}
-
-/// Stores the decision's reservation in the slot its Call-ID's check took (see
-/// [`Engine::fund`]).
-fn reserved(slot: VacantEntry<'_, String, CallRecord>, decision: Decision) -> Decision {
-    if let Some(grant) = &decision.grant {
-        slot.insert(CallRecord::reserved(grant.clone()));
-    }
-    decision
-}
-
-/// The answer for a Call-ID already admitted: its basis and reservation, nothing new.
-fn replay(r: &CallRecord, destination: Option<Destination>) -> Decision {
-    Decision {
-        outcome: Outcome::Admit(r.grant.basis),
-        rule: Rule::Request,
-        destination,
-        route: r.grant.route.clone(),
-        max_duration: Some(r.grant.reserved_seconds),
-        grant: Some(r.grant.clone()),
     }
 }
 
