@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use dashmap::mapref::entry::{Entry, VacantEntry};
+use dashmap::mapref::entry::Entry;
 
 use crate::config::EngineConfig;
 use crate::credits::{CreditAccount, Money, SpendLedger};
@@ -15,7 +15,7 @@ use crate::numbering::{Destination, NumberError, NumberType, NumberingPlan, Regi
 use crate::policy::{evaluate, Basis, Decision, Outcome, Reason, Route, Rule, Verdict};
 use crate::pools::{MonthKey, PoolStatus, PoolTable};
 use crate::reservations::{
-    CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
+    replay, reserved, CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
 };
 
 /// One INVITE, as the daemon parsed it.
@@ -94,6 +94,11 @@ impl Engine {
     /// the highest sequence number the ledger holds).
     pub fn seq_floor(&self, next: u64) {
         self.next_seq.fetch_max(next, Ordering::Relaxed);
+    }
+
+    /// The sequence number of the call being recorded now.
+    fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -287,7 +292,7 @@ impl Engine {
         };
         if let Mode::Reserve(call_id) = mode {
             let grant = Grant {
-                seq: 0,
+                seq: 0, // numbered as it is recorded (`record`)
                 basis,
                 tenant,
                 user: user.map_or_else(|| Arc::from(""), |u| Arc::clone(&u.upn)),
@@ -328,36 +333,6 @@ impl Engine {
         };
         let g = &self.config.grants;
         let inc = g.billing_increment_seconds;
-        let tenant_id = live
-            .snap
-            .tenant(user.tenant)
-            .map(|t| Arc::clone(&t.id))
-            .unwrap_or_else(|| Arc::from(""));
-        let admit = |basis, rule, seconds, funding, money| {
-            let decision = Decision {
-                outcome: Outcome::Admit(basis),
-                rule,
-                destination: Some(d),
-                route: Some(route.clone()),
-                max_duration: Some(seconds),
-                grant: None,
-            };
-            let grant = Grant {
-                seq: 0,
-                basis,
-                tenant: Arc::clone(&tenant_id),
-                user: Arc::clone(&user.upn),
-                dialed: dialed.into(),
-                destination: Some(d),
-                route: Some(route.clone()),
-                funding,
-                reserved_seconds: seconds,
-                reserved_money: money,
-                started_at: now,
-                expires_at: now + seconds + g.settle_grace_seconds,
-            };
-            (decision, grant)
-        };
         // A Call-ID already known: same answer, nothing new reserved. Otherwise its slot is
         // held (the shard locked) until the funding is decided: one hash and one lock for the
         // check and the insert, and no other thread can take the Call-ID in between.
@@ -368,6 +343,31 @@ impl Engine {
             },
             Mode::DryRun => None,
         };
+        let reserving = slot.is_some();
+        let tenant_id = live.snap.tenant(user.tenant).map(|t| &t.id);
+        // The decision, with its grant when reserving (built in place: no separate grant to
+        // move around, and none at all for a dry run).
+        let admit = |basis, rule, seconds, funding, money| Decision {
+            outcome: Outcome::Admit(basis),
+            rule,
+            destination: Some(d),
+            route: Some(route.clone()),
+            max_duration: Some(seconds),
+            grant: reserving.then(|| Grant {
+                seq: 0, // numbered as it is recorded (`reserved`)
+                basis,
+                tenant: tenant_id.map_or_else(|| Arc::from(""), Arc::clone),
+                user: Arc::clone(&user.upn),
+                dialed: dialed.into(),
+                destination: Some(d),
+                route: Some(route.clone()),
+                funding,
+                reserved_seconds: seconds,
+                reserved_money: money,
+                started_at: now,
+                expires_at: now + seconds + g.settle_grace_seconds,
+            }),
+        };
         // Rule 9: the pool.
         if let Some((pid, basis)) = pool {
             if let Some(counter) = live.pools.get(pid) {
@@ -377,7 +377,7 @@ impl Engine {
                         .filter(|&s| s >= inc),
                 };
                 if let Some(s) = granted {
-                    let (dec, grant) = admit(
+                    let dec = admit(
                         basis,
                         Rule::Pool,
                         s,
@@ -385,7 +385,7 @@ impl Engine {
                         Money::ZERO,
                     );
                     return match slot {
-                        Some(v) => self.reserved(v, dec, grant),
+                        Some(v) => reserved(v, dec, self.next_seq()),
                         None => dec,
                     };
                 }
@@ -439,12 +439,12 @@ impl Engine {
             per_minute: price,
             spend: spend.clone(),
         };
-        let (dec, grant) = admit(Basis::Credits, Rule::Credits, secs, funding, cost);
+        let dec = admit(Basis::Credits, Rule::Credits, secs, funding, cost);
         let Some(v) = slot else { return dec };
         if let Err(r) = self.take_credits(account, &spend, limit, cost) {
             return reject(r);
         }
-        self.reserved(v, dec, grant)
+        reserved(v, dec, self.next_seq())
     }
 
     /// Takes `cost` from the balance and, under a spend limit, from the user's monthly
@@ -479,7 +479,7 @@ impl Engine {
     fn record(
         &self,
         call_id: &str,
-        decision: Decision,
+        mut decision: Decision,
         grant: Grant,
         undo: impl FnOnce(),
     ) -> Decision {
@@ -488,7 +488,15 @@ impl Engine {
                 undo();
                 replay(e.get(), decision.destination)
             }
-            Entry::Vacant(v) => self.reserved(v, decision, grant),
+            Entry::Vacant(v) => {
+                let grant = Grant {
+                    seq: self.next_seq(),
+                    ..grant
+                };
+                decision.grant = Some(grant.clone());
+                v.insert(CallRecord::reserved(grant));
+                decision
+            }
         }
     }
 
@@ -588,20 +596,6 @@ impl Engine {
         &self.reservations
     }
 
-    /// Stores the reservation in the slot its Call-ID's check took (see [`Engine::fund`]),
-    /// with the call's sequence number.
-    fn reserved(
-        &self,
-        slot: VacantEntry<'_, String, CallRecord>,
-        mut decision: Decision,
-        mut grant: Grant,
-    ) -> Decision {
-        grant.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        decision.grant = Some(grant.clone());
-        slot.insert(CallRecord::reserved(grant));
-        decision
-    }
-
     /// The route host of an admitted call, for the 302 Contact.
     pub fn route_host(&self, route: &Route) -> String {
         match route {
@@ -609,18 +603,6 @@ impl Engine {
             Route::CallingPlan(r) => self.config.routes.calling_plan_host(*r),
             Route::Direct(gw) => gw.to_string(),
         }
-    }
-}
-
-/// The answer for a Call-ID already admitted: its basis and reservation, nothing new.
-fn replay(r: &CallRecord, destination: Option<Destination>) -> Decision {
-    Decision {
-        outcome: Outcome::Admit(r.grant.basis),
-        rule: Rule::Request,
-        destination,
-        route: r.grant.route.clone(),
-        max_duration: Some(r.grant.reserved_seconds),
-        grant: Some(r.grant.clone()),
     }
 }
 

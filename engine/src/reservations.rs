@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
+use dashmap::mapref::entry::VacantEntry;
 use dashmap::DashMap;
 
 use crate::credits::{CreditAccount, Money, SpendLedger};
 use crate::numbering::Destination;
-use crate::policy::{Basis, Route};
+use crate::policy::{Basis, Decision, Outcome, Route, Rule};
 use crate::pools::{MonthKey, PoolCounter};
 
 /// What pays for a call.
@@ -320,5 +321,30 @@ impl Reservations {
             r.state == CallState::Reserved || r.ended_at.is_none_or(|t| t >= before)
         });
         n - self.map.len()
+    }
+}
+/// Stores the decision's reservation, numbered `seq` ([`Grant::seq`]), in the slot its
+/// Call-ID's check took (see `Engine::fund`).
+pub(crate) fn reserved(
+    slot: VacantEntry<'_, String, CallRecord>,
+    mut decision: Decision,
+    seq: u64,
+) -> Decision {
+    if let Some(grant) = &mut decision.grant {
+        grant.seq = seq;
+        slot.insert(CallRecord::reserved(grant.clone()));
+    }
+    decision
+}
+
+/// The answer for a Call-ID already admitted: its basis and reservation, nothing new.
+pub(crate) fn replay(r: &CallRecord, destination: Option<Destination>) -> Decision {
+    Decision {
+        outcome: Outcome::Admit(r.grant.basis),
+        rule: Rule::Request,
+        destination,
+        route: r.grant.route.clone(),
+        max_duration: Some(r.grant.reserved_seconds),
+        grant: Some(r.grant.clone()),
     }
 }

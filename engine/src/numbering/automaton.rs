@@ -36,21 +36,30 @@ const HAS_DELAYED: u16 = 1 << 15;
 /// A DFA over the digits `0`-`9`.
 ///
 /// regex-automata reports a match one byte late: entering a match state on byte `i` means a
-/// match ended just before `i`. Each state's row holds its ten transitions and, beside them,
-/// what its delayed matches and its end-of-input matches *mean*, already reduced at build time
-/// by the caller to a mask and a payload: a walk, and its final answer, touch one row per step
-/// and nothing else, and no per-pattern work is left for the hot path.
+/// match ended just before `i`. Each state has a row of its ten transitions; what its delayed
+/// matches and its end-of-input matches *mean* is reduced at build time by the caller to a
+/// mask and a payload, kept beside the rows: no per-pattern work is left for the hot path.
+///
+/// The tables of every calling code together are near the size of a core's L2 cache, and a
+/// walk is a chain of dependent loads, so their size is what a classification costs: a row is
+/// 20 bytes, and the match data, read at most once per walk (and per flagged step), is not in
+/// it.
 struct DigitDfa {
-    /// `ROW` entries per state: `[t0..t9, delayed_lo, delayed_hi, eoi_lo, eoi_hi]`;
-    /// transitions carry [`HAS_DELAYED`].
+    /// `ROW` transitions per state; they carry [`HAS_DELAYED`].
     rows: Vec<u16>,
+    /// Per state: the mask of its delayed matches.
+    delayed: Vec<u32>,
+    /// Per state: the payload of its end-of-input matches (0: none).
+    eoi: Vec<u16>,
     start: u16,
+    /// Bit `d` set: the start state's transition on digit `d` is dead. Most walks of the
+    /// prefix and short-number automata end on the first digit, and this answers them from
+    /// the struct the caller already holds, without loading the start row.
+    dead_first: u16,
 }
 
-/// Entries per state row (28 bytes).
-const ROW: usize = 14;
-const DELAYED: usize = 10;
-const EOI: usize = 12;
+/// Transitions per state row (20 bytes).
+const ROW: usize = 10;
 
 /// How the caller reduces a state's matches at build time.
 struct Reduce<'a> {
@@ -94,14 +103,16 @@ impl DigitDfa {
         start: StateID,
         reduce: Reduce<'_>,
     ) -> Result<DigitDfa, MetadataError> {
+        // States are numbered in depth-first preorder, lowest digit first. The long tails of
+        // phone patterns (`\d{7}`) are chains whose every digit leads to the same state: so
+        // numbered, a chain's rows are adjacent, three to a cache line, and a walk down one
+        // touches a third of the lines it would in breadth-first order.
         let mut index: HashMap<StateID, u16> = HashMap::new();
         let mut order: Vec<StateID> = Vec::new();
-        let mut number = |s: StateID, order: &mut Vec<StateID>| -> Result<u16, MetadataError> {
-            if dfa.is_dead_state(s) {
-                return Ok(DEAD);
-            }
-            if let Some(&i) = index.get(&s) {
-                return Ok(i);
+        let mut stack = vec![start];
+        while let Some(s) = stack.pop() {
+            if dfa.is_dead_state(s) || index.contains_key(&s) {
+                continue;
             }
             let i = u16::try_from(order.len() + 1)
                 .ok()
@@ -109,11 +120,22 @@ impl DigitDfa {
                 .ok_or_else(|| MetadataError("digit DFA over 32767 states".into()))?;
             index.insert(s, i);
             order.push(s);
-            Ok(i)
+            stack.extend((b'0'..=b'9').rev().map(|d| dfa.next_state(s, d)));
+        }
+        let number = |s: StateID| -> Result<u16, MetadataError> {
+            match dfa.is_dead_state(s) {
+                true => Ok(DEAD),
+                false => index
+                    .get(&s)
+                    .copied()
+                    .ok_or_else(|| MetadataError("digit DFA state not numbered".into())),
+            }
         };
-        let start_idx = number(start, &mut order)?;
+        let start_idx = number(start)?;
         // Row 0 is the dead state.
         let mut rows = vec![DEAD; ROW];
+        let mut delayed_masks = vec![0u32];
+        let mut eoi_payloads = vec![0u16];
         let patterns = |s: StateID| -> Vec<usize> {
             let mut ps: Vec<usize> = match dfa.is_match_state(s) {
                 true => (0..dfa.match_len(s))
@@ -125,39 +147,40 @@ impl DigitDfa {
             ps.dedup();
             ps
         };
-        let split = |v: u32| [v as u16, (v >> 16) as u16];
-        let mut next = 0;
-        while next < order.len() {
-            let s = order[next];
-            next += 1;
+        for &s in &order {
             for d in b'0'..=b'9' {
-                let t = number(dfa.next_state(s, d), &mut order)?;
-                rows.push(t);
+                rows.push(number(dfa.next_state(s, d))?);
             }
             let delayed = patterns(s)
                 .into_iter()
                 .fold(0u32, |m, p| m | (reduce.delayed)(p));
-            rows.extend(split(delayed));
+            delayed_masks.push(delayed);
             let eoi = patterns(dfa.next_eoi_state(s));
             let payload = match eoi.is_empty() {
                 true => 0,
                 false => (reduce.eoi)(&eoi)?,
             };
-            rows.extend(split(payload));
+            eoi_payloads.push(
+                u16::try_from(payload)
+                    .map_err(|_| MetadataError("digit DFA payload over 65535".into()))?,
+            );
         }
         // Flag transitions into states with delayed matches.
-        for i in 0..rows.len() {
-            if i % ROW < 10 {
-                let t = rows[i] as usize;
-                let row = rows.get(t * ROW + DELAYED..t * ROW + DELAYED + 2);
-                if row.is_some_and(|m| m != [0, 0]) {
-                    rows[i] |= HAS_DELAYED;
-                }
+        for t in rows.iter_mut() {
+            if delayed_masks.get(*t as usize).is_some_and(|&m| m != 0) {
+                *t |= HAS_DELAYED;
             }
         }
+        let base = start_idx as usize * ROW;
+        let dead_first = (0..ROW)
+            .filter(|&d| rows.get(base + d) == Some(&DEAD))
+            .fold(0u16, |m, d| m | 1 << d);
         Ok(DigitDfa {
             rows,
+            delayed: delayed_masks,
+            eoi: eoi_payloads,
             start: start_idx,
+            dead_first,
         })
     }
 
@@ -171,18 +194,32 @@ impl DigitDfa {
         self.rows.get(s as usize * ROW + d).copied().unwrap_or(DEAD)
     }
 
-    /// The 32-bit value at `at` (`DELAYED` or `EOI`) of state `s`'s row.
+    /// Whether the walk over `digits` dies on its first digit (a non-digit dies too).
     #[inline(always)]
-    fn word(&self, s: u16, at: usize) -> u32 {
-        let row = s as usize * ROW + at;
-        match self.rows.get(row..row + 2) {
-            Some(&[lo, hi]) => lo as u32 | (hi as u32) << 16,
-            _ => 0,
+    fn dies_at_once(&self, digits: &[u8]) -> bool {
+        match digits.first() {
+            Some(&b) => {
+                let d = b.wrapping_sub(b'0');
+                d > 9 || self.dead_first & (1 << d) != 0
+            }
+            None => false,
         }
     }
 
+    /// The mask of state `s`'s delayed matches.
+    #[inline(always)]
+    fn delayed(&self, s: u16) -> u32 {
+        self.delayed.get(s as usize).copied().unwrap_or(0)
+    }
+
+    /// The payload of state `s`'s end-of-input matches (0: none).
+    #[inline(always)]
+    fn eoi(&self, s: u16) -> u32 {
+        self.eoi.get(s as usize).copied().map_or(0, u32::from)
+    }
+
     fn memory_usage(&self) -> usize {
-        self.rows.len() * 2
+        self.rows.len() * 2 + self.delayed.len() * 4 + self.eoi.len() * 2
     }
 }
 
@@ -204,7 +241,7 @@ impl PatternSet {
     /// Compiles `patterns`. A walk reports `prefix(i)` OR-ed for each pattern `i` matching a
     /// proper prefix (libphonenumber's `leadingDigits`; 0 for patterns whose prefix matches do
     /// not matter), and `full(ids)` for the patterns `ids` (ascending, never empty) matching
-    /// the whole input; `full` returns the payload a walk reports, never 0.
+    /// the whole input; `full` returns the payload a walk reports (not 0, at most 65535).
     pub(crate) fn new(
         patterns: &[&str],
         prefix: impl Fn(usize) -> u32,
@@ -223,6 +260,9 @@ impl PatternSet {
     #[inline]
     pub(crate) fn scan(&self, digits: &[u8]) -> Walk {
         let dfa = &self.dfa;
+        if dfa.dies_at_once(digits) {
+            return Walk::default();
+        }
         let mut s = dfa.start;
         let mut prefix = 0;
         for &b in digits {
@@ -232,11 +272,11 @@ impl PatternSet {
                 return Walk { full: 0, prefix };
             }
             if t & HAS_DELAYED != 0 {
-                prefix |= dfa.word(s, DELAYED);
+                prefix |= dfa.delayed(s);
             }
         }
         Walk {
-            full: dfa.word(s, EOI),
+            full: dfa.eoi(s),
             prefix,
         }
     }
@@ -271,6 +311,9 @@ impl Prefix {
     #[inline]
     pub(crate) fn match_len(&self, digits: &[u8]) -> Option<usize> {
         let dfa = &self.dfa;
+        if dfa.dies_at_once(digits) {
+            return None;
+        }
         let mut s = dfa.start;
         let mut last = None;
         for (i, &b) in digits.iter().enumerate() {
@@ -283,7 +326,7 @@ impl Prefix {
                 last = Some(i);
             }
         }
-        if dfa.word(s, EOI) != 0 {
+        if dfa.eoi(s) != 0 {
             last = Some(digits.len());
         }
         last

@@ -240,7 +240,7 @@ impl NumberingPlan {
             .ok_or(NumberError::Invalid(Why::UnknownCallingCode))?;
         let code = &self.t.codes[code_idx];
         let main = &self.t.regions[code.members[0].region_idx];
-        self.finish(code, &digits[cc_len..], main)
+        self.finish(code, &digits[cc_len..], main, None)
     }
 
     /// A national-format number dialed by `caller` (no `+`, no IDD).
@@ -259,24 +259,35 @@ impl NumberingPlan {
         if digits.len() > cc_len && leading_value(digits, cc_len) == Some(cc as usize) {
             let rest = &digits[cc_len..];
             let (stripped, _) = self.strip_national_prefix(rest, caller);
-            let general = |n: &[u8]| self.general_matches(n, caller);
-            if (!general(digits) && general(stripped.as_bytes()))
-                || self.test_length(digits.len(), caller) == LengthCheck::TooLong
+            // Both scans are handed on, so that `finish` need not walk the same digits again.
+            let whole = self.scan(code, digits);
+            let without_cc = match whole.general(caller.member) {
+                true => None,
+                false => Some(self.scan(code, stripped.as_bytes())),
+            };
+            let general_without_cc = without_cc
+                .as_ref()
+                .is_some_and(|h| h.general(caller.member));
+            if general_without_cc || self.test_length(digits.len(), caller) == LengthCheck::TooLong
             {
                 let main = &self.t.regions[code.members[0].region_idx];
-                return self.finish(code, stripped.as_bytes(), main);
+                return self.finish(code, stripped.as_bytes(), main, without_cc);
             }
+            return self.finish(code, digits, caller, Some(whole));
         }
-        self.finish(code, digits, caller)
+        self.finish(code, digits, caller, None)
     }
 
     /// The end of `parseHelper` and validation: strip the national prefix of `strip_region`
     /// when that leaves a possible length, then find region and type.
+    ///
+    /// `known`: the scan of `national` itself, if the caller already has it.
     fn finish(
         &self,
         code: &CodePlan,
         national: &[u8],
         strip_region: &RegionPlan,
+        known: Option<Hits<'_>>,
     ) -> Result<Destination, NumberError> {
         if national.len() < MIN_NSN {
             return Err(NumberError::Incomplete(Why::TooShort));
@@ -294,9 +305,10 @@ impl NumberingPlan {
         if nsn.len() > MAX_NSN {
             return Err(NumberError::Invalid(Why::TooLong));
         }
-        let hits = match hits {
-            Some(h) => h,
-            None => self.scan(code, nsn),
+        let hits = match (hits, known) {
+            (Some(h), _) => h,
+            (None, Some(h)) if std::ptr::eq(nsn, national) => h,
+            _ => self.scan(code, nsn),
         };
         let member = self.member_for(code, &hits);
         if let Some(m) = member {
@@ -317,6 +329,7 @@ impl NumberingPlan {
         })
     }
 
+    #[inline]
     fn scan<'p>(&self, code: &'p CodePlan, nsn: &[u8]) -> Hits<'p> {
         let walk = code.set.scan(nsn);
         let set = walk
