@@ -2,7 +2,6 @@
 //! reservations, and the entry points `authorize` / `decide` / `extend` / `settle` / `release` /
 //! `expire` (DESIGN §4). Sans-IO: every call takes `now` (unix seconds, UTC).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -17,6 +16,7 @@ use crate::pools::{MonthKey, PoolStatus, PoolTable};
 use crate::reservations::{
     replay, reserved, CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
 };
+use crate::sequence::Sequence;
 
 /// One INVITE, as the daemon parsed it.
 #[derive(Clone, Copy, Debug)]
@@ -45,11 +45,11 @@ pub struct Engine {
     spend: SpendLedger,
     /// Serializes writers of `live` (reload, month rollover). Readers never take it.
     writer: Mutex<()>,
-    /// The next [`Grant::seq`]. It starts at the wall clock in microseconds, so sequence
-    /// numbers keep growing across restarts (a call admitted every microsecond would be
-    /// needed to catch up with the clock), and [`Engine::seq_floor`] lifts it above what the
-    /// ledger holds should the clock have gone back.
-    next_seq: AtomicU64,
+    /// The [`Grant::seq`]s. They start at the wall clock in microseconds, so they keep
+    /// growing across restarts (a call admitted every microsecond would be needed to catch up
+    /// with the clock), and [`Engine::seq_floor`] lifts them above what the ledger holds
+    /// should the clock have gone back.
+    seq: Sequence,
 }
 
 /// Whether `decide_classified` reserves.
@@ -86,19 +86,14 @@ impl Engine {
             reservations: Reservations::default(),
             spend: SpendLedger::default(),
             writer: Mutex::new(()),
-            next_seq: AtomicU64::new(now.saturating_mul(1_000_000).max(1)),
+            seq: Sequence::new(now.saturating_mul(1_000_000)),
         }
     }
 
-    /// Makes every [`Grant::seq`] handed out from now on at least `next` (start-up: one past
-    /// the highest sequence number the ledger holds).
+    /// Makes every [`Grant::seq`] handed out from now on at least `next` (start-up, before
+    /// traffic: one past the highest sequence number the ledger holds).
     pub fn seq_floor(&self, next: u64) {
-        self.next_seq.fetch_max(next, Ordering::Relaxed);
-    }
-
-    /// The sequence number of the call being recorded now.
-    fn next_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
+        self.seq.floor(next);
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -385,7 +380,7 @@ impl Engine {
                         Money::ZERO,
                     );
                     return match slot {
-                        Some(v) => reserved(v, dec, self.next_seq()),
+                        Some(v) => reserved(v, dec, self.seq.next()),
                         None => dec,
                     };
                 }
@@ -444,7 +439,7 @@ impl Engine {
         if let Err(r) = self.take_credits(account, &spend, limit, cost) {
             return reject(r);
         }
-        reserved(v, dec, self.next_seq())
+        reserved(v, dec, self.seq.next())
     }
 
     /// Takes `cost` from the balance and, under a spend limit, from the user's monthly
@@ -490,7 +485,7 @@ impl Engine {
             }
             Entry::Vacant(v) => {
                 let grant = Grant {
-                    seq: self.next_seq(),
+                    seq: self.seq.next(),
                     ..grant
                 };
                 decision.grant = Some(grant.clone());

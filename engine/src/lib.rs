@@ -18,6 +18,7 @@ pub mod policy;
 pub mod pools;
 pub mod reservations;
 pub mod restore;
+pub mod sequence;
 
 pub use config::EngineConfig;
 pub use directory::Snapshot;
