@@ -131,9 +131,11 @@ impl Server {
         out: &mut Vec<u8>,
     ) -> bool {
         let label = transport_label(transport);
-        let peers = self.peers.load();
-        let trusted = peers.trusts(source.ip());
-        if !trusted && peers.untrusted == Untrusted::Drop {
+        let (trusted, untrusted) = {
+            let peers = self.peers.load();
+            (peers.trusts(source.ip()), peers.untrusted)
+        };
+        if !trusted && untrusted == Untrusted::Drop {
             // DESIGN §2 step 1: silence, no lookup, no parse.
             tracing::debug!(%source, "untrusted peer, dropped");
             return false;
