@@ -12,10 +12,16 @@
 //! The queue is bounded (`[ledger].queue`): when it is full the call path answers
 //! `503 overloaded` at once rather than letting memory and latency grow.
 //!
+//! A UDP worker commits its own calls instead, on its own thread ([`Ledger::commit_here`],
+//! [`combine`]); the writer thread takes everything else (HTTP `end`/`extend`, expiries, TCP,
+//! pool capacities, retries). Both share the one connection: SQLite has one writer at a time.
+//!
 //! [`Ledger::memory`] is the in-memory seam: no file, nothing durable, the call path answers at
 //! once. It exists for `[ledger].enabled = false` and for measuring what the ledger costs.
 
 mod checkpoint;
+mod combine;
+pub mod linger;
 pub mod query;
 pub mod rows;
 pub mod schema;
@@ -198,8 +204,10 @@ pub struct Ledger {
 
 struct Durable {
     settings: Settings,
-    /// The writer's connection until [`Ledger::start`] hands it to the thread.
-    pending: Mutex<Option<Connection>>,
+    /// The one write connection, and the writes of the UDP workers waiting for it.
+    store: Arc<combine::Store>,
+    /// Whether [`Ledger::start`] ran.
+    started: std::sync::atomic::AtomicBool,
     tx: OnceLock<SyncSender<Job>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
@@ -224,7 +232,8 @@ impl Ledger {
         let ledger = Ledger {
             durable: Some(Durable {
                 settings,
-                pending: Mutex::new(Some(conn)),
+                store: Arc::new(combine::Store::new(conn)),
+                started: std::sync::atomic::AtomicBool::new(false),
                 tx: OnceLock::new(),
                 thread: Mutex::new(None),
                 checkpointer: Mutex::new(None),
@@ -239,6 +248,13 @@ impl Ledger {
         self.durable.is_some()
     }
 
+    /// `[ledger].linger_us` (zero for the in-memory seam).
+    pub fn linger(&self) -> std::time::Duration {
+        self.durable
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |d| d.settings.linger)
+    }
+
     pub fn path(&self) -> Option<&Path> {
         self.durable.as_ref().map(|d| d.settings.path.as_path())
     }
@@ -248,17 +264,18 @@ impl Ledger {
         let Some(d) = &self.durable else {
             return Ok(());
         };
-        let Some(conn) = lock(&d.pending).take() else {
+        if d.started.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
-        };
+        }
+        let store = Arc::clone(&d.store);
         // Checkpoints run on their own thread ([`checkpoint`]).
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        store.conn().pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = checkpoint::Checkpointer::start(&d.settings.path, checkpoint::EVERY)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(d.settings.queue.max(1));
         let (batch, linger) = (d.settings.batch.max(1), d.settings.linger);
         let thread = std::thread::Builder::new()
             .name("tollgate-ledger".into())
-            .spawn(move || writer::run(conn, rx, committer, batch, linger))
+            .spawn(move || writer::run(&store, rx, committer, batch, linger))
             .map_err(|e| LedgerError::Io("starting the ledger writer".into(), e))?;
         let _ = d.tx.set(tx);
         *lock(&d.thread) = Some(thread);
@@ -266,8 +283,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// Queues a write for the next batch. Never blocks.
+    /// Queues a write for the next batch (on a thread that [collects](Ledger::collect_here),
+    /// for its next [`Ledger::commit_here`]). Never blocks.
     pub fn submit(&self, w: Write) -> Result<(), Refused> {
+        let Some(w) = combine::collect(w) else {
+            return Ok(());
+        };
         let Some(tx) = self.durable.as_ref().and_then(|d| d.tx.get()) else {
             return Err(Refused::Closed(Box::new(w)));
         };
@@ -304,6 +325,45 @@ impl Ledger {
         }
     }
 
+    /// From now on, writes submitted on this thread wait for this thread's next
+    /// [`Ledger::commit_here`] instead of going to the writer. Returns whether it applies
+    /// (the ledger is durable and started).
+    pub fn collect_here(&self) -> bool {
+        let on = self.durable.as_ref().is_some_and(|d| d.tx.get().is_some());
+        if on {
+            combine::start_collecting();
+        }
+        on
+    }
+
+    /// Commits the writes this thread collected since its last call, with whatever the other
+    /// collecting threads queued, unless another thread is committing (it then commits them
+    /// itself: see [`combine`]); `committer` is told each batch's fate, as for the writer's.
+    /// What a failed batch's committer wants retried goes to the writer thread, which retries
+    /// until a commit succeeds.
+    pub fn commit_here(&self, committer: &dyn Committer) {
+        let Some(d) = &self.durable else { return };
+        let Some((mut mine, mut spare)) = combine::take() else {
+            return;
+        };
+        if !mine.is_empty() {
+            d.store.add(&mut mine);
+            d.store
+                .combine(&mut spare, committer, &mut |w| self.retry(w));
+        }
+        combine::give_back(mine, spare);
+    }
+
+    /// Hands a write whose commit failed on a collecting thread to the writer to retry.
+    fn retry(&self, w: Write) {
+        let Some(tx) = self.durable.as_ref().and_then(|d| d.tx.get()) else {
+            return;
+        };
+        if tx.try_send(Job::Call(Box::new(w))).is_err() {
+            tracing::error!("ledger queue full: a write that failed to commit is lost");
+        }
+    }
+
     /// Runs `f` on the read connection (opened on first use).
     pub fn read<T>(
         &self,
@@ -321,6 +381,6 @@ impl Ledger {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

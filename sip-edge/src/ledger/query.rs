@@ -107,7 +107,7 @@ pub fn pools(conn: &Connection, month: MonthKey) -> Result<Vec<PoolStatus>, Ledg
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use tollgate_engine::numbering::NumberingPlan;
@@ -117,10 +117,10 @@ mod tests {
     use crate::ledger::{schema, Synchronous};
 
     /// 2026-11-18 and 2026-12-01T00:00:10Z.
-    const NOV: u64 = 1_795_000_000;
+    pub(crate) const NOV: u64 = 1_795_000_000;
     const DEC: u64 = 1_796_083_210;
 
-    fn engine(now: u64) -> Engine {
+    pub(crate) fn engine(now: u64) -> Engine {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
         let snap = Snapshot::load(&dir).unwrap();
         let plan = Arc::new(NumberingPlan::builtin().unwrap());

@@ -19,54 +19,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection};
 use tollgate_engine::pools::PoolStatus;
 
+use super::combine::Store;
+use super::linger::{Linger, ENOUGH_TO_COMMIT};
 use super::{rows, Committer, Job, Write};
-
-/// A batch this large is worth committing without lingering: a commit costs ~14 µs of CPU plus
-/// ~2.3 µs per call (`benches/examples/ledger_rows.rs`, appended rows), so past 32 calls
-/// waiting for more saves under half a microsecond per call, and at high rates it would only
-/// add latency.
-const ENOUGH_TO_COMMIT: usize = 32;
-
-/// How long to wait for more calls once the queue is empty: the rest of `[ledger].linger_us`,
-/// but no longer than the last batch's arrival rate says it takes to reach
-/// [`ENOUGH_TO_COMMIT`]. At 4,000 calls/s that is the whole linger (4 calls per 1 ms); at
-/// 100,000 calls/s about 0.3 ms, so the linger costs little latency where batches fill anyway.
-#[derive(Debug)]
-struct Linger {
-    max: Duration,
-    /// Calls per second while the last batch gathered (0: unknown).
-    rate: f64,
-}
-
-impl Linger {
-    fn new(max: Duration) -> Linger {
-        Linger { max, rate: 0.0 }
-    }
-
-    /// How long to sleep with `have` calls gathered `elapsed` after the first.
-    fn wait(&self, have: usize, elapsed: Duration) -> Duration {
-        let left = self.max.saturating_sub(elapsed);
-        if have >= ENOUGH_TO_COMMIT {
-            return Duration::ZERO;
-        }
-        if self.rate > 0.0 {
-            let to_enough = (ENOUGH_TO_COMMIT - have) as f64 / self.rate;
-            left.min(Duration::from_secs_f64(to_enough))
-        } else {
-            left
-        }
-    }
-
-    /// A batch of `calls` finished gathering `elapsed` after its first call came.
-    fn gathered(&mut self, calls: usize, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        self.rate = if calls > 1 && secs > 0.0 {
-            (calls - 1) as f64 / secs
-        } else {
-            0.0
-        };
-    }
-}
 
 /// How often a failed batch is retried when nothing new arrives.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -80,7 +35,7 @@ const POOL_UPSERT: &str = "INSERT INTO pools (month, tenant, region, sku, kind, 
     kind) DO UPDATE SET capacity_seconds = excluded.capacity_seconds";
 
 pub(super) fn run(
-    mut conn: Connection,
+    store: &Store,
     rx: Receiver<Job>,
     committer: Weak<dyn Committer>,
     max_batch: usize,
@@ -88,9 +43,10 @@ pub(super) fn run(
 ) {
     let mut retry: Vec<Write> = Vec::new();
     let mut batch: Vec<Write> = Vec::with_capacity(max_batch);
+    let mut combined: Vec<Write> = Vec::new();
     let mut pools: Option<Vec<PoolStatus>> = None;
     let mut stop = false;
-    let mut linger = Linger::new(linger);
+    let mut linger = Linger::new(linger, ENOUGH_TO_COMMIT);
     while !stop {
         let first = if retry.is_empty() && pools.is_none() {
             rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -140,7 +96,7 @@ pub(super) fn run(
             return;
         };
         let at = Instant::now();
-        let result = commit(&mut conn, &batch, pools.as_deref());
+        let result = commit(&mut store.conn(), &batch, pools.as_deref());
         c.batch(
             batch.len(),
             at.elapsed().as_secs_f64(),
@@ -158,12 +114,15 @@ pub(super) fn run(
                         retry.push(w);
                     }
                 }
-                if retry.len() > MAX_RETRY {
-                    let n = retry.len() - MAX_RETRY;
-                    tracing::error!(dropped = n, "ledger retry queue full: oldest writes lost");
-                    retry.drain(..n);
-                }
             }
+        }
+        // A UDP worker may have found the connection taken by this commit: its writes wait in
+        // the store's queue for whoever lets go of the connection (see `combine`).
+        store.combine(&mut combined, &*c, &mut |w| retry.push(w));
+        if retry.len() > MAX_RETRY {
+            let n = retry.len() - MAX_RETRY;
+            tracing::error!(dropped = n, "ledger retry queue full: oldest writes lost");
+            retry.drain(..n);
         }
     }
     if !retry.is_empty() {
@@ -175,7 +134,7 @@ pub(super) fn run(
 }
 
 /// One transaction: every write's upsert, and the pool capacities if given.
-fn commit(
+pub(super) fn commit(
     conn: &mut Connection,
     batch: &[Write],
     pools: Option<&[PoolStatus]>,
@@ -201,31 +160,4 @@ fn commit(
         }
     }
     tx.commit()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn the_linger_shrinks_as_the_rate_grows() {
-        let mut l = Linger::new(MS);
-        // Nothing known yet: the whole linger, less what has passed.
-        assert_eq!(l.wait(1, Duration::ZERO), MS);
-        assert_eq!(l.wait(1, MS / 4), MS * 3 / 4);
-        assert_eq!(l.wait(1, MS * 2), Duration::ZERO);
-        // 4 calls in 1 ms (4,000/s): 31 more would take ~7.75 ms, so the whole linger.
-        l.gathered(5, MS);
-        assert_eq!(l.wait(1, Duration::ZERO), MS);
-        // 100 calls per ms: 31 more take 0.31 ms.
-        l.gathered(101, MS);
-        let w = l.wait(1, Duration::ZERO);
-        assert!(w > MS / 4 && w < MS / 3, "{w:?}");
-        // A full batch does not wait; one call tells nothing about the rate.
-        assert_eq!(l.wait(ENOUGH_TO_COMMIT, Duration::ZERO), Duration::ZERO);
-        l.gathered(1, MS);
-        assert_eq!(l.wait(1, Duration::ZERO), MS);
-    }
 }

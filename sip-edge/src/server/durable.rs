@@ -138,6 +138,20 @@ impl Server {
         self.pools_written.store(0, Ordering::Release);
     }
 
+    /// Makes the calling thread commit the ledger writes of the calls it handles itself, at
+    /// each [`Server::commit_here`] (see [`crate::ledger`]). Returns how long it may then wait
+    /// for more calls before receiving again (`[ledger].linger_us`), or `None` where the
+    /// ledger is in memory (answers leave at once; nothing to gather).
+    pub fn collect_here(&self) -> Option<std::time::Duration> {
+        self.ledger.collect_here().then(|| self.ledger.linger())
+    }
+
+    /// Commits what this thread's calls wrote since the last call, and sends their held
+    /// answers.
+    pub fn commit_here(&self) {
+        self.ledger.commit_here(self);
+    }
+
     /// Whether the ledger's last commit succeeded (`/readyz`).
     pub fn store_ok(&self) -> bool {
         self.store_ok.load(Ordering::Acquire)

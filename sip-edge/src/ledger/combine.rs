@@ -1,0 +1,268 @@
+//! Committing on the threads that receive the calls (flat combining).
+//!
+//! A UDP worker collects the writes of the calls in one received batch ([`collect`]), adds them
+//! to a shared queue, and commits whatever that queue holds if the connection is free
+//! ([`Store::combine`]). If another thread holds the connection, the worker leaves at once:
+//! that thread looks at the queue again after it lets go of the connection, and commits what it
+//! finds, so no write is left behind and no worker ever waits for another's commit. Under load
+//! the two workers' batches end up in one transaction, as they would with the writer thread,
+//! without a wake-up of another thread per batch.
+//!
+//! Why not leave it all to the writer thread: handing it a batch costs a futex wake-up, its
+//! sleep for the linger and two context switches, which on this 2-core VM weighed more than the
+//! commit (`benches/README.md`, "Committing on the receiving thread").
+//!
+//! Why a write is never left behind: a worker adds its writes under the queue's mutex and then
+//! tries the connection; a committer lets go of the connection and then checks the queue under
+//! the same mutex. If the check comes first, the worker's attempt comes after the connection was
+//! let go, so it fails only when a third thread holds it, which checks in turn.
+
+use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::Instant;
+
+use rusqlite::Connection;
+
+use super::{lock, writer, Committer, Write};
+
+/// The write connection, and the writes waiting for whoever holds it next.
+pub(super) struct Store {
+    conn: Mutex<Connection>,
+    queue: Mutex<Vec<Write>>,
+}
+
+impl Store {
+    pub fn new(conn: Connection) -> Store {
+        Store {
+            conn: Mutex::new(conn),
+            queue: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The connection, waiting for it (the writer thread, and start-up).
+    pub fn conn(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.conn)
+    }
+
+    /// Adds `writes` (drained) to the queue.
+    pub fn add(&self, writes: &mut Vec<Write>) {
+        if !writes.is_empty() {
+            lock(&self.queue).append(writes);
+        }
+    }
+
+    /// Commits what the queue holds, batch after batch, while it holds anything and the
+    /// connection is free; tells `committer` each batch's fate, and hands what a failed
+    /// batch's committer wants retried to `retry`. `batch` is an empty buffer to work in.
+    pub fn combine(
+        &self,
+        batch: &mut Vec<Write>,
+        committer: &dyn Committer,
+        retry: &mut dyn FnMut(Write),
+    ) {
+        loop {
+            let mut conn = match self.conn.try_lock() {
+                Ok(c) => c,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                // Its holder checks the queue once it lets go.
+                Err(TryLockError::WouldBlock) => return,
+            };
+            std::mem::swap(&mut *lock(&self.queue), batch);
+            let result = if batch.is_empty() {
+                None
+            } else {
+                let at = Instant::now();
+                let r = writer::commit(&mut conn, batch, None);
+                Some((r, at.elapsed().as_secs_f64()))
+            };
+            drop(conn);
+            if let Some((result, seconds)) = result {
+                committer.batch(batch.len(), seconds, result.as_ref().err());
+                match result {
+                    Ok(()) => committer.committed(batch),
+                    Err(_) => {
+                        for w in batch.drain(..) {
+                            if let Some(w) = committer.failed(w) {
+                                retry(w);
+                            }
+                        }
+                    }
+                }
+                batch.clear();
+            }
+            if lock(&self.queue).is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// The writes of this thread's calls since its last commit, and a buffer to commit in; `None`
+/// on threads that do not commit their own.
+struct Here {
+    mine: Vec<Write>,
+    spare: Vec<Write>,
+}
+
+thread_local! {
+    static HERE: RefCell<Option<Here>> = const { RefCell::new(None) };
+}
+
+/// From now on this thread keeps the writes it submits ([`collect`]) until it commits them.
+pub(super) fn start_collecting() {
+    HERE.with_borrow_mut(|h| {
+        h.get_or_insert_with(|| Here {
+            mine: Vec::new(),
+            spare: Vec::new(),
+        });
+    });
+}
+
+/// Keeps `w` for this thread's next commit if it collects (`None`), else hands it back.
+pub(super) fn collect(w: Write) -> Option<Write> {
+    HERE.with_borrow_mut(|h| match h {
+        Some(here) => {
+            here.mine.push(w);
+            None
+        }
+        None => Some(w),
+    })
+}
+
+/// This thread's collected writes and its spare buffer, taken out (so that nothing holds the
+/// thread-local while the committer runs), or `None` if it does not collect.
+pub(super) fn take() -> Option<(Vec<Write>, Vec<Write>)> {
+    HERE.with_borrow_mut(|h| {
+        h.as_mut().map(|here| {
+            (
+                std::mem::take(&mut here.mine),
+                std::mem::take(&mut here.spare),
+            )
+        })
+    })
+}
+
+/// Gives the (emptied) buffers back for the next batch.
+pub(super) fn give_back(mine: Vec<Write>, spare: Vec<Write>) {
+    HERE.with_borrow_mut(|h| {
+        if let Some(here) = h {
+            if here.mine.is_empty() {
+                here.mine = mine;
+            }
+            here.spare = spare;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use tollgate_engine::{Request, StoredCall};
+
+    use super::*;
+    use crate::ledger::query::tests::{engine, NOV};
+    use crate::ledger::{schema, After, Synchronous};
+
+    /// Records the Call-IDs of what was committed.
+    #[derive(Default)]
+    struct Record(Mutex<Vec<String>>);
+
+    impl Committer for Record {
+        fn committed(&self, batch: &mut Vec<Write>) {
+            lock(&self.0).extend(batch.drain(..).map(|w| w.call.call_id));
+        }
+        fn failed(&self, w: Write) -> Option<Write> {
+            panic!("commit of {} failed", w.call.call_id);
+        }
+        fn batch(&self, _: usize, _: f64, _: Option<&rusqlite::Error>) {}
+    }
+
+    /// `n` distinct admitted calls named `{prefix}-{i}`, numbered from `first`.
+    fn writes(prefix: &str, first: u64, n: u64) -> Vec<Write> {
+        let e = engine(NOV);
+        let r = Request {
+            call_id: "model",
+            caller: "alice@contoso.com",
+            dialed: "+12065550100",
+        };
+        assert!(e.authorize(&r, NOV).is_admit());
+        let model = e
+            .reservations()
+            .get("model")
+            .map(|r| StoredCall::from_record("model", &r))
+            .unwrap();
+        (0..n)
+            .map(|i| {
+                let mut call = model.clone();
+                call.call_id = format!("{prefix}-{i}");
+                call.seq = first + i;
+                Write {
+                    call,
+                    after: After::Nothing,
+                }
+            })
+            .collect()
+    }
+
+    fn rows(store: &Store) -> i64 {
+        store
+            .conn()
+            .query_row("SELECT count(*) FROM calls", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_worker_that_finds_the_connection_taken_leaves_its_writes_to_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = schema::open_writer(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
+        let store = Store::new(conn);
+        let record = Record::default();
+        let mut retry = |w: Write| panic!("retry {}", w.call.call_id);
+        let holder = store.conn();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut mine = writes("worker", 1, 5);
+                store.add(&mut mine);
+                // The connection is taken: it leaves at once, its writes queued.
+                store.combine(&mut Vec::new(), &Record::default(), &mut |_| {});
+            });
+        });
+        assert!(lock(&record.0).is_empty());
+        drop(holder);
+        // What the holder does once it lets go.
+        store.combine(&mut Vec::new(), &record, &mut retry);
+        assert_eq!(lock(&record.0).len(), 5);
+        assert_eq!(rows(&store), 5);
+        assert!(lock(&store.queue).is_empty());
+    }
+
+    #[test]
+    fn two_workers_committing_at_once_commit_every_write_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = schema::open_writer(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
+        let store = Store::new(conn);
+        let record = Record::default();
+        std::thread::scope(|s| {
+            for (w, prefix) in ["a", "b"].into_iter().enumerate() {
+                let (store, record) = (&store, &record);
+                s.spawn(move || {
+                    let mut all = writes(prefix, 1 + 1000 * w as u64, 300);
+                    let mut spare = Vec::new();
+                    while !all.is_empty() {
+                        let mut mine: Vec<Write> = all.drain(..all.len().min(7)).collect();
+                        store.add(&mut mine);
+                        store.combine(&mut spare, record, &mut |w| panic!("{}", w.call.call_id));
+                    }
+                });
+            }
+        });
+        // Each worker's last `combine` either committed the queue or found the connection taken
+        // by the other, which checked the queue after letting go: nothing is left.
+        assert!(lock(&store.queue).is_empty());
+        let ids = lock(&record.0);
+        assert_eq!(ids.len(), 600);
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 600);
+        assert_eq!(rows(&store), 600);
+    }
+}
