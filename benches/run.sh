@@ -48,7 +48,7 @@ done
 
 echo "== build (release)" >&2
 cargo build --release -p tollgate -p tollgate-benches --bins
-TOLLGATE=target/release/tollgate
+TOLLGATE=${TOLLGATE_BIN:-target/release/tollgate}  # another build to compare: TOLLGATE_BIN=...
 LOAD=target/release/tollgate-load
 
 mkdir -p "$OUT"

@@ -4,13 +4,15 @@
 //! to a shared queue, and commits whatever that queue holds if the connection is free
 //! ([`Store::combine`]). If another thread holds the connection, the worker leaves at once:
 //! that thread looks at the queue again after it lets go of the connection, and commits what it
-//! finds, so no write is left behind and no worker ever waits for another's commit. Under load
-//! the two workers' batches end up in one transaction, as they would with the writer thread,
-//! without a wake-up of another thread per batch.
+//! finds, so no write is left behind and no worker ever waits for another's commit. When both
+//! workers commit at once their batches end up in one transaction, as they would with the
+//! writer thread, without a wake-up of another thread per batch.
 //!
-//! Why not leave it all to the writer thread: handing it a batch costs a futex wake-up, its
-//! sleep for the linger and two context switches, which on this 2-core VM weighed more than the
-//! commit (`benches/README.md`, "Committing on the receiving thread").
+//! Why not leave it all to the writer thread: at moderate load, handing it a batch costs a
+//! futex wake-up, its sleep for the linger and two context switches, which on this 2-core VM
+//! weighed more than the commit. At high load the writer thread is the better place again
+//! (in parallel with receiving); `transport::pace` decides which (`benches/README.md`,
+//! "Committing on the receiving thread").
 //!
 //! Why a write is never left behind: a worker adds its writes under the queue's mutex and then
 //! tries the connection; a committer lets go of the connection and then checks the queue under
@@ -98,8 +100,10 @@ impl Store {
 }
 
 /// The writes of this thread's calls since its last commit, and a buffer to commit in; `None`
-/// on threads that do not commit their own.
+/// on threads that never collected.
 struct Here {
+    /// Whether [`collect`] keeps writes (else they go to the writer thread).
+    on: bool,
     mine: Vec<Write>,
     spare: Vec<Write>,
 }
@@ -108,24 +112,27 @@ thread_local! {
     static HERE: RefCell<Option<Here>> = const { RefCell::new(None) };
 }
 
-/// From now on this thread keeps the writes it submits ([`collect`]) until it commits them.
-pub(super) fn start_collecting() {
+/// From now on this thread keeps the writes it submits ([`collect`]) until it commits them
+/// (`on`), or lets them go to the writer thread again.
+pub(super) fn set_collecting(on: bool) {
     HERE.with_borrow_mut(|h| {
         h.get_or_insert_with(|| Here {
+            on,
             mine: Vec::new(),
             spare: Vec::new(),
-        });
+        })
+        .on = on;
     });
 }
 
 /// Keeps `w` for this thread's next commit if it collects (`None`), else hands it back.
 pub(super) fn collect(w: Write) -> Option<Write> {
     HERE.with_borrow_mut(|h| match h {
-        Some(here) => {
+        Some(here) if here.on => {
             here.mine.push(w);
             None
         }
-        None => Some(w),
+        _ => Some(w),
     })
 }
 

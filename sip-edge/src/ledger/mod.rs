@@ -326,13 +326,12 @@ impl Ledger {
     }
 
     /// From now on, writes submitted on this thread wait for this thread's next
-    /// [`Ledger::commit_here`] instead of going to the writer. Returns whether it applies
-    /// (the ledger is durable and started).
-    pub fn collect_here(&self) -> bool {
-        let on = self.durable.as_ref().is_some_and(|d| d.tx.get().is_some());
-        if on {
-            combine::start_collecting();
-        }
+    /// [`Ledger::commit_here`] instead of going to the writer (`on`), or go to the writer
+    /// again. Returns whether this thread now collects (never for the in-memory seam, nor
+    /// before [`Ledger::start`]). Call [`Ledger::commit_here`] before turning it off.
+    pub fn collect_here(&self, on: bool) -> bool {
+        let on = on && self.durable.as_ref().is_some_and(|d| d.tx.get().is_some());
+        combine::set_collecting(on);
         on
     }
 

@@ -138,12 +138,18 @@ impl Server {
         self.pools_written.store(0, Ordering::Release);
     }
 
-    /// Makes the calling thread commit the ledger writes of the calls it handles itself, at
-    /// each [`Server::commit_here`] (see [`crate::ledger`]). Returns how long it may then wait
-    /// for more calls before receiving again (`[ledger].linger_us`), or `None` where the
-    /// ledger is in memory (answers leave at once; nothing to gather).
-    pub fn collect_here(&self) -> Option<std::time::Duration> {
-        self.ledger.collect_here().then(|| self.ledger.linger())
+    /// With `on`, makes the calling thread commit the ledger writes of the calls it handles
+    /// itself, at each [`Server::commit_here`] (see [`crate::ledger`]); without, hands them to
+    /// the ledger's writer thread again. Returns whether the thread now commits its own: never
+    /// where the ledger is in memory (answers leave at once).
+    pub fn collect_here(&self, on: bool) -> bool {
+        self.ledger.collect_here(on)
+    }
+
+    /// How long a thread that commits its own calls may wait for more before receiving again
+    /// (`[ledger].linger_us`).
+    pub fn linger(&self) -> std::time::Duration {
+        self.ledger.linger()
     }
 
     /// Commits what this thread's calls wrote since the last call, and sends their held

@@ -4,6 +4,7 @@
 //! them: UDP threads stop within [`udp::RECV_TIMEOUT`], TCP stops accepting and each connection
 //! finishes the messages it already holds.
 
+pub mod pace;
 pub mod tcp;
 pub mod udp;
 pub mod udp_send;

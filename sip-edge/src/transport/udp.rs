@@ -15,16 +15,11 @@
 //! (on loopback it includes delivering our answers into the client's socket) and
 //! [`Server::handle`] itself.
 //!
-//! With the durable ledger a worker also commits its own calls (DESIGN §6): after handling a
+//! With the durable ledger a worker may also commit its own calls (DESIGN §6): after handling a
 //! batch it sends the answers that are ready, commits the batch's reservations
 //! ([`Server::commit_here`], shared with the other worker: see `ledger::combine`), and the
-//! 302s leave from there. Then, if the batch was not full, it sleeps before receiving again:
-//! `[ledger].linger_us` at most, less when datagrams come fast enough to fill a batch sooner
-//! ([`Linger`]). At moderate load one wake-up and one commit then serve several calls: with
-//! sipp at 4,000 calls/s the daemon went from 1.16 to 0.21 voluntary context switches and from
-//! 31–34 to 23–26 µs of CPU per call (`benches/README.md`, "Committing on the receiving
-//! thread"). The price is latency: an INVITE may wait up to the linger in the socket's queue,
-//! as it waited for the writer's linger before.
+//! 302s leave from there; then it may sleep before receiving again. When it does that, and
+//! when it hands the writes to the ledger's writer thread instead, is [`Pace`]'s to decide.
 //!
 //! The sockets are blocking, with a receive timeout ([`RECV_TIMEOUT`]) so that an idle worker
 //! still looks at the shutdown flag that often. The worker's own sends pass `MSG_DONTWAIT`: a
@@ -40,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::pace::Pace;
 use super::Shutdown;
-use crate::ledger::linger::Linger;
 use crate::ledger::ReplyTo;
 use crate::server::Server;
 use crate::sip::parse::MAX_MESSAGE_LEN;
@@ -129,13 +124,10 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
         .recv_buffer_size()
         .map_or(RECV_BUFFER, |b| b)
         / SHED_SHARE;
-    // With the durable ledger this thread commits its calls itself, once per batch, and after
-    // a batch that was not full it sleeps before receiving again (at most `[ledger].linger_us`,
-    // less when datagrams come fast enough to fill a batch sooner), so that at moderate load
-    // one wake-up and one commit serve several calls.
-    let mut linger = Linger::new(server.collect_here().unwrap_or_default(), BATCH);
+    // With the durable ledger, who commits this worker's calls and how long it pauses between
+    // receives (`pace`).
+    let mut pace = Pace::new(&server, Instant::now());
     let mut pause = Duration::ZERO;
-    let mut last = Instant::now();
     while !stopping(&shutdown) {
         if !pause.is_zero() {
             std::thread::sleep(pause);
@@ -183,16 +175,10 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
             };
         }
         inbox.answer(&socket, &outs, ready.get(..n).unwrap_or_default());
-        server.commit_here();
-        let now = Instant::now();
-        linger.arrived(n, now.saturating_duration_since(last));
-        last = now;
-        // A full batch may have left more queued: receive again at once.
-        pause = if n == BATCH {
-            Duration::ZERO
-        } else {
-            linger.wait(0, Duration::ZERO)
-        };
+        if pace.commits_here() {
+            server.commit_here();
+        }
+        pause = pace.handled(&server, n, Instant::now());
     }
 }
 
