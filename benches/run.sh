@@ -9,7 +9,8 @@
 #
 # Loopback only (127.0.0.1:5070 for SIP, :9190 for HTTP, or $SIP_PORT / $HTTP_PORT); every
 # step is bounded (--step-secs of new calls, then at most --timeout for the last answers).
-# LOAD_ARGS adds arguments to every tollgate-load step (e.g. LOAD_ARGS="--sockets 2").
+# LOAD_ARGS adds arguments to every tollgate-load step (e.g. LOAD_ARGS="--sockets 2");
+# TOLLGATE_BIN runs another daemon build (e.g. the previous commit's) instead of this tree's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

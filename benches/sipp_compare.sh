@@ -32,7 +32,7 @@ run_sipp() { # CALLS [stats file]
     -m "$1" -r "$RATE" -l $((RATE * 5)) -i 127.0.0.1 -p $SIPP_PORT -t u1 -nostdin \
     -timeout $((SECS * 4 + 30))s -timeout_error "${stats[@]}" 127.0.0.1:$PORT >/dev/null 2>&1
 }
-run_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {print s}'; }
+run_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f\n", s}'; }
 switches() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}'; }
 
 printf '%-24s %8s %7s %12s %10s\n' build calls failed cpu_us/call vcsw/call

@@ -120,7 +120,9 @@ impl Default for DirectoryTable {
 /// measuring what the ledger costs), `synchronous` (`normal`: survives the process dying;
 /// `full`: also an OS crash or power cut, a flush per batch), `queue` (writes waiting at most;
 /// beyond it calls get `503 overloaded`), `batch` (writes per transaction at most) and
-/// `linger_us` (how long a batch waits for more writes after its first, µs).
+/// `linger_us` (how long a batch waits for more writes after its first, µs; at moderate load
+/// also how long a UDP worker that commits its own calls waits between receives:
+/// `transport::pace`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerTable {
