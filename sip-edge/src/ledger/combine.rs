@@ -20,6 +20,7 @@
 //! let go, so it fails only when a third thread holds it, which checks in turn.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
@@ -31,6 +32,8 @@ use super::{lock, writer, Committer, Write};
 pub(super) struct Store {
     conn: Mutex<Connection>,
     queue: Mutex<Vec<Write>>,
+    /// How many writes `queue` holds, readable without its lock.
+    queued: AtomicUsize,
 }
 
 impl Store {
@@ -38,6 +41,7 @@ impl Store {
         Store {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -49,8 +53,16 @@ impl Store {
     /// Adds `writes` (drained) to the queue.
     pub fn add(&self, writes: &mut Vec<Write>) {
         if !writes.is_empty() {
-            lock(&self.queue).append(writes);
+            let mut q = lock(&self.queue);
+            q.append(writes);
+            self.queued.store(q.len(), Ordering::Relaxed);
         }
+    }
+
+    /// How many writes wait in the queue (they pile up only while a commit is slow: a
+    /// stalled disk).
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Commits what the queue holds, batch after batch, while it holds anything and the
@@ -69,7 +81,11 @@ impl Store {
                 // Its holder checks the queue once it lets go.
                 Err(TryLockError::WouldBlock) => return,
             };
-            std::mem::swap(&mut *lock(&self.queue), batch);
+            {
+                let mut q = lock(&self.queue);
+                std::mem::swap(&mut *q, batch);
+                self.queued.store(0, Ordering::Relaxed);
+            }
             let result = if batch.is_empty() {
                 None
             } else {
@@ -125,14 +141,28 @@ pub(super) fn set_collecting(on: bool) {
     });
 }
 
-/// Keeps `w` for this thread's next commit if it collects (`None`), else hands it back.
-pub(super) fn collect(w: Write) -> Option<Write> {
+/// What [`collect`] did with a write.
+pub(super) enum Collected {
+    /// Kept for this thread's next commit.
+    Kept,
+    /// This thread collects, but too much already waits: refuse it (`503 overloaded`).
+    Full(Write),
+    /// This thread does not collect: the write goes to the writer thread.
+    NotHere(Write),
+}
+
+/// Keeps `w` for this thread's next commit if it collects, unless `waiting` writes (the
+/// store's queue) are already `max` or more.
+pub(super) fn collect(w: Write, waiting: usize, max: usize) -> Collected {
     HERE.with_borrow_mut(|h| match h {
         Some(here) if here.on => {
+            if waiting + here.mine.len() >= max {
+                return Collected::Full(w);
+            }
             here.mine.push(w);
-            None
+            Collected::Kept
         }
-        _ => Some(w),
+        _ => Collected::NotHere(w),
     })
 }
 
@@ -242,6 +272,21 @@ mod tests {
         assert_eq!(lock(&record.0).len(), 5);
         assert_eq!(rows(&store), 5);
         assert!(lock(&store.queue).is_empty());
+    }
+
+    #[test]
+    fn a_collecting_thread_refuses_writes_once_enough_wait() {
+        let mut ws = writes("w", 1, 3).into_iter();
+        let mut next = || ws.next().unwrap();
+        // Not collecting: the write goes to the writer thread.
+        assert!(matches!(collect(next(), 0, 2), Collected::NotHere(_)));
+        set_collecting(true);
+        assert!(matches!(collect(next(), 0, 2), Collected::Kept));
+        // One kept here and one in the store's queue: the queue's bound (2) is reached.
+        assert!(matches!(collect(next(), 1, 2), Collected::Full(_)));
+        let (mine, _) = take().unwrap();
+        assert_eq!(mine.len(), 1);
+        set_collecting(false);
     }
 
     #[test]

@@ -286,8 +286,13 @@ impl Ledger {
     /// Queues a write for the next batch (on a thread that [collects](Ledger::collect_here),
     /// for its next [`Ledger::commit_here`]). Never blocks.
     pub fn submit(&self, w: Write) -> Result<(), Refused> {
-        let Some(w) = combine::collect(w) else {
-            return Ok(());
+        let w = match &self.durable {
+            Some(d) => match combine::collect(w, d.store.queued(), d.settings.queue) {
+                combine::Collected::Kept => return Ok(()),
+                combine::Collected::Full(w) => return Err(Refused::Full(Box::new(w))),
+                combine::Collected::NotHere(w) => w,
+            },
+            None => w,
         };
         let Some(tx) = self.durable.as_ref().and_then(|d| d.tx.get()) else {
             return Err(Refused::Closed(Box::new(w)));
