@@ -18,8 +18,9 @@
 # UDP socket per core.
 #
 # Needs: sipp (Debian sip-tester), kamailio, curl, cargo. Environment knobs:
-#   TOLLGATE_PORT (15060), TOLLGATE_HTTP (19090), KAMAILIO_PORT (15070), SIPP_PORT (15080),
-#   SERVERS ("tollgate kamailio"), TOLLGATE_LINGER_US (1000: `[ledger].linger_us`),
+#   TOLLGATE_PORT (15060), TOLLGATE_HTTP (19090), KAMAILIO_PORT (15070), PYTHON_PORT (15090),
+#   SIPP_PORT (15080), SERVERS ("tollgate kamailio"; add "python" for the yardstick of
+#   benches/kamailio/trivial_302.py), TOLLGATE_LINGER_US (1000: `[ledger].linger_us`),
 #   TOLLGATE_LEDGER (on; off: `[ledger] enabled = false`, the
 #   reservations in memory only, to see what the ledger costs), KAMAILIO_CHILDREN (2),
 #   KAMAILIO_MEM (empty: Kamailio's default allocator, qm; e.g. tlsf or fm: `-x NAME -X NAME`,
@@ -34,6 +35,7 @@ RUNS=${3:-1}
 TOLLGATE_PORT=${TOLLGATE_PORT:-15060}
 TOLLGATE_HTTP=${TOLLGATE_HTTP:-19090}
 KAMAILIO_PORT=${KAMAILIO_PORT:-15070}
+PYTHON_PORT=${PYTHON_PORT:-15090}
 SIPP_PORT=${SIPP_PORT:-15080}
 SERVERS=${SERVERS:-tollgate kamailio}
 KAMAILIO_CHILDREN=${KAMAILIO_CHILDREN:-2}
@@ -146,6 +148,20 @@ start_tollgate() {
     exit 1
 }
 
+# The yardstick of issue 5: a trivial single-threaded Python loop answering 302
+# (benches/kamailio/trivial_302.py).
+start_python() {
+    python3 "$ROOT/benches/kamailio/trivial_302.py" "$PYTHON_PORT" &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        port_busy "$PYTHON_PORT" && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "compare.sh: the python loop did not start" >&2
+    exit 1
+}
+
 start_kamailio() {
     local dir=$WORK/kamailio
     mkdir -p "$dir"
@@ -210,7 +226,7 @@ case " $SERVERS " in
         ;;
 esac
 
-for p in "$TOLLGATE_PORT" "$KAMAILIO_PORT" "$SIPP_PORT"; do
+for p in "$TOLLGATE_PORT" "$KAMAILIO_PORT" "$PYTHON_PORT" "$SIPP_PORT"; do
     if port_busy "$p"; then
         echo "compare.sh: UDP port $p is in use (set TOLLGATE_PORT/KAMAILIO_PORT/SIPP_PORT)" >&2
         exit 2
@@ -231,6 +247,7 @@ for run in $(seq "$RUNS"); do
         case $server in
             tollgate) start_tollgate; port=$TOLLGATE_PORT ;;
             kamailio) start_kamailio; port=$KAMAILIO_PORT ;;
+            python) start_python; port=$PYTHON_PORT ;;
             *) echo "compare.sh: unknown server $server" >&2; exit 2 ;;
         esac
         stats=$WORK/$server-$run
@@ -299,6 +316,10 @@ awk '
         if (n["tollgate"] && n["kamailio"]) {
             t = sum_us["tollgate"] / n["tollgate"]; k = sum_us["kamailio"] / n["kamailio"]
             printf "mean: tollgate %.1f us/call, kamailio %.1f us/call, ratio %.3f (bar: <= 15 us and <= 0.25)\n", t, k, t / k
+        }
+        if (n["python"] && n["kamailio"]) {
+            p = sum_us["python"] / n["python"]; k = sum_us["kamailio"] / n["kamailio"]
+            printf "mean: trivial python loop %.1f us/call, %.3f of kamailio\n", p, p / k
         }
     }' hz="$CLK_TCK" "$RESULTS"
 exit "$STATUS"
