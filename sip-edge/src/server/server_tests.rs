@@ -77,14 +77,11 @@ fn untrusted_sources() {
     );
 }
 
-/// With the durable ledger: the 302 is held until its row is committed, then sent to the
-/// reply target; the row is in the file; a CANCEL's 200 waits for the release likewise.
-#[test]
-fn durable_ledger_holds_the_302_until_committed() {
+/// A server over a fresh durable ledger in `dir`, its writer started.
+fn durable(dir: &Path) -> Arc<Server> {
     use crate::ledger::{Committer, Settings, Synchronous};
-    let tmp = tempfile::tempdir().unwrap();
     let settings = Settings {
-        path: tmp.path().join("l.db"),
+        path: dir.join("l.db"),
         synchronous: Synchronous::Normal,
         queue: 16,
         batch: 8,
@@ -103,6 +100,81 @@ fn durable_ledger_holds_the_302_until_committed() {
     ));
     let c: Arc<dyn Committer> = s.clone();
     s.ledger.start(Arc::downgrade(&c)).unwrap();
+    s
+}
+
+/// A UDP worker's calls: while it commits its own, a 302 waits for its `commit_here`; once
+/// [`Pace`] sees a high rate it hands the writes to the writer thread, which commits and sends
+/// on its own; when the rate drops it takes them back.
+///
+/// [`Pace`]: crate::transport::pace::Pace
+#[test]
+fn a_worker_commits_its_own_calls_until_the_rate_hands_them_to_the_writer() {
+    use crate::transport::pace::Pace;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let s = durable(tmp.path());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let reply = ReplyTo::Tcp(tx);
+    let source: SocketAddr = SOURCE.parse().unwrap();
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    let mut pace = Pace::new(&s, t0);
+    assert!(pace.commits_here());
+    let msg = invite("INVITE", "w1", "+12065550100", 70);
+    assert!(!s.handle(msg.as_bytes(), source, Transport::Udp, &reply, &mut out));
+    // Held here, not by the writer thread: nothing leaves before this thread commits.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(rx.try_recv().is_err());
+    s.commit_here();
+    let sent = String::from_utf8(rx.try_recv().unwrap()).unwrap();
+    assert!(sent.starts_with("SIP/2.0 302 "), "{sent}");
+    // Full batches every millisecond: 64,000 datagrams/s.
+    let mut t = t0;
+    for _ in 0..25 {
+        t += Duration::from_millis(1);
+        assert_eq!(
+            pace.handled(&s, crate::transport::udp::BATCH, t),
+            Duration::ZERO
+        );
+    }
+    assert!(!pace.commits_here());
+    let msg = invite("INVITE", "w2", "+12065550100", 70);
+    assert!(!s.handle(msg.as_bytes(), source, Transport::Udp, &reply, &mut out));
+    // No `commit_here` now: the writer thread sends it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let sent = loop {
+        match rx.try_recv() {
+            Ok(b) => break String::from_utf8(b).unwrap(),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => panic!("the writer did not send the 302: {e}"),
+        }
+    };
+    assert!(sent.starts_with("SIP/2.0 302 "), "{sent}");
+    // Quiet again: one datagram every 10 ms (the window that saw the last full batches still
+    // averages above the low mark; the next one does not).
+    for _ in 0..5 {
+        t += Duration::from_millis(10);
+        pace.handled(&s, 1, t);
+    }
+    assert!(pace.commits_here());
+    for id in ["w1", "w2"] {
+        let row = s
+            .ledger
+            .read(|c| crate::ledger::query::call(c, id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state, tollgate_engine::CallState::Reserved);
+    }
+    s.ledger.stop();
+}
+
+/// With the durable ledger: the 302 is held until its row is committed, then sent to the
+/// reply target; the row is in the file; a CANCEL's 200 waits for the release likewise.
+#[test]
+fn durable_ledger_holds_the_302_until_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = durable(tmp.path());
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let reply = ReplyTo::Tcp(tx);
     let source: SocketAddr = SOURCE.parse().unwrap();
