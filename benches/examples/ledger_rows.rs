@@ -57,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(rows::UPSERT)?;
+            let mut scratch = rows::Scratch::default();
             for _ in 0..n {
                 // xorshift: Call-IDs as random as a proxy's.
                 rng ^= rng << 13;
@@ -67,7 +68,7 @@ fn main() -> anyhow::Result<()> {
                 c.seq = seq;
                 c.call_id = format!("{rng:016x}{:08x}@10.0.0.1", seq);
                 c.started_at = NOW + seq / 1000;
-                rows::bind(&mut stmt, &c)?;
+                rows::bind(&mut stmt, &c, &mut scratch)?;
             }
         }
         tx.commit()?;

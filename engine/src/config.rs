@@ -52,10 +52,24 @@ impl Default for Routes {
 impl Routes {
     /// The calling-plan host for a pool region: `pstn-us.example.net`.
     pub fn calling_plan_host(&self, region: Region) -> String {
+        let mut host = String::new();
+        self.push_calling_plan_host(region, &mut host);
+        host
+    }
+
+    /// [`Routes::calling_plan_host`] appended to `out`: no allocation on the call path.
+    pub fn push_calling_plan_host(&self, region: Region, out: &mut String) {
         let b = region.to_lowercase_bytes();
         let len = if b[2] == 0 { 2 } else { 3 };
         let code = std::str::from_utf8(&b[..len]).unwrap_or("xx");
-        self.calling_plan.replace("{region}", code)
+        let mut parts = self.calling_plan.split("{region}");
+        if let Some(first) = parts.next() {
+            out.push_str(first);
+        }
+        for part in parts {
+            out.push_str(code);
+            out.push_str(part);
+        }
     }
 }
 

@@ -593,10 +593,18 @@ impl Engine {
 
     /// The route host of an admitted call, for the 302 Contact.
     pub fn route_host(&self, route: &Route) -> String {
+        let mut host = String::new();
+        self.push_route_host(route, &mut host);
+        host
+    }
+
+    /// [`Engine::route_host`] appended to `out` (the 302's Contact is built without
+    /// allocating).
+    pub fn push_route_host(&self, route: &Route, out: &mut String) {
         match route {
-            Route::Emergency => self.config.routes.emergency.clone(),
-            Route::CallingPlan(r) => self.config.routes.calling_plan_host(*r),
-            Route::Direct(gw) => gw.to_string(),
+            Route::Emergency => out.push_str(&self.config.routes.emergency),
+            Route::CallingPlan(r) => self.config.routes.push_calling_plan_host(*r, out),
+            Route::Direct(gw) => out.push_str(gw),
         }
     }
 }

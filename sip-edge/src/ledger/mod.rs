@@ -114,15 +114,15 @@ impl ReplyTo {
     /// batch's UDP answers with one `sendmmsg` per socket instead); a full socket buffer or a
     /// closed connection drops the response
     /// (over UDP the client retransmits and gets it from the transaction cache).
-    pub fn send(&self, bytes: Vec<u8>) {
+    pub fn send(&self, bytes: &[u8]) {
         match self {
             ReplyTo::Udp { socket, to } => {
-                if let Err(e) = crate::transport::udp_send::send_one(socket, &bytes, *to) {
+                if let Err(e) = crate::transport::udp_send::send_one(socket, bytes, *to) {
                     tracing::debug!(error = %e, %to, "udp send");
                 }
             }
             ReplyTo::Tcp(tx) => {
-                let _ = tx.try_send(bytes);
+                let _ = tx.try_send(bytes.to_vec());
             }
             ReplyTo::None => {}
         }
@@ -132,7 +132,8 @@ impl ReplyTo {
 /// A SIP response held until its batch commits.
 #[derive(Debug)]
 pub struct SipReply {
-    pub bytes: Vec<u8>,
+    /// Shared with the transaction cache once sent.
+    pub bytes: Arc<[u8]>,
     pub to: ReplyTo,
     /// Cache the bytes under this INVITE transaction once sent.
     pub tx: Option<TxKey>,

@@ -130,7 +130,12 @@ pub(super) mod tests {
     fn write(conn: &Connection, e: &Engine) {
         let mut stmt = conn.prepare(rows::UPSERT).unwrap();
         e.reservations().for_each(|id, r| {
-            rows::bind(&mut stmt, &StoredCall::from_record(id, r)).unwrap();
+            rows::bind(
+                &mut stmt,
+                &StoredCall::from_record(id, r),
+                &mut Default::default(),
+            )
+            .unwrap();
         });
     }
 

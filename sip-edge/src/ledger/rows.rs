@@ -31,8 +31,17 @@ pub const UPSERT: &str = "INSERT INTO calls (call_id, version, state, month, ten
     charged_micros = excluded.charged_micros, expires_at = excluded.expires_at, \
     ended_at = excluded.ended_at WHERE excluded.version > calls.version";
 
+/// Text columns of a row written into reused buffers, so a batch's rows allocate nothing.
+#[derive(Default)]
+pub struct Scratch {
+    month: String,
+    route: String,
+    spend_month: String,
+}
+
 /// Writes `c` with the prepared [`UPSERT`].
-pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall) -> rusqlite::Result<usize> {
+pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall, s: &mut Scratch) -> rusqlite::Result<usize> {
+    use std::fmt::Write as _;
     // Every admitted call has one (the engine numbers it as it records the reservation); a
     // 0 would make calls share a row.
     debug_assert_ne!(c.seq, 0, "call {} has no sequence number", c.call_id);
@@ -44,11 +53,22 @@ pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall) -> rusqlite::Result<usize>
             ("credits", None, Some(per_minute.0), spend.as_ref())
         }
     };
+    // Writing to a String cannot fail.
+    s.month.clear();
+    let _ = write!(s.month, "{}", c.month());
+    s.route.clear();
+    if let Some(r) = &c.route {
+        push_route_name(r, &mut s.route);
+    }
+    s.spend_month.clear();
+    if let Some((_, m)) = spend {
+        let _ = write!(s.spend_month, "{m}");
+    }
     stmt.execute(params![
         c.call_id,
         c.version,
         c.state.as_str(),
-        c.month().to_string(),
+        s.month,
         &*c.tenant,
         &*c.user,
         &*c.dialed,
@@ -57,14 +77,14 @@ pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall) -> rusqlite::Result<usize>
         d.map(|d| d.number_type.as_str()),
         d.map(|d| d.calling_code),
         c.basis.as_str(),
-        c.route.as_ref().map(route_name),
+        c.route.as_ref().map(|_| &*s.route),
         funding,
         pool.map(|k| k.region.as_str()),
         pool.map(|k| &*k.sku),
         pool.map(|k| k.kind.as_str()),
         per_minute,
         spend.map(|(u, _)| &**u),
-        spend.map(|(_, m)| m.to_string()),
+        spend.map(|_| &*s.spend_month),
         c.reserved_seconds as i64,
         c.reserved_money.0,
         c.billable_seconds as i64,
@@ -79,10 +99,23 @@ pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall) -> rusqlite::Result<usize>
 
 /// `emergency`, `calling_plan:US`, `direct:sbc.example.com`.
 pub fn route_name(r: &Route) -> String {
+    let mut name = String::new();
+    push_route_name(r, &mut name);
+    name
+}
+
+/// [`route_name`] appended to `out`.
+fn push_route_name(r: &Route, out: &mut String) {
     match r {
-        Route::Emergency => "emergency".into(),
-        Route::CallingPlan(region) => format!("calling_plan:{}", region.as_str()),
-        Route::Direct(host) => format!("direct:{host}"),
+        Route::Emergency => out.push_str("emergency"),
+        Route::CallingPlan(region) => {
+            out.push_str("calling_plan:");
+            out.push_str(region.as_str());
+        }
+        Route::Direct(host) => {
+            out.push_str("direct:");
+            out.push_str(host);
+        }
     }
 }
 

@@ -142,8 +142,9 @@ pub(super) fn commit(
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare_cached(rows::UPSERT)?;
+        let mut scratch = rows::Scratch::default();
         for w in batch {
-            rows::bind(&mut stmt, &w.call)?;
+            rows::bind(&mut stmt, &w.call, &mut scratch)?;
         }
         if let Some(pools) = pools {
             let mut stmt = tx.prepare_cached(POOL_UPSERT)?;

@@ -71,7 +71,7 @@ impl Server {
         let w = Write {
             call: StoredCall::from_record(call_id, &r),
             after: After::Sip(SipReply {
-                bytes: out.to_vec(),
+                bytes: out.into(),
                 to: reply.clone(),
                 tx: None,
                 admit: None,
@@ -172,7 +172,7 @@ impl Server {
             ..Default::default()
         };
         rewrite_response(out, &held.bytes, reason.sip_status(), &extras);
-        self.count_decision("reject", reason.as_str());
+        self.metrics.rejected(reason);
         self.metrics.message_out(status_of(out), held.transport);
         tracing::info!(call_id, reason = reason.as_str(), "reject");
     }
@@ -187,28 +187,29 @@ impl Server {
                 .message_out(status_of(&held.bytes), held.transport);
         }
         if let Some(key) = held.tx.take() {
-            self.transactions.insert(key, &held.bytes, Instant::now());
+            self.transactions
+                .insert(key, Arc::clone(&held.bytes), Instant::now());
         }
     }
 
     /// Sends a held response whose write is settled.
     fn release_held(&self, mut held: SipReply, call_id: &str) {
         self.leaving(&mut held, call_id);
-        held.to.send(held.bytes);
+        held.to.send(&held.bytes);
     }
 }
 
 impl Committer for Server {
     fn committed(&self, batch: &mut Vec<Write>) {
         // UDP answers, to send with one `sendmmsg` per socket.
-        let mut udp: Vec<(Arc<UdpSocket>, Vec<u8>, SocketAddr)> = Vec::new();
+        let mut udp: Vec<(Arc<UdpSocket>, Arc<[u8]>, SocketAddr)> = Vec::new();
         for w in batch.drain(..) {
             match w.after {
                 After::Sip(mut held) => {
                     self.leaving(&mut held, &w.call.call_id);
                     match held.to {
                         ReplyTo::Udp { socket, to } => udp.push((socket, held.bytes, to)),
-                        other => other.send(held.bytes),
+                        other => other.send(&held.bytes),
                     }
                 }
                 After::Notify(tx) => {
@@ -220,7 +221,7 @@ impl Committer for Server {
         udp.sort_unstable_by_key(|(s, _, _)| Arc::as_ptr(s) as usize);
         for group in udp.chunk_by(|a, b| Arc::ptr_eq(&a.0, &b.0)) {
             let msgs: Vec<(&[u8], SocketAddr)> =
-                group.iter().map(|(_, b, to)| (b.as_slice(), *to)).collect();
+                group.iter().map(|(_, b, to)| (&b[..], *to)).collect();
             if let Some((socket, _, _)) = group.first() {
                 send_many(socket, &msgs);
             }
@@ -237,7 +238,7 @@ impl Committer for Server {
                     }
                     let mut out = Vec::with_capacity(held.bytes.len());
                     self.refuse(&held, &call.call_id, Reason::StoreUnavailable, &mut out);
-                    held.to.send(out);
+                    held.to.send(&out);
                     return None;
                 }
                 _ => self.release_held(held, &call.call_id),

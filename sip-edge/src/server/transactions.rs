@@ -11,7 +11,7 @@
 //! again, and the engine answers a Call-ID it already admitted with the same decision,
 //! reserving nothing new.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +36,9 @@ struct Entry {
     at: Instant,
 }
 
-type Map = DashMap<u64, Entry>;
+/// Keyed by a hash already (see [`Transactions`]); hashed again with `foldhash`, which costs
+/// less than std's SipHash on every insert and lookup.
+type Map = DashMap<u64, Entry, foldhash::quality::RandomState>;
 
 /// The two generations, swapped as one.
 struct Generations {
@@ -63,7 +65,7 @@ pub struct Transactions {
     since: Mutex<Instant>,
     /// Generations rotated out, to free off the call path.
     retired: Mutex<Vec<Arc<Map>>>,
-    hasher: RandomState,
+    hasher: foldhash::quality::RandomState,
     max: usize,
 }
 
@@ -72,13 +74,13 @@ impl Transactions {
     pub fn new(max: usize) -> Transactions {
         Transactions {
             generations: ArcSwap::from_pointee(Generations {
-                current: Arc::new(DashMap::new()),
-                previous: Arc::new(DashMap::new()),
+                current: Arc::new(Map::default()),
+                previous: Arc::new(Map::default()),
             }),
             count: AtomicUsize::new(0),
             since: Mutex::new(Instant::now()),
             retired: Mutex::new(Vec::new()),
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             max: max.max(2),
         }
     }
@@ -103,14 +105,14 @@ impl Transactions {
         None
     }
 
-    /// Keeps `bytes` as the answer of this transaction.
-    pub fn insert(&self, key: TxKey, bytes: &[u8], now: Instant) {
+    /// Keeps `bytes` as the answer of this transaction (shared with the sender: no copy).
+    pub fn insert(&self, key: TxKey, bytes: Arc<[u8]>, now: Instant) {
         let slot = self.slot(&key.call_id, key.cseq, &key.branch);
         self.generations.load().current.insert(
             slot,
             Entry {
                 key,
-                bytes: bytes.into(),
+                bytes,
                 at: now,
             },
         );
@@ -131,8 +133,11 @@ impl Transactions {
             return;
         }
         let cur = self.generations.load_full();
+        // Sized for as many answers as the one before held: a generation that grows from
+        // empty rehashes every entry at each doubling, on the SIP threads.
+        let size = cur.current.len().min(self.max / 2);
         let next = Generations {
-            current: Arc::new(DashMap::new()),
+            current: Arc::new(Map::with_capacity_and_hasher(size, Default::default())),
             previous: Arc::clone(&cur.current),
         };
         self.generations.store(Arc::new(next));
@@ -178,7 +183,7 @@ mod tests {
     fn hit_expiry_and_bound() {
         let t = Transactions::new(8);
         let now = Instant::now();
-        t.insert(key("a"), b"A", now);
+        t.insert(key("a"), b"A"[..].into(), now);
         assert_eq!(&*t.get("a", 1, "z9hG4bK1", now).unwrap(), b"A");
         assert!(t.get("a", 2, "z9hG4bK1", now).is_none());
         assert!(t.get("a", 1, "z9hG4bK2", now).is_none());
@@ -186,7 +191,7 @@ mod tests {
         assert!(t.get("a", 1, "z9hG4bK1", now + TTL).is_none());
         // Count bound: 4 per generation, two generations.
         for c in ["b", "c", "d", "e", "f", "g", "h", "i", "j"] {
-            t.insert(key(c), c.as_bytes(), now);
+            t.insert(key(c), c.as_bytes().into(), now);
             assert!(t.len() <= 8, "{}", t.len());
         }
         assert!(t.get("a", 1, "z9hG4bK1", now).is_none(), "oldest dropped");
