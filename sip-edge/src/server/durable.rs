@@ -202,7 +202,7 @@ impl Server {
 impl Committer for Server {
     fn committed(&self, batch: &mut Vec<Write>) {
         // UDP answers, to send with one `sendmmsg` per socket.
-        let mut udp: Vec<(Arc<UdpSocket>, Arc<[u8]>, SocketAddr)> = Vec::new();
+        let mut udp: Vec<(Arc<UdpSocket>, Arc<[u8]>, SocketAddr)> = Vec::with_capacity(batch.len());
         for w in batch.drain(..) {
             match w.after {
                 After::Sip(mut held) => {
