@@ -61,6 +61,29 @@ fn dispatch() {
 }
 
 #[test]
+fn an_ack_is_counted_and_never_answered_even_malformed() {
+    let s = server(&["127.0.0.0/8"], Untrusted::Reject);
+    let a = answer(&s, &invite("INVITE", "k1", "+12065550100", 70)).unwrap();
+    assert!(a.starts_with("SIP/2.0 302 "), "{a}");
+    assert_eq!(answer(&s, &invite("ACK", "k1", "+12065550100", 70)), None);
+    // Without the headers that make a request answerable (a malformed INVITE like this one
+    // gets a 400): an ACK still gets nothing, and is not counted as a parse error.
+    let bad = invite("ACK", "k2", "+12065550100", 70).replace("CSeq: 7", "CSeq: x");
+    assert_eq!(answer(&s, &bad), None);
+    let bad_invite = invite("INVITE", "k3", "+12065550100", 70).replace("CSeq: 7", "CSeq: x");
+    assert!(answer(&s, &bad_invite).unwrap().starts_with("SIP/2.0 400 "));
+    let text = s.metrics.encode();
+    assert!(
+        text.contains(
+            "tollgate_sip_messages_total{direction=\"in\",method_or_status=\"ACK\",transport=\"udp\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("tollgate_sip_parse_errors_total 1"), "{text}");
+    assert_eq!(s.engine.reservations().active(), 1);
+}
+
+#[test]
 fn untrusted_sources() {
     let s = server(&["10.0.0.0/8"], Untrusted::Reject);
     let a = answer(&s, &invite("INVITE", "u1", "+12065550100", 70)).unwrap();
