@@ -32,9 +32,25 @@ fn of_uri<'a>(uri: &Uri<'a>) -> Cow<'a, str> {
         .is_some_and(|b| b == b'+' || b.is_ascii_digit());
     if uri.scheme == Scheme::Tel || uri.is_phone() || phone_like || uri.host.is_empty() {
         Cow::Borrowed(number)
+    } else if let Some(upn) = user_at_host(uri, user) {
+        // The usual `sip:alice@contoso.com`: `alice@contoso.com` as written, not copied.
+        Cow::Borrowed(upn)
     } else {
         Cow::Owned(format!("{user}@{}", uri.host))
     }
+}
+
+/// `user@host` as one slice of the URI as written, when it is written that way (no password
+/// between them).
+fn user_at_host<'a>(uri: &Uri<'a>, user: &'a str) -> Option<&'a str> {
+    let start = (user.as_ptr() as usize).checked_sub(uri.raw.as_ptr() as usize)?;
+    let end = start + user.len() + 1 + uri.host.len();
+    let upn = uri.raw.get(start..end)?;
+    (uri.password.is_none()
+        && upn.as_bytes().get(user.len()) == Some(&b'@')
+        && upn.starts_with(user)
+        && upn.ends_with(uri.host))
+    .then_some(upn)
 }
 
 /// The Request-URI user part, as dialed.
@@ -64,6 +80,31 @@ mod tests {
             panic!("bad test message {text}");
         };
         (caller(&r).into_owned(), dialed(&r.uri).to_string())
+    }
+
+    #[test]
+    fn a_upn_is_borrowed_when_written_as_one() {
+        let caller_of = |from: &str| {
+            let text = invite("sip:+442079460000@tg;user=phone", from, None);
+            let Ok(Message::Request(r)) = parse_message(text.as_bytes(), Transport::Udp) else {
+                panic!("bad test message {text}");
+            };
+            let c = caller(&r);
+            (c.to_string(), matches!(c, Cow::Borrowed(_)))
+        };
+        assert_eq!(
+            caller_of("<sip:alice@contoso.com>"),
+            ("alice@contoso.com".into(), true)
+        );
+        assert_eq!(
+            caller_of("<sip:alice@contoso.com:5061;transport=tls>"),
+            ("alice@contoso.com".into(), true)
+        );
+        // A password sits between the user and the host: joined in a copy.
+        assert_eq!(
+            caller_of("<sip:alice:secret@contoso.com>"),
+            ("alice@contoso.com".into(), false)
+        );
     }
 
     #[test]
