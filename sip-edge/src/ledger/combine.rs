@@ -24,20 +24,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
-use rusqlite::Connection;
-
+use super::upsert::WriteConn;
 use super::{lock, writer, Committer, Write};
 
 /// The write connection, and the writes waiting for whoever holds it next.
 pub(super) struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<WriteConn>,
     queue: Mutex<Vec<Write>>,
     /// How many writes `queue` holds, readable without its lock.
     queued: AtomicUsize,
 }
 
 impl Store {
-    pub fn new(conn: Connection) -> Store {
+    pub fn new(conn: WriteConn) -> Store {
         Store {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
@@ -46,7 +45,7 @@ impl Store {
     }
 
     /// The connection, waiting for it (the writer thread, and start-up).
-    pub fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub fn conn(&self) -> MutexGuard<'_, WriteConn> {
         lock(&self.conn)
     }
 
@@ -253,7 +252,7 @@ mod tests {
     fn a_worker_that_finds_the_connection_taken_leaves_its_writes_to_the_holder() {
         let dir = tempfile::tempdir().unwrap();
         let conn = schema::open_writer(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
-        let store = Store::new(conn);
+        let store = Store::new(WriteConn::new(conn).unwrap());
         let record = Record::default();
         let mut retry = |w: Write| panic!("retry {}", w.call.call_id);
         let holder = store.conn();
@@ -293,7 +292,7 @@ mod tests {
     fn two_workers_committing_at_once_commit_every_write_once() {
         let dir = tempfile::tempdir().unwrap();
         let conn = schema::open_writer(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
-        let store = Store::new(conn);
+        let store = Store::new(WriteConn::new(conn).unwrap());
         let record = Record::default();
         std::thread::scope(|s| {
             for (w, prefix) in ["a", "b"].into_iter().enumerate() {

@@ -25,6 +25,7 @@ pub mod linger;
 pub mod query;
 pub mod rows;
 pub mod schema;
+mod upsert;
 mod writer;
 
 use std::net::SocketAddr;
@@ -233,7 +234,7 @@ impl Ledger {
         let ledger = Ledger {
             durable: Some(Durable {
                 settings,
-                store: Arc::new(combine::Store::new(conn)),
+                store: Arc::new(combine::Store::new(upsert::WriteConn::new(conn)?)),
                 started: std::sync::atomic::AtomicBool::new(false),
                 tx: OnceLock::new(),
                 thread: Mutex::new(None),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{params, Row, Statement};
+use rusqlite::{Row, Statement};
 use tollgate_engine::credits::Money;
 use tollgate_engine::numbering::{Destination, NumberType, Region};
 use tollgate_engine::pools::{MonthKey, PoolKey, PoolKind};
@@ -39,9 +39,62 @@ pub struct Scratch {
     spend_month: String,
 }
 
-/// Writes `c` with the prepared [`UPSERT`].
-pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall, s: &mut Scratch) -> rusqlite::Result<usize> {
-    use std::fmt::Write as _;
+impl Scratch {
+    /// Writes the text columns of `c` that are not stored as text in the call.
+    pub fn fill(&mut self, c: &StoredCall) {
+        use std::fmt::Write as _;
+        // Writing to a String cannot fail.
+        self.month.clear();
+        let _ = write!(self.month, "{}", c.month());
+        self.route.clear();
+        if let Some(r) = &c.route {
+            push_route_name(r, &mut self.route);
+        }
+        self.spend_month.clear();
+        if let StoredFunding::Credits {
+            spend: Some((_, m)),
+            ..
+        } = &c.funding
+        {
+            let _ = write!(self.spend_month, "{m}");
+        }
+    }
+}
+
+/// One column's value, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
+
+impl<'a> From<Option<&'a str>> for Value<'a> {
+    fn from(t: Option<&'a str>) -> Self {
+        t.map_or(Value::Null, Value::Text)
+    }
+}
+
+impl From<Option<i64>> for Value<'_> {
+    fn from(n: Option<i64>) -> Self {
+        n.map_or(Value::Null, Value::Int)
+    }
+}
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Value::Null => ValueRef::Null,
+            Value::Int(n) => ValueRef::Integer(n),
+            Value::Text(t) => ValueRef::Text(t.as_bytes()),
+        }))
+    }
+}
+
+/// The parameters of [`UPSERT`] for `c` (in [`COLUMNS`] order), texts from `c` and from `s`
+/// (filled for `c`).
+pub fn values<'a>(c: &'a StoredCall, s: &'a Scratch) -> rusqlite::Result<[Value<'a>; 29]> {
     // Every admitted call has one (the engine numbers it as it records the reservation); a
     // 0 would make calls share a row.
     debug_assert_ne!(c.seq, 0, "call {} has no sequence number", c.call_id);
@@ -53,48 +106,53 @@ pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall, s: &mut Scratch) -> rusqli
             ("credits", None, Some(per_minute.0), spend.as_ref())
         }
     };
-    // Writing to a String cannot fail.
-    s.month.clear();
-    let _ = write!(s.month, "{}", c.month());
-    s.route.clear();
-    if let Some(r) = &c.route {
-        push_route_name(r, &mut s.route);
-    }
-    s.spend_month.clear();
-    if let Some((_, m)) = spend {
-        let _ = write!(s.spend_month, "{m}");
-    }
-    stmt.execute(params![
-        c.call_id,
-        c.version,
-        c.state.as_str(),
-        s.month,
-        &*c.tenant,
-        &*c.user,
-        &*c.dialed,
-        d.map(|d| d.e164()),
-        d.map(|d| d.region.as_str()),
-        d.map(|d| d.number_type.as_str()),
-        d.map(|d| d.calling_code),
-        c.basis.as_str(),
-        c.route.as_ref().map(|_| &*s.route),
-        funding,
-        pool.map(|k| k.region.as_str()),
-        pool.map(|k| &*k.sku),
-        pool.map(|k| k.kind.as_str()),
-        per_minute,
-        spend.map(|(u, _)| &**u),
-        spend.map(|_| &*s.spend_month),
-        c.reserved_seconds as i64,
-        c.reserved_money.0,
-        c.billable_seconds as i64,
-        c.charged_seconds as i64,
-        c.charged_money.0,
-        c.started_at as i64,
-        c.expires_at as i64,
-        c.ended_at.map(|t| t as i64),
-        i64::try_from(c.seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+    let int = |n: u64| {
+        i64::try_from(n)
+            .map(Value::Int)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    };
+    Ok([
+        Value::Text(&c.call_id),
+        Value::Int(i64::from(c.version)),
+        Value::Text(c.state.as_str()),
+        Value::Text(&s.month),
+        Value::Text(&c.tenant),
+        Value::Text(&c.user),
+        Value::Text(&c.dialed),
+        d.map(|d| d.e164()).into(),
+        d.map(|d| d.region.as_str()).into(),
+        d.map(|d| d.number_type.as_str()).into(),
+        d.map(|d| i64::from(d.calling_code)).into(),
+        Value::Text(c.basis.as_str()),
+        c.route.as_ref().map(|_| &*s.route).into(),
+        Value::Text(funding),
+        pool.map(|k| k.region.as_str()).into(),
+        pool.map(|k| &*k.sku).into(),
+        pool.map(|k| k.kind.as_str()).into(),
+        per_minute.into(),
+        spend.map(|(u, _)| &**u).into(),
+        spend.map(|_| &*s.spend_month).into(),
+        int(c.reserved_seconds)?,
+        Value::Int(c.reserved_money.0),
+        int(c.billable_seconds)?,
+        int(c.charged_seconds)?,
+        Value::Int(c.charged_money.0),
+        int(c.started_at)?,
+        int(c.expires_at)?,
+        match c.ended_at {
+            Some(t) => int(t)?,
+            None => Value::Null,
+        },
+        int(c.seq)?,
     ])
+}
+
+/// Writes `c` with a rusqlite statement of [`UPSERT`] (tests and benches; the writer uses
+/// [`super::upsert`]).
+pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall, s: &mut Scratch) -> rusqlite::Result<usize> {
+    s.fill(c);
+    let v = values(c, s)?;
+    stmt.execute(rusqlite::params_from_iter(v.iter()))
 }
 
 /// `emergency`, `calling_plan:US`, `direct:sbc.example.com`.

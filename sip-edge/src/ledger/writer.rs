@@ -16,12 +16,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection};
+use rusqlite::params;
 use tollgate_engine::pools::PoolStatus;
 
 use super::combine::Store;
 use super::linger::{Linger, ENOUGH_TO_COMMIT};
-use super::{rows, Committer, Job, Write};
+use super::upsert::WriteConn;
+use super::{Committer, Job, Write};
 
 /// How often a failed batch is retried when nothing new arrives.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -135,16 +136,15 @@ pub(super) fn run(
 
 /// One transaction: every write's upsert, and the pool capacities if given.
 pub(super) fn commit(
-    conn: &mut Connection,
+    conn: &mut WriteConn,
     batch: &[Write],
     pools: Option<&[PoolStatus]>,
 ) -> rusqlite::Result<()> {
+    let (conn, upsert) = conn.parts();
     let tx = conn.transaction()?;
     {
-        let mut stmt = tx.prepare_cached(rows::UPSERT)?;
-        let mut scratch = rows::Scratch::default();
         for w in batch {
-            rows::bind(&mut stmt, &w.call, &mut scratch)?;
+            upsert.write(&w.call)?;
         }
         if let Some(pools) = pools {
             let mut stmt = tx.prepare_cached(POOL_UPSERT)?;
