@@ -50,14 +50,8 @@ impl Default for Routes {
 }
 
 impl Routes {
-    /// The calling-plan host for a pool region: `pstn-us.example.net`.
-    pub fn calling_plan_host(&self, region: Region) -> String {
-        let mut host = String::new();
-        self.push_calling_plan_host(region, &mut host);
-        host
-    }
-
-    /// [`Routes::calling_plan_host`] appended to `out`: no allocation on the call path.
+    /// The calling-plan host for a pool region (`pstn-us.example.net`), appended to `out`: no
+    /// allocation on the call path.
     pub fn push_calling_plan_host(&self, region: Region, out: &mut String) {
         let b = region.to_lowercase_bytes();
         let len = if b[2] == 0 { 2 } else { 3 };
@@ -138,10 +132,10 @@ mod tests {
     fn shipped_config_and_defaults_agree() {
         let c = EngineConfig::from_toml(include_str!("../../config/tollgate.toml")).unwrap();
         assert_eq!(c, EngineConfig::default());
-        assert_eq!(
-            c.routes.calling_plan_host(Region::new("GB").unwrap()),
-            "pstn-gb.example.net"
-        );
+        let mut host = String::new();
+        c.routes
+            .push_calling_plan_host(Region::new("GB").unwrap(), &mut host);
+        assert_eq!(host, "pstn-gb.example.net");
         assert_eq!(c.round_up(0), 0);
         assert_eq!(c.round_up(1), 60);
         assert_eq!(c.round_up(60), 60);

@@ -198,7 +198,7 @@ mod tests {
 
     use super::*;
     use crate::ledger::query::tests::{engine, NOV};
-    use crate::ledger::{schema, After, Synchronous};
+    use crate::ledger::{After, Synchronous};
 
     /// Records the Call-IDs of what was committed.
     #[derive(Default)]
@@ -251,8 +251,8 @@ mod tests {
     #[test]
     fn a_worker_that_finds_the_connection_taken_leaves_its_writes_to_the_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = schema::open_writer(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
-        let store = Store::new(WriteConn::new(conn).unwrap());
+        let store =
+            Store::new(WriteConn::open(&dir.path().join("l.db"), Synchronous::Normal).unwrap());
         let record = Record::default();
         let mut retry = |w: Write| panic!("retry {}", w.call.call_id);
         let holder = store.conn();
@@ -291,8 +291,8 @@ mod tests {
     #[test]
     fn two_workers_committing_at_once_commit_every_write_once() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = schema::open_writer(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
-        let store = Store::new(WriteConn::new(conn).unwrap());
+        let store =
+            Store::new(WriteConn::open(&dir.path().join("l.db"), Synchronous::Normal).unwrap());
         let record = Record::default();
         std::thread::scope(|s| {
             for (w, prefix) in ["a", "b"].into_iter().enumerate() {

@@ -226,7 +226,7 @@ impl Ledger {
     /// Opens (creating or migrating) the ledger file and reads back what start-up recovery
     /// needs for the month of `now` (see [`tollgate_engine::restore`]).
     pub fn open(settings: Settings, now: u64) -> Result<(Ledger, Recovery), LedgerError> {
-        let conn = schema::open_writer(&settings.path, settings.synchronous)?;
+        let conn = upsert::WriteConn::open(&settings.path, settings.synchronous)?;
         let recovery = Recovery {
             calls: query::recovery(&conn, tollgate_engine::pools::MonthKey::of(now))?,
             next_seq: query::next_seq(&conn)?,
@@ -234,7 +234,7 @@ impl Ledger {
         let ledger = Ledger {
             durable: Some(Durable {
                 settings,
-                store: Arc::new(combine::Store::new(upsert::WriteConn::new(conn)?)),
+                store: Arc::new(combine::Store::new(conn)),
                 started: std::sync::atomic::AtomicBool::new(false),
                 tx: OnceLock::new(),
                 thread: Mutex::new(None),

@@ -155,14 +155,7 @@ pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall, s: &mut Scratch) -> rusqli
     stmt.execute(rusqlite::params_from_iter(v.iter()))
 }
 
-/// `emergency`, `calling_plan:US`, `direct:sbc.example.com`.
-pub fn route_name(r: &Route) -> String {
-    let mut name = String::new();
-    push_route_name(r, &mut name);
-    name
-}
-
-/// [`route_name`] appended to `out`.
+/// `emergency`, `calling_plan:US`, `direct:sbc.example.com`, appended to `out`.
 fn push_route_name(r: &Route, out: &mut String) {
     match r {
         Route::Emergency => out.push_str("emergency"),
@@ -324,7 +317,9 @@ mod tests {
             Route::CallingPlan(Region::new("PR").unwrap()),
             Route::Direct("sbc.example.com".into()),
         ] {
-            assert_eq!(parse_route(&route_name(&r)), Some(r));
+            let mut name = String::new();
+            push_route_name(&r, &mut name);
+            assert_eq!(parse_route(&name), Some(r));
         }
     }
 }

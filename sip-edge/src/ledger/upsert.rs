@@ -13,12 +13,14 @@
 //! statement outstanding) and can only be used while the connection is held.
 
 use std::ffi::{c_int, CStr};
+use std::path::Path;
 use std::ptr::NonNull;
 
 use rusqlite::{ffi, Connection};
 use tollgate_engine::StoredCall;
 
 use super::rows::{self, Scratch};
+use super::{schema, LedgerError, Synchronous};
 
 /// The write connection and its prepared [`rows::UPSERT`].
 pub struct WriteConn {
@@ -34,8 +36,10 @@ pub struct WriteConn {
 unsafe impl Send for WriteConn {}
 
 impl WriteConn {
-    /// Prepares the upsert on `conn` (its schema already migrated).
-    pub fn new(conn: Connection) -> rusqlite::Result<WriteConn> {
+    /// Opens (creating or migrating) the ledger at `path` for writing
+    /// ([`schema::open_writer`]) and prepares the upsert on it.
+    pub fn open(path: &Path, sync: Synchronous) -> Result<WriteConn, LedgerError> {
+        let conn = schema::open_writer(path, sync)?;
         let upsert = Upsert::prepare(&conn)?;
         Ok(WriteConn { upsert, conn })
     }
@@ -199,7 +203,6 @@ mod tests {
     use tollgate_engine::{Basis, CallState, Route, StoredFunding};
 
     use super::*;
-    use crate::ledger::{schema, Synchronous};
 
     fn pool_call(seq: u64, version: u32) -> StoredCall {
         let gb = Region::new("GB").unwrap();
@@ -263,8 +266,7 @@ mod tests {
     #[test]
     fn rows_written_through_the_c_api_read_back_whole_and_never_go_back_in_version() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = schema::open_writer(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
-        let mut w = WriteConn::new(conn).unwrap();
+        let mut w = WriteConn::open(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
         let calls = [pool_call(1, 2), credits_call(2)];
         {
             let (conn, upsert) = w.parts();
@@ -290,8 +292,7 @@ mod tests {
     #[test]
     fn a_failed_step_is_an_error_and_the_statement_stays_usable() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = schema::open_writer(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
-        let mut w = WriteConn::new(conn).unwrap();
+        let mut w = WriteConn::open(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
         w.execute_batch(
             "CREATE TRIGGER no_seven BEFORE INSERT ON calls WHEN NEW.seq = 7 \
              BEGIN SELECT RAISE(ABORT, 'seven refused'); END;",

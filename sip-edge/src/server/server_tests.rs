@@ -126,6 +126,12 @@ fn durable(dir: &Path) -> Arc<Server> {
     s
 }
 
+/// A reply target whose responses the test reads from the receiver.
+fn reply_channel() -> (ReplyTo, tokio::sync::mpsc::Receiver<Vec<u8>>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    (ReplyTo::Tcp(tx), rx)
+}
+
 /// A UDP worker's calls: while it commits its own, a 302 waits for its `commit_here`; once
 /// [`Pace`] sees a high rate it hands the writes to the writer thread, which commits and sends
 /// on its own; when the rate drops it takes them back.
@@ -137,8 +143,7 @@ fn a_worker_commits_its_own_calls_until_the_rate_hands_them_to_the_writer() {
     use std::time::{Duration, Instant};
     let tmp = tempfile::tempdir().unwrap();
     let s = durable(tmp.path());
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let reply = ReplyTo::Tcp(tx);
+    let (reply, mut rx) = reply_channel();
     let source: SocketAddr = SOURCE.parse().unwrap();
     let mut out = Vec::new();
     let t0 = Instant::now();
@@ -198,8 +203,7 @@ fn a_worker_commits_its_own_calls_until_the_rate_hands_them_to_the_writer() {
 fn durable_ledger_holds_the_302_until_committed() {
     let tmp = tempfile::tempdir().unwrap();
     let s = durable(tmp.path());
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let reply = ReplyTo::Tcp(tx);
+    let (reply, mut rx) = reply_channel();
     let source: SocketAddr = SOURCE.parse().unwrap();
     let mut out = Vec::new();
     let msg = invite("INVITE", "d1", "+12065550100", 70);
