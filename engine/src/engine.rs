@@ -78,12 +78,13 @@ impl Engine {
         snap: Snapshot,
         now: u64,
     ) -> Engine {
+        let reservations = Reservations::sized_for(snap.users.len());
         let live = build_live(snap, MonthKey::of(now), None);
         Engine {
             numbering,
             config,
             live: ArcSwap::from_pointee(live),
-            reservations: Reservations::default(),
+            reservations,
             spend: SpendLedger::default(),
             writer: Mutex::new(()),
             seq: Sequence::new(now.saturating_mul(1_000_000)),

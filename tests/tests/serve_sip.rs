@@ -193,7 +193,26 @@ fn retransmission_ack_and_cancel() {
     assert_eq!(pool_reserved(&d, "US", "MCOPSTN1"), 0);
     // CANCEL of a call that was rejected: 200, it has no effect (RFC 3261 §9.2).
     let rejected = SipRequest::invite(ALICE, "+1206", "rejected-1");
-    assert_eq!(d.udp(&rejected.render()).status(), 484);
+    let decisions = |d: &Daemon| {
+        let (_, metrics) = d.http("GET", "/metrics", "");
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("tollgate_decisions_total{") && l.contains("reject"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = decisions(&d);
+    let first = udp_exchange(&client, d.sip, &rejected.render()).unwrap();
+    assert_eq!(first.status(), 484);
+    assert_eq!(decisions(&d), before + 1.0);
+    // Its retransmission: the same bytes again (the cache keeps the reason and writes the
+    // reject anew), and no second decision.
+    let again = udp_exchange(&client, d.sip, &rejected.render()).unwrap();
+    assert_eq!(
+        first.text, again.text,
+        "a retransmitted reject gets the same bytes"
+    );
+    assert_eq!(decisions(&d), before + 1.0);
     assert_eq!(
         d.udp(&rejected.with_method("CANCEL").render()).status(),
         200

@@ -20,9 +20,10 @@ use std::time::Instant;
 
 use tollgate_engine::{Basis, Reason, StoredCall};
 
-use super::{now, status_of, Server, RETRY_AFTER};
+use super::transactions::Answer;
+use super::{now, reject_extras, status_of, Server};
 use crate::ledger::{After, Committer, Refused, ReplyTo, SipReply, Write};
-use crate::sip::{rewrite_response, ResponseExtras};
+use crate::sip::rewrite_response;
 use crate::transport::udp_send::send_many;
 
 impl Server {
@@ -165,13 +166,12 @@ impl Server {
 
     /// Answers a held admission with `reason` instead, now.
     fn refuse(&self, held: &SipReply, call_id: &str, reason: Reason, out: &mut Vec<u8>) {
-        let extras = ResponseExtras {
-            q850_cause: reason.q850_cause(),
-            reason: Some(reason.as_str()),
-            retry_after: (reason.sip_status() == 503).then_some(RETRY_AFTER),
-            ..Default::default()
-        };
-        rewrite_response(out, &held.bytes, reason.sip_status(), &extras);
+        rewrite_response(
+            out,
+            &held.bytes,
+            reason.sip_status(),
+            &reject_extras(reason),
+        );
         self.metrics.rejected(reason);
         self.metrics.message_out(status_of(out), held.transport);
         tracing::info!(call_id, reason = reason.as_str(), "reject");
@@ -188,7 +188,7 @@ impl Server {
         }
         if let Some(key) = held.tx.take() {
             self.transactions
-                .insert(key, Arc::clone(&held.bytes), Instant::now());
+                .insert(key, Answer::Bytes(Arc::clone(&held.bytes)), Instant::now());
         }
     }
 

@@ -41,7 +41,7 @@ use crate::sip::{
 };
 use peers::Cidr;
 use reconfigure::{ConfigFile, Peers};
-use transactions::{Transactions, TxKey};
+use transactions::{Answer, Transactions};
 
 /// Cached INVITE answers at most (see [`transactions`]): at ~700 bytes each, ~180 MB at most;
 /// the full 32 s up to 8,000 INVITEs/s, 1.3–2.6 s at 100,000/s (Timer A's first
@@ -55,6 +55,24 @@ const KEEP_ENDED: u64 = 600;
 const MAX_SHORT_NUMBER: usize = 6;
 /// `Retry-After` on a 503, seconds.
 const RETRY_AFTER: u32 = 5;
+
+/// The extra headers of a reject (DESIGN §2 table): `Reason` (RFC 3326), `X-Tollgate-Reason`,
+/// and `Retry-After` on 503 (RFC 3261 §20.33).
+fn reject_extras(reason: Reason) -> ResponseExtras<'static> {
+    ResponseExtras {
+        q850_cause: reason.q850_cause(),
+        reason: Some(reason.as_str()),
+        retry_after: (reason.sip_status() == 503).then_some(RETRY_AFTER),
+        ..Default::default()
+    }
+}
+
+/// Writes the reject of `reason` to the request with `headers` from `source`: the same bytes
+/// for the same request (the transaction cache relies on it, see `transactions`).
+fn write_reject(out: &mut Vec<u8>, headers: &Headers<'_>, reason: Reason, source: SocketAddr) {
+    let extras = reject_extras(reason);
+    write_response(out, headers, reason.sip_status(), None, source, &extras);
+}
 
 thread_local! {
     /// The 302's Contact URI, written here on each SIP thread: no allocation per call.
@@ -220,24 +238,17 @@ impl Server {
             || dialed.bytes().filter(u8::is_ascii_digit).count() <= MAX_SHORT_NUMBER
             || !self.peers.load().trusts(source.ip())
             || self.engine.reservations().contains(req.call_id)
-            || self
-                .transactions
-                .get(req.call_id, req.cseq.seq, branch(&req), Instant::now())
-                .is_some();
+            || self.answered(&req);
         if usual {
             return self.handle(buf, source, transport, reply, out);
         }
         let label = transport_label(transport);
         self.metrics.message_in(&req.method, label);
         self.metrics.rejected(Reason::Overloaded);
-        let extras = ResponseExtras {
-            q850_cause: Reason::Overloaded.q850_cause(),
-            reason: Some(Reason::Overloaded.as_str()),
-            retry_after: Some(RETRY_AFTER),
-            ..Default::default()
-        };
         tracing::debug!(call_id = req.call_id, "reject overloaded");
-        self.respond(out, &req.headers, 503, None, source, label, &extras);
+        write_reject(out, &req.headers, Reason::Overloaded, source);
+        self.metrics
+            .message_out(Reason::Overloaded.sip_status(), label);
         true
     }
 
@@ -298,11 +309,18 @@ impl Server {
         label: &'static str,
         reply: &ReplyTo,
     ) -> bool {
-        let branch = branch(req);
         let at = Instant::now();
-        if let Some(bytes) = self.transactions.get(req.call_id, req.cseq.seq, branch, at) {
-            out.clear();
-            out.extend_from_slice(&bytes);
+        let key = self
+            .transactions
+            .key(req.call_id, req.cseq.seq, branch(req));
+        if let Some(answer) = self.transactions.get(key, at) {
+            match answer {
+                Answer::Bytes(bytes) => {
+                    out.clear();
+                    out.extend_from_slice(&bytes);
+                }
+                Answer::Reject(reason) => write_reject(out, &req.headers, reason, source),
+            }
             self.metrics.message_out(status_of(out), label);
             return true;
         }
@@ -319,17 +337,13 @@ impl Server {
         self.metrics
             .decision_seconds
             .observe(at.elapsed().as_secs_f64());
-        let key = TxKey {
-            call_id: req.call_id.into(),
-            cseq: req.cseq.seq,
-            branch: branch.into(),
-        };
-        let Outcome::Admit(basis) = d.outcome else {
-            if let Outcome::Reject(reason) = d.outcome {
+        let basis = match d.outcome {
+            Outcome::Admit(basis) => basis,
+            Outcome::Reject(reason) => {
                 self.reject(out, req, reason, source, label);
+                self.transactions.insert(key, Answer::Reject(reason), at);
+                return true;
             }
-            self.transactions.insert(key, out[..].into(), at);
-            return true;
         };
         CONTACT.with_borrow_mut(|contact| {
             contact.clear();
@@ -347,7 +361,8 @@ impl Server {
             _ => {
                 // The in-memory seam: nothing to wait for.
                 self.admitted(basis, req.call_id, label, out);
-                self.transactions.insert(key, out[..].into(), at);
+                self.transactions
+                    .insert(key, Answer::Bytes(out[..].into()), at);
                 return true;
             }
         };
@@ -364,6 +379,15 @@ impl Server {
             after: After::Sip(held),
         };
         self.hold(write, out)
+    }
+
+    /// Whether the INVITE transaction of `req` (an INVITE, or the CANCEL of one: same Call-ID,
+    /// CSeq number and top Via branch) has been answered.
+    fn answered(&self, req: &Request<'_>) -> bool {
+        let key = self
+            .transactions
+            .key(req.call_id, req.cseq.seq, branch(req));
+        self.transactions.get(key, Instant::now()).is_some()
     }
 
     /// Counts and logs an admission whose 302 is leaving.
@@ -392,11 +416,7 @@ impl Server {
         reply: &ReplyTo,
     ) -> bool {
         let released = self.engine.release(req.call_id, now());
-        let known = released.is_ok()
-            || self
-                .transactions
-                .get(req.call_id, req.cseq.seq, branch(req), Instant::now())
-                .is_some();
+        let known = released.is_ok() || self.answered(req);
         self.plain(out, req, if known { 200 } else { 481 }, source, label);
         match released {
             Ok(s) if s.changed => !self.persist_now(req.call_id, out, reply, label),
@@ -429,13 +449,8 @@ impl Server {
         self.metrics.rejected(reason);
         let status = reason.sip_status();
         tracing::info!(call_id = req.call_id, reason = reason.as_str(), status, %source, "reject");
-        let extras = ResponseExtras {
-            q850_cause: reason.q850_cause(),
-            reason: Some(reason.as_str()),
-            retry_after: (status == 503).then_some(RETRY_AFTER),
-            ..Default::default()
-        };
-        self.respond(out, &req.headers, status, None, source, label, &extras);
+        write_reject(out, &req.headers, reason, source);
+        self.metrics.message_out(status, label);
     }
 
     /// A response with nothing but the copied headers.

@@ -1,6 +1,16 @@
 //! The INVITE transaction cache (RFC 3261 §17.2.1, DESIGN §2 step 3): a retransmitted INVITE
-//! (same Call-ID, CSeq number and top Via branch) gets the very bytes of the first answer, and
-//! the engine is not asked again.
+//! (same Call-ID, CSeq number and top Via branch) gets the same answer as the first, and the
+//! engine is not asked again.
+//!
+//! What is kept is the least that gives the same bytes back ([`Answer`]): a 302 as its bytes
+//! (they are held for the ledger anyway, and shared), a reject as its [`Reason`] alone. The
+//! reject is written again from the retransmission, which carries the same headers (RFC 3261
+//! §17.1.1.2 resends the request unchanged) and gets the same To tag (a hash of Call-ID and
+//! branch, [`crate::sip::to_tag`]), so its bytes are those of the first answer. A copy of each
+//! ~600-byte reject, kept for 32 s, cost an allocation and a copy per call and most of the
+//! page faults of a busy daemon. An entry holds no allocation of its own either: the
+//! transaction is identified by two independently seeded 64-bit hashes of the triple
+//! ([`TxKey`]), not a copy of it.
 //!
 //! Entries are answered for 32 s: 64·T1, the time a client keeps retransmitting an INVITE
 //! (RFC 3261 §17.1.1.2, Timer B). Memory is bounded without ever scanning the map on the call
@@ -18,21 +28,34 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
+use tollgate_engine::Reason;
 
 /// How long an answer is kept.
 pub const TTL: Duration = Duration::from_secs(32);
 
-/// The identity of an INVITE transaction.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+/// The identity of an INVITE transaction: two hashes of its Call-ID, CSeq number and top Via
+/// branch, with independent random seeds. The first picks the slot, the second must match
+/// too: two transactions are taken for one only if both 64-bit hashes collide (about 1 in
+/// 2^128 for a given pair; and the engine's Call-ID replay keeps even that from reserving
+/// twice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxKey {
-    pub call_id: Box<str>,
-    pub cseq: u32,
-    pub branch: Box<str>,
+    slot: u64,
+    check: u64,
+}
+
+/// What a transaction was answered with.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// A reject, written again for a retransmission (see the module docs).
+    Reject(Reason),
+    /// The answer's bytes (a 302), shared with whoever sent them.
+    Bytes(Arc<[u8]>),
 }
 
 struct Entry {
-    key: TxKey,
-    bytes: Arc<[u8]>,
+    check: u64,
+    answer: Answer,
     at: Instant,
 }
 
@@ -46,12 +69,7 @@ struct Generations {
     previous: Arc<Map>,
 }
 
-/// Call-ID + CSeq + branch → the response bytes.
-///
-/// The maps are keyed by a (randomly seeded) hash of the triple, so a lookup allocates
-/// nothing; the entry keeps the triple and a lookup compares it. Two transactions with the
-/// same hash (1 in 2^64) share a slot: the later one replaces the earlier, which then gets a
-/// fresh decision (the engine's Call-ID replay keeps it from reserving twice).
+/// Call-ID + CSeq + branch ([`TxKey`]) → the [`Answer`].
 ///
 /// A rotation swaps in a new pair of maps (`arc-swap`: lookups never wait) and sets the old
 /// previous generation aside; [`Transactions::sweep`], on the once-a-second ticker, frees it.
@@ -66,6 +84,7 @@ pub struct Transactions {
     /// Generations rotated out, to free off the call path.
     retired: Mutex<Vec<Arc<Map>>>,
     hasher: foldhash::quality::RandomState,
+    checker: foldhash::quality::RandomState,
     max: usize,
 }
 
@@ -81,38 +100,39 @@ impl Transactions {
             since: Mutex::new(Instant::now()),
             retired: Mutex::new(Vec::new()),
             hasher: foldhash::quality::RandomState::default(),
+            checker: foldhash::quality::RandomState::default(),
             max: max.max(2),
         }
     }
 
-    fn slot(&self, call_id: &str, cseq: u32, branch: &str) -> u64 {
-        self.hasher.hash_one((call_id, cseq, branch))
+    /// The key of the INVITE transaction (Call-ID, CSeq number, top Via branch).
+    pub fn key(&self, call_id: &str, cseq: u32, branch: &str) -> TxKey {
+        TxKey {
+            slot: self.hasher.hash_one((call_id, cseq, branch)),
+            check: self.checker.hash_one((call_id, cseq, branch)),
+        }
     }
 
     /// The cached answer, if fresh.
-    pub fn get(&self, call_id: &str, cseq: u32, branch: &str, now: Instant) -> Option<Arc<[u8]>> {
-        let slot = self.slot(call_id, cseq, branch);
+    pub fn get(&self, key: TxKey, now: Instant) -> Option<Answer> {
         let g = self.generations.load();
         for map in [&g.current, &g.previous] {
-            if let Some(e) = map.get(&slot) {
-                let same =
-                    *e.key.call_id == *call_id && e.key.cseq == cseq && *e.key.branch == *branch;
-                if same && now.saturating_duration_since(e.at) < TTL {
-                    return Some(Arc::clone(&e.bytes));
+            if let Some(e) = map.get(&key.slot) {
+                if e.check == key.check && now.saturating_duration_since(e.at) < TTL {
+                    return Some(e.answer.clone());
                 }
             }
         }
         None
     }
 
-    /// Keeps `bytes` as the answer of this transaction (shared with the sender: no copy).
-    pub fn insert(&self, key: TxKey, bytes: Arc<[u8]>, now: Instant) {
-        let slot = self.slot(&key.call_id, key.cseq, &key.branch);
+    /// Keeps `answer` as the answer of this transaction.
+    pub fn insert(&self, key: TxKey, answer: Answer, now: Instant) {
         self.generations.load().current.insert(
-            slot,
+            key.slot,
             Entry {
-                key,
-                bytes,
+                check: key.check,
+                answer,
                 at: now,
             },
         );
@@ -171,35 +191,62 @@ impl Transactions {
 mod tests {
     use super::*;
 
-    fn key(c: &str) -> TxKey {
-        TxKey {
-            call_id: c.into(),
-            cseq: 1,
-            branch: "z9hG4bK1".into(),
+    fn bytes(t: &Transactions, c: &str, cseq: u32, branch: &str, now: Instant) -> Option<Vec<u8>> {
+        match t.get(t.key(c, cseq, branch), now)? {
+            Answer::Bytes(b) => Some(b.to_vec()),
+            Answer::Reject(r) => Some(r.as_str().as_bytes().to_vec()),
         }
+    }
+
+    fn put(t: &Transactions, c: &str, now: Instant) {
+        let answer = Answer::Bytes(c.as_bytes().into());
+        t.insert(t.key(c, 1, "z9hG4bK1"), answer, now);
     }
 
     #[test]
     fn hit_expiry_and_bound() {
         let t = Transactions::new(8);
         let now = Instant::now();
-        t.insert(key("a"), b"A"[..].into(), now);
-        assert_eq!(&*t.get("a", 1, "z9hG4bK1", now).unwrap(), b"A");
-        assert!(t.get("a", 2, "z9hG4bK1", now).is_none());
-        assert!(t.get("a", 1, "z9hG4bK2", now).is_none());
+        put(&t, "a", now);
+        assert_eq!(bytes(&t, "a", 1, "z9hG4bK1", now).unwrap(), b"a");
+        assert!(bytes(&t, "a", 2, "z9hG4bK1", now).is_none());
+        assert!(bytes(&t, "a", 1, "z9hG4bK2", now).is_none());
+        assert!(bytes(&t, "b", 1, "z9hG4bK1", now).is_none());
         // Never answered once TTL old, even before a sweep.
-        assert!(t.get("a", 1, "z9hG4bK1", now + TTL).is_none());
+        assert!(bytes(&t, "a", 1, "z9hG4bK1", now + TTL).is_none());
         // Count bound: 4 per generation, two generations.
         for c in ["b", "c", "d", "e", "f", "g", "h", "i", "j"] {
-            t.insert(key(c), c.as_bytes().into(), now);
+            put(&t, c, now);
             assert!(t.len() <= 8, "{}", t.len());
         }
-        assert!(t.get("a", 1, "z9hG4bK1", now).is_none(), "oldest dropped");
-        assert_eq!(&*t.get("j", 1, "z9hG4bK1", now).unwrap(), b"j");
-        assert_eq!(&*t.get("h", 1, "z9hG4bK1", now).unwrap(), b"h");
+        assert!(
+            bytes(&t, "a", 1, "z9hG4bK1", now).is_none(),
+            "oldest dropped"
+        );
+        assert_eq!(bytes(&t, "j", 1, "z9hG4bK1", now).unwrap(), b"j");
+        assert_eq!(bytes(&t, "h", 1, "z9hG4bK1", now).unwrap(), b"h");
         // Age bound: two sweeps a TTL apart drop everything.
         t.sweep(now + TTL);
         t.sweep(now + TTL + TTL);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_reject_is_kept_as_its_reason() {
+        let t = Transactions::new(8);
+        let now = Instant::now();
+        let key = t.key("r", 7, "z9hG4bKr");
+        t.insert(key, Answer::Reject(Reason::NoCallingPlan), now);
+        assert!(matches!(
+            t.get(key, now),
+            Some(Answer::Reject(Reason::NoCallingPlan))
+        ));
+        // The same triple gives the same key; another slot's hash or check does not match.
+        assert_eq!(t.key("r", 7, "z9hG4bKr"), key);
+        let other = TxKey {
+            slot: key.slot,
+            check: key.check ^ 1,
+        };
+        assert!(t.get(other, now).is_none());
     }
 }
