@@ -21,9 +21,10 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
+use super::checkpoint::{self, WalTail};
 use super::upsert::WriteConn;
 use super::{lock, writer, Committer, Write};
 
@@ -33,6 +34,8 @@ pub(super) struct Store {
     queue: Mutex<Vec<Write>>,
     /// How many writes `queue` holds, readable without its lock.
     queued: AtomicUsize,
+    /// The checkpointer asks the holder of the connection to finish its copy.
+    wal_tail: Arc<WalTail>,
 }
 
 impl Store {
@@ -41,6 +44,33 @@ impl Store {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
             queued: AtomicUsize::new(0),
+            wal_tail: Arc::default(),
+        }
+    }
+
+    /// The flag the checkpointer raises when the WAL should start over.
+    pub fn wal_tail(&self) -> Arc<WalTail> {
+        Arc::clone(&self.wal_tail)
+    }
+
+    /// If the checkpointer asked for it and the connection is free, copies the rest of the WAL
+    /// into the database, so that the next commit starts the WAL over (see `checkpoint`).
+    /// Called once a batch's answers are out: they do not wait for the copy. Writes queued
+    /// meanwhile are committed by the caller's next look at the queue ([`Store::combine`]).
+    pub fn restart_wal(&self) {
+        if !self.wal_tail.is_raised() {
+            return;
+        }
+        let conn = match self.conn.try_lock() {
+            Ok(c) => c,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // The holder does it after its own commit.
+            Err(TryLockError::WouldBlock) => return,
+        };
+        if self.wal_tail.take() {
+            if let Err(e) = checkpoint::checkpoint(&conn) {
+                tracing::debug!(error = %e, "ledger checkpoint on the write connection");
+            }
         }
     }
 
@@ -106,6 +136,7 @@ impl Store {
                     }
                 }
                 batch.clear();
+                self.restart_wal();
             }
             if lock(&self.queue).is_empty() {
                 return;
@@ -315,5 +346,46 @@ mod tests {
         assert_eq!(ids.len(), 600);
         assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 600);
         assert_eq!(rows(&store), 600);
+    }
+
+    /// Under writes that never pause, a `PASSIVE` checkpoint never finds the whole WAL copied,
+    /// so SQLite never starts it over: the WAL grows as long as the load lasts. The writer
+    /// finishing the copy when asked (`restart_wal`) keeps it near `RESTART_FRAMES`.
+    #[test]
+    fn the_wal_starts_over_under_writes_that_never_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let store = Store::new(WriteConn::open(&path, Synchronous::Normal).unwrap());
+        store
+            .conn()
+            .execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB);")
+            .unwrap();
+        let mut c = checkpoint::Checkpointer::start(
+            &path,
+            std::time::Duration::from_millis(5),
+            store.wal_tail(),
+        )
+        .unwrap();
+        let wal = || std::fs::metadata(dir.path().join("ledger.db-wal")).map_or(0, |m| m.len());
+        // 10,000 pages (~40 MB) in transactions of 50, back to back.
+        let mut largest = 0;
+        for _ in 0..200 {
+            {
+                let mut conn = store.conn();
+                let tx = conn.transaction().unwrap();
+                for _ in 0..50 {
+                    tx.execute("INSERT INTO t VALUES (zeroblob(4000))", [])
+                        .unwrap();
+                }
+                tx.commit().unwrap();
+            }
+            store.restart_wal();
+            largest = largest.max(wal());
+            // Lets the checkpointer run on a busy machine; the writes still never wait for it.
+            std::thread::yield_now();
+        }
+        c.stop();
+        let limit = 3 * checkpoint::RESTART_FRAMES as u64 * 4096;
+        assert!(largest < limit, "WAL reached {largest} bytes");
     }
 }

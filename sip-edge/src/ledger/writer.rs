@@ -108,6 +108,7 @@ pub(super) fn run(
                 pools = None;
                 c.committed(&mut batch);
                 batch.clear();
+                store.restart_wal();
             }
             Err(_) => {
                 for w in batch.drain(..) {
