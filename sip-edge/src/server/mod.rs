@@ -43,7 +43,8 @@ use peers::Cidr;
 use reconfigure::{ConfigFile, Peers};
 use transactions::{Answer, Transactions};
 
-/// Cached INVITE answers at most (see [`transactions`]): at ~700 bytes each, ~180 MB at most;
+/// Cached INVITE answers at most (see [`transactions`]): ~80 bytes of map entry each, and a
+/// 302 also its ~700 bytes (a reject is kept as its reason), so ~200 MB at most if all admit;
 /// the full 32 s up to 8,000 INVITEs/s, 1.3–2.6 s at 100,000/s (Timer A's first
 /// retransmissions come 0.5, 1 and 2 s after the INVITE).
 const MAX_TRANSACTIONS: usize = 262_144;
