@@ -399,9 +399,11 @@ mod tests {
         }
     }
 
-    /// The checkpointer raises the flag once the WAL is past `RESTART_FRAMES`.
+    /// The checkpointer raises the flag once the WAL is past its threshold
+    /// (`RESTART_FRAMES` in the daemon).
     #[test]
     fn the_checkpointer_asks_for_the_rest_of_a_long_wal() {
+        const RESTART: i64 = 300;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
         let store = Store::new(WriteConn::open(&path, Synchronous::Normal).unwrap());
@@ -410,7 +412,7 @@ mod tests {
             conn.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB);")
                 .unwrap();
             let tx = conn.transaction().unwrap();
-            for _ in 0..checkpoint::RESTART_FRAMES {
+            for _ in 0..RESTART {
                 tx.execute("INSERT INTO t VALUES (zeroblob(4000))", [])
                     .unwrap();
             }
@@ -422,6 +424,7 @@ mod tests {
             &path,
             std::time::Duration::from_millis(5),
             store.wal_tail(),
+            RESTART,
         )
         .unwrap();
         let deadline = Instant::now() + std::time::Duration::from_secs(10);

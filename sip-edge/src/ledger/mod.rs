@@ -272,8 +272,12 @@ impl Ledger {
         let store = Arc::clone(&d.store);
         // Checkpoints run on their own thread ([`checkpoint`]).
         store.conn().pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer =
-            checkpoint::Checkpointer::start(&d.settings.path, checkpoint::EVERY, store.wal_tail())?;
+        let checkpointer = checkpoint::Checkpointer::start(
+            &d.settings.path,
+            checkpoint::EVERY,
+            store.wal_tail(),
+            checkpoint::RESTART_FRAMES,
+        )?;
         let (tx, rx) = std::sync::mpsc::sync_channel(d.settings.queue.max(1));
         let (batch, linger) = (d.settings.batch.max(1), d.settings.linger);
         let thread = std::thread::Builder::new()

@@ -186,8 +186,10 @@ pub fn open_writer(path: &std::path::Path, sync: Synchronous) -> Result<Connecti
     // WAL: readers (HTTP, `tollgate cdrs`) never block the writer (DESIGN §6).
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", sync.pragma())?;
-    // After a checkpoint the WAL is cut back, so it does not keep a disk's worth of old frames.
-    conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
+    // When the WAL starts over it is cut back to this, so it does not keep a disk's worth of old
+    // frames; more than twice `checkpoint::RESTART_FRAMES` (64 MiB), so that in steady use it is
+    // reused rather than cut and regrown.
+    conn.pragma_update(None, "journal_size_limit", 160 * 1024 * 1024)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&conn)?;
     Ok(conn)
