@@ -61,16 +61,23 @@ impl Store {
         if !self.wal_tail.is_raised() {
             return;
         }
-        let conn = match self.conn.try_lock() {
-            Ok(c) => c,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            // The holder does it after its own commit.
-            Err(TryLockError::WouldBlock) => return,
+        // Taken: its holder does it after its own commit.
+        let Some(conn) = self.try_conn() else {
+            return;
         };
         if self.wal_tail.take() {
             if let Err(e) = checkpoint::checkpoint(&conn) {
                 tracing::debug!(error = %e, "ledger checkpoint on the write connection");
             }
+        }
+    }
+
+    /// The connection if no other thread holds it.
+    fn try_conn(&self) -> Option<MutexGuard<'_, WriteConn>> {
+        match self.conn.try_lock() {
+            Ok(c) => Some(c),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
         }
     }
 
@@ -104,11 +111,9 @@ impl Store {
         retry: &mut dyn FnMut(Write),
     ) {
         loop {
-            let mut conn = match self.conn.try_lock() {
-                Ok(c) => c,
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                // Its holder checks the queue once it lets go.
-                Err(TryLockError::WouldBlock) => return,
+            // Taken: its holder checks the queue once it lets go.
+            let Some(mut conn) = self.try_conn() else {
+                return;
             };
             {
                 let mut q = lock(&self.queue);
