@@ -67,6 +67,28 @@ impl Routes {
     }
 }
 
+/// `[emergency]`: how rule 1 places a caller the directory cannot place.
+///
+/// Emergency numbers are national (999 in GB, 15 in FR), so the engine needs the caller's region
+/// to recognise them. It takes, in this order: the usage location of the caller's directory
+/// entry; the region of the caller's own E.164 number (`P-Asserted-Identity` or `From`,
+/// `+44…` → GB); this default. 112 and 911 are emergency numbers everywhere, whatever the region.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Emergency {
+    /// ISO 3166-1 alpha-2 region for callers placed neither by the directory nor by their own
+    /// number; empty: none (only 112 and 911 are then known for them).
+    pub default_region: String,
+}
+
+impl Emergency {
+    /// The default region, when one is set (checked by [`EngineConfig::validate`]).
+    pub fn default_region(&self) -> Option<Region> {
+        Region::new(self.default_region.trim())
+            .filter(|r| crate::numbering::metadata::is_builtin_region(*r))
+    }
+}
+
 /// The engine's part of `tollgate.toml`. Other tables (`[sip]`, `[http]`, ...) belong to the
 /// daemon and are ignored here.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -74,6 +96,7 @@ impl Routes {
 pub struct EngineConfig {
     pub grants: Grants,
     pub routes: Routes,
+    pub emergency: Emergency,
 }
 
 /// A setting that makes no sense.
@@ -81,8 +104,9 @@ pub struct EngineConfig {
 pub enum ConfigError {
     #[error("tollgate.toml:{line}: {message}")]
     Syntax { line: usize, message: String },
-    #[error("tollgate.toml: [grants].{field}: {message}")]
+    #[error("tollgate.toml: [{table}].{field}: {message}")]
     Invalid {
+        table: &'static str,
         field: &'static str,
         message: &'static str,
     },
@@ -104,7 +128,13 @@ impl EngineConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let g = &self.grants;
-        let bad = |field, message| Err(ConfigError::Invalid { field, message });
+        let bad = |field, message| {
+            Err(ConfigError::Invalid {
+                table: "grants",
+                field,
+                message,
+            })
+        };
         if g.billing_increment_seconds == 0 {
             return bad("billing_increment_seconds", "must be at least 1");
         }
@@ -113,6 +143,15 @@ impl EngineConfig {
         }
         if g.max_call_seconds < g.grant_seconds {
             return bad("max_call_seconds", "must be at least grant_seconds");
+        }
+        if !self.emergency.default_region.trim().is_empty()
+            && self.emergency.default_region().is_none()
+        {
+            return Err(ConfigError::Invalid {
+                table: "emergency",
+                field: "default_region",
+                message: "must be an ISO 3166-1 alpha-2 region of the numbering plan (GB, not UK)",
+            });
         }
         Ok(())
     }
@@ -152,6 +191,14 @@ mod tests {
                 ..
             }
         ));
+        let e = EngineConfig::from_toml("[emergency]\ndefault_region = \"UK\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tollgate.toml: [emergency].default_region: must be an ISO 3166-1 alpha-2 region of \
+             the numbering plan (GB, not UK)"
+        );
+        let c = EngineConfig::from_toml("[emergency]\ndefault_region = \"gb\"\n").unwrap();
+        assert_eq!(c.emergency.default_region(), Region::new("GB"));
         let e = EngineConfig::from_toml("[grants]\nbogus = 1\n").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
     }

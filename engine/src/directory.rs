@@ -15,7 +15,7 @@ use crate::catalog::{Catalog, PlanKind};
 use crate::credits::{Money, Rates};
 use crate::fxhash::FxMap;
 use crate::load::{self, LoadErrors, Records, TenantRecord, UserRecord, TENANTS_FILE, USERS_FILE};
-use crate::numbering::Region;
+use crate::numbering::{metadata, Region};
 use crate::pools::{PoolKey, PoolKind};
 
 /// A tenant.
@@ -364,22 +364,45 @@ impl Snapshot {
             }
             n
         };
-        let usage_location = Region::new(u.usage_location.trim());
+        // A usage location the numbering plan does not know would make its users' national
+        // numbers, 999 and 15 among them, unreadable (`UK` is not ISO 3166: `GB` is).
+        let usage_location =
+            Region::new(u.usage_location.trim()).filter(|r| metadata::is_builtin_region(*r));
         if usage_location.is_none() {
             errors.push(
                 f,
                 line,
                 "usage_location",
-                format!("{:?} is not an ISO 3166 alpha-2 code", u.usage_location),
+                format!(
+                    "{:?} is not an ISO 3166-1 alpha-2 region of the numbering plan",
+                    u.usage_location
+                ),
             );
         }
-        // Licenses: unknown SKUs are ignored (DESIGN §3).
+        // Licenses: `;`-separated SKU part numbers; unknown SKUs are ignored (DESIGN §3), but a
+        // token that cannot be a part number (`MCOEV MCOPSTN1`, `MCOEV,MCOPSTN1`) is refused:
+        // read as one unknown SKU it would silently take every license of the user away.
         skus.clear();
-        skus.extend(
-            u.licenses
-                .split(';')
-                .filter_map(|l| self.catalog.sku_index(l.trim())),
-        );
+        for l in u
+            .licenses
+            .split(';')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            if !l
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                errors.push(
+                    f,
+                    line,
+                    "licenses",
+                    format!("{l:?} is not a SKU part number: separate licenses with `;`"),
+                );
+                continue;
+            }
+            skus.extend(self.catalog.sku_index(l));
+        }
         let mut phone_system = false;
         let mut credits = false;
         let mut plan: Option<(u16, PlanKind)> = None;

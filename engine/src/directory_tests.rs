@@ -147,3 +147,45 @@ fn load_streams_users_and_reports_syntax_and_semantic_errors_together() {
     assert_eq!(got, [(Some(2), "usage_location"), (Some(3), "")]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 15: a usage location outside the numbering plan (`UK`, `XX`), a license list that is not
+/// `;`-separated and a row short of columns are refused with file, line and field; each would
+/// otherwise leave a user unable to call (999 included) or without their licenses, silently.
+#[test]
+fn rows_that_would_silently_disable_a_user_are_refused() {
+    let mut rec = Records::default();
+    let mut errors = LoadErrors::default();
+    rec.tenants = load::parse_tenants(
+        "[[tenant]]\nid = \"t\"\ndomains = [\"t.com\"]\n",
+        &mut errors,
+    );
+    rec.catalog = load::parse_catalog(include_str!("../../config/catalog.toml"), &mut errors);
+    rec.users = load::parse_users(
+        "tenant,user,line_uri,usage_location,licenses,voice_routing\n\
+         t,a@t.com,,UK,MCOEV;MCOPSTN1,\n\
+         t,b@t.com,,XX,MCOEV,\n\
+         t,c@t.com,,GB,MCOEV MCOPSTN1,\n\
+         t,d@t.com,,GB,\"MCOEV,MCOPSTN1\",\n\
+         t,e@t.com,,GB\n\
+         t,f@t.com,,gb, MCOEV ; MCOPSTN1 ;;UNKNOWN_SKU,\n",
+        &mut errors,
+    );
+    let e = Snapshot::build(rec).unwrap_err();
+    let got: Vec<_> = errors
+        .0
+        .iter()
+        .chain(&e.0)
+        .map(|e| (e.file.as_str(), e.line, e.field.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("users.csv", Some(6), "licenses"),
+            ("users.csv", Some(2), "usage_location"),
+            ("users.csv", Some(3), "usage_location"),
+            ("users.csv", Some(4), "licenses"),
+            ("users.csv", Some(5), "licenses"),
+        ],
+        "{e}"
+    );
+}

@@ -210,20 +210,50 @@ impl Engine {
         let live = self.live_for(now);
         let user = live.snap.lookup(caller).map(|(_, u)| u);
         let dest = match user {
-            Some(u) => self.numbering.classify(dialed, u.usage_location),
-            // Rule 1 before rule 2: 112 and 911 are emergency numbers everywhere, even for a
-            // caller we cannot place in a region; the plan knows them without one.
-            None => self
-                .numbering
-                .classify(dialed, Region::NON_GEO)
-                .and_then(|d| match d.number_type {
-                    NumberType::Emergency => Ok(d),
-                    _ => Err(NumberError::Invalid(
-                        crate::numbering::Why::UnknownCallerRegion,
-                    )),
-                }),
+            Some(u) if self.numbering.has_region(u.usage_location) => {
+                self.numbering.classify(dialed, u.usage_location)
+            }
+            // Rule 1 before rule 2, and independent of the directory being right: a caller we
+            // cannot place by the directory may still dial their national emergency number.
+            _ => self.emergency_only(dialed, self.fallback_region(caller)),
         };
         self.decide_in(&live, user, dialed, dest, now, mode)
+    }
+
+    /// The region of a caller the directory cannot place (not in it, or a usage location the
+    /// plan cannot read): the region of the caller's own E.164 number (`+44…` → GB), else
+    /// `[emergency].default_region`. See [`crate::config::Emergency`] for the order.
+    fn fallback_region(&self, caller: &str) -> Option<Region> {
+        let number = ["tel:", "sip:", "sips:"]
+            .iter()
+            .find_map(|p| caller.strip_prefix(p))
+            .unwrap_or(caller);
+        let number = number.split([';', '@']).next().unwrap_or(number);
+        number
+            .starts_with('+')
+            .then(|| self.numbering.classify(number, Region::NON_GEO).ok())
+            .flatten()
+            .map(|d| d.region)
+            .filter(|r| *r != Region::NON_GEO)
+            .or_else(|| self.config.emergency.default_region())
+    }
+
+    /// `dialed` classified for `region` (without one, only 112 and 911, which the plan knows
+    /// everywhere) when it is an emergency number; anything else is refused as unreadable,
+    /// since only rule 1 can admit a caller the directory cannot place.
+    fn emergency_only(
+        &self,
+        dialed: &str,
+        region: Option<Region>,
+    ) -> Result<Destination, NumberError> {
+        self.numbering
+            .classify(dialed, region.unwrap_or(Region::NON_GEO))
+            .and_then(|d| match d.number_type {
+                NumberType::Emergency => Ok(d),
+                _ => Err(NumberError::Invalid(
+                    crate::numbering::Why::UnknownCallerRegion,
+                )),
+            })
     }
 
     /// The rules for an already-classified destination (the seam the unit tests use).

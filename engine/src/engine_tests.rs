@@ -475,3 +475,59 @@ fn authorize_with_dialed_strings() {
         Some("unknown_caller")
     );
 }
+
+/// Rule 1 does not depend on the directory (issue 15): a caller it cannot place is placed by
+/// their own E.164 number, else by `[emergency].default_region`; only emergency numbers are
+/// admitted that way, everything else stays `unknown_caller`.
+#[test]
+fn rule1_national_emergency_numbers_of_callers_the_directory_cannot_place() {
+    let e = engine();
+    for (caller, dial) in [
+        ("+442079460000", "999"),
+        ("tel:+442079460000", "999"),
+        ("+33142685300", "15"),
+        ("+33142685300", "17"),
+        ("sip:+33142685300@gw.example;user=phone", "15"),
+    ] {
+        let d = e.decide(caller, dial, NOW);
+        assert_eq!(basis(&d), Some("emergency"), "{caller} {dial}");
+        assert_eq!(d.rule, Rule::Emergency);
+    }
+    // Not emergency where the caller's number says they are, and no default: rule 2.
+    for (caller, dial) in [
+        ("+12065550100", "999"),
+        ("stranger@nowhere.example", "999"),
+        ("+442079460000", "02079460001"),
+        ("442079460000", "999"),
+    ] {
+        let d = e.decide(caller, dial, NOW);
+        assert_eq!(reason(&d), Some("unknown_caller"), "{caller} {dial}");
+    }
+    // A default region places callers whose number says nothing.
+    let config = EngineConfig {
+        emergency: crate::config::Emergency {
+            default_region: "GB".into(),
+        },
+        ..EngineConfig::default()
+    };
+    let e = Engine::new(plan(), config, snapshot(), NOW);
+    assert_eq!(
+        basis(&e.decide("stranger@nowhere.example", "999", NOW)),
+        Some("emergency")
+    );
+    assert_eq!(
+        basis(&e.decide("442079460000", "999", NOW)),
+        Some("emergency")
+    );
+    // The caller's own number comes before the default.
+    assert_eq!(
+        reason(&e.decide("+33142685300", "999", NOW)),
+        Some("unknown_caller")
+    );
+    assert_eq!(
+        basis(&e.decide("+33142685300", "15", NOW)),
+        Some("emergency")
+    );
+    // A known caller is placed by the directory (the license location), not by their number.
+    assert_eq!(basis(&e.decide("gb@t.com", "999", NOW)), Some("emergency"));
+}

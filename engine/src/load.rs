@@ -402,6 +402,26 @@ fn read_csv(
                     continue;
                 }
                 let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+                // A short row would leave its last columns empty without a word (a user
+                // silently losing their licenses); a long one means a value with an unquoted
+                // comma. Either way the row is not what the operator meant.
+                if rec.len() != headers.len() {
+                    let (field, what) = match headers.get(rec.len()) {
+                        Some(missing) => (missing, "missing"),
+                        None => ("", "too many"),
+                    };
+                    errors.push(
+                        file,
+                        Some(line),
+                        field,
+                        format!(
+                            "{} fields, the header has {}: {what} (quote a value that holds a comma)",
+                            rec.len(),
+                            headers.len()
+                        ),
+                    );
+                    continue;
+                }
                 let mut fields = [""; 8];
                 for (f, i) in fields.iter_mut().zip(&index) {
                     *f = i.and_then(|i| rec.get(i)).unwrap_or("");

@@ -1,5 +1,5 @@
 //! `tollgate.toml` (DESIGN §3): every table the daemon reads, with a default for every field;
-//! unknown fields are errors. `[grants]` and `[routes]` are the engine's own types
+//! unknown fields are errors. `[grants]`, `[routes]` and `[emergency]` are the engine's own types
 //! ([`tollgate_engine::config`]).
 //!
 //! Beyond DESIGN §3 (which is silent on them), `[sip]` takes `tcp_max_connections` and
@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use serde::Deserialize;
-use tollgate_engine::config::{Grants, Routes};
+use tollgate_engine::config::{Emergency, Grants, Routes};
 use tollgate_engine::EngineConfig;
 
 use crate::server::peers::Cidr;
@@ -38,6 +38,7 @@ pub struct DaemonConfig {
     pub ledger: LedgerTable,
     pub grants: Grants,
     pub routes: Routes,
+    pub emergency: Emergency,
 }
 
 /// What to do with a request from outside `trusted_peers` (DESIGN §2 step 1).
@@ -191,6 +192,7 @@ impl DaemonConfig {
         let engine = EngineConfig {
             grants: self.grants.clone(),
             routes: self.routes.clone(),
+            emergency: self.emergency.clone(),
         };
         if let Err(e) = engine.validate() {
             errors.push(e.into());

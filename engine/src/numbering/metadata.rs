@@ -23,6 +23,34 @@ pub const PHONE_NUMBER_METADATA: &str =
 pub const SHORT_NUMBER_METADATA: &str =
     include_str!("../../data/libphonenumber/ShortNumberMetadata.xml");
 
+/// The geographic regions (ISO 3166-1 alpha-2) of [`PHONE_NUMBER_METADATA`], sorted: the
+/// regions whose national numbers the builtin plan can read. A usage location outside this set
+/// would make every national number of its users, emergency numbers included, unreadable, so the
+/// directory refuses it ([`crate::directory::Snapshot::load`]). Found by a scan of the
+/// `<territory id="..">` tags (under a millisecond, once), not by compiling the plan.
+pub fn builtin_regions() -> &'static [super::Region] {
+    static REGIONS: std::sync::OnceLock<Vec<super::Region>> = std::sync::OnceLock::new();
+    REGIONS.get_or_init(|| {
+        const TAG: &str = "<territory id=\"";
+        let mut out: Vec<super::Region> = PHONE_NUMBER_METADATA
+            .match_indices(TAG)
+            .filter_map(|(at, _)| {
+                let rest = &PHONE_NUMBER_METADATA[at + TAG.len()..];
+                let id = &rest[..rest.find('"')?];
+                super::Region::new(id).filter(|r| *r != super::Region::NON_GEO)
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    })
+}
+
+/// Whether `region` is a geographic region of the builtin metadata (see [`builtin_regions`]).
+pub fn is_builtin_region(region: super::Region) -> bool {
+    builtin_regions().binary_search(&region).is_ok()
+}
+
 /// A set of lengths (in digits) of national significant numbers, as a bit mask: bit `n` set
 /// means length `n` is possible. libphonenumber numbers are at most 17 digits long.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -327,5 +355,19 @@ mod tests {
             e.to_string().starts_with("numbering metadata: x.xml:2:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn builtin_regions_are_the_geographic_territories() {
+        use super::super::Region;
+        let r = builtin_regions();
+        assert_eq!(r.len(), 245);
+        for ok in ["GB", "US", "FR", "PR", "gb"] {
+            assert!(is_builtin_region(Region::new(ok).unwrap()), "{ok}");
+        }
+        // UK is not ISO 3166 (GB is); XX is unassigned; 001 is not a place.
+        for bad in ["UK", "XX", "001", "AQ"] {
+            assert!(!is_builtin_region(Region::new(bad).unwrap()), "{bad}");
+        }
     }
 }
