@@ -16,6 +16,7 @@ pub mod load;
 pub mod numbering;
 pub mod policy;
 pub mod pools;
+pub mod reload_guard;
 pub mod reservations;
 pub mod restore;
 pub mod sequence;

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 use tollgate_engine::config::{Emergency, Grants, Routes};
+use tollgate_engine::reload_guard::ReloadGuard;
 use tollgate_engine::EngineConfig;
 
 use crate::server::peers::Cidr;
@@ -105,6 +106,10 @@ pub struct DirectoryTable {
     /// Reload when a directory file changes ([`crate::watch`]); SIGHUP and `POST /v1/reload`
     /// reload either way.
     pub watch: bool,
+    /// A reload that removes more than this share of the users (or of the users with Phone
+    /// System), in percent, is refused unless forced ([`tollgate_engine::reload_guard`]);
+    /// `100` turns the check off (an emptied catalog is still refused).
+    pub reload_max_drop_percent: u8,
 }
 
 impl Default for DirectoryTable {
@@ -112,6 +117,15 @@ impl Default for DirectoryTable {
         DirectoryTable {
             path: "config".into(),
             watch: true,
+            reload_max_drop_percent: ReloadGuard::default().max_drop_percent,
+        }
+    }
+}
+
+impl DirectoryTable {
+    pub fn reload_guard(&self) -> ReloadGuard {
+        ReloadGuard {
+            max_drop_percent: self.reload_max_drop_percent,
         }
     }
 }
@@ -221,6 +235,13 @@ impl DaemonConfig {
                 "sip",
                 "tcp_max_connections",
                 "must be at least 1".into(),
+            ));
+        }
+        if self.directory.reload_max_drop_percent > 100 {
+            errors.push(invalid(
+                "directory",
+                "reload_max_drop_percent",
+                "must be a percentage, 0 to 100".into(),
             ));
         }
         let http = self.http.listen.parse::<SocketAddr>().unwrap_or_else(|e| {

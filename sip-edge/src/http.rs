@@ -364,10 +364,18 @@ async fn decide(State(api): State<Api>, Query(q): Query<DecideQuery>) -> Respons
     Json(crate::cli::decide::line(engine, &caller, &dial, &d)).into_response()
 }
 
-/// `POST /v1/reload`: the directory again; a bad one keeps the old snapshot.
-async fn reload(State(api): State<Api>) -> Response {
+#[derive(Deserialize)]
+struct ReloadQuery {
+    /// Apply a directory that the reload guard would refuse (most users gone, an empty
+    /// catalog): the operator means it.
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /v1/reload[?force=true]`: the directory again; a bad one keeps the old snapshot.
+async fn reload(State(api): State<Api>, Query(q): Query<ReloadQuery>) -> Response {
     let server = Arc::clone(&api.server);
-    match tokio::task::spawn_blocking(move || server.reload()).await {
+    match tokio::task::spawn_blocking(move || server.reload(q.force)).await {
         Ok(Ok(users)) => Json(json!({ "reloaded": true, "users": users })).into_response(),
         Ok(Err(errors)) => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,15 +13,17 @@
 //! Kubernetes mounts a ConfigMap as symlinks through `..data`, swapped by a rename on update:
 //! an event on `..data` counts as a change too.
 //!
-//! Not covered: the watched directory itself removed or renamed (the watch ends with it;
-//! SIGHUP still reloads).
+//! Deploy tools replace the whole directory (`mv config.new config`, or a symlink swapped with
+//! `ln -sfn`): the watch on the old directory would go on watching what is now `config.old`, or
+//! nothing. So the parent directory is watched too, for the directory's own name only; when that
+//! name is replaced, the watch moves to the new directory and the directory reloads.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -42,8 +44,11 @@ const WATCHED: [&str; 5] = [TENANTS_FILE, USERS_FILE, CATALOG_FILE, RATES_FILE, 
 /// up (no inotify instances left, directory gone) is logged and skipped: the daemon serves on,
 /// SIGHUP still reloads.
 pub fn spawn(tasks: &mut JoinSet<()>, server: Arc<Server>, directory: PathBuf, shutdown: Shutdown) {
+    // Absolute, not canonical: a symlink swapped over the name must still be followed.
+    let directory = std::path::absolute(&directory).unwrap_or(directory);
     let changed = Arc::new(Notify::new());
-    let watcher = match watch(&directory, Arc::clone(&changed)) {
+    let replaced = Arc::new(Notify::new());
+    let watcher = match watch(&directory, Arc::clone(&changed), Arc::clone(&replaced)) {
         Ok(w) => w,
         Err(e) => {
             tracing::error!(directory = %directory.display(), error = %e,
@@ -52,13 +57,23 @@ pub fn spawn(tasks: &mut JoinSet<()>, server: Arc<Server>, directory: PathBuf, s
         }
     };
     tracing::info!(directory = %directory.display(), "watching the directory for changes");
-    tasks.spawn(run(watcher, changed, server, shutdown));
+    tasks.spawn(run(watcher, directory, changed, replaced, server, shutdown));
 }
 
-/// An inotify (or platform) watch on `directory` that wakes `changed` on each relevant event.
-fn watch(directory: &Path, changed: Arc<Notify>) -> notify::Result<RecommendedWatcher> {
+/// An inotify (or platform) watch on `directory` that wakes `changed` on each relevant event,
+/// and on its parent that wakes `replaced` (and `changed`) when the directory's name is replaced.
+fn watch(
+    directory: &Path,
+    changed: Arc<Notify>,
+    replaced: Arc<Notify>,
+) -> notify::Result<RecommendedWatcher> {
+    let dir = directory.to_path_buf();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
-        Ok(event) if relevant(&event) => changed.notify_one(),
+        Ok(event) if replaces(&dir, &event) => {
+            replaced.notify_one();
+            changed.notify_one();
+        }
+        Ok(event) if relevant(&dir, &event) => changed.notify_one(),
         Ok(_) => {}
         Err(e) => {
             // Lost events (e.g. an overflowing queue): reload to be safe.
@@ -67,11 +82,26 @@ fn watch(directory: &Path, changed: Arc<Notify>) -> notify::Result<RecommendedWa
         }
     })?;
     watcher.watch(directory, RecursiveMode::NonRecursive)?;
+    if let Some(parent) = directory.parent() {
+        if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
+            tracing::warn!(directory = %parent.display(), error = %e,
+                "cannot watch the directory's parent: a directory replaced by `mv` will not be followed");
+        }
+    }
     Ok(watcher)
 }
 
-/// Whether `event` may have changed the directory's contents.
-fn relevant(event: &Event) -> bool {
+/// Whether `event` put something else under the name of `directory` (or took it away): a
+/// rename, a creation or a removal of that name. Listing or opening it is no change.
+fn replaces(directory: &Path, event: &Event) -> bool {
+    matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    ) && event.paths.iter().any(|p| p == directory)
+}
+
+/// Whether `event` may have changed the contents of `directory`.
+fn relevant(directory: &Path, event: &Event) -> bool {
     if event.need_rescan() {
         return true;
     }
@@ -82,7 +112,11 @@ fn relevant(event: &Event) -> bool {
         EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
         EventKind::Any | EventKind::Other => true,
     };
-    changes && event.paths.iter().any(|p| watched_name(p))
+    changes
+        && event
+            .paths
+            .iter()
+            .any(|p| p.parent() == Some(directory) && watched_name(p))
 }
 
 fn watched_name(path: &Path) -> bool {
@@ -94,22 +128,32 @@ fn watched_name(path: &Path) -> bool {
 /// Reloads [`DEBOUNCE`] after the last change, until `shutdown`. Owns `watcher`: the watch ends
 /// with the task.
 async fn run(
-    watcher: RecommendedWatcher,
+    mut watcher: RecommendedWatcher,
+    directory: PathBuf,
     changed: Arc<Notify>,
+    replaced: Arc<Notify>,
     server: Arc<Server>,
     mut shutdown: Shutdown,
 ) {
-    let _watcher = watcher;
     let mut due: Option<Instant> = None;
     loop {
         let deadline = due.unwrap_or_else(Instant::now);
         tokio::select! {
+            () = replaced.notified() => {
+                // The name now points at another directory (or at nothing, until the next
+                // event on it): watch whatever it is now.
+                let _ = watcher.unwatch(&directory);
+                match watcher.watch(&directory, RecursiveMode::NonRecursive) {
+                    Ok(()) => tracing::info!(directory = %directory.display(), "directory replaced; watching the new one"),
+                    Err(e) => tracing::warn!(directory = %directory.display(), error = %e, "directory gone; watching for it to come back"),
+                }
+            }
             () = changed.notified() => due = Some(Instant::now() + DEBOUNCE),
             () = tokio::time::sleep_until(deadline), if due.is_some() => {
                 due = None;
                 let s = Arc::clone(&server);
                 // Errors are logged and counted by `reload`.
-                let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+                let _ = tokio::task::spawn_blocking(move || s.reload(false)).await;
             }
             () = stopped(&mut shutdown) => return,
         }
@@ -118,7 +162,7 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
-    use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode};
+    use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
 
     use super::*;
 
@@ -140,23 +184,26 @@ mod tests {
             "rates.csv",
             "..data",
         ] {
-            assert!(relevant(&event(write, &[&format!("/etc/tollgate/{name}")])));
+            assert!(relevant(
+                Path::new("/d"),
+                &event(write, &[&format!("/d/{name}")])
+            ));
         }
         let rename = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
-        assert!(relevant(&event(
-            rename,
-            &["/d/users.csv.new", "/d/users.csv"]
-        )));
-        assert!(relevant(&event(
-            EventKind::Create(CreateKind::File),
-            &["/d/rates.csv"]
-        )));
-        assert!(relevant(&event(
-            EventKind::Remove(RemoveKind::File),
-            &["/d/catalog.toml"]
-        )));
+        assert!(relevant(
+            Path::new("/d"),
+            &event(rename, &["/d/users.csv.new", "/d/users.csv"])
+        ));
+        assert!(relevant(
+            Path::new("/d"),
+            &event(EventKind::Create(CreateKind::File), &["/d/rates.csv"])
+        ));
+        assert!(relevant(
+            Path::new("/d"),
+            &event(EventKind::Remove(RemoveKind::File), &["/d/catalog.toml"])
+        ));
         let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
-        assert!(relevant(&event(closed, &["/d/users.csv"])));
+        assert!(relevant(Path::new("/d"), &event(closed, &["/d/users.csv"])));
     }
 
     #[test]
@@ -169,13 +216,46 @@ mod tests {
             ".users.csv.swp",
             "4913",
         ] {
-            assert!(!relevant(&event(write, &[&format!("/d/{name}")])), "{name}");
+            assert!(
+                !relevant(Path::new("/d"), &event(write, &[&format!("/d/{name}")])),
+                "{name}"
+            );
         }
         let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
-        assert!(!relevant(&event(open, &["/d/users.csv"])));
+        assert!(!relevant(Path::new("/d"), &event(open, &["/d/users.csv"])));
         let closed = EventKind::Access(AccessKind::Close(AccessMode::Read));
-        assert!(!relevant(&event(closed, &["/d/users.csv"])));
+        assert!(!relevant(
+            Path::new("/d"),
+            &event(closed, &["/d/users.csv"])
+        ));
+        // The same names beside the directory, in the parent that is watched too.
+        assert!(!relevant(Path::new("/d"), &event(write, &["/users.csv"])));
         let rescan = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
-        assert!(relevant(&rescan));
+        assert!(relevant(Path::new("/d"), &rescan));
+    }
+
+    #[test]
+    fn the_directory_replaced_under_its_name_is_followed() {
+        let d = Path::new("/etc/tollgate");
+        let rename = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        assert!(replaces(
+            d,
+            &event(rename, &["/etc/tollgate.new", "/etc/tollgate"])
+        ));
+        assert!(replaces(
+            d,
+            &event(EventKind::Create(CreateKind::Folder), &["/etc/tollgate"])
+        ));
+        assert!(replaces(
+            d,
+            &event(EventKind::Remove(RemoveKind::Folder), &["/etc/tollgate"])
+        ));
+        let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        assert!(!replaces(d, &event(open, &["/etc/tollgate"])));
+        assert!(!replaces(
+            d,
+            &event(rename, &["/etc/other.new", "/etc/other"])
+        ));
+        assert!(!replaces(d, &event(rename, &["/etc/tollgate/users.csv"])));
     }
 }

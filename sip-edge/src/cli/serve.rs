@@ -97,6 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             directory,
             ledger,
         )
+        .with_reload_guard(daemon.file.directory.reload_guard())
         .with_config_file(args.config.clone(), daemon.file.clone()),
     );
     let committer: Arc<dyn Committer> = Arc::clone(&server) as Arc<dyn Committer>;
@@ -230,7 +231,7 @@ async fn serve(
             _ = hup.recv() => {
                 let s = Arc::clone(&server);
                 // Errors are logged and counted by `reload`.
-                let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+                let _ = tokio::task::spawn_blocking(move || s.reload(false)).await;
             }
         }
     }

@@ -32,6 +32,8 @@ use tollgate_engine::{
     Decision, Engine, Outcome, Reason, Request as EngineRequest, Snapshot, StoredCall,
 };
 
+use tollgate_engine::reload_guard::ReloadGuard;
+
 use crate::config::{DaemonConfig, Untrusted};
 use crate::ledger::{After, Ledger, ReplyTo, SipReply};
 use crate::metrics::Metrics;
@@ -91,6 +93,8 @@ pub struct Server {
     pub transactions: Transactions,
     /// The directory reloaded on SIGHUP and `POST /v1/reload`.
     directory: PathBuf,
+    /// How much a reload may take away unless forced (`[directory].reload_max_drop_percent`).
+    reload_guard: ReloadGuard,
     pub ledger: Ledger,
     /// Whether the last ledger commit succeeded (`/readyz`).
     store_ok: std::sync::atomic::AtomicBool,
@@ -129,12 +133,19 @@ impl Server {
             config_file: None,
             transactions: Transactions::new(MAX_TRANSACTIONS),
             directory,
+            reload_guard: ReloadGuard::default(),
             ledger,
             store_ok: std::sync::atomic::AtomicBool::new(true),
             store_logged: std::sync::atomic::AtomicU64::new(0),
             shed_logged: std::sync::atomic::AtomicU64::new(0),
             pools_written: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// Sets how much a reload may take away unless forced.
+    pub fn with_reload_guard(mut self, guard: ReloadGuard) -> Server {
+        self.reload_guard = guard;
+        self
     }
 
     /// Makes reloads re-read `path`, the file `running` came from ([`reconfigure`]).
@@ -484,9 +495,11 @@ impl Server {
 
     /// Reloads (SIGHUP, `POST /v1/reload`, a change to the directory's files): re-reads
     /// `tollgate.toml` when known ([`reconfigure`]) and the directory, and applies both, or
-    /// nothing if either is bad (DESIGN §3: the old snapshot keeps serving). Blocking file
-    /// I/O: call it off the reactor. Returns the user count.
-    pub fn reload(&self) -> Result<usize, Vec<String>> {
+    /// nothing if either is bad (DESIGN §3: the old snapshot keeps serving), or if the new
+    /// directory takes more away than the reload guard allows and `force` is not given
+    /// ([`tollgate_engine::reload_guard`]). Blocking file I/O: call it off the reactor.
+    /// Returns the user count.
+    pub fn reload(&self, force: bool) -> Result<usize, Vec<String>> {
         let reread = self
             .config_file
             .as_ref()
@@ -496,6 +509,15 @@ impl Server {
             e.0.iter()
                 .map(|e| format!("{}: {e}", self.directory.display()))
                 .collect::<Vec<_>>()
+        });
+        let loaded = loaded.and_then(|snap| match self.reload_guard.check(&self.engine.snapshot(), &snap) {
+            // Logged and counted below with every other reason a reload fails.
+            Err(shrink) if !force => Err(vec![format!("{}: {shrink}", self.directory.display())]),
+            Err(shrink) => {
+                tracing::warn!(running = %shrink.old, new = %shrink.new, "forced reload: {}", shrink.why);
+                Ok(snap)
+            }
+            Ok(()) => Ok(snap),
         });
         let (reread, snap) = match (reread, loaded) {
             (Ok(r), Ok(snap)) => (r, snap),
