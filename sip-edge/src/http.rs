@@ -195,6 +195,13 @@ pub fn call_json(c: &StoredCall) -> Value {
     })
 }
 
+/// The largest `billable_seconds` an `end` accepts: 10^9 s, ~31.7 years
+/// ([`tollgate_engine::config::MAX_SECONDS`]). A call is charged at most its reservation
+/// (`[grants].max_call_seconds` in all), so a larger figure would change no charge; it is
+/// refused rather than stored because anything past `i64::MAX` cannot be a SQLite integer,
+/// and a settlement the ledger cannot store must never be accepted.
+pub const MAX_BILLABLE_SECONDS: u64 = tollgate_engine::config::MAX_SECONDS;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct End {
@@ -216,12 +223,25 @@ fn settlement_json(s: &Settlement) -> Value {
 
 /// `POST /v1/calls/{call_id}/end` `{"billable_seconds": N}`: settles (twice is harmless).
 async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) -> Response {
-    let end: End = match serde_json::from_str(&body) {
-        Ok(e) => e,
+    let end = match serde_json::from_str::<End>(&body) {
+        Ok(e) if e.billable_seconds <= MAX_BILLABLE_SECONDS => e,
+        Ok(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "billable_seconds must be an integer from 0 to {MAX_BILLABLE_SECONDS}, not {}",
+                    e.billable_seconds
+                ),
+                "bad_request",
+            )
+        }
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                &format!("expected {{\"billable_seconds\": N}}: {e}"),
+                &format!(
+                    "expected {{\"billable_seconds\": N}}, N an integer from 0 to \
+                     {MAX_BILLABLE_SECONDS}: {e}"
+                ),
                 "bad_request",
             )
         }

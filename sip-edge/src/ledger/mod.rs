@@ -179,6 +179,10 @@ pub trait Committer: Send + Sync + 'static {
     /// next batch (state the engine already holds), or `None` to forget it (an admission
     /// refused instead).
     fn failed(&self, w: Write) -> Option<Write>;
+    /// `w` can never be committed (its row breaks a constraint or holds a value SQLite
+    /// refuses: see `writer::permanent`); it was taken out of its batch, whose other writes
+    /// commit without it. Nothing is retried: whatever waits on `w` is told it failed.
+    fn rejected(&self, w: Write, error: &rusqlite::Error);
     /// One commit attempt of `records` writes took `seconds`; `error` says why it failed.
     fn batch(&self, records: usize, seconds: f64, error: Option<&rusqlite::Error>);
 }
