@@ -5,6 +5,12 @@ use serde::Deserialize;
 
 use crate::numbering::Region;
 
+/// The longest duration any `[grants]` setting or a reported `billable_seconds` may have:
+/// 10^9 s, about 31.7 years, far beyond any call. Bounding them keeps every time the engine
+/// computes (`now` + grant + grace, extensions) far inside `u64` and inside the ledger's
+/// signed 64-bit integers, so no setting or report can produce a row SQLite cannot store.
+pub const MAX_SECONDS: u64 = 1_000_000_000;
+
 /// `[grants]`: how much is reserved per admission and how usage is billed.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -144,6 +150,15 @@ impl EngineConfig {
         if g.max_call_seconds < g.grant_seconds {
             return bad("max_call_seconds", "must be at least grant_seconds");
         }
+        if g.max_call_seconds > MAX_SECONDS {
+            return bad("max_call_seconds", "must be at most 1000000000 (~31 years)");
+        }
+        if g.settle_grace_seconds > MAX_SECONDS {
+            return bad(
+                "settle_grace_seconds",
+                "must be at most 1000000000 (~31 years)",
+            );
+        }
         if !self.emergency.default_region.trim().is_empty()
             && self.emergency.default_region().is_none()
         {
@@ -191,6 +206,28 @@ mod tests {
                 ..
             }
         ));
+        // Durations past MAX_SECONDS would push `now` + grant + grace out of what the ledger
+        // can store (and, near `i64::MAX`, overflow).
+        for (text, field) in [
+            (
+                "[grants]\nmax_call_seconds = 9223372036854775807\n",
+                "max_call_seconds",
+            ),
+            (
+                "[grants]\nsettle_grace_seconds = 1000000001\n",
+                "settle_grace_seconds",
+            ),
+        ] {
+            let e = EngineConfig::from_toml(text).unwrap_err();
+            assert!(
+                matches!(e, ConfigError::Invalid { field: f, .. } if f == field),
+                "{e}"
+            );
+        }
+        let c = EngineConfig::from_toml(
+            "[grants]\nmax_call_seconds = 1000000000\nsettle_grace_seconds = 1000000000\n",
+        );
+        assert!(c.is_ok(), "{c:?}");
         let e = EngineConfig::from_toml("[emergency]\ndefault_region = \"UK\"\n").unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -5,9 +5,12 @@
 //! with a fitting status: 400 bad input, 401/403 auth, 404 unknown call, 409 a call no longer
 //! reserved, 422 no further grant (the reason says why), 500 a reload that failed, 503
 //! `store_unavailable` when the ledger could not commit a change (it is kept in memory and
-//! retried; the change stands).
+//! retried; the change stands). Unknown paths are `404 not_found`, wrong methods
+//! `405 method_not_allowed` with `Allow`, and axum's own refusals (a query, a path or a body it
+//! cannot read) keep their status but get the same JSON shape ([`json_errors`]), so a client
+//! can read every refusal the same way.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -45,7 +48,58 @@ pub fn router(api: Api) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(v1)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", "not_found") })
+        // Axum adds the `Allow` header of the path to this answer.
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                "method_not_allowed",
+            )
+        })
+        .layer(middleware::map_response(json_errors))
         .with_state(api)
+}
+
+/// Bodies of refusals axum writes itself, at most (they are a line of text).
+const REFUSAL_BODY_LIMIT: usize = 64 * 1024;
+
+/// Turns a client error that is not JSON (axum's rejections: a query, path or body it cannot
+/// read, a body too large) into the JSON error of DESIGN §5, keeping its status and headers:
+/// its text becomes `error`, its status `reason` (`bad_request`, `payload_too_large`, ...).
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REFUSAL_BODY_LIMIT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let name = status.canonical_reason().unwrap_or("client error");
+    let reason = name.to_ascii_lowercase().replace([' ', '-'], "_");
+    let message = if text.is_empty() {
+        name.to_ascii_lowercase()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let json = Json(json!({ "error": message, "reason": reason })).into_response();
+    let (json_parts, body) = json.into_parts();
+    parts.headers.extend(json_parts.headers);
+    Response::from_parts(parts, body)
+}
+
+/// Whether `/v1` without a token answers this client: loopback, including an IPv4 loopback
+/// client of a dual-stack (`[::]`) listener, which the socket reports as `::ffff:127.0.0.1`.
+fn is_loopback_client(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
 }
 
 /// Ready while the ledger commits (a failing ledger answers admissions `503 store_unavailable`,
@@ -79,7 +133,7 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
             let loopback = req
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
-                .is_some_and(|c| c.0.ip().is_loopback());
+                .is_some_and(|c| is_loopback_client(c.0.ip()));
             if !loopback {
                 return error(StatusCode::FORBIDDEN, "forbidden", "loopback_only");
             }
@@ -195,6 +249,13 @@ pub fn call_json(c: &StoredCall) -> Value {
     })
 }
 
+/// The largest `billable_seconds` an `end` accepts: 10^9 s, ~31.7 years
+/// ([`tollgate_engine::config::MAX_SECONDS`]). A call is charged at most its reservation
+/// (`[grants].max_call_seconds` in all), so a larger figure would change no charge; it is
+/// refused rather than stored because anything past `i64::MAX` cannot be a SQLite integer,
+/// and a settlement the ledger cannot store must never be accepted.
+pub const MAX_BILLABLE_SECONDS: u64 = tollgate_engine::config::MAX_SECONDS;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct End {
@@ -216,12 +277,25 @@ fn settlement_json(s: &Settlement) -> Value {
 
 /// `POST /v1/calls/{call_id}/end` `{"billable_seconds": N}`: settles (twice is harmless).
 async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) -> Response {
-    let end: End = match serde_json::from_str(&body) {
-        Ok(e) => e,
+    let end = match serde_json::from_str::<End>(&body) {
+        Ok(e) if e.billable_seconds <= MAX_BILLABLE_SECONDS => e,
+        Ok(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "billable_seconds must be an integer from 0 to {MAX_BILLABLE_SECONDS}, not {}",
+                    e.billable_seconds
+                ),
+                "bad_request",
+            )
+        }
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                &format!("expected {{\"billable_seconds\": N}}: {e}"),
+                &format!(
+                    "expected {{\"billable_seconds\": N}}, N an integer from 0 to \
+                     {MAX_BILLABLE_SECONDS}: {e}"
+                ),
                 "bad_request",
             )
         }
@@ -389,5 +463,36 @@ async fn reload(State(api): State<Api>, Query(q): Query<ReloadQuery>) -> Respons
             &e.to_string(),
             "reload_failed",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    #[test]
+    fn loopback_clients_include_ipv4_mapped_loopback() {
+        for (ip, loopback) in [
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), true),
+            (IpAddr::V4(Ipv4Addr::new(127, 9, 9, 9)), true),
+            (IpAddr::V6(Ipv6Addr::LOCALHOST), true),
+            (IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped()), true),
+            (
+                IpAddr::V6(Ipv4Addr::new(127, 0, 0, 2).to_ipv6_mapped()),
+                true,
+            ),
+            (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), false),
+            (
+                IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped()),
+                false,
+            ),
+            // IPv4-compatible (deprecated), not mapped: not loopback.
+            (IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_compatible()), false),
+            (IpAddr::V6("2001:db8::1".parse().unwrap()), false),
+        ] {
+            assert_eq!(is_loopback_client(ip), loopback, "{ip}");
+        }
     }
 }

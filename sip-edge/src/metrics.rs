@@ -91,6 +91,9 @@ pub struct Metrics {
     pub ledger_commit_errors: Counter,
     /// Calls committed by the ledger, to tell batch sizes (beyond DESIGN §5's list).
     pub ledger_records: Counter,
+    /// Writes the ledger dropped because their row can never be stored (beyond DESIGN §5's
+    /// list): each one is a call whose state lives in memory only; logged with its Call-ID.
+    pub ledger_rejected_writes: Counter,
 }
 
 impl Default for Metrics {
@@ -164,6 +167,12 @@ impl Default for Metrics {
             "Call records committed to the ledger",
             ledger_records.clone(),
         );
+        let ledger_rejected_writes = Counter::default();
+        registry.register(
+            "ledger_rejected_writes",
+            "Ledger writes dropped because their row can never be stored (see the error log)",
+            ledger_rejected_writes.clone(),
+        );
         // Every series of the bounded sets exists from the start, at 0.
         let decision = |outcome, reason| {
             decisions
@@ -210,6 +219,7 @@ impl Default for Metrics {
             ledger_commit_seconds,
             ledger_commit_errors,
             ledger_records,
+            ledger_rejected_writes,
         }
     }
 }
@@ -327,6 +337,7 @@ mod tests {
             "tollgate_reservations_active",
             "tollgate_directory_users",
             "tollgate_reloads_total{result=\"error\"} 1",
+            "tollgate_ledger_rejected_writes_total 0",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }

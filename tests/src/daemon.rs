@@ -39,6 +39,9 @@ pub struct Options<'a> {
     pub directory_extra: &'a str,
     pub ledger: Option<&'a std::path::Path>,
     pub extra: &'a str,
+    /// The host `[http].listen` binds (default `127.0.0.1`), e.g. `[::]`; clients still
+    /// connect to `127.0.0.1` on its port.
+    pub http_host: Option<&'a str>,
 }
 
 /// `tollgate serve`, killed (and its temporary directory removed) on drop.
@@ -114,8 +117,9 @@ impl Daemon {
             .map_or_else(|| dir.join("ledger.db"), std::path::Path::to_path_buf);
         let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let http_listen = format!("{}:{}", opts.http_host.unwrap_or("127.0.0.1"), http.port());
         let config = format!(
-            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http}\"\n{extra_http}\n[directory]\npath = \"{}\"\n{}\n[ledger]\npath = \"{}\"\n",
+            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http_listen}\"\n{extra_http}\n[directory]\npath = \"{}\"\n{}\n[ledger]\npath = \"{}\"\n",
             directory.display(),
             opts.directory_extra,
             ledger.display()
@@ -219,14 +223,33 @@ impl Daemon {
         headers: &str,
         body: &str,
     ) -> std::io::Result<(u16, String)> {
+        self.try_http_bytes(method, path, headers, body.as_bytes())
+            .map(|a| (a.status, a.body))
+    }
+
+    /// As [`Daemon::http_with`], with a body of any bytes, and the answer's headers too.
+    pub fn http_bytes(&self, method: &str, path: &str, headers: &str, body: &[u8]) -> HttpAnswer {
+        self.try_http_bytes(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.stderr()))
+    }
+
+    fn try_http_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> std::io::Result<HttpAnswer> {
         let mut s = TcpStream::connect_timeout(&self.http, TIMEOUT)?;
         s.set_read_timeout(Some(TIMEOUT))?;
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n",
             self.http,
             body.len()
-        );
-        s.write_all(req.as_bytes())?;
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        s.write_all(&req)?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw)?;
         let text = String::from_utf8_lossy(&raw).into_owned();
@@ -234,10 +257,12 @@ impl Daemon {
             .get(9..12)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| std::io::Error::other(format!("bad HTTP answer {text:?}")))?;
-        let body = text
+        let (head, body) = text
             .split_once("\r\n\r\n")
-            .map_or(String::new(), |(_, b)| b.to_string());
-        Ok((status, body))
+            .map_or((text.clone(), String::new()), |(h, b)| {
+                (h.to_string(), b.to_string())
+            });
+        Ok(HttpAnswer { status, head, body })
     }
 
     /// `GET` and parse JSON.
@@ -275,6 +300,24 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An HTTP answer: status, status line and headers, body.
+#[derive(Clone, Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+        })
     }
 }
 

@@ -124,7 +124,9 @@ impl Store {
                 None
             } else {
                 let at = Instant::now();
-                let r = writer::commit(&mut conn, batch, None);
+                let r = writer::commit(&mut conn, batch, None, &mut |w, e| {
+                    committer.rejected(w, e);
+                });
                 Some((r, at.elapsed().as_secs_f64()))
             };
             drop(conn);
@@ -227,7 +229,7 @@ pub(super) fn give_back(mine: Vec<Write>, spare: Vec<Write>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashSet;
 
     use tollgate_engine::{Request, StoredCall};
@@ -247,11 +249,14 @@ mod tests {
         fn failed(&self, w: Write) -> Option<Write> {
             panic!("commit of {} failed", w.call.call_id);
         }
+        fn rejected(&self, w: Write, e: &rusqlite::Error) {
+            panic!("{} rejected: {e}", w.call.call_id);
+        }
         fn batch(&self, _: usize, _: f64, _: Option<&rusqlite::Error>) {}
     }
 
     /// `n` distinct admitted calls named `{prefix}-{i}`, numbered from `first`.
-    fn writes(prefix: &str, first: u64, n: u64) -> Vec<Write> {
+    pub(in crate::ledger) fn writes(prefix: &str, first: u64, n: u64) -> Vec<Write> {
         let e = engine(NOV);
         let r = Request {
             call_id: "model",
@@ -277,7 +282,7 @@ mod tests {
             .collect()
     }
 
-    fn rows(store: &Store) -> i64 {
+    pub(in crate::ledger) fn rows(store: &Store) -> i64 {
         store
             .conn()
             .query_row("SELECT count(*) FROM calls", [], |r| r.get(0))

@@ -21,6 +21,7 @@
 
 mod checkpoint;
 mod combine;
+mod exclusive;
 pub mod linger;
 pub mod query;
 pub mod rows;
@@ -57,6 +58,12 @@ pub enum LedgerError {
     },
     #[error("the ledger is in memory only")]
     NotDurable,
+    #[error(
+        "in use by another tollgate ({}lock {}): one daemon writes a ledger at a time",
+        pid.map(|p| format!("pid {p}, ")).unwrap_or_default(),
+        lock.display()
+    )]
+    Locked { lock: PathBuf, pid: Option<u32> },
 }
 
 /// `[ledger].synchronous`: SQLite's `synchronous` in WAL mode.
@@ -179,6 +186,10 @@ pub trait Committer: Send + Sync + 'static {
     /// next batch (state the engine already holds), or `None` to forget it (an admission
     /// refused instead).
     fn failed(&self, w: Write) -> Option<Write>;
+    /// `w` can never be committed (its row breaks a constraint or holds a value SQLite
+    /// refuses: see `writer::permanent`); it was taken out of its batch, whose other writes
+    /// commit without it. Nothing is retried: whatever waits on `w` is told it failed.
+    fn rejected(&self, w: Write, error: &rusqlite::Error);
     /// One commit attempt of `records` writes took `seconds`; `error` says why it failed.
     fn batch(&self, records: usize, seconds: f64, error: Option<&rusqlite::Error>);
 }
@@ -215,6 +226,8 @@ struct Durable {
     checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     /// For the HTTP API's reads (not on the call path).
     reader: Mutex<Option<Connection>>,
+    /// This process is the ledger's only writer ([`exclusive`]); released at exit.
+    _exclusive: exclusive::Exclusive,
 }
 
 impl Ledger {
@@ -224,8 +237,10 @@ impl Ledger {
     }
 
     /// Opens (creating or migrating) the ledger file and reads back what start-up recovery
-    /// needs for the month of `now` (see [`tollgate_engine::restore`]).
+    /// needs for the month of `now` (see [`tollgate_engine::restore`]). Fails with
+    /// [`LedgerError::Locked`] if another process has it open this way.
     pub fn open(settings: Settings, now: u64) -> Result<(Ledger, Recovery), LedgerError> {
+        let exclusive = exclusive::acquire(&settings.path)?;
         let conn = upsert::WriteConn::open(&settings.path, settings.synchronous)?;
         let recovery = Recovery {
             calls: query::recovery(&conn, tollgate_engine::pools::MonthKey::of(now))?,
@@ -240,6 +255,7 @@ impl Ledger {
                 thread: Mutex::new(None),
                 checkpointer: Mutex::new(None),
                 reader: Mutex::new(None),
+                _exclusive: exclusive,
             }),
         };
         Ok((ledger, recovery))

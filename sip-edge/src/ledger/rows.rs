@@ -111,7 +111,7 @@ impl rusqlite::ToSql for Value<'_> {
 
 /// The parameters of [`UPSERT`] for `c` (in [`COLUMNS`] order), texts from `c` and from `s`
 /// (filled for `c`).
-pub fn values<'a>(c: &'a StoredCall, s: &'a Scratch) -> rusqlite::Result<[Value<'a>; 29]> {
+pub fn values<'a>(c: &'a StoredCall, s: &'a Scratch) -> [Value<'a>; 29] {
     // Every admitted call has one (the engine numbers it as it records the reservation); a
     // 0 would make calls share a row.
     debug_assert_ne!(c.seq, 0, "call {} has no sequence number", c.call_id);
@@ -123,12 +123,12 @@ pub fn values<'a>(c: &'a StoredCall, s: &'a Scratch) -> rusqlite::Result<[Value<
             ("credits", None, Some(per_minute.0), spend.as_ref())
         }
     };
-    let int = |n: u64| {
-        i64::try_from(n)
-            .map(Value::Int)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-    };
-    Ok([
+    // Saturates rather than fails: a row that cannot be bound can never commit, and the
+    // engine's memory would hold a change the ledger never gets. The API and the config
+    // bound every duration far below (`tollgate_engine::config::MAX_SECONDS`); this is the
+    // last line should another path ever feed a larger one.
+    let int = |n: u64| Value::Int(saturate(n));
+    [
         Value::Text(&c.call_id),
         Value::Int(i64::from(c.version)),
         Value::Text(c.state.as_str()),
@@ -149,26 +149,31 @@ pub fn values<'a>(c: &'a StoredCall, s: &'a Scratch) -> rusqlite::Result<[Value<
         per_minute.into(),
         spend.map(|(u, _)| &**u).into(),
         spend.map(|_| &*s.spend_month.text).into(),
-        int(c.reserved_seconds)?,
+        int(c.reserved_seconds),
         Value::Int(c.reserved_money.0),
-        int(c.billable_seconds)?,
-        int(c.charged_seconds)?,
+        int(c.billable_seconds),
+        int(c.charged_seconds),
         Value::Int(c.charged_money.0),
-        int(c.started_at)?,
-        int(c.expires_at)?,
+        int(c.started_at),
+        int(c.expires_at),
         match c.ended_at {
-            Some(t) => int(t)?,
+            Some(t) => int(t),
             None => Value::Null,
         },
-        int(c.seq)?,
-    ])
+        int(c.seq),
+    ]
+}
+
+/// `n` as a SQLite integer, `i64::MAX` if larger.
+pub fn saturate(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Writes `c` with a rusqlite statement of [`UPSERT`] (tests and benches; the writer uses
 /// [`super::upsert`]).
 pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall, s: &mut Scratch) -> rusqlite::Result<usize> {
     s.fill(c);
-    let v = values(c, s)?;
+    let v = values(c, s);
     stmt.execute(rusqlite::params_from_iter(v.iter()))
 }
 

@@ -127,7 +127,7 @@ impl Upsert {
     }
 
     fn bind(&mut self, c: &StoredCall) -> rusqlite::Result<()> {
-        let v = rows::values(c, &self.scratch)?;
+        let v = rows::values(c, &self.scratch);
         for (i, value) in v.iter().enumerate() {
             let index = c_int::try_from(i + 1).map_err(|_| too_long())?;
             let stmt = self.stmt.as_ptr();
@@ -298,6 +298,39 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(format!("{read:?}"), format!("{calls:?}"));
+    }
+
+    /// A figure past `i64::MAX` (no API or setting lets one through) is stored as `i64::MAX`
+    /// rather than failing the row: a row that cannot be bound could never commit.
+    #[test]
+    fn figures_too_large_for_sqlite_are_stored_saturated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WriteConn::open(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
+        let huge = StoredCall {
+            billable_seconds: u64::MAX,
+            charged_seconds: 1 << 63,
+            expires_at: u64::MAX,
+            ended_at: Some(u64::MAX),
+            ..credits_call(5)
+        };
+        w.parts().1.write(&huge).unwrap();
+        let back = w
+            .query_row(&format!("SELECT {} FROM calls", rows::COLUMNS), [], |r| {
+                Ok(rows::read(r))
+            })
+            .unwrap()
+            .unwrap();
+        let max = i64::MAX as u64;
+        assert_eq!(
+            (
+                back.billable_seconds,
+                back.charged_seconds,
+                back.expires_at,
+                back.ended_at
+            ),
+            (max, max, max, Some(max))
+        );
+        assert_eq!(back.reserved_seconds, huge.reserved_seconds);
     }
 
     #[test]

@@ -254,6 +254,19 @@ impl Committer for Server {
         })
     }
 
+    fn rejected(&self, w: Write, error: &rusqlite::Error) {
+        self.metrics.ledger_rejected_writes.inc();
+        tracing::error!(
+            call_id = %w.call.call_id,
+            %error,
+            "ledger cannot ever store this call's row: dropped, the rest of its batch commits \
+             (the change stays in memory only)"
+        );
+        // What waits on it is answered as for a failed batch (an admission is undone and
+        // refused); the write itself is not retried.
+        drop(self.failed(w));
+    }
+
     fn batch(&self, records: usize, seconds: f64, error: Option<&rusqlite::Error>) {
         self.metrics.ledger_commit_seconds.observe(seconds);
         let Some(e) = error else {
