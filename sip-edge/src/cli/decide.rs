@@ -100,11 +100,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         (Some(caller), Some(dial)) => {
             let d = engine.decide(caller, dial, now);
             let l = line(&engine, caller, dial, &d);
+            let mut out = std::io::stdout().lock();
             if args.json {
-                println!("{}", serde_json::to_string(&l)?);
+                writeln!(out, "{}", serde_json::to_string(&l)?)?;
             } else {
-                print_human(&l);
+                print_human(&mut out, &l)?;
             }
+            out.flush()?;
             Ok(0)
         }
         (None, None) => stdin_mode(&engine, now),
@@ -115,10 +117,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
 }
 
-fn print_human(l: &Line<'_>) {
+fn print_human(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
     let what = l.basis.or(l.reason).unwrap_or("");
-    println!("{} {} {what}", l.outcome, l.status);
-    println!("  rule:         {}", l.rule);
+    writeln!(out, "{} {} {what}", l.outcome, l.status)?;
+    writeln!(out, "  rule:         {}", l.rule)?;
     let fields = [
         ("e164", l.e164.clone()),
         ("region", l.region.clone()),
@@ -128,9 +130,10 @@ fn print_human(l: &Line<'_>) {
     ];
     for (k, v) in fields {
         if let Some(v) = v {
-            println!("  {:<13} {v}", format!("{k}:"));
+            writeln!(out, "  {:<13} {v}", format!("{k}:"))?;
         }
     }
+    Ok(())
 }
 
 fn stdin_mode(engine: &Engine, now: u64) -> anyhow::Result<i32> {
