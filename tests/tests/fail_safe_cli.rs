@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use tollgate_tests::daemon::Daemon;
+use tollgate_tests::daemon::{temp_dir, Daemon};
 use tollgate_tests::{repo_root, tollgate_bin};
 
 fn shipped_config() -> String {
@@ -107,4 +107,110 @@ fn closed_stdout_ends_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!((code, stderr.as_str()), (0, ""), "{args:?}");
     }
+}
+
+/// Removes a temporary directory when dropped (also when the test fails).
+struct Cleanup(Option<std::path::PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A `tollgate.toml` in a fresh temporary directory over the shipped directory, with `extra`
+/// appended (whole tables); SIP and HTTP on port 0, so a `serve` that gets past its checks
+/// binds nothing anyone else uses. Returns the file's path.
+fn config_with(tag: &str, http: &str, extra: &str) -> std::path::PathBuf {
+    let dir = temp_dir(tag);
+    let text = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\n{http}\n[directory]\npath = \"{}\"\nwatch = false\n[ledger]\npath = \"{}\"\n{extra}",
+        repo_root().join("config").display(),
+        dir.join("ledger.db").display(),
+    );
+    let path = dir.join("tollgate.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Runs `tollgate <cmd> --config <config>` to its end (a `serve` that starts is killed after
+/// 5 s and reported as exit code -1); the exit code and stderr.
+fn run_cli(cmd: &str, config: &std::path::Path) -> (i32, String) {
+    let mut child = Command::new(tollgate_bin())
+        .arg(cmd)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tollgate");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `check` refuses every `[http].token_file` that `serve` refuses, with the same message naming
+/// the file and the field: a file that does not exist, an empty one, one with only white space,
+/// a token that no `Authorization` header could carry. A good token passes both.
+#[test]
+fn token_file_checked_like_serve() {
+    let dir = temp_dir("token");
+    let cases: [(&str, Option<&[u8]>, &str); 5] = [
+        ("missing.token", None, "cannot read"),
+        ("empty.token", Some(b""), "holds no token"),
+        ("blank.token", Some(b"  \n\t\n"), "holds no token"),
+        ("spaced.token", Some(b"two words\n"), "not visible ASCII"),
+        ("control.token", Some(b"abc\x01def\n"), "not visible ASCII"),
+    ];
+    for (name, content, says) in cases {
+        let token = dir.join(name);
+        if let Some(c) = content {
+            std::fs::write(&token, c).expect("write token");
+        }
+        let http = format!("token_file = \"{}\"", token.display());
+        let config = config_with("token", &http, "");
+        let mut seen = Vec::new();
+        let _cleanup = Cleanup(config.parent().map(std::path::Path::to_path_buf));
+        for cmd in ["check", "serve"] {
+            let (code, stderr) = run_cli(cmd, &config);
+            assert_eq!(code, 2, "{cmd} {name}: {stderr}");
+            let line = stderr
+                .lines()
+                .find(|l| l.contains("[http].token_file"))
+                .unwrap_or_else(|| panic!("{cmd} {name}: no error naming the field: {stderr}"))
+                .to_string();
+            assert!(
+                line.starts_with("tollgate.toml: [http].token_file: "),
+                "{line}"
+            );
+            assert!(line.contains(&token.display().to_string()), "{line}");
+            assert!(line.contains(says), "{cmd} {name}: {line}");
+            seen.push(line);
+        }
+        assert_eq!(seen[0], seen[1], "check and serve say the same");
+    }
+    std::fs::write(dir.join("good.token"), "s3cr3t-t0ken\n").expect("write token");
+    let http = format!("token_file = \"{}\"", dir.join("good.token").display());
+    let config = config_with("token", &http, "");
+    let _cleanup = (
+        Cleanup(config.parent().map(std::path::Path::to_path_buf)),
+        Cleanup(Some(dir)),
+    );
+    let (code, stderr) = run_cli("check", &config);
+    assert_eq!(code, 0, "{stderr}");
 }

@@ -14,7 +14,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    match setup::load(&args.config) {
+    // Everything `serve` reads before it binds, the token file included.
+    match setup::load(&args.config, true) {
         Ok(s) => {
             writeln!(
                 std::io::stdout().lock(),

@@ -91,7 +91,7 @@ struct ErrorLine<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let Some(setup) = setup::load_or_report(&args.config) else {
+    let Some(setup) = setup::load_or_report(&args.config, false) else {
         return Ok(2);
     };
     let engine = setup::engine(setup)?;
