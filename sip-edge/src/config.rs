@@ -28,6 +28,55 @@ pub enum ConfigError {
     Engine(#[from] tollgate_engine::config::ConfigError),
 }
 
+impl ConfigError {
+    /// The error as [`Display`](std::fmt::Display) writes it, with the line of its field in
+    /// `text` (the file's contents) when the field is written there:
+    /// `tollgate.toml:12: [routes].calling_plan: ...`. A field left to its default has no line.
+    pub fn located(&self, text: &str) -> String {
+        let field = match self {
+            ConfigError::Syntax { .. } => None,
+            ConfigError::Invalid { table, field, .. } => Some((*table, *field)),
+            ConfigError::Engine(e) => e.field(),
+        };
+        match field {
+            Some((table, field)) => locate(self.to_string(), text, table, field),
+            None => self.to_string(),
+        }
+    }
+}
+
+/// `message` (`tollgate.toml: [table].field: ...`) with the line where `text` sets `field` in
+/// `[table]` after the file name, if it does.
+pub fn locate(message: String, text: &str, table: &str, field: &str) -> String {
+    match (
+        field_line(text, table, field),
+        message.strip_prefix("tollgate.toml: "),
+    ) {
+        (Some(line), Some(rest)) => format!("tollgate.toml:{line}: {rest}"),
+        _ => message,
+    }
+}
+
+/// The 1-based line of `field = ...` in table `[table]` of a TOML text (plain keys, as this
+/// file is written; a dotted or inline-table spelling is not found).
+fn field_line(text: &str, table: &str, field: &str) -> Option<usize> {
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header.split(']').next().unwrap_or("").trim();
+            continue;
+        }
+        let is_field = line
+            .strip_prefix(field)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if current == table && is_field {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// The whole file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -192,9 +241,7 @@ impl DaemonConfig {
             grants: self.grants.clone(),
             routes: self.routes.clone(),
         };
-        if let Err(e) = engine.validate() {
-            errors.push(e.into());
-        }
+        errors.extend(engine.errors().into_iter().map(ConfigError::from));
         let invalid = |table, field, message: String| ConfigError::Invalid {
             table,
             field,
@@ -287,6 +334,25 @@ mod tests {
         let errors = c.check().unwrap_err();
         assert_eq!(errors.len(), 5, "{errors:?}");
         assert!(errors[0].to_string().contains("billing_increment_seconds"));
+    }
+
+    #[test]
+    fn routes_are_checked_and_located() {
+        let text = "[sip]\nlisten = []\n\n[routes]\n# where calls go\ncalling_plan = \"pstn {region}\"\nemergency   = \"sos>\"\n";
+        let errors = DaemonConfig::from_toml(text).unwrap().check().unwrap_err();
+        let located: Vec<String> = errors.iter().map(|e| e.located(text)).collect();
+        assert_eq!(located.len(), 2, "{located:?}");
+        assert!(
+            located[0].starts_with("tollgate.toml:6: [routes].calling_plan: \"pstn {region}\": "),
+            "{located:?}"
+        );
+        assert!(
+            located[1].starts_with("tollgate.toml:7: [routes].emergency: \"sos>\": "),
+            "{located:?}"
+        );
+        // A default value has no line; neither has a field of another table.
+        assert_eq!(field_line(text, "routes", "listen"), None);
+        assert_eq!(field_line(text, "sip", "listen"), Some(2));
     }
 
     #[test]

@@ -194,8 +194,9 @@ fn token_file_checked_like_serve() {
                 .find(|l| l.contains("[http].token_file"))
                 .unwrap_or_else(|| panic!("{cmd} {name}: no error naming the field: {stderr}"))
                 .to_string();
+            // Line 5 of the file sets the field.
             assert!(
-                line.starts_with("tollgate.toml: [http].token_file: "),
+                line.starts_with("tollgate.toml:5: [http].token_file: "),
                 "{line}"
             );
             assert!(line.contains(&token.display().to_string()), "{line}");
@@ -211,6 +212,71 @@ fn token_file_checked_like_serve() {
         Cleanup(config.parent().map(std::path::Path::to_path_buf)),
         Cleanup(Some(dir)),
     );
+    let (code, stderr) = run_cli("check", &config);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// A `[routes]` value that cannot be the host part of a Contact URI (DESIGN §3: "a route is a
+/// host or host:port, checked at load") stops `check` and `serve` alike with exit 2 and an
+/// error naming the file, the line and the field, instead of a broken 302 for every call.
+#[test]
+fn bad_routes_refused_at_load() {
+    let cases = [
+        ("calling_plan", r#""pstn {region}.example.net""#, "' '"),
+        ("calling_plan", r#""pstn-{region}.example.net>""#, "'>'"),
+        ("calling_plan", r#""<pstn-{region}.example.net""#, "'<'"),
+        ("calling_plan", r#""\"pstn.example.net\"""#, "'\"'"),
+        (
+            "calling_plan",
+            r#""pstn-{region}\u0001.example.net""#,
+            "'\\u{1}'",
+        ),
+        ("calling_plan", r#""""#, "empty"),
+        ("calling_plan", r#"":5060""#, "empty host"),
+        (
+            "calling_plan",
+            r#""pstn-{country}.example.net""#,
+            "only placeholder",
+        ),
+        (
+            "calling_plan",
+            r#""pstn.example.net:{region}""#,
+            "not the port",
+        ),
+        ("calling_plan", r#""pstn.example.net:99999""#, "port"),
+        (
+            "emergency",
+            r#""sos-{region}.example.net""#,
+            "only for [routes].calling_plan",
+        ),
+        ("emergency", r#""sos.example.net;transport=tcp""#, "';'"),
+    ];
+    for (field, value, says) in cases {
+        let extra = format!("[routes]\n{field} = {value}\n");
+        let config = config_with("routes", "", &extra);
+        let _cleanup = Cleanup(config.parent().map(std::path::Path::to_path_buf));
+        let line = std::fs::read_to_string(&config)
+            .expect("read config")
+            .lines()
+            .position(|l| l.starts_with(field))
+            .expect("field line")
+            + 1;
+        let prefix = format!("tollgate.toml:{line}: [routes].{field}: ");
+        for cmd in ["check", "serve"] {
+            let (code, stderr) = run_cli(cmd, &config);
+            assert_eq!(code, 2, "{cmd} {field} = {value}: {stderr}");
+            assert!(
+                stderr
+                    .lines()
+                    .any(|l| l.starts_with(&prefix) && l.contains(says)),
+                "{cmd} {field} = {value}: wanted {prefix}...{says}: {stderr}"
+            );
+        }
+    }
+    // Good routes pass: a placeholder in the host, a port, an address.
+    let extra = "[routes]\ncalling_plan = \"pstn-{region}.example.net:5080\"\nemergency = \"[2001:db8::1]:5060\"\n";
+    let config = config_with("routes", "", extra);
+    let _cleanup = Cleanup(config.parent().map(std::path::Path::to_path_buf));
     let (code, stderr) = run_cli("check", &config);
     assert_eq!(code, 0, "{stderr}");
 }

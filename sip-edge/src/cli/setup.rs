@@ -35,7 +35,7 @@ pub fn load(config_path: &Path, serving: bool) -> Result<Setup, Vec<String>> {
     let mut errors = Vec::new();
     let token = if serving {
         read_token(config_path, &file.http.token_file).unwrap_or_else(|e| {
-            errors.push(e);
+            errors.push(crate::config::locate(e, &text, "http", "token_file"));
             None
         })
     } else {
@@ -43,7 +43,7 @@ pub fn load(config_path: &Path, serving: bool) -> Result<Setup, Vec<String>> {
     };
     let daemon = file
         .check()
-        .map_err(|es| errors.extend(es.iter().map(|e| e.to_string())));
+        .map_err(|es| errors.extend(es.iter().map(|e| e.located(&text))));
     let snapshot = Snapshot::load(&directory).unwrap_or_else(|e| {
         errors.extend(e.0.iter().map(|e| format!("{}: {e}", directory.display())));
         Snapshot::default()
