@@ -2,8 +2,8 @@
 //! unknown fields are errors. `[grants]` and `[routes]` are the engine's own types
 //! ([`tollgate_engine::config`]).
 //!
-//! Beyond DESIGN §3 (which is silent on them), `[sip]` takes `tcp_max_connections` and
-//! `tcp_idle_timeout_seconds`, and `[http]` nothing more.
+//! Beyond DESIGN §3 (which is silent on them), `[sip]` takes `tcp_max_connections`,
+//! `tcp_max_connections_per_peer` and `tcp_idle_timeout_seconds`, and `[http]` nothing more.
 
 use std::net::SocketAddr;
 
@@ -109,8 +109,11 @@ pub struct SipTable {
     /// CIDR ranges (or single addresses) allowed to ask.
     pub trusted_peers: Vec<String>,
     pub untrusted: Untrusted,
-    /// Open TCP connections at most; more are closed at once.
+    /// Open TCP connections of trusted peers at most; more are closed at once.
     pub tcp_max_connections: usize,
+    /// Open TCP connections from one source address at most (of `tcp_max_connections`), so
+    /// one trusted but misbehaving peer cannot take every slot; more are closed at once.
+    pub tcp_max_connections_per_peer: usize,
     /// A TCP connection idle this long is closed.
     pub tcp_idle_timeout_seconds: u64,
 }
@@ -122,6 +125,7 @@ impl Default for SipTable {
             trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
             untrusted: Untrusted::Reject,
             tcp_max_connections: 1024,
+            tcp_max_connections_per_peer: 256,
             tcp_idle_timeout_seconds: 120,
         }
     }
@@ -265,6 +269,13 @@ impl DaemonConfig {
             errors.push(invalid(
                 "sip",
                 "tcp_max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.sip.tcp_max_connections_per_peer == 0 {
+            errors.push(invalid(
+                "sip",
+                "tcp_max_connections_per_peer",
                 "must be at least 1".into(),
             ));
         }

@@ -271,6 +271,21 @@ impl Daemon {
         self.tcp_bytes(msg.as_bytes())
     }
 
+    /// A TCP connection to the SIP port from `local` (any address of 127/8 on Linux, where
+    /// all of it is loopback): to play several peers, trusted or not, from one machine.
+    pub fn tcp_from(&self, local: std::net::IpAddr) -> std::io::Result<TcpStream> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(self.sip),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.bind(&SocketAddr::new(local, 0).into())?;
+        socket.connect_timeout(&self.sip.into(), TIMEOUT)?;
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        Ok(stream)
+    }
+
     /// [`Daemon::tcp`] for a message that need not be UTF-8.
     pub fn tcp_bytes(&self, msg: &[u8]) -> SipResponse {
         let mut s = TcpStream::connect_timeout(&self.sip, TIMEOUT).expect("tcp connect");

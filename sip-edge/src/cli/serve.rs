@@ -130,6 +130,7 @@ async fn serve(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let limits = tcp::Limits {
         max_connections: daemon.file.sip.tcp_max_connections,
+        per_peer: daemon.file.sip.tcp_max_connections_per_peer,
         idle: Duration::from_secs(daemon.file.sip.tcp_idle_timeout_seconds.max(1)),
     };
     for l in &daemon.listen {

@@ -146,6 +146,14 @@ impl Server {
         self
     }
 
+    /// Whether `ip` is a trusted peer, and what to do with it if not: the live
+    /// `[sip].trusted_peers` and `untrusted`, which a reload may change ([`reconfigure`]).
+    /// For the TCP transport, which judges a peer once at `accept`.
+    pub fn peer_policy(&self, ip: std::net::IpAddr) -> (bool, Untrusted) {
+        let peers = self.peers.load();
+        (peers.trusts(ip), peers.untrusted)
+    }
+
     /// Handles one datagram or TCP frame from `source`; returns `true` when `out` holds a
     /// response to send back to `source` now. A response that waits for the ledger goes to
     /// `reply` later.
