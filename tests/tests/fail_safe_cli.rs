@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use tollgate_tests::daemon::{temp_dir, Daemon};
+use tollgate_tests::daemon::{temp_dir, Daemon, SipRequest};
 use tollgate_tests::{repo_root, tollgate_bin};
 
 fn shipped_config() -> String {
@@ -279,4 +279,107 @@ fn bad_routes_refused_at_load() {
     let _cleanup = Cleanup(config.parent().map(std::path::Path::to_path_buf));
     let (code, stderr) = run_cli("check", &config);
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// `tollgate decide … --json` with `config`; the decision.
+fn decide_json(config: &std::path::Path, caller: &str, dial: &str) -> serde_json::Value {
+    let out = Command::new(tollgate_bin())
+        .arg("decide")
+        .arg("--config")
+        .arg(config)
+        .args(["--caller", caller, "--dial", dial, "--json"])
+        .output()
+        .expect("run tollgate decide");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+/// `decide` sees the pools the running daemon has used: it reads the daemon's ledger
+/// read-only and rebuilds them as the daemon does at start. Without a ledger to read it says
+/// plainly that the pools were not consulted.
+#[test]
+fn decide_consults_the_daemons_pools() {
+    let d = Daemon::start();
+    let config = d.config_path();
+    // dave holds MCOPSTN5: a 120-minute pool of his own; four 1800 s grants use it up.
+    let dave = "sip:dave@contoso.com";
+    for i in 0..4 {
+        let msg = SipRequest::invite(dave, "+12065550100", &format!("dave-{i}")).render();
+        assert_eq!(d.udp(&msg).status(), 302);
+    }
+    let r = d.udp(&SipRequest::invite(dave, "+12065550100", "dave-4").render());
+    assert_eq!(
+        r.header("X-Tollgate-Reason"),
+        Some("pool_exhausted"),
+        "{}",
+        r.text
+    );
+
+    let v = decide_json(&config, "dave@contoso.com", "+12065550100");
+    assert_eq!(v["outcome"], "reject", "{v}");
+    assert_eq!(v["reason"], "pool_exhausted", "{v}");
+    assert_eq!(v["status"], 403, "{v}");
+    assert_eq!(v["pools"], "ledger", "{v}");
+    // Others' pools are untouched.
+    let v = decide_json(&config, "alice@contoso.com", "+12065550100");
+    assert_eq!(
+        (v["outcome"].as_str(), v["pools"].as_str()),
+        (Some("admit"), Some("ledger"))
+    );
+    // Text mode and stdin mode say the same.
+    let out = Command::new(tollgate_bin())
+        .arg("decide")
+        .arg("--config")
+        .arg(&config)
+        .args(["--caller", "dave@contoso.com", "--dial", "+12065550100"])
+        .output()
+        .expect("run tollgate decide");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("reject 403 pool_exhausted\n"), "{text}");
+    assert!(text.contains("  pools:        ledger"), "{text}");
+    let mut child = Command::new(tollgate_bin())
+        .arg("decide")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn tollgate decide");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"{\"caller\": \"dave@contoso.com\", \"dial\": \"+12065550100\"}\n")
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON line");
+    assert_eq!(
+        (v["reason"].as_str(), v["pools"].as_str()),
+        (Some("pool_exhausted"), Some("ledger"))
+    );
+
+    // No ledger file at that path: the decision stands on unused pools, and says so.
+    let missing = config_with("decide", "", "");
+    let _cleanup = Cleanup(missing.parent().map(std::path::Path::to_path_buf));
+    let v = decide_json(&missing, "dave@contoso.com", "+12065550100");
+    assert_eq!(v["outcome"], "admit", "{v}");
+    assert_eq!(v["pools"], "not_consulted", "{v}");
+    let note = v["pools_note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("[ledger].path") && note.contains("no such file"),
+        "{v}"
+    );
+    let out = Command::new(tollgate_bin())
+        .arg("decide")
+        .arg("--config")
+        .arg(&missing)
+        .args(["--caller", "dave@contoso.com", "--dial", "+12065550100"])
+        .output()
+        .expect("run tollgate decide");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  pools:        not consulted ("), "{text}");
 }
