@@ -170,6 +170,7 @@ fn run_cli(cmd: &str, config: &std::path::Path) -> (i32, String) {
 #[test]
 fn token_file_checked_like_serve() {
     let dir = temp_dir("token");
+    let _cleanup_tokens = Cleanup(Some(dir.clone()));
     let cases: [(&str, Option<&[u8]>, &str); 5] = [
         ("missing.token", None, "cannot read"),
         ("empty.token", Some(b""), "holds no token"),
@@ -208,10 +209,7 @@ fn token_file_checked_like_serve() {
     std::fs::write(dir.join("good.token"), "s3cr3t-t0ken\n").expect("write token");
     let http = format!("token_file = \"{}\"", dir.join("good.token").display());
     let config = config_with("token", &http, "");
-    let _cleanup = (
-        Cleanup(config.parent().map(std::path::Path::to_path_buf)),
-        Cleanup(Some(dir)),
-    );
+    let _cleanup = Cleanup(config.parent().map(std::path::Path::to_path_buf));
     let (code, stderr) = run_cli("check", &config);
     assert_eq!(code, 0, "{stderr}");
 }
