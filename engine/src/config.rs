@@ -116,6 +116,168 @@ pub enum ConfigError {
         field: &'static str,
         message: &'static str,
     },
+    /// A `[routes]` value that cannot make a Contact URI ([`check_route`]).
+    #[error("tollgate.toml: [routes].{field}: {value:?}: {message}")]
+    Route {
+        field: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The table and field the error is about, to find its line (`None` for syntax errors,
+    /// which carry their line).
+    pub fn field(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ConfigError::Syntax { .. } => None,
+            ConfigError::Invalid { table, field, .. } => Some((table, field)),
+            ConfigError::Route { field, .. } => Some(("routes", field)),
+        }
+    }
+}
+
+/// The placeholder `[routes].calling_plan` may hold: the caller's pool region, lower case.
+pub const REGION_PLACEHOLDER: &str = "{region}";
+
+/// Checks a route of `[routes]` (DESIGN §3: "a route is a host or host:port, checked at
+/// load"): it becomes the host part of the 302's Contact, `sip:+E164@<route>;user=phone`
+/// (DESIGN §2), so it must be an RFC 3261 §25.1 `hostport` — a host name, an IPv4 address or
+/// a bracketed IPv6 reference, then an optional `:port` (1–65535). White space, `<`, `>`,
+/// `"`, `;`, `@`, control characters or an empty host would break the Contact header, or
+/// send the call elsewhere, for every call taking that route; at load they are a clear error
+/// instead. With `region_placeholder`, [`REGION_PLACEHOLDER`] may stand in the host (it is
+/// replaced by a lower-case region code, e.g. `us`, before the check); any other `{…}` is an
+/// error.
+pub fn check_route(route: &str, region_placeholder: bool) -> Result<(), String> {
+    if route.is_empty() {
+        return Err("empty: a route is a host or host:port".into());
+    }
+    let has_placeholder = route.contains(REGION_PLACEHOLDER);
+    if has_placeholder && !region_placeholder {
+        return Err(format!(
+            "{REGION_PLACEHOLDER} is only for [routes].calling_plan: this route is used as written"
+        ));
+    }
+    // The widest code the placeholder becomes ("001", non-geographic) stands in for it.
+    let filled = route.replace(REGION_PLACEHOLDER, "001");
+    if filled.contains(['{', '}']) {
+        return Err(format!(
+            "{REGION_PLACEHOLDER} is the only placeholder (a brace is not allowed otherwise)"
+        ));
+    }
+    if split_hostport(route)?
+        .1
+        .is_some_and(|p| p.contains(REGION_PLACEHOLDER))
+    {
+        return Err(format!(
+            "{REGION_PLACEHOLDER} may stand in the host, not the port"
+        ));
+    }
+    let (host, port) = split_hostport(&filled)?;
+    check_host(host)?;
+    if let Some(port) = port {
+        let ok = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u32>().is_ok_and(|p| (1..=65_535).contains(&p));
+        if !ok {
+            return Err(format!(
+                "port {port:?} is not a number from 1 to 65535 (a route is a host or host:port)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a Direct Routing gateway of `tenants.toml` (`[tenant.direct_routing]`, DESIGN §3:
+/// `sbc1 = "sbc1.contoso.com:5061;transport=tls"`): a route ([`check_route`], no placeholder)
+/// followed by any number of RFC 3261 §19.1.1 `uri-parameter`s, `;name[=value]` of
+/// `paramchar`s. For the directory loader, which reports the error with its file and line.
+pub fn check_gateway(gateway: &str) -> Result<(), String> {
+    let mut parts = gateway.split(';');
+    check_route(parts.next().unwrap_or_default(), false)?;
+    for param in parts {
+        let (name, value) = param.split_once('=').unwrap_or((param, "x"));
+        let paramchar = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()[]/:&+$%".contains(c);
+        if name.is_empty() || !name.chars().all(paramchar) || !value.chars().all(paramchar) {
+            return Err(format!(
+                "parameter {param:?} is not name[=value] of URI parameter characters (RFC 3261 §19.1.1)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `host` and the text after its `:`, if any; an IPv6 reference keeps its brackets.
+fn split_hostport(s: &str) -> Result<(&str, Option<&str>), String> {
+    if s.starts_with('[') {
+        let end = s
+            .find(']')
+            .ok_or("an IPv6 reference needs its closing ']'")?;
+        let (host, rest) = s.split_at(end + 1);
+        return match rest.strip_prefix(':') {
+            Some(port) => Ok((host, Some(port))),
+            None if rest.is_empty() => Ok((host, None)),
+            None => Err(format!(
+                "{rest:?} after the host: a route is a host or host:port"
+            )),
+        };
+    }
+    Ok(match s.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (s, None),
+    })
+}
+
+/// RFC 3261 §25.1 `host = hostname / IPv4address / IPv6reference`.
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("empty host: a route is a host or host:port".into());
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("{host:?} is not an IPv6 reference"));
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+    {
+        return Err(format!(
+            "{c:?} cannot be in a host name (letters, digits, '-' and '.'; a route is a host or \
+             host:port, RFC 3261 §25.1)"
+        ));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let labels: Vec<&str> = name.split('.').collect();
+    for label in &labels {
+        let b = label.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 63
+            && b.first().is_some_and(u8::is_ascii_alphanumeric)
+            && b.last().is_some_and(u8::is_ascii_alphanumeric);
+        if !ok {
+            return Err(format!(
+                "{host:?} is not a host name: label {label:?} must be 1-63 letters, digits or \
+                 '-', not starting or ending with '-'"
+            ));
+        }
+    }
+    let top_is_alpha = labels
+        .last()
+        .and_then(|l| l.bytes().next())
+        .is_some_and(|b| b.is_ascii_alphabetic());
+    if !top_is_alpha {
+        return Err(format!(
+            "{host:?} is neither an IPv4 address nor a host name (the last label starts with a letter)"
+        ));
+    }
+    Ok(())
 }
 
 impl EngineConfig {
@@ -132,43 +294,70 @@ impl EngineConfig {
         Ok(c)
     }
 
+    /// The first of [`EngineConfig::errors`].
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.errors().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every setting that makes no sense: `[grants]` figures that contradict each other (the
+    /// first found) or exceed [`MAX_SECONDS`], each `[routes]` value that is not a route
+    /// ([`check_route`]), and an `[emergency].default_region` outside the numbering plan.
+    pub fn errors(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
         let g = &self.grants;
-        let bad = |field, message| {
-            Err(ConfigError::Invalid {
-                table: "grants",
-                field,
-                message,
-            })
+        let bad = |field, message| ConfigError::Invalid {
+            table: "grants",
+            field,
+            message,
         };
         if g.billing_increment_seconds == 0 {
-            return bad("billing_increment_seconds", "must be at least 1");
+            errors.push(bad("billing_increment_seconds", "must be at least 1"));
+        } else if g.grant_seconds < g.billing_increment_seconds {
+            errors.push(bad(
+                "grant_seconds",
+                "must be at least one billing increment",
+            ));
+        } else if g.max_call_seconds < g.grant_seconds {
+            errors.push(bad("max_call_seconds", "must be at least grant_seconds"));
         }
-        if g.grant_seconds < g.billing_increment_seconds {
-            return bad("grant_seconds", "must be at least one billing increment");
-        }
-        if g.max_call_seconds < g.grant_seconds {
-            return bad("max_call_seconds", "must be at least grant_seconds");
+        let routes = [
+            ("calling_plan", &self.routes.calling_plan, true),
+            ("emergency", &self.routes.emergency, false),
+        ];
+        for (field, value, placeholder) in routes {
+            if let Err(message) = check_route(value, placeholder) {
+                errors.push(ConfigError::Route {
+                    field,
+                    value: value.clone(),
+                    message,
+                });
+            }
         }
         if g.max_call_seconds > MAX_SECONDS {
-            return bad("max_call_seconds", "must be at most 1000000000 (~31 years)");
+            errors.push(bad(
+                "max_call_seconds",
+                "must be at most 1000000000 (~31 years)",
+            ));
         }
         if g.settle_grace_seconds > MAX_SECONDS {
-            return bad(
+            errors.push(bad(
                 "settle_grace_seconds",
                 "must be at most 1000000000 (~31 years)",
-            );
+            ));
         }
         if !self.emergency.default_region.trim().is_empty()
             && self.emergency.default_region().is_none()
         {
-            return Err(ConfigError::Invalid {
+            errors.push(ConfigError::Invalid {
                 table: "emergency",
                 field: "default_region",
                 message: "must be an ISO 3166-1 alpha-2 region of the numbering plan (GB, not UK)",
             });
         }
-        Ok(())
+        errors
     }
 
     /// `seconds` rounded up to the billing increment.
@@ -238,5 +427,75 @@ mod tests {
         assert_eq!(c.emergency.default_region(), Region::new("GB"));
         let e = EngineConfig::from_toml("[grants]\nbogus = 1\n").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn routes() {
+        for ok in [
+            "pstn-{region}.example.net",
+            "{region}.pstn.example.net:5060",
+            "pstn-{region}.example.net:5001",
+            "gw.example.net.",
+            "192.0.2.7",
+            "192.0.2.7:5080",
+            "[2001:db8::1]",
+            "[2001:db8::1]:5061",
+            "localhost",
+        ] {
+            assert_eq!(check_route(ok, true), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "pstn {region}.example.net",
+            "pstn.example.net>",
+            "<pstn.example.net",
+            "\"pstn.example.net\"",
+            "pstn\u{1}.example.net",
+            "pstn.example.net\r\nX: y",
+            ":5060",
+            "pstn.example.net:",
+            "pstn.example.net:0",
+            "pstn.example.net:65536",
+            "pstn.example.net:50a",
+            "pstn.example.net:{region}",
+            "pstn-{REGION}.example.net",
+            "pstn-{country}.example.net",
+            "pstn-{region.example.net",
+            "user@pstn.example.net",
+            "pstn.example.net;transport=tcp",
+            "-pstn.example.net",
+            "pstn..example.net",
+            "10.0.0.300",
+            "[2001:db8::1",
+            "[nope]",
+            "[::1]x",
+        ] {
+            assert!(check_route(bad, true).is_err(), "{bad:?}");
+        }
+        assert!(check_route("pstn-{region}.example.net", false).is_err());
+        assert_eq!(check_gateway("sbc1.contoso.com:5061;transport=tls"), Ok(()));
+        assert_eq!(check_gateway("sbc1.contoso.com;lr;maddr=192.0.2.1"), Ok(()));
+        for bad in [
+            "sbc1.contoso.com;",
+            "sbc1 .contoso.com",
+            "sbc1.contoso.com;a=b c",
+            ";x=y",
+        ] {
+            assert!(check_gateway(bad).is_err(), "{bad:?}");
+        }
+        let c = EngineConfig {
+            routes: Routes {
+                calling_plan: "pstn {region}".into(),
+                emergency: "sos-{region}.example.net".into(),
+            },
+            ..EngineConfig::default()
+        };
+        let errors = c.errors();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].field(), Some(("routes", "calling_plan")));
+        assert!(errors[0]
+            .to_string()
+            .starts_with("tollgate.toml: [routes].calling_plan: \"pstn {region}\": "));
+        assert_eq!(errors[1].field(), Some(("routes", "emergency")));
     }
 }

@@ -2,8 +2,8 @@
 //! unknown fields are errors. `[grants]`, `[routes]` and `[emergency]` are the engine's own types
 //! ([`tollgate_engine::config`]).
 //!
-//! Beyond DESIGN §3 (which is silent on them), `[sip]` takes `tcp_max_connections` and
-//! `tcp_idle_timeout_seconds`, and `[http]` nothing more.
+//! Beyond DESIGN §3 (which is silent on them), `[sip]` takes `tcp_max_connections`,
+//! `tcp_max_connections_per_peer` and `tcp_idle_timeout_seconds`, and `[http]` nothing more.
 
 use std::net::SocketAddr;
 
@@ -27,6 +27,55 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Engine(#[from] tollgate_engine::config::ConfigError),
+}
+
+impl ConfigError {
+    /// The error as [`Display`](std::fmt::Display) writes it, with the line of its field in
+    /// `text` (the file's contents) when the field is written there:
+    /// `tollgate.toml:12: [routes].calling_plan: ...`. A field left to its default has no line.
+    pub fn located(&self, text: &str) -> String {
+        let field = match self {
+            ConfigError::Syntax { .. } => None,
+            ConfigError::Invalid { table, field, .. } => Some((*table, *field)),
+            ConfigError::Engine(e) => e.field(),
+        };
+        match field {
+            Some((table, field)) => locate(self.to_string(), text, table, field),
+            None => self.to_string(),
+        }
+    }
+}
+
+/// `message` (`tollgate.toml: [table].field: ...`) with the line where `text` sets `field` in
+/// `[table]` after the file name, if it does.
+pub fn locate(message: String, text: &str, table: &str, field: &str) -> String {
+    match (
+        field_line(text, table, field),
+        message.strip_prefix("tollgate.toml: "),
+    ) {
+        (Some(line), Some(rest)) => format!("tollgate.toml:{line}: {rest}"),
+        _ => message,
+    }
+}
+
+/// The 1-based line of `field = ...` in table `[table]` of a TOML text (plain keys, as this
+/// file is written; a dotted or inline-table spelling is not found).
+fn field_line(text: &str, table: &str, field: &str) -> Option<usize> {
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header.split(']').next().unwrap_or("").trim();
+            continue;
+        }
+        let is_field = line
+            .strip_prefix(field)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if current == table && is_field {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// The whole file.
@@ -62,8 +111,11 @@ pub struct SipTable {
     /// CIDR ranges (or single addresses) allowed to ask.
     pub trusted_peers: Vec<String>,
     pub untrusted: Untrusted,
-    /// Open TCP connections at most; more are closed at once.
+    /// Open TCP connections of trusted peers at most; more are closed at once.
     pub tcp_max_connections: usize,
+    /// Open TCP connections from one source address at most (of `tcp_max_connections`), so
+    /// one trusted but misbehaving peer cannot take every slot; more are closed at once.
+    pub tcp_max_connections_per_peer: usize,
     /// A TCP connection idle this long is closed.
     pub tcp_idle_timeout_seconds: u64,
 }
@@ -75,6 +127,7 @@ impl Default for SipTable {
             trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
             untrusted: Untrusted::Reject,
             tcp_max_connections: 1024,
+            tcp_max_connections_per_peer: 256,
             tcp_idle_timeout_seconds: 120,
         }
     }
@@ -208,9 +261,7 @@ impl DaemonConfig {
             routes: self.routes.clone(),
             emergency: self.emergency.clone(),
         };
-        if let Err(e) = engine.validate() {
-            errors.push(e.into());
-        }
+        errors.extend(engine.errors().into_iter().map(ConfigError::from));
         let invalid = |table, field, message: String| ConfigError::Invalid {
             table,
             field,
@@ -242,6 +293,13 @@ impl DaemonConfig {
                 "directory",
                 "reload_max_drop_percent",
                 "must be a percentage, 0 to 100".into(),
+            ));
+        }
+        if self.sip.tcp_max_connections_per_peer == 0 {
+            errors.push(invalid(
+                "sip",
+                "tcp_max_connections_per_peer",
+                "must be at least 1".into(),
             ));
         }
         let http = self.http.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
@@ -310,6 +368,25 @@ mod tests {
         let errors = c.check().unwrap_err();
         assert_eq!(errors.len(), 5, "{errors:?}");
         assert!(errors[0].to_string().contains("billing_increment_seconds"));
+    }
+
+    #[test]
+    fn routes_are_checked_and_located() {
+        let text = "[sip]\nlisten = []\n\n[routes]\n# where calls go\ncalling_plan = \"pstn {region}\"\nemergency   = \"sos>\"\n";
+        let errors = DaemonConfig::from_toml(text).unwrap().check().unwrap_err();
+        let located: Vec<String> = errors.iter().map(|e| e.located(text)).collect();
+        assert_eq!(located.len(), 2, "{located:?}");
+        assert!(
+            located[0].starts_with("tollgate.toml:6: [routes].calling_plan: \"pstn {region}\": "),
+            "{located:?}"
+        );
+        assert!(
+            located[1].starts_with("tollgate.toml:7: [routes].emergency: \"sos>\": "),
+            "{located:?}"
+        );
+        // A default value has no line; neither has a field of another table.
+        assert_eq!(field_line(text, "routes", "listen"), None);
+        assert_eq!(field_line(text, "sip", "listen"), Some(2));
     }
 
     #[test]

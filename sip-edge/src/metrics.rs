@@ -44,6 +44,18 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// One of [`TCP_REFUSED_REASONS`].
+    pub reason: &'static str,
+}
+
+/// Why a TCP connection was closed at `accept` (`transport::tcp`): the peer is not trusted
+/// (and `untrusted = "drop"`, or the few connections kept to answer untrusted peers are in
+/// use), its address holds `tcp_max_connections_per_peer` already, or all
+/// `tcp_max_connections` are in use.
+pub const TCP_REFUSED_REASONS: [&str; 3] = ["untrusted", "per_peer_limit", "connection_limit"];
+
 /// The labels of `tollgate_sip_messages_total{direction="in"}`: methods, then `response`.
 const IN_LABELS: [&str; 8] = [
     "INVITE", "ACK", "CANCEL", "OPTIONS", "BYE", "REGISTER", "other", "response",
@@ -94,6 +106,9 @@ pub struct Metrics {
     /// Writes the ledger dropped because their row can never be stored (beyond DESIGN §5's
     /// list): each one is a call whose state lives in memory only; logged with its Call-ID.
     pub ledger_rejected_writes: Counter,
+    /// TCP connections closed at `accept`, by [`TCP_REFUSED_REASONS`] (beyond DESIGN §5's
+    /// list: the alarm for a peer hogging the connection slots).
+    pub tcp_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -173,6 +188,15 @@ impl Default for Metrics {
             "Ledger writes dropped because their row can never be stored (see the error log)",
             ledger_rejected_writes.clone(),
         );
+        let tcp_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "tcp_refused",
+            "TCP connections closed at accept, by reason",
+            tcp_refused.clone(),
+        );
+        for reason in TCP_REFUSED_REASONS {
+            drop(tcp_refused.get_or_create(&RefusedLabels { reason }));
+        }
         // Every series of the bounded sets exists from the start, at 0.
         let decision = |outcome, reason| {
             decisions
@@ -220,6 +244,7 @@ impl Default for Metrics {
             ledger_commit_errors,
             ledger_records,
             ledger_rejected_writes,
+            tcp_refused,
         }
     }
 }

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use rsip::headers::untyped::UntypedHeader as _;
 use rsip::prelude::{HeadersExt as _, ToTypedHeader as _};
 use tollgate::sip::{
-    frame_len, parse_message, write_response, Message, Method, ResponseExtras, Transport,
+    frame_len, latin1_head, parse_message, write_response, Message, Method, ResponseExtras,
+    Transport,
 };
 
 const VALID: &[u8] = b"INVITE sip:+442079460000@tollgate.example.net;user=phone SIP/2.0\r\n\
@@ -18,8 +19,22 @@ From: \"Alice\" <sip:+14255550101@contoso.com>;tag=1928301774\r\n\
 Call-ID: a84b4c76e66710@pc33.contoso.com\r\nCSeq: 314159 INVITE\r\n\
 Content-Length: 4\r\n\r\nv=0\n";
 
-/// Runs every entry point on `data`; none may panic, and every answerable input gets a response.
+/// Runs every entry point on `data` and, when its head is not UTF-8, on its Latin-1 repair
+/// ([`latin1_head`], which the daemon parses instead); none may panic, and every answerable
+/// input gets a response.
 fn exercise(data: &[u8]) {
+    let mut repaired = Vec::new();
+    if latin1_head(data, &mut repaired) {
+        assert!(
+            !latin1_head(&repaired, &mut Vec::new()),
+            "repaired once for all"
+        );
+        exercise_one(&repaired);
+    }
+    exercise_one(data);
+}
+
+fn exercise_one(data: &[u8]) {
     let mut out = Vec::new();
     let source: SocketAddr = "192.0.2.1:5060".parse().unwrap();
     if let Ok(Some(n)) = frame_len(data) {
@@ -243,6 +258,46 @@ proptest! {
         let tag = resp.to_header().unwrap().tag().unwrap().unwrap();
         if let Some(t) = &g.to_tag {
             prop_assert_eq!(tag.value(), t.as_str());
+        }
+    }
+
+    /// A From display name of arbitrary Latin-1 bytes (not UTF-8, against RFC 3261 §25 but
+    /// sent in the field) parses once [`latin1_head`] repairs the head: the same URI and tag,
+    /// the display name decoded as Latin-1, the body untouched; on UDP and TCP alike.
+    #[test]
+    fn latin1_display_names_parse_after_repair(
+        pairs in prop::collection::vec((0x80u8..=0xff, 0x20u8..0x7f), 1..20)
+    ) {
+        // Each byte above 0x7f followed by an ASCII one: never valid UTF-8, so always Latin-1.
+        let name: Vec<u8> = pairs
+            .into_iter()
+            .flat_map(|(high, ascii)| [high, ascii])
+            .map(|b| if b == b'"' || b == b'\\' { b'x' } else { b })
+            .collect();
+        let (before, after) = VALID.split_at(
+            VALID.windows(6).position(|w| w == b"From: ").unwrap() + 6,
+        );
+        let after = &after[after.iter().position(|&b| b == b'<').unwrap()..];
+        let mut msg = before.to_vec();
+        msg.push(b'"');
+        msg.extend_from_slice(&name);
+        msg.extend_from_slice(b"\" ");
+        msg.extend_from_slice(after);
+        let mut fixed = Vec::new();
+        let repaired = latin1_head(&msg, &mut fixed);
+        prop_assert!(repaired);
+        prop_assert!(parse_message(&msg, Transport::Udp).is_err());
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let req = match parse_message(&fixed, transport) {
+                Ok(Message::Request(r)) => r,
+                other => panic!("{other:?}"),
+            };
+            let latin1: String = name.iter().map(|&b| char::from(b)).collect();
+            let quoted = format!("\"{latin1}\"");
+            prop_assert_eq!(req.from.display, Some(quoted.as_str()));
+            prop_assert_eq!(req.from.uri.user, Some("+14255550101"));
+            prop_assert_eq!(req.from.tag, Some("1928301774"));
+            prop_assert_eq!(req.body, b"v=0\n");
         }
     }
 }

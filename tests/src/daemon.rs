@@ -281,15 +281,42 @@ impl Daemon {
 
     /// Sends one datagram and waits for one answer.
     pub fn udp(&self, msg: &str) -> SipResponse {
+        self.udp_bytes(msg.as_bytes())
+    }
+
+    /// [`Daemon::udp`] for a message that need not be UTF-8.
+    pub fn udp_bytes(&self, msg: &[u8]) -> SipResponse {
         let s = self.udp_client();
-        udp_exchange(&s, self.sip, msg).unwrap_or_else(|| panic!("no answer to\n{msg}"))
+        udp_exchange_bytes(&s, self.sip, msg)
+            .unwrap_or_else(|| panic!("no answer to\n{}", String::from_utf8_lossy(msg)))
     }
 
     /// Sends one message on a new TCP connection and reads one answer.
     pub fn tcp(&self, msg: &str) -> SipResponse {
+        self.tcp_bytes(msg.as_bytes())
+    }
+
+    /// A TCP connection to the SIP port from `local` (any address of 127/8 on Linux, where
+    /// all of it is loopback): to play several peers, trusted or not, from one machine.
+    pub fn tcp_from(&self, local: std::net::IpAddr) -> std::io::Result<TcpStream> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(self.sip),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.bind(&SocketAddr::new(local, 0).into())?;
+        socket.connect_timeout(&self.sip.into(), TIMEOUT)?;
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        Ok(stream)
+    }
+
+    /// [`Daemon::tcp`] for a message that need not be UTF-8.
+    pub fn tcp_bytes(&self, msg: &[u8]) -> SipResponse {
         let mut s = TcpStream::connect_timeout(&self.sip, TIMEOUT).expect("tcp connect");
-        s.write_all(msg.as_bytes()).expect("tcp write");
-        read_tcp_response(&mut s).unwrap_or_else(|| panic!("no answer to\n{msg}"))
+        s.write_all(msg).expect("tcp write");
+        read_tcp_response(&mut s)
+            .unwrap_or_else(|| panic!("no answer to\n{}", String::from_utf8_lossy(msg)))
     }
 }
 
@@ -323,7 +350,12 @@ impl HttpAnswer {
 
 /// Sends `msg` from `socket` and waits (up to the socket's read timeout) for one datagram.
 pub fn udp_exchange(socket: &UdpSocket, to: SocketAddr, msg: &str) -> Option<SipResponse> {
-    socket.send_to(msg.as_bytes(), to).ok()?;
+    udp_exchange_bytes(socket, to, msg.as_bytes())
+}
+
+/// [`udp_exchange`] for a message that need not be UTF-8.
+pub fn udp_exchange_bytes(socket: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Option<SipResponse> {
+    socket.send_to(msg, to).ok()?;
     let mut buf = vec![0u8; 65_535];
     let (n, _) = socket.recv_from(&mut buf).ok()?;
     Some(SipResponse::new(buf.get(..n)?.to_vec()))

@@ -1,6 +1,7 @@
 //! `tollgate check [--config …]`: validates the config and the directory (DESIGN §5). Exit 0, or
 //! 2 printing every error, one per line.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use super::setup;
@@ -13,15 +14,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    match setup::load(&args.config) {
+    // Everything `serve` reads before it binds, the token file included.
+    match setup::load(&args.config, true) {
         Ok(s) => {
-            println!(
+            writeln!(
+                std::io::stdout().lock(),
                 "ok: {} tenants, {} users, {} pools ({})",
                 s.snapshot.tenants.len(),
                 s.snapshot.users.len(),
                 s.snapshot.pools.len(),
                 s.directory.display()
-            );
+            )?;
             Ok(0)
         }
         Err(errors) => {

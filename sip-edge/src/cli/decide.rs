@@ -2,15 +2,26 @@
 //! decision with the rule that fired; reserves nothing. With neither `--caller` nor `--dial` it
 //! reads JSON lines `{"caller": "...", "dial": "..."}` from stdin and writes one JSON decision
 //! per line; a bad input line gets a JSON error line.
+//!
+//! The pools are the running daemon's: before deciding, the ledger of `[ledger].path` is read
+//! **read-only** (no lock the daemon holds or needs; it may be running) and the engine rebuilds
+//! this month's pools, balances and open reservations from it exactly as the daemon does at
+//! start (`ledger::query::recovery`, `Engine::restore`), so a user whose pool the daemon has
+//! used up gets `pool_exhausted` here too. When there is no ledger to read (disabled, not
+//! created yet, unreadable), every decision says so (`"pools": "not_consulted"` and why), as
+//! its pools then count as unused.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use tollgate_engine::pools::MonthKey;
 use tollgate_engine::{Decision, Engine, Outcome};
 
 use super::setup;
+use crate::config::DaemonConfig;
+use crate::ledger::query;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -53,6 +64,63 @@ pub struct Line<'a> {
     pub route: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<u64>,
+    /// Where the pools came from (the CLI only; the daemon's own are live): `ledger`, or
+    /// `not_consulted` when there was no ledger to read ([`Pools`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pools: Option<&'static str>,
+    /// Why the pools were not consulted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pools_note: Option<String>,
+}
+
+/// Where `decide` took the pools from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pools {
+    /// The ledger file, read at start.
+    Ledger(PathBuf),
+    /// None read: why. Every pool counts as unused.
+    NotConsulted(String),
+}
+
+impl Pools {
+    fn label(&self) -> &'static str {
+        match self {
+            Pools::Ledger(_) => "ledger",
+            Pools::NotConsulted(_) => "not_consulted",
+        }
+    }
+
+    fn note(&self) -> Option<String> {
+        match self {
+            Pools::Ledger(_) => None,
+            Pools::NotConsulted(why) => Some(why.clone()),
+        }
+    }
+
+    /// Fills the `pools` fields of a line.
+    fn mark(&self, l: &mut Line<'_>) {
+        l.pools = Some(self.label());
+        l.pools_note = self.note();
+    }
+}
+
+/// Rebuilds in `engine` what the daemon's ledger holds for the month of `now` (pools,
+/// balances, open reservations), the way `serve` does at start; nothing is written.
+fn consult_ledger(config: &Path, file: &DaemonConfig, engine: &Engine, now: u64) -> Pools {
+    let conn = match super::ledger::open_ledger(config, file) {
+        Ok(c) => c,
+        Err(why) => return Pools::NotConsulted(why),
+    };
+    let path = setup::resolve_path(config, &file.ledger.path);
+    match query::recovery(&conn, MonthKey::of(now)) {
+        Ok(calls) => {
+            engine.restore(calls, now);
+            // As `serve` does next: reservations past grant + grace count as used.
+            engine.expire(now);
+            Pools::Ledger(path)
+        }
+        Err(e) => Pools::NotConsulted(format!("{}: {e}", path.display())),
+    }
 }
 
 /// The JSON form of a decision.
@@ -74,6 +142,8 @@ pub fn line<'a>(engine: &Engine, caller: &'a str, dial: &'a str, d: &Decision) -
         number_type: d.destination.map(|x| x.number_type.as_str()),
         route: d.route.as_ref().map(|r| engine.route_host(r)),
         max_duration: d.max_duration,
+        pools: None,
+        pools_note: None,
     }
 }
 
@@ -91,23 +161,28 @@ struct ErrorLine<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let Some(setup) = setup::load_or_report(&args.config) else {
+    let Some(setup) = setup::load_or_report(&args.config, false) else {
         return Ok(2);
     };
+    let file = setup.daemon.file.clone();
     let engine = setup::engine(setup)?;
     let now = args.now.unwrap_or_else(setup::now);
+    let pools = consult_ledger(&args.config, &file, &engine, now);
     match (&args.caller, &args.dial) {
         (Some(caller), Some(dial)) => {
             let d = engine.decide(caller, dial, now);
-            let l = line(&engine, caller, dial, &d);
+            let mut l = line(&engine, caller, dial, &d);
+            pools.mark(&mut l);
+            let mut out = std::io::stdout().lock();
             if args.json {
-                println!("{}", serde_json::to_string(&l)?);
+                writeln!(out, "{}", serde_json::to_string(&l)?)?;
             } else {
-                print_human(&l);
+                print_human(&mut out, &l)?;
             }
+            out.flush()?;
             Ok(0)
         }
-        (None, None) => stdin_mode(&engine, now),
+        (None, None) => stdin_mode(&engine, now, &pools),
         _ => {
             eprintln!("tollgate decide: give both --caller and --dial, or neither (stdin mode)");
             Ok(2)
@@ -115,25 +190,36 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
 }
 
-fn print_human(l: &Line<'_>) {
+fn print_human(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
     let what = l.basis.or(l.reason).unwrap_or("");
-    println!("{} {} {what}", l.outcome, l.status);
-    println!("  rule:         {}", l.rule);
+    writeln!(out, "{} {} {what}", l.outcome, l.status)?;
+    writeln!(out, "  rule:         {}", l.rule)?;
     let fields = [
         ("e164", l.e164.clone()),
         ("region", l.region.clone()),
         ("number_type", l.number_type.map(str::to_string)),
         ("route", l.route.clone()),
         ("max_duration", l.max_duration.map(|m| format!("{m} s"))),
+        (
+            "pools",
+            match (&l.pools, &l.pools_note) {
+                (Some(_), Some(why)) => Some(format!(
+                    "not consulted ({why}): every pool counted as unused"
+                )),
+                (Some(p), None) => Some(format!("{p} (as the running daemon has them)")),
+                _ => None,
+            },
+        ),
     ];
     for (k, v) in fields {
         if let Some(v) = v {
-            println!("  {:<13} {v}", format!("{k}:"));
+            writeln!(out, "  {:<13} {v}", format!("{k}:"))?;
         }
     }
+    Ok(())
 }
 
-fn stdin_mode(engine: &Engine, now: u64) -> anyhow::Result<i32> {
+fn stdin_mode(engine: &Engine, now: u64, pools: &Pools) -> anyhow::Result<i32> {
     let stdin = std::io::stdin().lock();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for raw in stdin.split(b'\n') {
@@ -146,7 +232,9 @@ fn stdin_mode(engine: &Engine, now: u64) -> anyhow::Result<i32> {
         let json = match serde_json::from_str::<Input>(text) {
             Ok(i) => {
                 let d = engine.decide(&i.caller, &i.dial, now);
-                serde_json::to_string(&line(engine, &i.caller, &i.dial, &d))?
+                let mut l = line(engine, &i.caller, &i.dial, &d);
+                pools.mark(&mut l);
+                serde_json::to_string(&l)?
             }
             Err(e) => serde_json::to_string(&ErrorLine {
                 error: format!("bad input line: {e}"),

@@ -52,6 +52,16 @@ fn open(config: &Path) -> Result<rusqlite::Connection, String> {
     let text = std::fs::read_to_string(config)
         .map_err(|e| format!("{}: cannot read: {e}", config.display()))?;
     let file = DaemonConfig::from_toml(&text).map_err(|e| e.to_string())?;
+    open_ledger(config, &file)
+}
+
+/// Opens the ledger named by `file` (read from `config`) **read-only**, while the daemon runs
+/// or not: WAL readers never block the writer, and nothing here takes a lock the daemon
+/// needs (for `cdrs`, `pools` and `decide`). An error says why, naming the field.
+pub(super) fn open_ledger(
+    config: &Path,
+    file: &DaemonConfig,
+) -> Result<rusqlite::Connection, String> {
     let path = setup::resolve_path(config, &file.ledger.path);
     if !file.ledger.enabled {
         return Err("tollgate.toml: [ledger].enabled = false: there is no ledger to read".into());

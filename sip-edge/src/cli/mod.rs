@@ -36,13 +36,31 @@ pub enum Command {
 }
 
 /// Runs the parsed command line; returns the process exit code.
+///
+/// A command whose standard output is closed early (`tollgate decide … | head -1`) stops
+/// quietly with exit code 0, as `cat` and ripgrep do: the reader has all it wanted, so the
+/// `EPIPE` (SIGPIPE is ignored by Rust programs) is no error worth a message. Commands write
+/// through `writeln!`, never `println!`, which would panic there.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
+    let result = match cli.command {
         Command::Numbers(args) => numbers::run(args),
         Command::Decide(args) => decide::run(args),
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Cdrs(args) => ledger::cdrs(args),
         Command::Pools(args) => ledger::pools(args),
+    };
+    match result {
+        Err(e) if broken_pipe(&e) => Ok(0),
+        other => other,
     }
+}
+
+/// Whether `e` is, or was caused by, a write to a closed pipe.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

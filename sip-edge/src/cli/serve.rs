@@ -43,18 +43,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     init_tracing();
-    let Some(setup) = setup::load_or_report(&args.config) else {
+    let Some(setup) = setup::load_or_report(&args.config, true) else {
         return Ok(2);
     };
     let daemon = setup.daemon.clone();
     let directory = setup.directory.clone();
-    let token = match read_token(&args.config, &daemon.file.http.token_file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("tollgate.toml: [http].token_file: {e}");
-            return Ok(2);
-        }
-    };
+    let token = setup.token.clone();
     let ledger_settings = setup::ledger_settings(&args.config, &daemon.file);
     let watch = daemon.file.directory.watch.then(|| directory.clone());
     let engine = setup::engine(setup)?;
@@ -125,19 +119,6 @@ fn init_tracing() {
         .try_init();
 }
 
-/// The bearer token of `[http].token_file` (empty setting: none).
-fn read_token(config: &std::path::Path, file: &str) -> anyhow::Result<Option<Arc<str>>> {
-    if file.is_empty() {
-        return Ok(None);
-    }
-    let path = setup::resolve_path(config, file);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let token = text.trim();
-    anyhow::ensure!(!token.is_empty(), "{} is empty", path.display());
-    Ok(Some(token.into()))
-}
-
 async fn serve(
     server: Arc<Server>,
     daemon: Checked,
@@ -150,6 +131,7 @@ async fn serve(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let limits = tcp::Limits {
         max_connections: daemon.file.sip.tcp_max_connections,
+        per_peer: daemon.file.sip.tcp_max_connections_per_peer,
         idle: Duration::from_secs(daemon.file.sip.tcp_idle_timeout_seconds.max(1)),
     };
     for l in &daemon.listen {

@@ -20,18 +20,30 @@ pub struct Setup {
     pub config: EngineConfig,
     pub directory: PathBuf,
     pub snapshot: Snapshot,
+    /// The bearer token of `[http].token_file`, read when serving only.
+    pub token: Option<Arc<str>>,
 }
 
-/// Reads `config_path` and the directory it names; collects every error.
-pub fn load(config_path: &Path) -> Result<Setup, Vec<String>> {
+/// Reads `config_path` and the directory it names, and with `serving` also what `serve` reads
+/// besides ([`read_token`]: `check` must refuse whatever `serve` would refuse); collects every
+/// error.
+pub fn load(config_path: &Path, serving: bool) -> Result<Setup, Vec<String>> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| vec![format!("{}: cannot read: {e}", config_path.display())])?;
     let file = DaemonConfig::from_toml(&text).map_err(|e| vec![e.to_string()])?;
     let directory = resolve_path(config_path, &file.directory.path);
     let mut errors = Vec::new();
+    let token = if serving {
+        read_token(config_path, &file.http.token_file).unwrap_or_else(|e| {
+            errors.push(crate::config::locate(e, &text, "http", "token_file"));
+            None
+        })
+    } else {
+        None
+    };
     let daemon = file
         .check()
-        .map_err(|es| errors.extend(es.iter().map(|e| e.to_string())));
+        .map_err(|es| errors.extend(es.iter().map(|e| e.located(&text))));
     let snapshot = Snapshot::load(&directory).unwrap_or_else(|e| {
         errors.extend(e.0.iter().map(|e| format!("{}: {e}", directory.display())));
         Snapshot::default()
@@ -42,14 +54,15 @@ pub fn load(config_path: &Path) -> Result<Setup, Vec<String>> {
             daemon,
             directory,
             snapshot,
+            token,
         }),
         _ => Err(errors),
     }
 }
 
 /// [`load`], or `None` after printing every error on stderr (the caller exits 2).
-pub fn load_or_report(config_path: &Path) -> Option<Setup> {
-    load(config_path)
+pub fn load_or_report(config_path: &Path, serving: bool) -> Option<Setup> {
+    load(config_path, serving)
         .map_err(|errors| {
             for e in &errors {
                 eprintln!("{e}");
@@ -72,6 +85,39 @@ pub fn resolve_path(config_path: &Path, rel: &str) -> PathBuf {
 }
 
 pub use crate::server::now;
+
+/// The bearer token of `[http].token_file` (an empty setting: none, `/v1` is open to loopback
+/// clients only), for `serve` and `check` alike, so that `check` refuses what `serve` would.
+///
+/// A file that cannot be read, or that holds no token, is an error rather than "no token":
+/// an operator who set the field meant `/v1` to be guarded. The token is the file's text
+/// trimmed of surrounding white space (a trailing newline is usual); inside, it must be
+/// visible ASCII, since it has to be sent in an `Authorization: Bearer` header (RFC 6750 §2.1
+/// `b64token`, RFC 9110 §11.4): a token with a space or a control character could never match.
+pub fn read_token(config_path: &Path, file: &str) -> Result<Option<Arc<str>>, String> {
+    if file.is_empty() {
+        return Ok(None);
+    }
+    let field = "tollgate.toml: [http].token_file";
+    let path = resolve_path(config_path, file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{field}: {}: cannot read: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!(
+            "{field}: {}: holds no token (the file is empty or only white space)",
+            path.display()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{field}: {}: the token holds white space or a character that is not visible \
+             ASCII, which an Authorization header cannot carry (RFC 6750 §2.1)",
+            path.display()
+        ));
+    }
+    Ok(Some(token.into()))
+}
 
 /// The ledger settings of `[ledger]`, its path resolved as above; `None` when disabled.
 pub fn ledger_settings(config_path: &Path, file: &DaemonConfig) -> Option<crate::ledger::Settings> {

@@ -80,6 +80,9 @@ fn write_reject(out: &mut Vec<u8>, headers: &Headers<'_>, reason: Reason, source
 thread_local! {
     /// The 302's Contact URI, written here on each SIP thread: no allocation per call.
     static CONTACT: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(128));
+    /// A request whose header section is not UTF-8, repaired ([`crate::sip::latin1_head`]):
+    /// reused on each SIP thread, so that rare path does not allocate per message either.
+    static REPAIRED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The daemon's shared state.
@@ -154,6 +157,14 @@ impl Server {
         self
     }
 
+    /// Whether `ip` is a trusted peer, and what to do with it if not: the live
+    /// `[sip].trusted_peers` and `untrusted`, which a reload may change ([`reconfigure`]).
+    /// For the TCP transport, which judges a peer once at `accept`.
+    pub fn peer_policy(&self, ip: std::net::IpAddr) -> (bool, Untrusted) {
+        let peers = self.peers.load();
+        (peers.trusts(ip), peers.untrusted)
+    }
+
     /// Handles one datagram or TCP frame from `source`; returns `true` when `out` holds a
     /// response to send back to `source` now. A response that waits for the ledger goes to
     /// `reply` later.
@@ -190,7 +201,12 @@ impl Server {
                 self.metrics.response_in(label);
                 return false;
             }
-            Err(e) => return self.parse_error(&e, trusted, source, label, out),
+            Err(e) => {
+                if let Some(sent) = self.handle_repaired(buf, source, transport, reply, out) {
+                    return sent;
+                }
+                return self.parse_error(&e, trusted, source, label, out);
+            }
         };
         self.metrics.message_in(&req.method, label);
         if !trusted {
@@ -221,6 +237,28 @@ impl Server {
                 true
             }
         }
+    }
+
+    /// A request whose header section is not UTF-8 (a Latin-1 display name, `From: "Jos\xe9"
+    /// <sip:...>`; RFC 3261 §25 asks for UTF-8, real user agents do not always comply) is
+    /// handled from a copy with those bytes read as Latin-1 ([`crate::sip::latin1_head`]): it
+    /// gets its answer instead of silence. `None` when the head is UTF-8 (the error is another)
+    /// or the copy is already in use (the copy itself failed to parse).
+    fn handle_repaired(
+        &self,
+        buf: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+        reply: &ReplyTo,
+        out: &mut Vec<u8>,
+    ) -> Option<bool> {
+        REPAIRED.with(|cell| {
+            let mut copy = cell.try_borrow_mut().ok()?;
+            if !crate::sip::latin1_head(buf, &mut copy) {
+                return None;
+            }
+            Some(self.handle(&copy, source, transport, reply, out))
+        })
     }
 
     /// [`Server::handle`] while the transport's queue is too deep (DESIGN §2 "Overload"): a new
@@ -302,6 +340,22 @@ impl Server {
     /// if it can be addressed. The caller closes the connection.
     pub fn unframeable(&self, buf: &[u8], source: SocketAddr, out: &mut Vec<u8>) -> bool {
         let trusted = self.peers.load().trusts(source.ip());
+        // A head that is not UTF-8 is read as Latin-1 first, as in `handle_repaired`.
+        let repaired = REPAIRED.with(|cell| {
+            let mut copy = cell.try_borrow_mut().ok()?;
+            crate::sip::latin1_head(buf, &mut copy)
+                .then(|| self.answer_unframeable(&copy, trusted, source, out))
+        });
+        repaired.unwrap_or_else(|| self.answer_unframeable(buf, trusted, source, out))
+    }
+
+    fn answer_unframeable(
+        &self,
+        buf: &[u8],
+        trusted: bool,
+        source: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> bool {
         match parse_message(buf, Transport::Tcp) {
             Err(e) => self.parse_error(&e, trusted, source, "tcp", out),
             Ok(_) => {

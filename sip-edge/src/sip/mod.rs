@@ -28,7 +28,7 @@ pub use address::NameAddr;
 pub use error::{Fault, ParseError};
 pub use header::{Header, HeaderName, Headers};
 pub use message::{CSeq, Message, Method, Request, Response};
-pub use parse::{frame_len, parse_message};
+pub use parse::{frame_len, latin1_head, parse_message};
 pub use response::{rewrite_response, write_response, ResponseExtras};
 pub use uri::{Scheme, Uri};
 pub use via::Via;

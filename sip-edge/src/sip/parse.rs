@@ -5,7 +5,8 @@
 //! header names, white space before the colon, folded lines, repeated header lines.
 //! Rejected: bare CR or LF, lines longer than [`MAX_LINE_LEN`], more than
 //! [`MAX_HEADERS`](super::header::MAX_HEADERS) header lines, messages longer than
-//! [`MAX_MESSAGE_LEN`], and header sections that are not UTF-8.
+//! [`MAX_MESSAGE_LEN`], and header sections that are not UTF-8 — which [`latin1_head`] can
+//! repair first (RFC 3261 §25 asks for UTF-8, but real user agents send Latin-1 display names).
 
 use super::error::{Fault, ParseError};
 use super::header::{HeaderName, Headers};
@@ -138,6 +139,58 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, Fault> {
         return Err(too_large);
     }
     Ok((end <= buf.len()).then_some(end))
+}
+
+/// Repairs a header section that is not UTF-8 by reading each byte of every invalid sequence
+/// as Latin-1 (ISO 8859-1: byte `0xE9` is `é`), writing the repaired message to `out`; the
+/// body and the valid UTF-8 around the bad bytes are copied unchanged. Returns `false` (and
+/// leaves `out` alone) when the head is already UTF-8, or when the repaired message would be
+/// longer than [`MAX_MESSAGE_LEN`].
+///
+/// RFC 3261 §25 has UTF-8 in quoted strings (`UTF8-NONASCII`), but user agents and PBXs in the
+/// field send Latin-1 display names (`From: "Jos\xe9" <sip:...>`); the display name takes no
+/// part in a decision, so such a request is parsed from the repaired copy and answered like any
+/// other, rather than dropped without an answer. Bad bytes elsewhere (in a URI) make the copy
+/// fail to parse with the usual, addressable 400. Content-Length counts the body only, so it
+/// still holds after the head grew. No heap allocation here beyond what `out` needs to grow:
+/// the caller reuses it.
+pub fn latin1_head(buf: &[u8], out: &mut Vec<u8>) -> bool {
+    let head_len = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf.len(), |i| i + 4);
+    let (head, body) = buf.split_at(head_len);
+    if std::str::from_utf8(head).is_ok() {
+        return false;
+    }
+    let non_ascii = head.iter().filter(|&&b| b >= 0x80).count();
+    if buf.len() + non_ascii > MAX_MESSAGE_LEN {
+        return false;
+    }
+    out.clear();
+    let mut rest = head;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                out.extend_from_slice(valid.as_bytes());
+                break;
+            }
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                out.extend_from_slice(valid);
+                let bad_len = e.error_len().unwrap_or(after.len());
+                let (bad, after) = after.split_at(bad_len.min(after.len()));
+                for &b in bad {
+                    // Latin-1 is the first 256 code points of Unicode.
+                    let mut utf8 = [0u8; 2];
+                    out.extend_from_slice(char::from(b).encode_utf8(&mut utf8).as_bytes());
+                }
+                rest = after;
+            }
+        }
+    }
+    out.extend_from_slice(body);
+    true
 }
 
 /// Why a message without a complete head failed: truncated, or not UTF-8.
@@ -384,6 +437,34 @@ mod tests {
         assert!(frame_len(b"OPTIONS sip:a@b SIP/2.0\r\nX: y\r\n\r\n").is_err());
         assert!(frame_len(b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nl: 1\r\n\r\n").is_err());
         assert!(frame_len(b"OPTIONS sip:a@b SIP/2.0\r\nl: 99999\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn latin1_display_name() {
+        let msg =
+            b"INVITE sip:+14255550100@t SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+From: \"Jos\xe9 M\xfcller\" <sip:+14255550101@contoso.com>;tag=1\r\nTo: <sip:+14255550100@t>\r\n\
+Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 2\r\n\r\n\xff\xfe";
+        let e = parse_message(msg, Transport::Udp).unwrap_err();
+        assert!(
+            e.headers.is_none(),
+            "not UTF-8: cannot be addressed as it is"
+        );
+        let mut fixed = Vec::new();
+        assert!(latin1_head(msg, &mut fixed));
+        let Ok(Message::Request(r)) = parse_message(&fixed, Transport::Udp) else {
+            panic!("repaired copy parses");
+        };
+        assert_eq!(r.from.display, Some("\"Jos\u{e9} M\u{fc}ller\""));
+        assert_eq!(r.from.uri.user, Some("+14255550101"));
+        assert_eq!(r.body, b"\xff\xfe", "the body is copied as it is");
+        // A head already UTF-8 (whatever the body) is left alone.
+        let mut untouched = Vec::new();
+        assert!(!latin1_head(&fixed, &mut untouched));
+        assert!(untouched.is_empty());
+        // A cut-off sequence at the end of an unterminated head is repaired too.
+        assert!(latin1_head(b"INVITE \xc3", &mut fixed));
+        assert_eq!(fixed, "INVITE \u{c3}".as_bytes());
     }
 
     #[test]

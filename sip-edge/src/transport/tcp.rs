@@ -1,11 +1,28 @@
 //! TCP (RFC 3261 §18.3): messages framed by Content-Length ([`crate::sip::frame_len`]), one task
-//! per connection, at most `tcp_max_connections` of them (more are closed at once), each closed
-//! after `tcp_idle_timeout_seconds` without a byte. A stream that cannot be framed any more gets
-//! the error's answer when it can be addressed, then is closed.
+//! per connection, each closed after `tcp_idle_timeout_seconds` without a byte. A stream that
+//! cannot be framed any more gets the error's answer when it can be addressed, then is closed.
+//!
+//! Connection slots are judged at `accept`, before a connection holds anything, so that no
+//! one outside `[sip].trusted_peers` can lock the trusted proxies out by opening idle
+//! connections:
+//! - a **trusted** peer (the live set: a reload may change it) takes one of
+//!   `tcp_max_connections` slots, and at most `tcp_max_connections_per_peer` of them per
+//!   source address, so one misbehaving proxy cannot take them all either;
+//! - an **untrusted** peer never takes one of those. With `untrusted = "drop"` its
+//!   connection is closed at once. With `"reject"` it may hold one of a few
+//!   ([`UNTRUSTED_SLOTS`]) connections of its own, for [`UNTRUSTED_IDLE`] at most, which
+//!   answers its first request `403 untrusted_peer` (DESIGN §2 step 1, so a misconfigured
+//!   proxy learns why) and closes; when those are in use it is closed at once, without a 403:
+//!   a connection that has sent nothing has no request to answer.
+//!
+//! Every connection closed at `accept` is counted (`tollgate_tcp_refused_total{reason}`) and
+//! logged at most once a second, with the counts since the last line. All of this happens once
+//! per connection, never per message.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,7 +30,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::{stopped, Shutdown};
+use crate::config::Untrusted;
 use crate::ledger::ReplyTo;
+use crate::metrics::{RefusedLabels, TCP_REFUSED_REASONS};
 use crate::server::Server;
 use crate::sip::{frame_len, Transport};
 
@@ -26,16 +45,142 @@ const HELD: usize = 65_536;
 /// How long shutdown waits for open connections to finish what they hold.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// Connections kept, apart from the trusted peers' slots, to answer untrusted peers
+/// `403 untrusted_peer` with `untrusted = "reject"`.
+pub const UNTRUSTED_SLOTS: usize = 16;
+
+/// How long such a connection waits for its request.
+pub const UNTRUSTED_IDLE: Duration = Duration::from_secs(2);
+
 /// Connection limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Connections of trusted peers at most.
     pub max_connections: usize,
+    /// Connections from one source address at most.
+    pub per_peer: usize,
     pub idle: Duration,
+}
+
+/// Why a connection is closed at `accept`: an index into [`TCP_REFUSED_REASONS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    Untrusted = 0,
+    PerPeer = 1,
+    Full = 2,
+}
+
+/// Refusals since the last log line, logged at most once a second.
+struct Refusals {
+    since_log: [u64; 3],
+    last_peer: Option<SocketAddr>,
+    logged: Option<Instant>,
+}
+
+impl Refusals {
+    fn new() -> Refusals {
+        Refusals {
+            since_log: [0; 3],
+            last_peer: None,
+            logged: None,
+        }
+    }
+
+    fn refuse(&mut self, server: &Server, why: Refusal, peer: SocketAddr) {
+        let reason = TCP_REFUSED_REASONS[why as usize];
+        server
+            .metrics
+            .tcp_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
+        self.since_log[why as usize] += 1;
+        self.last_peer = Some(peer);
+        if self
+            .logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.log();
+        }
+    }
+
+    /// Logs what was refused since the last line, if anything.
+    fn log(&mut self) {
+        let [untrusted, per_peer_limit, connection_limit] = self.since_log;
+        if untrusted + per_peer_limit + connection_limit == 0 {
+            return;
+        }
+        tracing::warn!(
+            last_peer = ?self.last_peer,
+            untrusted,
+            per_peer_limit,
+            connection_limit,
+            "tcp connections refused at accept (counts since the last such line)"
+        );
+        self.since_log = [0; 3];
+        self.logged = Some(Instant::now());
+    }
+}
+
+/// Open connections per source address (IPv4-mapped IPv6 counted as IPv4).
+#[derive(Default)]
+struct PerPeer(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerPeer {
+    /// One more connection from `ip`, unless it holds `max` already.
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let ip = ip.to_canonical();
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// A connection's place in [`PerPeer`], given back when the connection ends.
+struct PeerSlot {
+    peers: Arc<PerPeer>,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .peers
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What a connection holds while it lives.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _peer: Option<PeerSlot>,
 }
 
 /// Accepts connections until shutdown, then drains them (at most [`DRAIN`]).
 pub async fn serve(server: Arc<Server>, listener: TcpListener, limits: Limits, shutdown: Shutdown) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let untrusted_slots = Arc::new(Semaphore::new(UNTRUSTED_SLOTS));
+    let per_peer = Arc::new(PerPeer::default());
+    let mut refusals = Refusals::new();
+    let mut flush = tokio::time::interval(Duration::from_secs(1));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conns = JoinSet::new();
     let mut stop = shutdown.clone();
     loop {
@@ -48,37 +193,75 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, limits: Limits, s
                     continue;
                 }
             },
+            _ = flush.tick() => {
+                // Refusals counted since the last line, once the second has passed.
+                if refusals.logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    refusals.log();
+                }
+                continue;
+            }
             () = stopped(&mut stop) => break,
         };
         // Reap finished connections so the set stays small.
         while conns.try_join_next().is_some() {}
-        match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => {
+        let (trusted, untrusted) = server.peer_policy(peer.ip());
+        let admitted = if trusted {
+            match per_peer.take(peer.ip(), limits.per_peer) {
+                None => Err(Refusal::PerPeer),
+                Some(p) => match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(permit) => Ok((
+                        Slot {
+                            _permit: permit,
+                            _peer: Some(p),
+                        },
+                        limits.idle,
+                        false,
+                    )),
+                    Err(_) => Err(Refusal::Full),
+                },
+            }
+        } else if untrusted == Untrusted::Reject {
+            match Arc::clone(&untrusted_slots).try_acquire_owned() {
+                Ok(permit) => Ok((
+                    Slot {
+                        _permit: permit,
+                        _peer: None,
+                    },
+                    UNTRUSTED_IDLE.min(limits.idle),
+                    true,
+                )),
+                Err(_) => Err(Refusal::Untrusted),
+            }
+        } else {
+            Err(Refusal::Untrusted)
+        };
+        match admitted {
+            Ok((slot, idle, one_answer)) => {
                 let server = Arc::clone(&server);
                 let shutdown = shutdown.clone();
                 conns.spawn(connection(
-                    server,
-                    stream,
-                    peer,
-                    limits.idle,
-                    shutdown,
-                    permit,
+                    server, stream, peer, idle, one_answer, shutdown, slot,
                 ));
             }
-            Err(_) => tracing::warn!(%peer, "tcp connection limit reached, closing"),
+            // Dropping the stream closes it.
+            Err(why) => refusals.refuse(&server, why, peer),
         }
     }
+    refusals.log();
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
 }
 
+/// Serves one connection until EOF, an error, `idle` without a byte, or shutdown; with
+/// `one_answer` (an untrusted peer's), until its first answer is written.
 async fn connection(
     server: Arc<Server>,
     mut stream: TcpStream,
     peer: SocketAddr,
     idle: Duration,
+    one_answer: bool,
     mut shutdown: Shutdown,
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -97,6 +280,10 @@ async fn connection(
                         None => return,
                     };
                     if now && stream.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    if now && one_answer {
+                        let _ = stream.shutdown().await;
                         return;
                     }
                     buf.drain(..n);
