@@ -286,11 +286,20 @@ impl Snapshot {
                 domains.push(d);
             }
         }
-        let gateways = t
-            .direct_routing
-            .into_iter()
-            .map(|(k, v)| (k, Arc::from(v.as_str())))
-            .collect();
+        // A gateway becomes the host part of the 302's Contact for every call of its users:
+        // one that cannot (a space, `>`, an empty host) is refused here, not on the wire.
+        let mut gateways = Vec::with_capacity(t.direct_routing.len());
+        for (k, v) in t.direct_routing {
+            match crate::config::check_gateway(v.trim()) {
+                Ok(()) => gateways.push((k, Arc::from(v.trim()))),
+                Err(m) => errors.push(
+                    f,
+                    line,
+                    &format!("direct_routing.{k}"),
+                    format!("{v:?}: {m}"),
+                ),
+            }
+        }
         ix.insert(id.clone(), n);
         self.tenants.push(Tenant {
             id: id.into(),

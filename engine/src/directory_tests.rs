@@ -189,3 +189,30 @@ fn rows_that_would_silently_disable_a_user_are_refused() {
         "{e}"
     );
 }
+
+/// A Direct Routing gateway that cannot be the host of a Contact is refused with its tenant's
+/// line and the gateway's key.
+#[test]
+fn bad_direct_routing_gateways_are_refused() {
+    let mut errors = LoadErrors::default();
+    let rec = Records {
+        tenants: load::parse_tenants(
+            "[[tenant]]\nid = \"t\"\ndomains = [\"t.com\"]\n[tenant.direct_routing]\n\
+             ok = \"sbc1.t.com:5061;transport=tls\"\nspace = \"sbc 2.t.com\"\nangle = \"sbc3>\"\n",
+            &mut errors,
+        ),
+        catalog: load::parse_catalog(include_str!("../../config/catalog.toml"), &mut errors),
+        ..Records::default()
+    };
+    assert!(errors.is_empty(), "{errors}");
+    let e = Snapshot::build(rec).unwrap_err();
+    let got: Vec<_> = e.0.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (Some(1), "direct_routing.angle"),
+            (Some(1), "direct_routing.space")
+        ],
+        "{e}"
+    );
+}

@@ -302,3 +302,28 @@ fn a_directory_replaced_by_mv_is_still_watched() {
     drop(d);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A Direct Routing gateway that cannot be a Contact's host (a space, `>`) is refused by `check`
+/// with the tenant's line and the gateway's key.
+#[test]
+fn bad_direct_routing_gateways_are_refused_by_check() {
+    let dir = directory("badgw");
+    let tenants = std::fs::read_to_string(dir.join("tenants.toml")).unwrap();
+    let bad = tenants.replacen(
+        "sbc1 = \"sbc1.contoso.com:5061;transport=tls\"",
+        "sbc1 = \"sbc1.contoso.com:5061;transport=tls>\"",
+        1,
+    );
+    assert_ne!(
+        bad, tenants,
+        "the shipped tenants.toml has no sbc1 gateway any more"
+    );
+    std::fs::write(dir.join("tenants.toml"), bad).unwrap();
+    let (code, err) = check(&dir);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("tenants.toml:") && err.contains("direct_routing.sbc1:"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
