@@ -46,5 +46,30 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `tollgate decide --config CONFIG --caller CALLER --dial DIAL` with `extra` arguments (e.g.
+/// `--json`): its standard output, asserting it succeeded.
+pub fn decide_output(config: &std::path::Path, caller: &str, dial: &str, extra: &[&str]) -> String {
+    let out = std::process::Command::new(tollgate_bin())
+        .arg("decide")
+        .arg("--config")
+        .arg(config)
+        .args(["--caller", caller, "--dial", dial])
+        .args(extra)
+        .output()
+        .expect("run tollgate decide");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `tollgate decide … --json`: the decision.
+pub fn decide_json(config: &std::path::Path, caller: &str, dial: &str) -> serde_json::Value {
+    let out = decide_output(config, caller, dial, &["--json"]);
+    serde_json::from_str(&out).expect("one JSON object")
+}
+
 pub mod daemon;
 pub mod load;

@@ -14,25 +14,7 @@ fn config() -> String {
 }
 
 fn decide(caller: &str, dial: &str) -> Value {
-    let out = Command::new(tollgate_bin())
-        .args([
-            "decide",
-            "--config",
-            &config(),
-            "--caller",
-            caller,
-            "--dial",
-            dial,
-            "--json",
-        ])
-        .output()
-        .expect("run tollgate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
+    tollgate_tests::decide_json(std::path::Path::new(&config()), caller, dial)
 }
 
 #[test]

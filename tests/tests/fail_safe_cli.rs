@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use tollgate_tests::daemon::{temp_dir, Daemon, SipRequest};
-use tollgate_tests::{repo_root, tollgate_bin};
+use tollgate_tests::{decide_json, decide_output, repo_root, tollgate_bin};
 
 fn shipped_config() -> String {
     repo_root()
@@ -279,23 +279,6 @@ fn bad_routes_refused_at_load() {
     assert_eq!(code, 0, "{stderr}");
 }
 
-/// `tollgate decide … --json` with `config`; the decision.
-fn decide_json(config: &std::path::Path, caller: &str, dial: &str) -> serde_json::Value {
-    let out = Command::new(tollgate_bin())
-        .arg("decide")
-        .arg("--config")
-        .arg(config)
-        .args(["--caller", caller, "--dial", dial, "--json"])
-        .output()
-        .expect("run tollgate decide");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
 /// `decide` sees the pools the running daemon has used: it reads the daemon's ledger
 /// read-only and rebuilds them as the daemon does at start. Without a ledger to read it says
 /// plainly that the pools were not consulted.
@@ -329,14 +312,7 @@ fn decide_consults_the_daemons_pools() {
         (Some("admit"), Some("ledger"))
     );
     // Text mode and stdin mode say the same.
-    let out = Command::new(tollgate_bin())
-        .arg("decide")
-        .arg("--config")
-        .arg(&config)
-        .args(["--caller", "dave@contoso.com", "--dial", "+12065550100"])
-        .output()
-        .expect("run tollgate decide");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = decide_output(&config, "dave@contoso.com", "+12065550100", &[]);
     assert!(text.starts_with("reject 403 pool_exhausted\n"), "{text}");
     assert!(text.contains("  pools:        ledger"), "{text}");
     let mut child = Command::new(tollgate_bin())
@@ -371,13 +347,6 @@ fn decide_consults_the_daemons_pools() {
         note.contains("[ledger].path") && note.contains("no such file"),
         "{v}"
     );
-    let out = Command::new(tollgate_bin())
-        .arg("decide")
-        .arg("--config")
-        .arg(&missing)
-        .args(["--caller", "dave@contoso.com", "--dial", "+12065550100"])
-        .output()
-        .expect("run tollgate decide");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = decide_output(&missing, "dave@contoso.com", "+12065550100", &[]);
     assert!(text.contains("  pools:        not consulted ("), "{text}");
 }
