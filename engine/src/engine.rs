@@ -209,15 +209,43 @@ impl Engine {
     fn decide_with(&self, caller: &str, dialed: &str, now: u64, mode: Mode<'_>) -> Decision {
         let live = self.live_for(now);
         let user = live.snap.lookup(caller).map(|(_, u)| u);
-        let dest = match user {
+        let dest = self.classify_for(user, caller, dialed);
+        self.decide_in(&live, user, dialed, dest, now, mode)
+    }
+
+    /// Whether an INVITE may be refused unexamined while the daemon sheds load (`503
+    /// overloaded`, DESIGN §7): every call but an emergency call, which always goes through
+    /// (rule 1). A number with more digits than any region's longest emergency number is
+    /// sheddable at a glance (the common case, and the cheap one); a shorter one is classified
+    /// for the caller exactly as [`Engine::authorize`] would.
+    pub fn may_shed(&self, caller: &str, dialed: &str, now: u64) -> bool {
+        let digits = dialed.bytes().filter(u8::is_ascii_digit).count();
+        if digits > self.numbering.longest_emergency_number() {
+            return true;
+        }
+        let live = self.live_for(now);
+        let user = live.snap.lookup(caller).map(|(_, u)| u);
+        !matches!(
+            self.classify_for(user, caller, dialed),
+            Ok(d) if d.number_type == NumberType::Emergency
+        )
+    }
+
+    /// `dialed` classified for the caller: in the region of their directory entry, else
+    /// (rule 1 before rule 2, and independent of the directory being right) as an emergency
+    /// number of the region their own number or the default places them in, or nothing.
+    fn classify_for(
+        &self,
+        user: Option<&User>,
+        caller: &str,
+        dialed: &str,
+    ) -> Result<Destination, NumberError> {
+        match user {
             Some(u) if self.numbering.has_region(u.usage_location) => {
                 self.numbering.classify(dialed, u.usage_location)
             }
-            // Rule 1 before rule 2, and independent of the directory being right: a caller we
-            // cannot place by the directory may still dial their national emergency number.
             _ => self.emergency_only(dialed, self.fallback_region(caller)),
-        };
-        self.decide_in(&live, user, dialed, dest, now, mode)
+        }
     }
 
     /// The region of a caller the directory cannot place (not in it, or a usage location the

@@ -531,3 +531,26 @@ fn rule1_national_emergency_numbers_of_callers_the_directory_cannot_place() {
     // A known caller is placed by the directory (the license location), not by their number.
     assert_eq!(basis(&e.decide("gb@t.com", "999", NOW)), Some("emergency"));
 }
+
+/// Shedding (DESIGN §7 overload): everything but an emergency call may be refused unexamined;
+/// what is an emergency number is decided as `authorize` decides it.
+#[test]
+fn only_emergency_calls_are_never_shed() {
+    let e = engine();
+    assert!(e.numbering().longest_emergency_number() >= 3);
+    assert!(e.may_shed("us1@t.com", "+12125550100", NOW));
+    assert!(e.may_shed("us1@t.com", "+442079460000", NOW));
+    for (caller, dial) in [
+        ("us1@t.com", "911"),
+        ("us1@t.com", "112"),
+        ("gb@t.com", "999"),
+        ("stranger@nowhere.example", "911"),
+        ("+442079460000", "999"),
+    ] {
+        assert!(!e.may_shed(caller, dial, NOW), "{caller} {dial}");
+        assert_eq!(basis(&e.decide(caller, dial, NOW)), Some("emergency"));
+    }
+    // Short, but no emergency number where the caller is.
+    assert!(e.may_shed("us1@t.com", "999", NOW));
+    assert!(e.may_shed("stranger@nowhere.example", "999", NOW));
+}

@@ -130,6 +130,14 @@ pub enum Basis {
 }
 
 impl Basis {
+    /// Whether an admission on this basis is answered even when the ledger cannot commit it:
+    /// only an emergency call, which is admitted "whatever the license, policy, pool or ledger
+    /// state" (DESIGN §4 rule 1) and charges nothing that a lost row could misstate. Every other
+    /// admission waits for its commit and is refused `503 store_unavailable` without it.
+    pub fn answered_without_commit(self) -> bool {
+        self == Basis::Emergency
+    }
+
     pub const ALL: [Basis; 6] = [
         Basis::Emergency,
         Basis::DirectRouting,

@@ -162,6 +162,9 @@ pub(crate) struct Tables {
     /// `AA`..`ZZ` → index into `regions` + 1 (0: unknown). `001` has no entry: it is never a
     /// caller's region.
     pub(crate) region_index: Box<[u16; 676]>,
+    /// Digits of the longest emergency number of any region (`<emergency>` possible lengths of
+    /// the short-number metadata; at least 3, for 112 and 911).
+    pub(crate) longest_emergency: usize,
 }
 
 pub(crate) fn region_slot(r: Region) -> Option<usize> {
@@ -293,11 +296,16 @@ pub(crate) fn compile(phone: &[Territory], short: &[Territory]) -> Result<Tables
             hit_sets,
         });
     }
+    let longest_emergency = short
+        .iter()
+        .filter_map(|t| t.desc("emergency")?.national_lengths.max())
+        .fold(3, usize::max);
     Ok(Tables {
         regions,
         codes,
         code_index,
         region_index,
+        longest_emergency,
     })
 }
 

@@ -120,6 +120,12 @@ impl NumberingPlan {
         self.region(region).is_some()
     }
 
+    /// Digits of the longest emergency number of any region: a dialed string with more digits
+    /// is no emergency number anywhere (see [`crate::Engine::may_shed`]).
+    pub fn longest_emergency_number(&self) -> usize {
+        self.t.longest_emergency
+    }
+
     /// The country calling code of a region (`GB` → 44).
     pub fn calling_code(&self, region: Region) -> Option<u16> {
         self.region(region).map(|r| self.t.codes[r.code_idx].code)

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tollgate_engine::{Basis, Reason, StoredCall};
+use tollgate_engine::{Reason, StoredCall};
 
 use super::transactions::Answer;
 use super::{now, reject_extras, status_of, Server};
@@ -40,8 +40,8 @@ impl Server {
             return true;
         };
         match held.admit {
-            Some(Basis::Emergency) => {
-                self.admitted(Basis::Emergency, &w.call.call_id, held.transport, out);
+            Some(basis) if basis.answered_without_commit() => {
+                self.admitted(basis, &w.call.call_id, held.transport, out);
             }
             _ => {
                 if held.fresh {
@@ -232,7 +232,7 @@ impl Committer for Server {
         let call = w.call;
         match w.after {
             After::Sip(held) => match held.admit {
-                Some(b) if b != Basis::Emergency => {
+                Some(b) if !b.answered_without_commit() => {
                     if held.fresh {
                         self.engine.abort(&call.call_id);
                     }

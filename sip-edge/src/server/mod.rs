@@ -53,9 +53,6 @@ const MAX_TRANSACTIONS: usize = 262_144;
 /// How long an ended call stays in memory (settling it again answers from there; later, from
 /// the ledger), seconds.
 const KEEP_ENDED: u64 = 600;
-/// Dialed numbers of at most this many digits are never shed: every emergency number is one
-/// (112, 911, 999, 000, 10111, ...), along with other short codes.
-const MAX_SHORT_NUMBER: usize = 6;
 /// `Retry-After` on a 503, seconds.
 const RETRY_AFTER: u32 = 5;
 
@@ -265,8 +262,9 @@ impl Server {
     /// INVITE gets `503 overloaded` with `Retry-After` and no decision, so the queue drains and
     /// the proxy backs off. Everything else is handled as usual: ACK, CANCEL, OPTIONS, an
     /// INVITE the transaction cache or the engine already knows (a retransmission), one from
-    /// an untrusted peer, and short numbers — emergency calls always go through (DESIGN §4
-    /// rule 1), and every emergency number is a short one.
+    /// an untrusted peer, and whatever the engine says may not be shed
+    /// ([`tollgate_engine::Engine::may_shed`]: emergency calls always go through, DESIGN §4
+    /// rule 1).
     pub fn handle_overloaded(
         &self,
         buf: &[u8],
@@ -282,11 +280,12 @@ impl Server {
         let Ok(Message::Request(req)) = parse_message(buf, transport) else {
             return self.handle(buf, source, transport, reply, out);
         };
-        let dialed = identity::dialed(&req.uri);
         let usual = req.method != Method::Invite
             || req.max_forwards == Some(0)
-            || dialed.bytes().filter(u8::is_ascii_digit).count() <= MAX_SHORT_NUMBER
             || !self.peers.load().trusts(source.ip())
+            || !self
+                .engine
+                .may_shed(&identity::caller(&req), identity::dialed(&req.uri), now())
             || self.engine.reservations().contains(req.call_id)
             || self.answered(&req);
         if usual {
