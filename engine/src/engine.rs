@@ -16,6 +16,7 @@ use crate::pools::{MonthKey, PoolStatus, PoolTable};
 use crate::reservations::{
     replay, reserved, CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
 };
+use crate::restore::StoredCall;
 use crate::sequence::Sequence;
 
 /// One INVITE, as the daemon parsed it.
@@ -627,6 +628,27 @@ impl Engine {
             |s| self.config.round_up(s),
             &self.spend,
         )
+    }
+
+    /// Settling a call memory no longer holds (it ended long ago), from its stored row
+    /// (`stored`, as the ledger keeps it): an ended call answers its figures again with
+    /// `changed: false`, as settling twice always does; a row still `reserved` is a call this
+    /// engine does not know ([`CallError::UnknownCall`]): nothing changes either way.
+    pub fn settle_stored(&self, stored: StoredCall) -> Result<Settlement, CallError> {
+        if stored.state == CallState::Reserved {
+            return Err(CallError::UnknownCall);
+        }
+        Ok(Settlement {
+            call_id: stored.call_id,
+            state: stored.state,
+            tenant: stored.tenant,
+            basis: stored.basis,
+            reserved_seconds: stored.reserved_seconds,
+            billable_seconds: stored.billable_seconds,
+            charged_seconds: stored.charged_seconds,
+            charged_money: stored.charged_money,
+            changed: false,
+        })
     }
 
     /// CANCEL: the whole reservation goes back.

@@ -293,3 +293,29 @@ fn abort_undoes_an_admission_that_could_not_be_persisted() {
     e.settle("z", 1, NOW + 1).unwrap();
     assert!(!e.abort("z"));
 }
+
+/// A call that left memory is settled from its stored row through the engine: an ended one
+/// answers again with `changed: false`; a row still reserved is unknown here.
+#[test]
+fn settling_a_stored_call_changes_nothing() {
+    let e = engine();
+    let d = call(&e, "us1@t.com", us(), "stored");
+    assert_eq!(basis(&d), Some("domestic_pool"));
+    let r = e.reservations().get("stored").unwrap();
+    let mut row = StoredCall::from_record("stored", &r);
+    drop(r);
+    assert_eq!(e.settle_stored(row.clone()), Err(CallError::UnknownCall));
+    let settled = e.settle("stored", 61, NOW + 70).unwrap();
+    row.state = settled.state;
+    row.billable_seconds = settled.billable_seconds;
+    row.charged_seconds = settled.charged_seconds;
+    row.charged_money = settled.charged_money;
+    let again = e.settle_stored(row).unwrap();
+    assert_eq!(
+        again,
+        Settlement {
+            changed: false,
+            ..settled
+        }
+    );
+}

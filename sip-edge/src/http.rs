@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tollgate_engine::{CallError, CallState, Settlement, StoredCall, StoredFunding};
+use tollgate_engine::{CallError, Settlement, StoredCall, StoredFunding};
 
 use crate::server::{now, Server};
 
@@ -311,19 +311,11 @@ async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) 
         Ok(s) => Json(settlement_json(&s)).into_response(),
         Err(CallError::UnknownCall) => match stored_call(&api, &call_id).await {
             // Ended long ago and forgotten by memory: the ledger's answer, nothing changes.
-            Ok(Some(c)) if c.state != CallState::Reserved => Json(settlement_json(&Settlement {
-                call_id: c.call_id,
-                state: c.state,
-                tenant: c.tenant,
-                basis: c.basis,
-                reserved_seconds: c.reserved_seconds,
-                billable_seconds: c.billable_seconds,
-                charged_seconds: c.charged_seconds,
-                charged_money: c.charged_money,
-                changed: false,
-            }))
-            .into_response(),
-            Ok(_) => call_error(CallError::UnknownCall),
+            Ok(Some(c)) => match api.server.engine.settle_stored(c) {
+                Ok(s) => Json(settlement_json(&s)).into_response(),
+                Err(e) => call_error(e),
+            },
+            Ok(None) => call_error(CallError::UnknownCall),
             Err(r) => r,
         },
         Err(e) => call_error(e),
