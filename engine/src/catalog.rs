@@ -2,7 +2,7 @@
 //! pool, which count as domestic for each other, and which number types are free or barred.
 //!
 //! Figures and rules come from the Teams documentation (see
-//! `/work/shared/reference/calling-plan-rules.md`): minutes "per calendar month" per user by usage
+//! `docs/reference/calling-plan-rules.md`): minutes "per calendar month" per user by usage
 //! location (§1), PR pooling with the US (§2), US ↔ CA ↔ PR domestic (§5), premium rate and UK
 //! `449` barred (§4).
 

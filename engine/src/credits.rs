@@ -55,6 +55,18 @@ impl Money {
         let v = (i128::from(per_minute.0) * s + 59) / 60;
         Money(v.min(i128::from(i64::MAX)) as i64)
     }
+
+    /// Seconds that this budget pays for at `per_minute`: at most `want`, in whole
+    /// `increment`s, rounded down (a free destination: `want`). The inverse of
+    /// [`Money::for_seconds`], and the one place seconds are bought with money.
+    pub fn seconds_at(self, per_minute: Money, want: u64, increment: u64) -> u64 {
+        let inc = increment.max(1);
+        if per_minute.0 <= 0 {
+            return want;
+        }
+        let secs = self.0.max(0) as u128 * 60 / per_minute.0 as u128;
+        (secs.min(u128::from(want)) as u64) / inc * inc
+    }
 }
 
 impl fmt::Display for Money {
@@ -200,13 +212,7 @@ impl CreditAccount {
 
     /// Whole increments of a call the balance can pay for at `per_minute`, up to `want` seconds.
     pub fn affordable_seconds(&self, per_minute: Money, want: u64, increment: u64) -> u64 {
-        let inc = increment.max(1);
-        if per_minute.0 <= 0 {
-            return want;
-        }
-        let bal = self.balance().0.max(0) as u128;
-        let secs = bal * 60 / per_minute.0 as u128;
-        (secs.min(u128::from(want)) as u64) / inc * inc
+        self.balance().seconds_at(per_minute, want, increment)
     }
 }
 
@@ -322,5 +328,19 @@ mod tests {
         assert_eq!(a.balance(), Money(0));
         a.reconfigure(Money(3_000));
         assert_eq!(a.balance(), Money(2_000));
+    }
+
+    #[test]
+    fn seconds_bought_with_money_round_down_to_whole_increments() {
+        let per_minute = Money(120_000); // 0.12 a minute
+        assert_eq!(Money(1_000_000).seconds_at(per_minute, 1800, 60), 480);
+        assert_eq!(Money(1_000_000).seconds_at(per_minute, 300, 60), 300);
+        assert_eq!(Money(119_999).seconds_at(per_minute, 1800, 60), 0);
+        assert_eq!(Money(-5).seconds_at(per_minute, 1800, 60), 0);
+        assert_eq!(Money(0).seconds_at(Money::ZERO, 1800, 60), 1800);
+        assert_eq!(Money(i64::MAX).seconds_at(Money(1), 1800, 60), 1800);
+        // The inverse of for_seconds: what a grant costs, it affords.
+        let cost = Money::for_seconds(per_minute, 480);
+        assert_eq!(cost.seconds_at(per_minute, 1800, 60), 480);
     }
 }

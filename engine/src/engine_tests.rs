@@ -5,6 +5,7 @@ use super::*;
 use crate::load::{self, LoadErrors, Records};
 use crate::numbering::Why;
 use crate::pools::PoolKind;
+use crate::Basis;
 
 /// 2026-11-18T…Z.
 pub(super) const NOW: u64 = 1_795_000_000;

@@ -5,6 +5,8 @@
 //! turns its answers back into SIP and HTTP. Every business rule lives here, so every rule is
 //! unit-testable without a socket.
 
+#![forbid(unsafe_code)]
+
 mod bytes;
 pub mod catalog;
 pub mod config;

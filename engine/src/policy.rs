@@ -180,6 +180,9 @@ pub enum Rule {
     Credits = 10,
     /// Not one of the ten: the request itself was unusable (duplicate Call-ID, ...).
     Request = 0,
+    /// Not one of the ten: the Call-ID already holds an admission (a retransmitted INVITE that
+    /// reached the engine), whose answer is given again; nothing new is reserved.
+    Replay = 11,
 }
 
 impl Rule {
@@ -201,6 +204,7 @@ impl Rule {
             Rule::Pool => "9: the calling plan's minute pool",
             Rule::Credits => "10: Communications Credits when no pool can serve (else why not)",
             Rule::Request => "0: the request itself",
+            Rule::Replay => "the Call-ID was already admitted: the same answer, nothing reserved",
         }
     }
 }
@@ -251,7 +255,7 @@ impl Decision {
     /// An admission replayed for a Call-ID that already held a reservation (a retransmitted
     /// INVITE that reached the engine): nothing new was reserved.
     pub fn is_replay(&self) -> bool {
-        self.is_admit() && self.rule == Rule::Request
+        self.rule == Rule::Replay
     }
 
     pub fn is_admit(&self) -> bool {

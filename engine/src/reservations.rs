@@ -364,7 +364,7 @@ pub(crate) fn reserved(
 pub(crate) fn replay(r: &CallRecord, destination: Option<Destination>) -> Decision {
     Decision {
         outcome: Outcome::Admit(r.grant.basis),
-        rule: Rule::Request,
+        rule: Rule::Replay,
         destination,
         route: r.grant.route.clone(),
         max_duration: Some(r.grant.reserved_seconds),

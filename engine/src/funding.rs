@@ -1,0 +1,177 @@
+//! Rules 9 and 10 of DESIGN §4: how an admission that needs paying for is paid — the
+//! calling plan's pool, else Communications Credits (within the tenant's balance and the
+//! user's monthly spend limit), else the reason neither could. The reservation is taken here,
+//! under the Call-ID's slot, so that a retransmission racing the first INVITE reserves nothing.
+
+use std::sync::Arc;
+
+use dashmap::mapref::entry::Entry;
+
+use super::{Engine, Live, Mode};
+use crate::credits::{CreditAccount, Money};
+use crate::directory::User;
+use crate::numbering::Destination;
+use crate::policy::{Basis, Decision, Outcome, Reason, Rule, Verdict};
+use crate::pools::MonthKey;
+use crate::reservations::{replay, reserved, Funding, Grant};
+
+impl Engine {
+    /// Rules 9 and 10: the pool, else Communications Credits, else the reason.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn fund(
+        &self,
+        live: &Live,
+        user: &User,
+        dialed: &str,
+        d: Destination,
+        verdict: Verdict,
+        now: u64,
+        mode: Mode<'_>,
+    ) -> Decision {
+        let Verdict::Fund {
+            pool,
+            credits,
+            otherwise,
+            route,
+        } = verdict
+        else {
+            return Decision::reject(Reason::BadRequest, Rule::Request, Some(d));
+        };
+        let g = &self.config.grants;
+        let inc = g.billing_increment_seconds;
+        // A Call-ID already known: same answer, nothing new reserved. Otherwise its slot is
+        // held (the shard locked) until the funding is decided: one hash and one lock for the
+        // check and the insert, and no other thread can take the Call-ID in between.
+        let slot = match mode {
+            Mode::Reserve(c) => match self.reservations.map.entry(c.to_string()) {
+                Entry::Occupied(e) => return replay(e.get(), Some(d)),
+                Entry::Vacant(v) => Some(v),
+            },
+            Mode::DryRun => None,
+        };
+        let reserving = slot.is_some();
+        let tenant_id = live.snap.tenant(user.tenant).map(|t| &t.id);
+        // The decision, with its grant when reserving (built in place: no separate grant to
+        // move around, and none at all for a dry run).
+        let admit = |basis, rule, seconds, funding, money| Decision {
+            outcome: Outcome::Admit(basis),
+            rule,
+            destination: Some(d),
+            route: Some(route.clone()),
+            max_duration: Some(seconds),
+            grant: reserving.then(|| Grant {
+                seq: 0, // numbered as it is recorded (`reserved`)
+                basis,
+                tenant: tenant_id.map_or_else(|| Arc::from(""), Arc::clone),
+                user: Arc::clone(&user.upn),
+                dialed: dialed.into(),
+                destination: Some(d),
+                route: Some(route.clone()),
+                funding,
+                reserved_seconds: seconds,
+                reserved_money: money,
+                started_at: now,
+                expires_at: now + seconds + g.settle_grace_seconds,
+            }),
+        };
+        // Rule 9: the pool.
+        if let Some((pid, basis)) = pool {
+            if let Some(counter) = live.pools.get(pid) {
+                let granted = match slot {
+                    Some(_) => counter.reserve(g.grant_seconds, inc),
+                    None => Some(g.grant_seconds.min(counter.remaining() / inc * inc))
+                        .filter(|&s| s >= inc),
+                };
+                if let Some(s) = granted {
+                    let dec = admit(
+                        basis,
+                        Rule::Pool,
+                        s,
+                        Funding::Pool(Arc::clone(counter)),
+                        Money::ZERO,
+                    );
+                    return match slot {
+                        Some(v) => reserved(v, dec, self.seq.next()),
+                        None => dec,
+                    };
+                }
+            }
+        }
+        // Rule 10: Communications Credits.
+        if !credits {
+            return Decision::reject(
+                otherwise,
+                if pool.is_some() {
+                    Rule::Pool
+                } else {
+                    Rule::Credits
+                },
+                Some(d),
+            );
+        }
+        let reject = |r| Decision::reject(r, Rule::Credits, Some(d));
+        let Some(price) = live.snap.rates.price(d.region, d.number_type) else {
+            return reject(Reason::DestinationNotSupported);
+        };
+        let Some(account) = live.accounts.get(user.tenant as usize) else {
+            return reject(Reason::CreditsExhausted);
+        };
+        let secs = account.affordable_seconds(price, g.grant_seconds, inc);
+        if secs < inc.min(g.grant_seconds) {
+            return reject(Reason::CreditsExhausted);
+        }
+        let month = live.pools.month;
+        let limit = live
+            .snap
+            .tenant(user.tenant)
+            .and_then(|t| t.user_spend_limit);
+        let mut secs = secs;
+        if let Some(limit) = limit {
+            let left = Money(limit.0 - self.spend.spent(&user.upn, month).0);
+            secs = left.seconds_at(price, secs, inc);
+            if secs < inc.min(g.grant_seconds) {
+                return reject(Reason::SpendLimitReached);
+            }
+        }
+        let cost = Money::for_seconds(price, secs);
+        let spend = limit.map(|_| (Arc::clone(&user.upn), month));
+        let funding = Funding::Credits {
+            account: Arc::clone(account),
+            per_minute: price,
+            spend: spend.clone(),
+        };
+        let dec = admit(Basis::Credits, Rule::Credits, secs, funding, cost);
+        let Some(v) = slot else { return dec };
+        if let Err(r) = self.take_credits(account, &spend, limit, cost) {
+            return reject(r);
+        }
+        reserved(v, dec, self.seq.next())
+    }
+
+    /// Takes `cost` from the balance and, under a spend limit, from the user's monthly
+    /// allowance: both or neither (CAS on the balance; never below zero).
+    pub(super) fn take_credits(
+        &self,
+        account: &CreditAccount,
+        spend: &Option<(Arc<str>, MonthKey)>,
+        limit: Option<Money>,
+        cost: Money,
+    ) -> Result<(), Reason> {
+        let counted = match (limit, spend) {
+            (Some(limit), Some((u, m))) => {
+                if !self.spend.reserve(u, *m, cost, limit) {
+                    return Err(Reason::SpendLimitReached);
+                }
+                Some((u, *m))
+            }
+            _ => None,
+        };
+        if !account.reserve(cost) {
+            if let Some((u, m)) = counted {
+                self.spend.refund(u, m, cost);
+            }
+            return Err(Reason::CreditsExhausted);
+        }
+        Ok(())
+    }
+}
