@@ -78,38 +78,6 @@ impl Reason {
     pub fn from_name(name: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == name)
     }
-
-    /// The SIP status of the reject (DESIGN §2 table).
-    pub fn sip_status(&self) -> u16 {
-        match self {
-            Reason::InvalidNumber => 404,
-            Reason::IncompleteNumber => 484,
-            Reason::Overloaded | Reason::StoreUnavailable => 503,
-            Reason::BadRequest => 400,
-            _ => 403,
-        }
-    }
-
-    /// The Q.850 cause for the `Reason:` header (RFC 3326); `None` for `bad_request`.
-    pub fn q850_cause(&self) -> Option<u16> {
-        Some(match self {
-            Reason::UntrustedPeer | Reason::UnknownCaller => 21,
-            Reason::NoPhoneSystem
-            | Reason::NoCallingPlan
-            | Reason::PstnDisabledByPolicy
-            | Reason::InternationalDisabledByPolicy => 57,
-            Reason::InternationalNotInPlan
-            | Reason::DestinationNotSupported
-            | Reason::PoolExhausted
-            | Reason::CreditsExhausted
-            | Reason::SpendLimitReached => 21,
-            Reason::InvalidNumber => 1,
-            Reason::IncompleteNumber => 28,
-            Reason::Overloaded => 42,
-            Reason::StoreUnavailable => 41,
-            Reason::BadRequest => return None,
-        })
-    }
 }
 
 impl std::fmt::Display for Reason {
@@ -262,14 +230,6 @@ impl Decision {
         matches!(self.outcome, Outcome::Admit(_))
     }
 
-    /// 302 for an admit, the reason's status otherwise.
-    pub fn sip_status(&self) -> u16 {
-        match self.outcome {
-            Outcome::Admit(_) => 302,
-            Outcome::Reject(r) => r.sip_status(),
-        }
-    }
-
     pub fn basis(&self) -> Option<Basis> {
         match self.outcome {
             Outcome::Admit(b) => Some(b),
@@ -398,29 +358,27 @@ mod tests {
 
     #[test]
     fn reason_table_matches_design() {
+        // The statuses and Q.850 causes are the edge's (`sip-edge/src/server/status.rs`).
         let expect = [
-            ("untrusted_peer", 403, Some(21)),
-            ("unknown_caller", 403, Some(21)),
-            ("no_phone_system", 403, Some(57)),
-            ("no_calling_plan", 403, Some(57)),
-            ("pstn_disabled_by_policy", 403, Some(57)),
-            ("international_disabled_by_policy", 403, Some(57)),
-            ("international_not_in_plan", 403, Some(21)),
-            ("destination_not_supported", 403, Some(21)),
-            ("pool_exhausted", 403, Some(21)),
-            ("credits_exhausted", 403, Some(21)),
-            ("spend_limit_reached", 403, Some(21)),
-            ("invalid_number", 404, Some(1)),
-            ("incomplete_number", 484, Some(28)),
-            ("overloaded", 503, Some(42)),
-            ("store_unavailable", 503, Some(41)),
-            ("bad_request", 400, None),
+            "untrusted_peer",
+            "unknown_caller",
+            "no_phone_system",
+            "no_calling_plan",
+            "pstn_disabled_by_policy",
+            "international_disabled_by_policy",
+            "international_not_in_plan",
+            "destination_not_supported",
+            "pool_exhausted",
+            "credits_exhausted",
+            "spend_limit_reached",
+            "invalid_number",
+            "incomplete_number",
+            "overloaded",
+            "store_unavailable",
+            "bad_request",
         ];
-        for (r, (name, status, q)) in Reason::ALL.iter().zip(expect) {
-            assert_eq!(
-                (r.as_str(), r.sip_status(), r.q850_cause()),
-                (name, status, q)
-            );
+        for (r, name) in Reason::ALL.iter().zip(expect) {
+            assert_eq!(r.as_str(), name);
             assert_eq!(Reason::from_name(name), Some(*r));
         }
         let bases: Vec<_> = Basis::ALL.iter().map(|b| b.as_str()).collect();

@@ -22,6 +22,7 @@ use tollgate_engine::{Decision, Engine, Outcome};
 use super::setup;
 use crate::config::DaemonConfig;
 use crate::ledger::query;
+use crate::server::status::SipStatus;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

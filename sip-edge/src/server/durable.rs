@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use tollgate_engine::{Reason, StoredCall};
 
+use super::status::SipStatus;
 use super::transactions::Answer;
 use super::{now, reject_extras, status_of, Server};
 use crate::ledger::{After, Committer, Refused, ReplyTo, SipReply, Write};

@@ -19,6 +19,7 @@ mod durable;
 pub mod identity;
 pub mod peers;
 pub mod reconfigure;
+pub mod status;
 pub mod transactions;
 
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ use crate::sip::{
 };
 use peers::Cidr;
 use reconfigure::{ConfigFile, Peers};
+use status::SipStatus;
 use transactions::{Answer, Transactions};
 
 /// Cached INVITE answers at most (see [`transactions`]): ~80 bytes of map entry each, and a
@@ -60,7 +62,7 @@ const RETRY_AFTER: u32 = 5;
 /// and `Retry-After` on 503 (RFC 3261 §20.33).
 fn reject_extras(reason: Reason) -> ResponseExtras<'static> {
     ResponseExtras {
-        q850_cause: reason.q850_cause(),
+        q850_cause: status::q850_cause(reason),
         reason: Some(reason.as_str()),
         retry_after: (reason.sip_status() == 503).then_some(RETRY_AFTER),
         ..Default::default()

@@ -242,7 +242,7 @@ fn a_held_302_rewritten_as_a_503_keeps_the_transaction_headers() {
     let a = answer(&s, &invite("INVITE", "r1", "+12065550100", 70)).unwrap();
     let mut out = Vec::new();
     let extras = crate::sip::ResponseExtras {
-        q850_cause: Reason::StoreUnavailable.q850_cause(),
+        q850_cause: super::status::q850_cause(Reason::StoreUnavailable),
         reason: Some("store_unavailable"),
         retry_after: Some(5),
         ..Default::default()
