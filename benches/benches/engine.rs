@@ -155,7 +155,7 @@ fn snapshot_1m(_c: &mut Criterion) {
     directory_gen::write_dir(&dir, N).expect("write directory");
     let rss0 = status_kib("VmRSS:");
     let t = Instant::now();
-    let snap = Snapshot::load(&dir).expect("snapshot");
+    let snap = tollgate::directory::load(&dir).expect("snapshot");
     let load = t.elapsed();
     println!(
         "snapshot_1m/load_from_files: {:.2} s; RSS before {} MiB, after {} MiB, peak {} MiB",

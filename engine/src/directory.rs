@@ -7,14 +7,15 @@
 //! line URI (E.164, held as an integer so a lookup allocates nothing).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::bytes::{find_either, trim};
 use crate::catalog::{Catalog, PlanKind};
 use crate::credits::{Money, Rates};
 use crate::fxhash::FxMap;
-use crate::load::{self, LoadErrors, Records, TenantRecord, UserRecord, TENANTS_FILE, USERS_FILE};
+use crate::load::{
+    self, DirectoryFiles, LoadErrors, Records, TenantRecord, UserRecord, TENANTS_FILE, USERS_FILE,
+};
 use crate::numbering::{metadata, Region};
 use crate::pools::{PoolKey, PoolKind};
 
@@ -131,10 +132,11 @@ pub fn e164_digits(s: &str) -> Option<u64> {
 }
 
 impl Snapshot {
-    /// Loads and checks the four files of `dir`; every error of every file is reported.
-    /// `users.csv` is streamed: one row at a time is parsed, checked and indexed.
-    pub fn load(dir: &Path) -> Result<Snapshot, LoadErrors> {
-        let (rec, users, read_errors) = load::read_dir_deferred(dir);
+    /// Parses and checks the four files of a directory (read by the caller: the engine does no
+    /// I/O); every error of every file is reported. `users.csv` is streamed: one row at a time
+    /// is parsed, checked and indexed.
+    pub fn from_files(files: DirectoryFiles) -> Result<Snapshot, LoadErrors> {
+        let (rec, users, read_errors) = load::read_dir_deferred(files);
         // Without tenants or the catalog every user would be an error: stop at those.
         let blocking = [load::TENANTS_FILE, load::CATALOG_FILE];
         if read_errors

@@ -1,10 +1,12 @@
 //! Tests of the directory snapshot: loading the shipped files, lookups, pools, errors.
 
+use std::path::Path;
+
 use super::*;
 
 pub(crate) fn shipped() -> Snapshot {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-    Snapshot::load(&dir).unwrap_or_else(|e| panic!("{e}"))
+    Snapshot::from_files(load::read_for_tests(&dir)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -142,7 +144,7 @@ fn load_streams_users_and_reports_syntax_and_semantic_errors_together() {
     users
         .extend_from_slice(b"contoso,b\xff@contoso.com,US,MCOEV\ncontoso,c@contoso.com,US,MCOEV\n");
     std::fs::write(dir.join("users.csv"), users).unwrap();
-    let e = Snapshot::load(&dir).unwrap_err();
+    let e = Snapshot::from_files(load::read_for_tests(&dir)).unwrap_err();
     let got: Vec<_> = e.0.iter().map(|e| (e.line, e.field.as_str())).collect();
     assert_eq!(got, [(Some(2), "usage_location"), (Some(3), "")]);
     let _ = std::fs::remove_dir_all(&dir);

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -221,9 +220,32 @@ pub struct Records {
     pub rates: Vec<RateRecord>,
 }
 
-/// Reads the four files of `dir`; collects every syntax error of every file.
-pub fn read_dir(dir: &Path) -> Result<Records, LoadErrors> {
-    let (mut rec, users, mut errors) = read_dir_deferred(dir);
+/// The four files of a directory as the daemon read them: each one's bytes, or why it could not
+/// be read (`cannot read PATH: ERROR`). The engine does no I/O of its own (DESIGN §1): the edge
+/// reads, the engine parses.
+#[derive(Clone, Debug)]
+pub struct DirectoryFiles {
+    pub tenants: Result<Vec<u8>, String>,
+    pub users: Result<Vec<u8>, String>,
+    pub catalog: Result<Vec<u8>, String>,
+    pub rates: Result<Vec<u8>, String>,
+}
+
+impl DirectoryFiles {
+    /// The files, each got from `read` by its name ([`TENANTS_FILE`], ...).
+    pub fn with(mut read: impl FnMut(&'static str) -> Result<Vec<u8>, String>) -> DirectoryFiles {
+        DirectoryFiles {
+            tenants: read(TENANTS_FILE),
+            users: read(USERS_FILE),
+            catalog: read(CATALOG_FILE),
+            rates: read(RATES_FILE),
+        }
+    }
+}
+
+/// Parses the four files; collects every syntax error of every file.
+pub fn read_dir(files: DirectoryFiles) -> Result<Records, LoadErrors> {
+    let (mut rec, users, mut errors) = read_dir_deferred(files);
     if let Some(users) = users {
         rec.users = parse_users(&users, &mut errors);
     }
@@ -232,17 +254,17 @@ pub fn read_dir(dir: &Path) -> Result<Records, LoadErrors> {
 
 /// Like [`read_dir`], but returns the text of `users.csv` unparsed (the records' `users` stay
 /// empty), for a snapshot build that streams users one row at a time
-/// ([`crate::directory::Snapshot::load`]), and the errors found so far.
-pub fn read_dir_deferred(dir: &Path) -> (Records, Option<String>, LoadErrors) {
+/// ([`crate::directory::Snapshot::from_files`]), and the errors found so far.
+pub fn read_dir_deferred(files: DirectoryFiles) -> (Records, Option<String>, LoadErrors) {
     let mut errors = LoadErrors::default();
-    let tenants = read_file(dir, TENANTS_FILE, &mut errors)
+    let tenants = text(TENANTS_FILE, files.tenants, &mut errors)
         .map(|t| parse_tenants(&t, &mut errors))
         .unwrap_or_default();
-    let users = read_file(dir, USERS_FILE, &mut errors);
-    let catalog = read_file(dir, CATALOG_FILE, &mut errors)
+    let users = text(USERS_FILE, files.users, &mut errors);
+    let catalog = text(CATALOG_FILE, files.catalog, &mut errors)
         .map(|t| parse_catalog(&t, &mut errors))
         .unwrap_or_default();
-    let rates = read_file(dir, RATES_FILE, &mut errors)
+    let rates = text(RATES_FILE, files.rates, &mut errors)
         .map(|t| parse_rates(&t, &mut errors))
         .unwrap_or_default();
     let rec = Records {
@@ -254,10 +276,10 @@ pub fn read_dir_deferred(dir: &Path) -> (Records, Option<String>, LoadErrors) {
     (rec, users, errors)
 }
 
-/// Reads a file as text. Bytes that are not UTF-8 are an error at their line; the rest of the
+/// A file's bytes as text. Bytes that are not UTF-8 are an error at their line; the rest of the
 /// file is still read (with U+FFFD in their place) so that its other errors are reported too.
-fn read_file(dir: &Path, name: &str, errors: &mut LoadErrors) -> Option<String> {
-    match std::fs::read(dir.join(name)) {
+fn text(name: &str, file: Result<Vec<u8>, String>, errors: &mut LoadErrors) -> Option<String> {
+    match file {
         Ok(bytes) => Some(match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -267,16 +289,20 @@ fn read_file(dir: &Path, name: &str, errors: &mut LoadErrors) -> Option<String> 
                 text
             }
         }),
-        Err(e) => {
-            errors.push(
-                name,
-                None,
-                "",
-                format!("cannot read {}: {e}", dir.join(name).display()),
-            );
+        Err(why) => {
+            errors.push(name, None, "", why);
             None
         }
     }
+}
+
+/// The files of `dir`, read with `std::fs` (tests only: the daemon reads them itself).
+#[cfg(test)]
+pub(crate) fn read_for_tests(dir: &std::path::Path) -> DirectoryFiles {
+    DirectoryFiles::with(|name| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    })
 }
 
 /// 1-based line of byte offset `at` in `text`.
@@ -533,7 +559,10 @@ mod tests {
 
     #[test]
     fn missing_files_are_all_reported() {
-        let e = read_dir(Path::new("/nonexistent-tollgate")).unwrap_err();
+        let e = read_dir(read_for_tests(std::path::Path::new(
+            "/nonexistent-tollgate",
+        )))
+        .unwrap_err();
         assert_eq!(e.0.len(), 4);
     }
 }

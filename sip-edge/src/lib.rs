@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

@@ -26,7 +26,7 @@ pub const SHORT_NUMBER_METADATA: &str =
 /// The geographic regions (ISO 3166-1 alpha-2) of [`PHONE_NUMBER_METADATA`], sorted: the
 /// regions whose national numbers the builtin plan can read. A usage location outside this set
 /// would make every national number of its users, emergency numbers included, unreadable, so the
-/// directory refuses it ([`crate::directory::Snapshot::load`]). Found by a scan of the
+/// directory refuses it ([`crate::directory::Snapshot::from_files`]). Found by a scan of the
 /// `<territory id="..">` tags (under a millisecond, once), not by compiling the plan.
 pub fn builtin_regions() -> &'static [super::Region] {
     static REGIONS: std::sync::OnceLock<Vec<super::Region>> = std::sync::OnceLock::new();

@@ -44,7 +44,7 @@ pub fn load(config_path: &Path, serving: bool) -> Result<Setup, Vec<String>> {
     let daemon = file
         .check()
         .map_err(|es| errors.extend(es.iter().map(|e| e.located(&text))));
-    let snapshot = Snapshot::load(&directory).unwrap_or_else(|e| {
+    let snapshot = crate::directory::load(&directory).unwrap_or_else(|e| {
         errors.extend(e.0.iter().map(|e| format!("{}: {e}", directory.display())));
         Snapshot::default()
     });

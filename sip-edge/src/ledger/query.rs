@@ -111,7 +111,7 @@ pub(super) mod tests {
     use std::sync::Arc;
 
     use tollgate_engine::numbering::NumberingPlan;
-    use tollgate_engine::{Engine, EngineConfig, Request, Snapshot, StoredCall};
+    use tollgate_engine::{Engine, EngineConfig, Request, StoredCall};
 
     use super::*;
     use crate::ledger::{schema, Synchronous};
@@ -122,7 +122,7 @@ pub(super) mod tests {
 
     pub(crate) fn engine(now: u64) -> Engine {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-        let snap = Snapshot::load(&dir).unwrap();
+        let snap = crate::directory::load(&dir).unwrap();
         let plan = Arc::new(NumberingPlan::builtin().unwrap());
         Engine::new(plan, EngineConfig::default(), snap, now)
     }

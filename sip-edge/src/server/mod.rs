@@ -29,9 +29,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use tollgate_engine::{
-    Decision, Engine, Outcome, Reason, Request as EngineRequest, Snapshot, StoredCall,
-};
+use tollgate_engine::{Decision, Engine, Outcome, Reason, Request as EngineRequest, StoredCall};
 
 use tollgate_engine::reload_guard::ReloadGuard;
 
@@ -560,7 +558,7 @@ impl Server {
             .as_ref()
             .map(ConfigFile::reread)
             .transpose();
-        let loaded = Snapshot::load(&self.directory).map_err(|e| {
+        let loaded = crate::directory::load(&self.directory).map_err(|e| {
             e.0.iter()
                 .map(|e| format!("{}: {e}", self.directory.display()))
                 .collect::<Vec<_>>()

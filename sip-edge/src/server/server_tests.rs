@@ -5,13 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tollgate_engine::numbering::NumberingPlan;
-use tollgate_engine::{Engine, EngineConfig, Snapshot};
+use tollgate_engine::{Engine, EngineConfig};
 
 use super::*;
 
 fn server(trusted: &[&str], untrusted: Untrusted) -> Server {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-    let snap = Snapshot::load(&dir).unwrap();
+    let snap = crate::directory::load(&dir).unwrap();
     let plan = NumberingPlan::builtin().unwrap();
     let engine = Engine::new(Arc::new(plan), EngineConfig::default(), snap, now());
     let trusted = trusted.iter().map(|c| c.parse().unwrap()).collect();

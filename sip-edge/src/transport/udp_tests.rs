@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tollgate_engine::numbering::NumberingPlan;
-use tollgate_engine::{Engine, EngineConfig, Snapshot};
+use tollgate_engine::{Engine, EngineConfig};
 
 use super::*;
 use crate::config::Untrusted;
@@ -15,7 +15,7 @@ use crate::server::now;
 
 fn server() -> Arc<Server> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-    let snap = Snapshot::load(&dir).unwrap();
+    let snap = crate::directory::load(&dir).unwrap();
     let plan = NumberingPlan::builtin().unwrap();
     let engine = Engine::new(Arc::new(plan), EngineConfig::default(), snap, now());
     let trusted = ["127.0.0.0/8", "::1/128"]
