@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use tollgate_engine::{CallError, Settlement, StoredCall, StoredFunding};
 
 use crate::server::{now, Server};
+use crate::store::StoreReader;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -194,10 +195,7 @@ async fn stored_call(api: &Api, call_id: &str) -> Result<Option<StoredCall>, Res
     }
     let server = Arc::clone(&api.server);
     let id = call_id.to_string();
-    let r = tokio::task::spawn_blocking(move || {
-        server.ledger.read(|c| crate::ledger::query::call(c, &id))
-    })
-    .await;
+    let r = tokio::task::spawn_blocking(move || server.ledger.call(&id)).await;
     match r {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(store_error(&e.to_string())),
@@ -381,12 +379,7 @@ async fn pools(State(api): State<Api>, Query(q): Query<PoolsQuery>) -> Response 
         Vec::new()
     } else {
         let server = Arc::clone(&api.server);
-        let r = tokio::task::spawn_blocking(move || {
-            server
-                .ledger
-                .read(|c| crate::ledger::query::pools(c, month))
-        })
-        .await;
+        let r = tokio::task::spawn_blocking(move || server.ledger.pools(month)).await;
         match r {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => return store_error(&e.to_string()),

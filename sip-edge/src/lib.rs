@@ -10,5 +10,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod server;
 pub mod sip;
+pub mod store;
 pub mod transport;
 pub mod watch;

@@ -6,7 +6,7 @@
 //! The pools are the running daemon's: before deciding, the ledger of `[ledger].path` is read
 //! **read-only** (no lock the daemon holds or needs; it may be running) and the engine rebuilds
 //! this month's pools, balances and open reservations from it exactly as the daemon does at
-//! start (`ledger::query::recovery`, `Engine::restore`), so a user whose pool the daemon has
+//! start (`StoreReader::recovery`, `Engine::restore`), so a user whose pool the daemon has
 //! used up gets `pool_exhausted` here too. When there is no ledger to read (disabled, not
 //! created yet, unreadable), every decision says so (`"pools": "not_consulted"` and why), as
 //! its pools then count as unused.
@@ -21,8 +21,8 @@ use tollgate_engine::{Decision, Engine, Outcome};
 
 use super::setup;
 use crate::config::DaemonConfig;
-use crate::ledger::query;
 use crate::server::status::SipStatus;
+use crate::store::StoreReader;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -113,7 +113,7 @@ fn consult_ledger(config: &Path, file: &DaemonConfig, engine: &Engine, now: u64)
         Err(why) => return Pools::NotConsulted(why),
     };
     let path = setup::resolve_path(config, &file.ledger.path);
-    match query::recovery(&conn, MonthKey::of(now)) {
+    match conn.recovery(MonthKey::of(now)) {
         Ok(calls) => {
             engine.restore(calls, now);
             // As `serve` does next: reservations past grant + grace count as used.

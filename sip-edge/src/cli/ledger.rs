@@ -10,7 +10,8 @@ use tollgate_engine::StoredCall;
 
 use super::setup;
 use crate::config::DaemonConfig;
-use crate::ledger::{query, rows, schema};
+use crate::ledger::{rows, Reader};
+use crate::store::StoreReader;
 
 #[derive(Debug, clap::Args)]
 pub struct CdrsArgs {
@@ -48,7 +49,7 @@ pool_region,pool_sku,pool_kind,reserved_seconds,billable_seconds,charged_seconds
 charged_credits,started_at,ended_at";
 
 /// Opens the ledger of `config`; exit code 2 and a message on error.
-fn open(config: &Path) -> Result<rusqlite::Connection, String> {
+fn open(config: &Path) -> Result<Reader, String> {
     let text = std::fs::read_to_string(config)
         .map_err(|e| format!("{}: cannot read: {e}", config.display()))?;
     let file = DaemonConfig::from_toml(&text).map_err(|e| e.to_string())?;
@@ -58,10 +59,7 @@ fn open(config: &Path) -> Result<rusqlite::Connection, String> {
 /// Opens the ledger named by `file` (read from `config`) **read-only**, while the daemon runs
 /// or not: WAL readers never block the writer, and nothing here takes a lock the daemon
 /// needs (for `cdrs`, `pools` and `decide`). An error says why, naming the field.
-pub(super) fn open_ledger(
-    config: &Path,
-    file: &DaemonConfig,
-) -> Result<rusqlite::Connection, String> {
+pub(super) fn open_ledger(config: &Path, file: &DaemonConfig) -> Result<Reader, String> {
     let path = setup::resolve_path(config, &file.ledger.path);
     if !file.ledger.enabled {
         return Err("tollgate.toml: [ledger].enabled = false: there is no ledger to read".into());
@@ -72,7 +70,7 @@ pub(super) fn open_ledger(
             path.display()
         ));
     }
-    schema::open_reader(&path).map_err(|e| format!("{}: {e}", path.display()))
+    Reader::open(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn month(text: &str) -> Result<MonthKey, String> {
@@ -87,7 +85,7 @@ pub fn cdrs(args: CdrsArgs) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
-    let calls = query::cdrs(&conn, m).context("reading the ledger")?;
+    let calls = conn.cdrs(m).context("reading the ledger")?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         Format::Json => {
@@ -163,7 +161,7 @@ pub fn pools(args: PoolsArgs) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
-    let pools = query::pools(&conn, m).context("reading the ledger")?;
+    let pools = conn.pools(m).context("reading the ledger")?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         Format::Json => {

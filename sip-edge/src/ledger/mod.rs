@@ -23,7 +23,7 @@ mod checkpoint;
 mod combine;
 mod exclusive;
 pub mod linger;
-pub mod query;
+pub(crate) mod query;
 pub mod rows;
 pub mod schema;
 mod upsert;
@@ -37,10 +37,11 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use serde::Deserialize;
-use tollgate_engine::pools::PoolStatus;
+use tollgate_engine::pools::{MonthKey, PoolStatus};
 use tollgate_engine::{Basis, StoredCall};
 
 use crate::server::transactions::TxKey;
+use crate::store::{StoreError, StoreReader};
 
 /// Why the ledger could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -329,7 +330,7 @@ impl Ledger {
     }
 
     /// Records this month's pool capacities; `false` if the queue is full (try again later).
-    pub fn pools(&self, statuses: Vec<PoolStatus>) -> bool {
+    pub fn write_pools(&self, statuses: Vec<PoolStatus>) -> bool {
         match self.durable.as_ref().and_then(|d| d.tx.get()) {
             Some(tx) => !matches!(
                 tx.try_send(Job::Pools(statuses)),
@@ -392,19 +393,74 @@ impl Ledger {
     }
 
     /// Runs `f` on the read connection (opened on first use).
-    pub fn read<T>(
+    fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, LedgerError>,
-    ) -> Result<T, LedgerError> {
-        let d = self.durable.as_ref().ok_or(LedgerError::NotDurable)?;
+    ) -> Result<T, StoreError> {
+        let d = self.durable.as_ref().ok_or(StoreError::NotDurable)?;
         let mut guard = lock(&d.reader);
         if guard.is_none() {
-            *guard = Some(schema::open_reader(&d.settings.path)?);
+            *guard = Some(schema::open_reader(&d.settings.path).map_err(unavailable)?);
         }
         match guard.as_ref() {
-            Some(c) => f(c),
-            None => Err(LedgerError::NotDurable),
+            Some(c) => f(c).map_err(unavailable),
+            None => Err(StoreError::NotDurable),
         }
+    }
+}
+
+/// The daemon's ledger, read through its own read connection (WAL: never blocks the writer).
+impl StoreReader for Ledger {
+    fn call(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
+        self.read(|c| query::call(c, call_id))
+    }
+    fn pools(&self, month: MonthKey) -> Result<Vec<PoolStatus>, StoreError> {
+        self.read(|c| query::pools(c, month))
+    }
+    fn cdrs(&self, month: MonthKey) -> Result<Vec<StoredCall>, StoreError> {
+        self.read(|c| query::cdrs(c, month))
+    }
+    fn recovery(&self, month: MonthKey) -> Result<Vec<StoredCall>, StoreError> {
+        self.read(|c| query::recovery(c, month))
+    }
+}
+
+/// A ledger file opened **read-only** by another process than the daemon (`tollgate cdrs`,
+/// `pools`, `decide`), while the daemon runs or not: WAL readers never block the writer, and
+/// nothing here takes the lock the daemon holds.
+pub struct Reader {
+    conn: Connection,
+}
+
+impl Reader {
+    /// Opens the ledger file at `path` read-only.
+    pub fn open(path: &Path) -> Result<Reader, StoreError> {
+        Ok(Reader {
+            conn: schema::open_reader(path).map_err(unavailable)?,
+        })
+    }
+}
+
+impl StoreReader for Reader {
+    fn call(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
+        query::call(&self.conn, call_id).map_err(unavailable)
+    }
+    fn pools(&self, month: MonthKey) -> Result<Vec<PoolStatus>, StoreError> {
+        query::pools(&self.conn, month).map_err(unavailable)
+    }
+    fn cdrs(&self, month: MonthKey) -> Result<Vec<StoredCall>, StoreError> {
+        query::cdrs(&self.conn, month).map_err(unavailable)
+    }
+    fn recovery(&self, month: MonthKey) -> Result<Vec<StoredCall>, StoreError> {
+        query::recovery(&self.conn, month).map_err(unavailable)
+    }
+}
+
+/// A ledger error as the store seam says it: in words, no driver type.
+fn unavailable(e: LedgerError) -> StoreError {
+    match e {
+        LedgerError::NotDurable => StoreError::NotDurable,
+        e => StoreError::Unavailable(e.to_string()),
     }
 }
 

@@ -129,7 +129,7 @@ impl Server {
         }
         let month = self.engine.month(now()).0 + 1;
         if self.pools_written.swap(month, Ordering::AcqRel) != month
-            && !self.ledger.pools(self.engine.pools(now()))
+            && !self.ledger.write_pools(self.engine.pools(now()))
         {
             self.pools_changed();
         }

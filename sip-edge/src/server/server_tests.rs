@@ -8,6 +8,7 @@ use tollgate_engine::numbering::NumberingPlan;
 use tollgate_engine::{Engine, EngineConfig};
 
 use super::*;
+use crate::store::StoreReader;
 
 fn server(trusted: &[&str], untrusted: Untrusted) -> Server {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
@@ -187,11 +188,7 @@ fn a_worker_commits_its_own_calls_until_the_rate_hands_them_to_the_writer() {
     }
     assert!(pace.commits_here());
     for id in ["w1", "w2"] {
-        let row = s
-            .ledger
-            .read(|c| crate::ledger::query::call(c, id))
-            .unwrap()
-            .unwrap();
+        let row = s.ledger.call(id).unwrap().unwrap();
         assert_eq!(row.state, tollgate_engine::CallState::Reserved);
     }
     s.ledger.stop();
@@ -210,11 +207,7 @@ fn durable_ledger_holds_the_302_until_committed() {
     assert!(!s.handle(msg.as_bytes(), source, Transport::Udp, &reply, &mut out));
     let sent = String::from_utf8(rx.blocking_recv().unwrap()).unwrap();
     assert!(sent.starts_with("SIP/2.0 302 "), "{sent}");
-    let row = s
-        .ledger
-        .read(|c| crate::ledger::query::call(c, "d1"))
-        .unwrap()
-        .unwrap();
+    let row = s.ledger.call("d1").unwrap().unwrap();
     assert_eq!(row.state, tollgate_engine::CallState::Reserved);
     assert_eq!(row.version, 1);
     // The retransmission is answered from the cache with the same bytes, at once.
@@ -224,11 +217,7 @@ fn durable_ledger_holds_the_302_until_committed() {
     assert!(!s.handle(cancel.as_bytes(), source, Transport::Udp, &reply, &mut out));
     let sent = String::from_utf8(rx.blocking_recv().unwrap()).unwrap();
     assert!(sent.starts_with("SIP/2.0 200 "), "{sent}");
-    let row = s
-        .ledger
-        .read(|c| crate::ledger::query::call(c, "d1"))
-        .unwrap()
-        .unwrap();
+    let row = s.ledger.call("d1").unwrap().unwrap();
     assert_eq!(
         (row.state, row.version),
         (tollgate_engine::CallState::Released, 2)
