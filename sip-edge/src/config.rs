@@ -12,7 +12,7 @@ use tollgate_engine::config::{Emergency, Grants, Routes};
 use tollgate_engine::reload_guard::ReloadGuard;
 use tollgate_engine::EngineConfig;
 
-use crate::server::peers::Cidr;
+use crate::peers::Cidr;
 
 /// A configuration error: one line each, naming the table and field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -420,7 +420,7 @@ async fn decide(State(api): State<Api>, Query(q): Query<DecideQuery>) -> Respons
     };
     let engine = &api.server.engine;
     let d = engine.decide(&caller, &dial, now());
-    Json(crate::cli::decide::line(engine, &caller, &dial, &d)).into_response()
+    Json(crate::decision::line(engine, &caller, &dial, &d)).into_response()
 }
 
 #[derive(Deserialize)]

@@ -4,10 +4,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod decision;
 pub mod directory;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod peers;
 pub mod server;
 pub mod sip;
 pub mod store;

@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tollgate_engine::pools::MonthKey;
-use tollgate_engine::{Decision, Engine, Outcome};
+use tollgate_engine::Engine;
 
 use super::setup;
 use crate::config::DaemonConfig;
-use crate::server::status::SipStatus;
+use crate::decision::{line, Line};
 use crate::store::StoreReader;
 
 #[derive(Debug, clap::Args)]
@@ -41,37 +41,6 @@ pub struct Args {
     /// Decide as of this unix time instead of now.
     #[arg(long)]
     pub now: Option<u64>,
-}
-
-/// One decision line. Field names are pinned by DESIGN §5.
-#[derive(Serialize, Debug)]
-pub struct Line<'a> {
-    pub caller: &'a str,
-    pub dial: &'a str,
-    pub outcome: &'static str,
-    pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub basis: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    pub rule: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub e164: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub number_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_duration: Option<u64>,
-    /// Where the pools came from (the CLI only; the daemon's own are live): `ledger`, or
-    /// `not_consulted` when there was no ledger to read ([`Pools`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pools: Option<&'static str>,
-    /// Why the pools were not consulted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pools_note: Option<String>,
 }
 
 /// Where `decide` took the pools from.
@@ -121,30 +90,6 @@ fn consult_ledger(config: &Path, file: &DaemonConfig, engine: &Engine, now: u64)
             Pools::Ledger(path)
         }
         Err(e) => Pools::NotConsulted(format!("{}: {e}", path.display())),
-    }
-}
-
-/// The JSON form of a decision.
-pub fn line<'a>(engine: &Engine, caller: &'a str, dial: &'a str, d: &Decision) -> Line<'a> {
-    let (outcome, basis, reason) = match d.outcome {
-        Outcome::Admit(b) => ("admit", Some(b.as_str()), None),
-        Outcome::Reject(r) => ("reject", None, Some(r.as_str())),
-    };
-    Line {
-        caller,
-        dial,
-        outcome,
-        status: d.sip_status(),
-        basis,
-        reason,
-        rule: d.rule.describe(),
-        e164: d.destination.map(|x| x.e164().to_string()),
-        region: d.destination.map(|x| x.region.as_str().to_string()),
-        number_type: d.destination.map(|x| x.number_type.as_str()),
-        route: d.route.as_ref().map(|r| engine.route_host(r)),
-        max_duration: d.max_duration,
-        pools: None,
-        pools_note: None,
     }
 }
 

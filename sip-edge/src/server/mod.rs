@@ -17,7 +17,6 @@
 
 mod durable;
 pub mod identity;
-pub mod peers;
 pub mod reconfigure;
 pub mod status;
 pub mod transactions;
@@ -36,11 +35,11 @@ use tollgate_engine::reload_guard::ReloadGuard;
 use crate::config::{DaemonConfig, Untrusted};
 use crate::ledger::{After, Ledger, ReplyTo, SipReply};
 use crate::metrics::Metrics;
+use crate::peers::Cidr;
 use crate::sip::{
     parse_message, write_response, Headers, Message, Method, ParseError, Request, ResponseExtras,
     Transport,
 };
-use peers::Cidr;
 use reconfigure::{ConfigFile, Peers};
 use status::SipStatus;
 use transactions::{Answer, Transactions};

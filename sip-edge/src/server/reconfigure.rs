@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::peers::{self, Cidr};
 use crate::config::{DaemonConfig, SipTable, Untrusted};
+use crate::peers::{self, Cidr};
 
 /// Who may ask (DESIGN §2 step 1).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,63 @@
+//! A decision as the operator reads it (DESIGN §5): one JSON shape for `tollgate decide` and
+//! `GET /v1/decide` — outcome, SIP status, basis or reason, the rule that fired in words, and
+//! what is known of the destination and the route.
+
+use serde::Serialize;
+use tollgate_engine::{Decision, Engine, Outcome};
+
+use crate::server::status::SipStatus;
+
+/// One decision line. Field names are pinned by DESIGN §5.
+#[derive(Serialize, Debug)]
+pub struct Line<'a> {
+    pub caller: &'a str,
+    pub dial: &'a str,
+    pub outcome: &'static str,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basis: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    pub rule: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e164: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<u64>,
+    /// Where the pools came from (the CLI only; the daemon's own are live): `ledger`, or
+    /// `not_consulted` when there was no ledger to read (`cli::decide::Pools`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pools: Option<&'static str>,
+    /// Why the pools were not consulted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pools_note: Option<String>,
+}
+
+/// The JSON form of a decision.
+pub fn line<'a>(engine: &Engine, caller: &'a str, dial: &'a str, d: &Decision) -> Line<'a> {
+    let (outcome, basis, reason) = match d.outcome {
+        Outcome::Admit(b) => ("admit", Some(b.as_str()), None),
+        Outcome::Reject(r) => ("reject", None, Some(r.as_str())),
+    };
+    Line {
+        caller,
+        dial,
+        outcome,
+        status: d.sip_status(),
+        basis,
+        reason,
+        rule: d.rule.describe(),
+        e164: d.destination.map(|x| x.e164().to_string()),
+        region: d.destination.map(|x| x.region.as_str().to_string()),
+        number_type: d.destination.map(|x| x.number_type.as_str()),
+        route: d.route.as_ref().map(|r| engine.route_host(r)),
+        max_duration: d.max_duration,
+        pools: None,
+        pools_note: None,
+    }
+}
