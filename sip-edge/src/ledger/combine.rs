@@ -11,7 +11,7 @@
 //! Why not leave it all to the writer thread: at moderate load, handing it a batch costs a
 //! futex wake-up, its sleep for the linger and two context switches, which on this 2-core VM
 //! weighed more than the commit. At high load the writer thread is the better place again
-//! (in parallel with receiving); `transport::pace` decides which (`benches/README.md`,
+//! (in parallel with receiving); `transport::pace` decides which (`docs/performance.md`,
 //! "Committing on the receiving thread").
 //!
 //! Why a write is never left behind: a worker adds its writes under the queue's mutex and then

@@ -19,7 +19,7 @@
 //! on it, every call landed on its own page somewhere in the tree, and the writer's CPU per
 //! call grew with the table: measured with 200k calls stored, batches of 4, 26–36 µs per call
 //! keyed by Call-ID or with an index on it (or on a 64-bit hash of it), against 6 µs appended
-//! (`benches/examples/ledger_rows.rs`; figures in `benches/README.md`, "The ledger's key").
+//! (`benches/examples/ledger_rows.rs`; figures in `docs/performance.md`, "The ledger's key").
 //!
 //! So `calls` has no secondary index, on purpose: each would be another B-tree written at a
 //! random place per call on the call path, and what would use one reads off the call path:
