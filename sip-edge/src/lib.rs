@@ -8,6 +8,8 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod server;
-pub mod sip;
 pub mod transport;
 pub mod watch;
+
+/// The SIP codec, its own crate (`tollgate-sip`); re-exported so `crate::sip::…` paths stay.
+pub use tollgate_sip as sip;
