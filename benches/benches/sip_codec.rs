@@ -4,8 +4,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tollgate::sip::{parse_message, write_response, Message, Transport};
 use tollgate_benches::sip::{redirect_extras, source, INVITE};
+use tollgate_sip::{parse_message, write_response, Message, Transport};
 
 fn sip_codec(c: &mut Criterion) {
     let source = source();

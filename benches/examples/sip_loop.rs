@@ -13,8 +13,8 @@
 //! The first argument is `parse` (parse only), `build` (build from one parse) or `both`.
 use std::hint::black_box;
 
-use tollgate::sip::{parse_message, write_response, Message, Transport};
 use tollgate_benches::sip::{redirect_extras, source, INVITE};
+use tollgate_sip::{parse_message, write_response, Message, Transport};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -1,10 +1,10 @@
 //! The SIP codec workload of issue 4: a typical 700-byte INVITE and what its 302 adds.
 use std::net::SocketAddr;
 
-use tollgate::sip::ResponseExtras;
+use tollgate_sip::ResponseExtras;
 
-/// The message of the zero-allocation test (`sip-edge/tests/alloc.rs`).
-pub const INVITE: &[u8] = include_bytes!("../../sip-edge/tests/data/invite.sip");
+/// The message of the zero-allocation test (`sip-edge/codec/tests/alloc.rs`).
+pub const INVITE: &[u8] = include_bytes!("../../sip-edge/codec/tests/data/invite.sip");
 
 /// Where the INVITE came from.
 pub fn source() -> SocketAddr {

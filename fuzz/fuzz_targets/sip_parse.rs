@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
-use tollgate::sip::{
+use tollgate_sip::{
     frame_len, latin1_head, parse_message, write_response, Message, ResponseExtras, Transport,
 };
 

@@ -11,7 +11,9 @@ pub mod ledger;
 pub mod metrics;
 pub mod peers;
 pub mod server;
-pub mod sip;
 pub mod store;
 pub mod transport;
 pub mod watch;
+
+/// The SIP codec, its own crate (`tollgate-sip`); re-exported so `crate::sip::…` paths stay.
+pub use tollgate_sip as sip;

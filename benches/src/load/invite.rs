@@ -131,7 +131,7 @@ pub fn call_id_prefix(run: u32) -> String {
 }
 
 /// Appends the decimal digits of `n` (the daemon's own digit writer).
-pub use tollgate::sip::response::write_decimal as push_u64;
+pub use tollgate_sip::write_decimal as push_u64;
 
 #[cfg(test)]
 mod tests {
@@ -160,7 +160,7 @@ mod tests {
         assert!(text.contains(&call_id), "{text}");
         assert!(text.contains(";branch=z9hG4bK42x1234\r\n"), "{text}");
         // The daemon's own parser accepts it, and frames it on TCP.
-        let parsed = tollgate::sip::parse_message(&inv, tollgate::sip::Transport::Udp);
+        let parsed = tollgate_sip::parse_message(&inv, tollgate_sip::Transport::Udp);
         assert!(parsed.is_ok(), "{parsed:?}");
         assert_eq!(response::frame_len(&inv), Ok(Some(inv.len())));
 
@@ -180,7 +180,7 @@ mod tests {
         );
         assert!(text.contains(";branch=z9hG4bK42x1234\r\n"), "{text}");
         assert!(text.contains("From: <sip:alice@contoso.com>;tag=l1234\r\n"));
-        let parsed = tollgate::sip::parse_message(&ack, tollgate::sip::Transport::Udp);
+        let parsed = tollgate_sip::parse_message(&ack, tollgate_sip::Transport::Udp);
         assert!(parsed.is_ok(), "{parsed:?}");
     }
 }

@@ -39,8 +39,8 @@ use super::pace::Pace;
 use super::Shutdown;
 use crate::ledger::ReplyTo;
 use crate::server::Server;
-use crate::sip::parse::MAX_MESSAGE_LEN;
 use crate::sip::Transport;
+use crate::sip::MAX_MESSAGE_LEN;
 
 /// Datagrams received (and answers sent) per system call at most, and what a worker lingers
 /// for. Under load the kernel queue holds many; 64 (about 32 calls, an INVITE and an ACK each:

@@ -144,7 +144,7 @@ fn bracketed(rest: &str) -> Result<(&str, &str), Fault> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::uri::Scheme;
+    use crate::uri::Scheme;
 
     #[test]
     fn forms() {

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
 
-use tollgate::sip::{parse_message, write_response, Message, ResponseExtras, Transport};
+use tollgate_sip::{parse_message, write_response, Message, ResponseExtras, Transport};
 
 struct Counting;
 

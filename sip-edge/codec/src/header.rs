@@ -306,6 +306,7 @@ impl<'a> Headers<'a> {
     }
 
     /// Whether any value may hold the CR LF of a fold (see [`Header`]).
+    #[inline]
     pub fn folded(&self) -> bool {
         self.folded
     }
@@ -320,6 +321,7 @@ impl<'a> Headers<'a> {
     }
 
     /// All header lines, in order.
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = Header<'a>> + '_ {
         let names = self.names.get(..self.len).unwrap_or_default();
         names.iter().enumerate().map(|(i, &name)| Header {
@@ -329,16 +331,19 @@ impl<'a> Headers<'a> {
     }
 
     /// Number of header lines.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether there are no header lines.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The raw values of every line named `name`, in order.
+    #[inline]
     pub fn all(&self, name: HeaderName) -> impl Iterator<Item = &'a str> + '_ {
         let k = name as usize;
         let from = usize::from(self.first[k]);
@@ -368,6 +373,7 @@ impl<'a> Headers<'a> {
     }
 
     /// The comma-separated values of every line named `name`, in order (RFC 3261 §7.3.1).
+    #[inline]
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &'a str> + '_ {
         self.all(name)
             .flat_map(split_values as fn(&'a str) -> SplitValues<'a>)

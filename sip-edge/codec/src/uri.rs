@@ -102,6 +102,7 @@ impl<'a> Uri<'a> {
 
     /// The value of the URI parameter `name` (case-insensitive): `Some(None)` when it has no
     /// value, `None` when absent.
+    #[inline]
     pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
         self.params
             .split(';')
@@ -111,6 +112,7 @@ impl<'a> Uri<'a> {
     }
 
     /// Whether the URI says it is a telephone number: `tel:`, or `user=phone` (RFC 3261 §19.1.6).
+    #[inline]
     pub fn is_phone(&self) -> bool {
         self.scheme == Scheme::Tel
             || self

@@ -4,7 +4,7 @@
 //! Messages are written with `\n` line ends and sent with CRLF; `@LEN@` is replaced by the
 //! length of the body (what follows the empty line).
 
-use tollgate::sip::{parse_message, Message, Method, Request, Scheme, Transport};
+use tollgate_sip::{parse_message, Message, Method, Request, Scheme, Transport};
 
 /// What the codec must do with a message.
 #[derive(Debug)]

@@ -40,6 +40,7 @@ impl<'a> Method<'a> {
     }
 
     /// The method name.
+    #[inline]
     pub fn as_str(&self) -> &'a str {
         match self {
             Self::Invite => "INVITE",
@@ -92,6 +93,7 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// Every P-Asserted-Identity value (a `sip:` and a `tel:` one may both be present); values
     /// that do not parse are skipped (validation already rejected a malformed first one).
+    #[inline]
     pub fn asserted_identities(&self) -> impl Iterator<Item = NameAddr<'a>> + '_ {
         self.headers
             .values(HeaderName::PAssertedIdentity)
@@ -99,6 +101,7 @@ impl<'a> Request<'a> {
     }
 
     /// Every Via value, top first.
+    #[inline]
     pub fn vias(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.headers.values(HeaderName::Via)
     }

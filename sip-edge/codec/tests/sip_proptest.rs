@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use proptest::prelude::*;
 use rsip::headers::untyped::UntypedHeader as _;
 use rsip::prelude::{HeadersExt as _, ToTypedHeader as _};
-use tollgate::sip::{
+use tollgate_sip::{
     frame_len, latin1_head, parse_message, write_response, Message, Method, ResponseExtras,
     Transport,
 };

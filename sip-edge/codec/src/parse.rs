@@ -22,10 +22,36 @@ pub const MAX_LINE_LEN: usize = 8_192;
 
 /// Parses one message: a UDP datagram, or one TCP frame found by [`frame_len`].
 ///
-/// A request comes back validated (see [`super::validate`]); a response comes back as its status
-/// line only, to be dropped. On error, [`ParseError::headers`] says whether (and to whom) a
-/// response can be sent. On UDP a missing Content-Length means "to the end of the datagram"
-/// (RFC 3261 §18.3); octets after the body are ignored (RFC 4475 §3.1.1.8).
+/// A request comes back validated (the headers a redirect server reads are all present and
+/// well formed); a response comes back as its status line only, to be dropped. On error,
+/// [`ParseError::headers`] says whether (and to whom) a response can be sent. On UDP a missing
+/// Content-Length means "to the end of the datagram" (RFC 3261 §18.3); octets after the body
+/// are ignored (RFC 4475 §3.1.1.8).
+///
+/// ```
+/// use tollgate_sip::{parse_message, Message, Method, Transport};
+///
+/// let datagram = b"INVITE sip:+442079460000@tollgate.example.net;user=phone SIP/2.0\r\n\
+/// Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds\r\n\
+/// Max-Forwards: 70\r\n\
+/// From: <sip:+14255550101@contoso.com>;tag=1928301774\r\n\
+/// To: <sip:+442079460000@tollgate.example.net;user=phone>\r\n\
+/// Call-ID: a84b4c76e66710\r\n\
+/// CSeq: 314159 INVITE\r\n\
+/// Content-Length: 0\r\n\r\n";
+///
+/// let Ok(Message::Request(req)) = parse_message(datagram, Transport::Udp) else {
+///     panic!("a valid INVITE");
+/// };
+/// assert_eq!(req.method, Method::Invite);
+/// assert_eq!(req.uri.user, Some("+442079460000"));
+/// assert_eq!(req.from.uri.user, Some("+14255550101"));
+/// assert_eq!(req.call_id, "a84b4c76e66710"); // borrowed from `datagram`, not copied
+///
+/// // Garbage is an error; one without headers to answer with is dropped, not answered.
+/// let err = parse_message(b"hello\r\n\r\n", Transport::Udp).unwrap_err();
+/// assert!(!err.addressable());
+/// ```
 #[allow(clippy::result_large_err)] // the error carries the headers to answer with, on the stack
 pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, ParseError<'_>> {
     if buf.len() > MAX_MESSAGE_LEN {
@@ -36,7 +62,10 @@ pub fn parse_message(buf: &[u8], transport: Transport) -> Result<Message<'_>, Pa
     // fraction of the cost of UTF-8 validation.
     let text = if buf.iter().fold(0u8, |acc, &c| acc | c) < 0x80 {
         // SAFETY: every byte is below 0x80: ASCII, which is valid UTF-8.
-        unsafe { std::str::from_utf8_unchecked(buf) }
+        #[allow(unsafe_code)]
+        unsafe {
+            std::str::from_utf8_unchecked(buf)
+        }
     } else {
         match std::str::from_utf8(buf) {
             Ok(t) => t,

@@ -105,6 +105,39 @@ pub struct ResponseExtras<'x> {
 ///
 /// `reason` overrides the standard reason phrase (a 400 says what was wrong); control
 /// characters in it are dropped. `source` is where the request came from.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use tollgate_sip::{parse_message, write_response, Message, ResponseExtras, Transport};
+///
+/// let invite = b"INVITE sip:+442079460000@tollgate.example.net;user=phone SIP/2.0\r\n\
+/// Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds\r\n\
+/// Max-Forwards: 70\r\n\
+/// From: <sip:+14255550101@contoso.com>;tag=1928301774\r\n\
+/// To: <sip:+442079460000@tollgate.example.net;user=phone>\r\n\
+/// Call-ID: a84b4c76e66710\r\n\
+/// CSeq: 314159 INVITE\r\n\
+/// Content-Length: 0\r\n\r\n";
+/// let Ok(Message::Request(req)) = parse_message(invite, Transport::Udp) else { panic!() };
+///
+/// let source: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+/// let extras = ResponseExtras {
+///     contact: Some("sip:+442079460000@pstn-gb.example.net;user=phone"),
+///     basis: Some("international_pool"),
+///     max_duration: Some(1800),
+///     ..ResponseExtras::default()
+/// };
+/// // One buffer, reused for every answer: after the first, writing allocates nothing.
+/// let mut out = Vec::with_capacity(1024);
+/// write_response(&mut out, &req.headers, 302, None, source, &extras);
+///
+/// let text = std::str::from_utf8(&out).unwrap();
+/// assert!(text.starts_with("SIP/2.0 302 Moved Temporarily\r\n"));
+/// assert!(text.contains("Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;received=192.0.2.10;rport=5060\r\n"));
+/// assert!(text.contains("Contact: <sip:+442079460000@pstn-gb.example.net;user=phone>\r\n"));
+/// assert!(text.contains("X-Tollgate-Max-Duration: 1800\r\n"));
+/// assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+/// ```
 pub fn write_response(
     out: &mut Vec<u8>,
     headers: &Headers<'_>,

@@ -113,6 +113,7 @@ pub(crate) fn write_u32(out: &mut Vec<u8>, n: u32) {
 
 /// Appends the decimal digits of `n`, without the formatting machinery (no `fmt::Write`
 /// dispatch on the hot path). Also the load generator's (`benches/src/load/invite.rs`).
+#[inline]
 pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
     if n < 10_000 {
         // Ports, durations, counts: four digits at most, two at a time from a table, then

@@ -16,6 +16,7 @@ pub struct Fault {
 
 impl Fault {
     /// A `400 Bad Request` with the given reason phrase.
+    #[inline]
     pub const fn bad(reason: &'static str) -> Self {
         Self {
             status: 400,
@@ -61,6 +62,7 @@ impl<'a> ParseError<'a> {
     }
 
     /// Whether a response can be sent for this error.
+    #[inline]
     pub fn addressable(&self) -> bool {
         self.headers.is_some()
     }

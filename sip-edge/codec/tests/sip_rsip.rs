@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use rsip::headers::untyped::UntypedHeader as _;
 use rsip::prelude::{HeadersExt as _, ToTypedHeader as _};
-use tollgate::sip::response::to_tag;
-use tollgate::sip::{
+use tollgate_sip::to_tag;
+use tollgate_sip::{
     parse_message, write_response, Headers, Message, Request, ResponseExtras, Transport, Via,
 };
 
@@ -104,7 +104,7 @@ fn cross_check(out: &[u8], status: u16, headers: &Headers<'_>, source: SocketAdd
     assert_eq!(resp.status_code().code(), status);
 
     let ours: Vec<Via<'_>> = headers
-        .values(tollgate::sip::HeaderName::Via)
+        .values(tollgate_sip::HeaderName::Via)
         .map(|v| Via::parse(v).unwrap())
         .collect();
     let theirs: Vec<rsip::typed::Via> = resp
@@ -129,22 +129,22 @@ fn cross_check(out: &[u8], status: u16, headers: &Headers<'_>, source: SocketAdd
         }
     }
 
-    let call_id = headers.first(tollgate::sip::HeaderName::CallId).unwrap();
+    let call_id = headers.first(tollgate_sip::HeaderName::CallId).unwrap();
     assert_eq!(resp.call_id_header().unwrap().value(), call_id);
     let cseq = resp.cseq_header().unwrap().typed().unwrap();
-    let req_cseq = headers.first(tollgate::sip::HeaderName::CSeq).unwrap();
+    let req_cseq = headers.first(tollgate_sip::HeaderName::CSeq).unwrap();
     let mut parts = req_cseq.split_whitespace();
     assert_eq!(cseq.seq.to_string(), parts.next().unwrap());
     assert_eq!(cseq.method.to_string(), parts.next().unwrap());
 
-    let to = tollgate::sip::NameAddr::parse(headers.first(tollgate::sip::HeaderName::To).unwrap())
+    let to = tollgate_sip::NameAddr::parse(headers.first(tollgate_sip::HeaderName::To).unwrap())
         .unwrap();
     let expected_tag = match to.tag {
         Some(t) => t.to_string(),
         None => {
             let branch = ours[0].branch.unwrap_or(
                 headers
-                    .values(tollgate::sip::HeaderName::Via)
+                    .values(tollgate_sip::HeaderName::Via)
                     .next()
                     .unwrap(),
             );
@@ -152,7 +152,7 @@ fn cross_check(out: &[u8], status: u16, headers: &Headers<'_>, source: SocketAdd
         }
     };
     let to_header = resp.to_header().unwrap();
-    if to.uri.scheme == tollgate::sip::Scheme::Tel {
+    if to.uri.scheme == tollgate_sip::Scheme::Tel {
         // rsip 0.4 cannot parse `tel:` URIs (DESIGN §8): compare the raw header instead.
         assert!(
             to_header.value().ends_with(&format!(";tag={expected_tag}")),
@@ -230,7 +230,7 @@ X-Tollgate-Basis: international_pool\r\n\
 X-Tollgate-Max-Duration: 1800\r\n\
 Server: {}\r\n\
 Content-Length: 0\r\n\r\n",
-        tollgate::sip::response::SERVER
+        tollgate_sip::SERVER
     );
     assert_eq!(String::from_utf8(out.clone()).unwrap(), expected);
     // A retransmission gets identical bytes.
