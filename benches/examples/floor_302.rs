@@ -3,9 +3,10 @@
 //! every INVITE with a 302 built from its Via, From, To, Call-ID and CSeq lines, and sends the
 //! answers with one `sendmmsg(2)`; ACKs and everything else are dropped. It checks nothing,
 //! keeps no state and writes nothing. Its batches go through `tollgate-udp`, the daemon's own
-//! batch I/O (the same system calls, no allocation per call): what a call costs here is the kernel's UDP and wake-up
-//! work, which every daemon pays. Run the load ladder against it to see the most any server
-//! could reach with the load generator on the same cores (`benches/README.md`, "The floor").
+//! batch I/O (the same system calls, no allocation per call): what a call costs here is the
+//! kernel's UDP and wake-up work, which every daemon pays. Run the load ladder against it to
+//! see the most any server could reach with the load generator on the same cores
+//! (`benches/README.md`, "The floor").
 //!
 //!   cargo run --release -p tollgate-benches --example floor_302 -- 127.0.0.1:5080 [THREADS]
 
