@@ -53,19 +53,12 @@ pub fn set_receive_times(socket: &UdpSocket) -> io::Result<()> {
 /// datagram takes ~2 KiB on loopback), or `None` where it cannot be read. How a server sees a
 /// queue building up before the kernel starts dropping.
 pub fn queued_bytes(socket: &UdpSocket) -> Option<usize> {
-    #[cfg(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "arm",
-            target_arch = "riscv64"
-        )
-    ))]
+    #[cfg(target_os = "linux")]
     {
-        /// `SO_MEMINFO` of `asm-generic/socket.h` (not exported by `libc`).
-        const SO_MEMINFO: libc::c_int = 55;
+        const SPARC: bool = cfg!(any(target_arch = "sparc", target_arch = "sparc64"));
+        /// `SO_MEMINFO` (not exported by `libc`): 55 in `asm-generic/socket.h` and on MIPS,
+        /// 0x39 on SPARC.
+        const SO_MEMINFO: libc::c_int = if SPARC { 0x39 } else { 55 };
         // `SK_MEMINFO_VARS` of `linux/sock_diag.h`.
         let mut info = [0u32; 9];
         let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
@@ -86,16 +79,7 @@ pub fn queued_bytes(socket: &UdpSocket) -> Option<usize> {
         info.get(libc::SK_MEMINFO_RMEM_ALLOC as usize)
             .map(|&b| b as usize)
     }
-    #[cfg(not(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "arm",
-            target_arch = "riscv64"
-        )
-    )))]
+    #[cfg(not(target_os = "linux"))]
     {
         let _ = socket;
         None
