@@ -9,10 +9,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tollgate_udp::{Inbox, Outbox, To};
 
 use super::response;
 
@@ -41,56 +42,39 @@ pub trait Wire {
     fn backlogged(&self) -> bool;
     /// Whether bytes wait to be written.
     fn wants_write(&self) -> bool;
-    fn fd(&self) -> RawFd;
+    /// The socket, to wait on.
+    fn fd(&self) -> BorrowedFd<'_>;
 }
 
 /// Waits until `wire` is readable (or writable, when it has bytes queued), at most
 /// `timeout_ms` milliseconds.
 pub fn wait(wire: &impl Wire, timeout_ms: i32) {
-    let mut events = libc::POLLIN;
-    if wire.wants_write() {
-        events |= libc::POLLOUT;
-    }
-    let mut fds = libc::pollfd {
-        fd: wire.fd(),
-        events,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, count 1; poll only writes `revents`. An error (EINTR) is a
-    // shorter wait, which the caller's loop tolerates.
-    unsafe {
-        libc::poll(&mut fds, 1, timeout_ms);
-    }
+    tollgate_udp::wait_ready(wire.fd(), wire.wants_write(), timeout_ms);
 }
 
 /// Messages per `sendmmsg(2)` / `recvmmsg(2)` call.
 const BATCH: usize = 64;
-/// Control-message room per received datagram (one `SCM_TIMESTAMPNS`).
-const CMSG_SLOT: usize = 64;
 /// Room for one received datagram in a batch (the daemon's responses are < 1 KiB; a longer
 /// one is truncated and then counted as unmatched).
 const RECV_SLOT: usize = 4096;
 
 /// A UDP socket connected to the daemon. With `mmsg`, messages are sent and received in
-/// batches of up to [`BATCH`] per system call (`sendmmsg`/`recvmmsg`): at 100k calls/s a
-/// worker otherwise spends most of its time entering and leaving the kernel.
+/// batches of up to [`BATCH`] per system call (`sendmmsg`/`recvmmsg`, through `tollgate-udp`):
+/// at 100k calls/s a worker otherwise spends most of its time entering and leaving the kernel.
 pub struct UdpWire {
     socket: UdpSocket,
     mmsg: bool,
     /// Messages queued for the next `sendmmsg`, back to back; `out_ends[i]` ends message `i`.
     out: Vec<u8>,
     out_ends: Vec<usize>,
+    outbox: Outbox,
     /// Messages of full batches that could not be sent, reported by the next `flush`.
     dropped: u64,
-    /// `BATCH` receive slots of `RECV_SLOT` bytes.
-    inbuf: Box<[u8]>,
-    in_lens: [usize; BATCH],
-    /// Kernel receive times of the slots (ns since the epoch), when known.
-    in_times: [Option<u64>; BATCH],
-    /// `BATCH` control slots of `CMSG_SLOT` bytes (u64s: aligned for `cmsghdr`).
-    control: Box<[u64]>,
-    in_count: usize,
+    /// The last `recvmmsg`'s datagrams (with kernel receive times), and the next to return.
+    inbox: Inbox,
     in_next: usize,
+    /// Without `mmsg`: the one datagram of the last `recv`.
+    single: Box<[u8]>,
 }
 
 impl UdpWire {
@@ -112,21 +96,20 @@ impl UdpWire {
         s.bind(&local.into())?;
         s.connect(&target.into())?;
         s.set_nonblocking(true)?;
+        let socket: UdpSocket = s.into();
         if mmsg {
-            set_timestamps(&s)?;
+            tollgate_udp::set_receive_times(&socket)?;
         }
         Ok(UdpWire {
-            socket: s.into(),
+            socket,
             mmsg,
             out: Vec::with_capacity(BATCH * 2048),
             out_ends: Vec::with_capacity(BATCH),
+            outbox: Outbox::new(BATCH),
             dropped: 0,
-            inbuf: vec![0; BATCH * RECV_SLOT].into_boxed_slice(),
-            in_lens: [0; BATCH],
-            in_times: [None; BATCH],
-            control: vec![0; BATCH * CMSG_SLOT / 8].into_boxed_slice(),
-            in_count: 0,
+            inbox: Inbox::new(BATCH, RECV_SLOT).with_receive_times(),
             in_next: 0,
+            single: vec![0; RECV_SLOT].into_boxed_slice(),
         })
     }
 
@@ -134,109 +117,32 @@ impl UdpWire {
         self.socket.local_addr()
     }
 
-    /// Sends the queued messages; returns how many could not be sent.
+    /// Sends the queued messages with one `sendmmsg` (more if one is refused); returns how
+    /// many could not be sent (once the socket buffer is full, the rest: UDP; Timer A resends
+    /// INVITEs).
     fn send_batch(&mut self) -> u64 {
-        let mut dropped = 0;
-        let mut first = 0;
-        while first < self.out_ends.len() {
-            let mut iov = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; BATCH];
-            // SAFETY: an all-zero mmsghdr is valid (null name and control, no iovecs).
-            let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-            let n = self.out_ends.len() - first;
-            for i in 0..n {
-                let begin = if first + i == 0 {
-                    0
-                } else {
-                    self.out_ends[first + i - 1]
-                };
-                let end = self.out_ends[first + i];
-                iov[i].iov_base = self.out[begin..end].as_ptr() as *mut libc::c_void;
-                iov[i].iov_len = end - begin;
-                hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-                hdrs[i].msg_hdr.msg_iovlen = 1;
-            }
-            // SAFETY: `hdrs[..n]` point at `iov[..n]`, which point into `self.out`; all live
-            // across the call, and the kernel only reads them (it writes `msg_len`).
-            let sent = unsafe {
-                libc::sendmmsg(
-                    self.socket.as_raw_fd(),
-                    hdrs.as_mut_ptr(),
-                    n as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if sent > 0 {
-                first += sent as usize;
-                continue;
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            if e.kind() == io::ErrorKind::WouldBlock {
-                // The socket buffer is full: drop the rest (UDP; Timer A resends INVITEs).
-                dropped += n as u64;
-                break;
-            }
-            // e.g. ECONNREFUSED from an earlier ICMP error: skip this message.
-            dropped += 1;
-            first += 1;
+        let mut batch = self.outbox.batch();
+        let mut begin = 0;
+        for &end in &self.out_ends {
+            batch.push(&self.out[begin..end], To::Peer);
+            begin = end;
         }
+        let sent = batch.send(&self.socket, false);
         self.out.clear();
         self.out_ends.clear();
-        dropped
+        sent.dropped as u64
     }
 
-    /// Fills the receive slots with one `recvmmsg`; `Ok(false)` when nothing is there.
+    /// Fills the inbox with one `recvmmsg`; `Ok(false)` when nothing is there.
     fn recv_batch(&mut self) -> io::Result<bool> {
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; BATCH];
-        // SAFETY: an all-zero mmsghdr is valid (null name and control, no iovecs).
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        let slots = self.inbuf.chunks_exact_mut(RECV_SLOT);
-        let controls = self.control.chunks_exact_mut(CMSG_SLOT / 8);
-        for (i, (chunk, control)) in slots.zip(controls).enumerate() {
-            iov[i].iov_base = chunk.as_mut_ptr() as *mut libc::c_void;
-            iov[i].iov_len = RECV_SLOT;
-            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
-            hdrs[i].msg_hdr.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-            hdrs[i].msg_hdr.msg_controllen = CMSG_SLOT as _;
-        }
-        // SAFETY: `hdrs` point at `iov`, which point at disjoint `RECV_SLOT`-byte slots of
-        // `self.inbuf`, and at disjoint `CMSG_SLOT`-byte slots of `self.control`; all live
-        // across the call; the kernel writes at most `iov_len` / `msg_controllen` bytes into
-        // each and sets `msg_len`, `msg_flags`, `msg_controllen`.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.socket.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
+        self.in_next = 0;
+        match self.inbox.recv(&self.socket, false) {
+            Ok(n) => Ok(n > 0),
+            Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(false),
                 _ => Err(e),
-            };
+            },
         }
-        let n = n as usize;
-        for (i, h) in hdrs[..n].iter().enumerate() {
-            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.in_lens[i] = if truncated { 0 } else { h.msg_len as usize };
-            self.in_times[i] = receive_time(&h.msg_hdr);
-        }
-        self.in_count = n;
-        self.in_next = 0;
-        Ok(n > 0)
     }
 }
 
@@ -262,21 +168,24 @@ impl Wire for UdpWire {
 
     fn recv(&mut self) -> io::Result<Option<(&[u8], Option<u64>)>> {
         if !self.mmsg {
-            return match self.socket.recv(&mut self.inbuf[..RECV_SLOT]) {
-                Ok(n) => Ok(self.inbuf.get(..n).map(|m| (m, None))),
+            return match self.socket.recv(&mut self.single) {
+                Ok(n) => Ok(self.single.get(..n).map(|m| (m, None))),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(e),
             };
         }
-        if self.in_next == self.in_count && !self.recv_batch()? {
+        if self.in_next == self.inbox.len() && !self.recv_batch()? {
             return Ok(None);
         }
         let i = self.in_next;
         self.in_next += 1;
-        let msg = self
-            .inbuf
-            .get(i * RECV_SLOT..i * RECV_SLOT + self.in_lens[i]);
-        Ok(msg.map(|m| (m, self.in_times[i])))
+        // A truncated response is returned empty (and counted as unmatched).
+        let msg = if self.inbox.truncated(i) {
+            Some(&[][..])
+        } else {
+            self.inbox.get(i)
+        };
+        Ok(msg.map(|m| (m, self.inbox.received_ns(i))))
     }
 
     fn timestamps(&self) -> bool {
@@ -291,47 +200,9 @@ impl Wire for UdpWire {
         false
     }
 
-    fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
-}
-
-/// Asks the kernel to record each datagram's receive time (`SO_TIMESTAMPNS`, Linux).
-fn set_timestamps(s: &Socket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket, an int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// The `SCM_TIMESTAMPNS` of a received message, ns since the epoch.
-fn receive_time(h: &libc::msghdr) -> Option<u64> {
-    // SAFETY: `h` is a msghdr the kernel just filled: its control buffer holds
-    // `msg_controllen` bytes of well-formed cmsghdrs, walked with the libc macros; the
-    // timestamp is read unaligned.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-            }
-            c = libc::CMSG_NXTHDR(h, c);
-        }
-    }
-    None
 }
 
 /// A TCP connection to the daemon with a send queue and a framing receive buffer.
@@ -455,8 +326,8 @@ impl Wire for TcpWire {
         self.written < self.out.len()
     }
 
-    fn fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
     }
 }
 

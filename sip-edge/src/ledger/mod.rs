@@ -126,7 +126,7 @@ impl ReplyTo {
     pub fn send(&self, bytes: &[u8]) {
         match self {
             ReplyTo::Udp { socket, to } => {
-                if let Err(e) = crate::transport::udp_send::send_one(socket, bytes, *to) {
+                if let Err(e) = tollgate_udp::send_one(socket, bytes, *to) {
                     tracing::debug!(error = %e, %to, "udp send");
                 }
             }

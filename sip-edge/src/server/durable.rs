@@ -25,7 +25,7 @@ use super::transactions::Answer;
 use super::{now, reject_extras, status_of, Server};
 use crate::ledger::{After, Committer, Refused, ReplyTo, SipReply, Write};
 use crate::sip::rewrite_response;
-use crate::transport::udp_send::send_many;
+use tollgate_udp::send_many;
 
 impl Server {
     /// Queues an admission's write with its 302 (in `out`). Returns whether `out` must be sent
@@ -224,7 +224,9 @@ impl Committer for Server {
             let msgs: Vec<(&[u8], SocketAddr)> =
                 group.iter().map(|(_, b, to)| (&b[..], *to)).collect();
             if let Some((socket, _, _)) = group.first() {
-                send_many(socket, &msgs);
+                if let Some(e) = send_many(socket, &msgs).error {
+                    tracing::debug!(error = %e, "udp send");
+                }
             }
         }
     }

@@ -7,7 +7,6 @@
 pub mod pace;
 pub mod tcp;
 pub mod udp;
-pub mod udp_send;
 
 /// `true` once the daemon is shutting down.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;

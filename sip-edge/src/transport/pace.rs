@@ -6,7 +6,7 @@
 //! ([`Linger`]). One wake-up and one commit then serve several calls, where handing each batch
 //! to the ledger's writer thread would cost a wake-up of that thread, its sleep for the linger
 //! and the context switches (with sipp at 4,000 calls/s on one socket: 1.16 → 0.21 voluntary
-//! context switches and 31–34 → 23–26 µs of daemon CPU per call; `benches/README.md`,
+//! context switches and 31–34 → 23–26 µs of daemon CPU per call; `docs/performance.md`,
 //! "Committing on the receiving thread").
 //!
 //! At high load the commits on the receiving thread cost more than they save: they are not
