@@ -24,12 +24,15 @@ pub enum PlanKind {
 /// What one SKU grants.
 #[derive(Clone, Debug)]
 pub struct Sku {
+    /// The Microsoft part number, upper case (`MCOPSTN1`): what `users.csv` `licenses` lists.
     pub name: String,
     /// Includes Phone System (MCOEV, E5): DESIGN §4 rule 3.
     pub phone_system: bool,
+    /// The calling plan it is, if any: which pools its holders draw on (rule 9).
     pub plan: Option<PlanKind>,
     /// Domestic minutes per user per month where no override applies.
     pub minutes_default: u32,
+    /// Per-usage-location overrides (MCOPSTN1: 3000 in US/PR/CA/GB; calling-plan-rules §1).
     pub minutes: HashMap<Region, u32>,
     /// International minutes per user per month (International plan only).
     pub international_minutes: u32,
@@ -50,6 +53,7 @@ impl Sku {
 /// The checked catalog.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
+    /// Every SKU of `catalog.toml`, in file order; a user's licenses index into it.
     pub skus: Vec<Sku>,
     by_name: FxMap<String, u16>,
     pool_with: FxMap<Region, Region>,
@@ -64,7 +68,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// Checks a parsed `catalog.toml`; every error is added to `errors`.
-    pub fn build(rec: &CatalogRecord, errors: &mut LoadErrors) -> Catalog {
+    pub(crate) fn build(rec: &CatalogRecord, errors: &mut LoadErrors) -> Catalog {
         let f = CATALOG_FILE;
         let mut c = Catalog::default();
         let rl = Some(rec.regions_line);
@@ -200,6 +204,7 @@ impl Catalog {
         self.by_name.get(&name.to_ascii_uppercase()).copied()
     }
 
+    /// The SKU at an index of [`Catalog::sku_index`].
     pub fn sku(&self, i: u16) -> Option<&Sku> {
         self.skus.get(i as usize)
     }

@@ -43,6 +43,7 @@ impl Default for Grants {
 pub struct Routes {
     /// Calling-plan gateway; `{region}` = lower-case ISO code of the caller's pool region.
     pub calling_plan: String,
+    /// Where emergency calls go (rule 1), whoever the caller.
     pub emergency: String,
 }
 
@@ -100,27 +101,43 @@ impl Emergency {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct EngineConfig {
+    /// `[grants]`.
     pub grants: Grants,
+    /// `[routes]`.
     pub routes: Routes,
+    /// `[emergency]`.
     pub emergency: Emergency,
 }
 
 /// A setting that makes no sense.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// The file is not TOML, or a field is unknown or of the wrong type.
     #[error("tollgate.toml:{line}: {message}")]
-    Syntax { line: usize, message: String },
+    Syntax {
+        /// 1-based line of the error (0 when unknown).
+        line: usize,
+        /// What the TOML reader said.
+        message: String,
+    },
+    /// A value out of range, or `[grants]` figures that contradict each other.
     #[error("tollgate.toml: [{table}].{field}: {message}")]
     Invalid {
+        /// The table, without brackets (`grants`).
         table: &'static str,
+        /// The key in it.
         field: &'static str,
+        /// What is wrong, and what would be right.
         message: &'static str,
     },
     /// A `[routes]` value that cannot make a Contact URI ([`check_route`]).
     #[error("tollgate.toml: [routes].{field}: {value:?}: {message}")]
     Route {
+        /// The key of `[routes]`.
         field: &'static str,
+        /// The value as written.
         value: String,
+        /// Why it cannot be a route.
         message: String,
     },
 }

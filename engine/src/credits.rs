@@ -23,6 +23,7 @@ use crate::pools::MonthKey;
 pub struct Money(pub i64);
 
 impl Money {
+    /// Nothing: what calls paid by no credits carry.
     pub const ZERO: Money = Money(0);
     const SCALE: i64 = 1_000_000;
 
@@ -85,7 +86,8 @@ pub struct Rates {
 }
 
 impl Rates {
-    pub fn build(rows: &[RateRecord], errors: &mut LoadErrors) -> Rates {
+    /// Checks the rows of `rates.csv`; every error is added to `errors`.
+    pub(crate) fn build(rows: &[RateRecord], errors: &mut LoadErrors) -> Rates {
         let mut map = FxMap::default();
         for r in rows {
             let line = Some(r.line);
@@ -152,6 +154,7 @@ impl Rates {
 /// A tenant's live Communications Credits balance. Shared (`Arc`) across reloads.
 #[derive(Debug)]
 pub struct CreditAccount {
+    /// The tenant id whose balance this is.
     pub tenant: Arc<str>,
     balance: AtomicI64,
     /// The balance figure of the configuration last applied: a reload applies the difference
@@ -160,7 +163,8 @@ pub struct CreditAccount {
 }
 
 impl CreditAccount {
-    pub fn new(tenant: Arc<str>, configured: Money) -> CreditAccount {
+    /// An account holding the configured balance of `tenants.toml`.
+    pub(crate) fn new(tenant: Arc<str>, configured: Money) -> CreditAccount {
         CreditAccount {
             tenant,
             balance: AtomicI64::new(configured.0),
@@ -168,18 +172,19 @@ impl CreditAccount {
         }
     }
 
+    /// The live balance: configured, minus what calls hold or were charged.
     pub fn balance(&self) -> Money {
         Money(self.balance.load(Ordering::Acquire))
     }
 
     /// A reload with a new configured balance: the live balance moves by the difference.
-    pub fn reconfigure(&self, configured: Money) {
+    pub(crate) fn reconfigure(&self, configured: Money) {
         let old = self.configured.swap(configured.0, Ordering::AcqRel);
         self.balance.fetch_add(configured.0 - old, Ordering::AcqRel);
     }
 
     /// Takes `amount` from the balance if it covers it (CAS loop; never below zero).
-    pub fn reserve(&self, amount: Money) -> bool {
+    pub(crate) fn reserve(&self, amount: Money) -> bool {
         let mut cur = self.balance.load(Ordering::Acquire);
         loop {
             if amount.0 < 0 || cur < amount.0 {
@@ -198,7 +203,7 @@ impl CreditAccount {
     }
 
     /// Gives back the unused part of a reservation.
-    pub fn refund(&self, amount: Money) {
+    pub(crate) fn refund(&self, amount: Money) {
         if amount.0 > 0 {
             self.balance.fetch_add(amount.0, Ordering::AcqRel);
         }
@@ -206,7 +211,7 @@ impl CreditAccount {
 
     /// Recovery: money a stored call took (charged, or still reserved) leaves the balance
     /// unconditionally; what was admitted stays admitted, even below zero.
-    pub fn restore_spent(&self, amount: Money) {
+    pub(crate) fn restore_spent(&self, amount: Money) {
         self.balance.fetch_sub(amount.0, Ordering::AcqRel);
     }
 
@@ -219,7 +224,7 @@ impl CreditAccount {
 /// Per-user monthly credits spending against `user_spend_limit`
 /// (`Set-CsTeamsCallingPolicy -CallingSpendUserLimit`). Only the credits path touches it.
 #[derive(Debug, Default)]
-pub struct SpendLedger {
+pub(crate) struct SpendLedger {
     spent: DashMap<(Arc<str>, MonthKey), i64>,
 }
 

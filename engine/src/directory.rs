@@ -19,14 +19,23 @@ use crate::load::{
 use crate::numbering::{metadata, Region};
 use crate::pools::{PoolKey, PoolKind};
 
-/// A tenant.
+/// A tenant of `tenants.toml`, checked: the unit pools, credits and limits belong to.
 #[derive(Clone, Debug)]
 pub struct Tenant {
+    /// The id users refer to in `users.csv`, and pools and the ledger carry.
     pub id: Arc<str>,
+    /// Display name.
     pub name: String,
+    /// The tenant's SIP domains, lower case: a UPN's domain must be one of them, and a caller
+    /// under any of them matches (alias domains).
     pub domains: Vec<String>,
+    /// The configured Communications Credits balance (rule 10); the live one is the engine's
+    /// ([`crate::Engine::credits_balance`]).
     pub credits: Money,
+    /// The currency of `credits` and `rates.csv` prices (informational).
     pub currency: String,
+    /// Per-user monthly cap on credits spending (`-CallingSpendUserLimit`, calling-plan-rules
+    /// §3): [`crate::Reason::SpendLimitReached`] beyond it.
     pub user_spend_limit: Option<Money>,
     /// Direct Routing gateways: (id, route).
     pub gateways: Vec<(String, Arc<str>)>,
@@ -36,8 +45,11 @@ pub struct Tenant {
 /// `outbound-calling-restriction-policies.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DialOut {
+    /// `…PSTNInternational`, the default: any destination.
     International,
+    /// `…PSTNDomestic`: domestic destinations only.
     Domestic,
+    /// `…PSTNDisabled`: no PSTN call "besides emergency numbers".
     Disabled,
 }
 
@@ -73,17 +85,24 @@ impl DialOut {
 type PoolIx = (u32, Region, u16, PoolKind);
 
 /// Sentinel for "no pool".
-pub const NO_POOL: u32 = u32::MAX;
+pub(crate) const NO_POOL: u32 = u32::MAX;
 
 /// A user, with everything the decision needs precomputed (pools by id, no map on the hot path).
 #[derive(Clone, Debug)]
 pub struct User {
+    /// The user principal name, lower case (`alice@contoso.com`).
     pub upn: Arc<str>,
+    /// Index of the user's tenant in [`Snapshot::tenants`].
     pub tenant: u32,
     /// E.164 digits of the line URI as an integer (`+14255550101` → 14255550101).
     pub line: Option<u64>,
+    /// The license location, not the billing address (calling-plan-rules §5): what is
+    /// domestic for the user, which emergency numbers apply, how national numbers read.
     pub usage_location: Region,
+    /// The region whose pools the user draws on: the usage location, or the region it pools
+    /// with (`PR` → `US`, calling-plan-rules §2).
     pub pool_region: Region,
+    /// Holds Phone System (MCOEV, or an E5 that includes it): rule 3.
     pub phone_system: bool,
     /// The calling-plan SKU that decides the pools (the best one held), and its kind.
     pub plan: Option<(u16, PlanKind)>,
@@ -91,16 +110,19 @@ pub struct User {
     pub credits: bool,
     /// Direct Routing gateway (index into the tenant's gateways).
     pub gateway: Option<u32>,
+    /// The PSTN axis of the user's OnlineDialOutPolicy (rule 5).
     pub dial_out: DialOut,
-    pub domestic_pool: u32,
-    pub international_pool: u32,
+    pub(crate) domestic_pool: u32,
+    pub(crate) international_pool: u32,
 }
 
 impl User {
+    /// The id of the user's domestic pool in [`Snapshot::pools`], if their plan has one.
     pub fn domestic_pool(&self) -> Option<u32> {
         (self.domestic_pool != NO_POOL).then_some(self.domestic_pool)
     }
 
+    /// The id of the user's international pool (International plan only, rule 9).
     pub fn international_pool(&self) -> Option<u32> {
         (self.international_pool != NO_POOL).then_some(self.international_pool)
     }
@@ -109,9 +131,13 @@ impl User {
 /// An immutable, indexed directory.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// Tenants in `tenants.toml` order; [`User::tenant`] indexes it.
     pub tenants: Vec<Tenant>,
+    /// Users in `users.csv` order.
     pub users: Vec<User>,
+    /// The checked `catalog.toml`.
     pub catalog: Catalog,
+    /// The checked `rates.csv`.
     pub rates: Rates,
     /// Pools by id: key and capacity in seconds for the month.
     pub pools: Vec<(PoolKey, u64)>,
@@ -121,7 +147,7 @@ pub struct Snapshot {
 }
 
 /// Parses `+` and 1–15 digits (after an optional `tel:`) into an integer.
-pub fn e164_digits(s: &str) -> Option<u64> {
+pub(crate) fn e164_digits(s: &str) -> Option<u64> {
     let s = s.strip_prefix("tel:").unwrap_or(s);
     let s = s.split(';').next().unwrap_or(s);
     let d = s.strip_prefix('+')?;
@@ -599,6 +625,7 @@ impl Snapshot {
             .copied()
     }
 
+    /// The tenant at index `i` ([`User::tenant`]).
     pub fn tenant(&self, i: u32) -> Option<&Tenant> {
         self.tenants.get(i as usize)
     }

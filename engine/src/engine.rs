@@ -22,6 +22,8 @@ use crate::sequence::Sequence;
 /// One INVITE, as the daemon parsed it.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
+    /// The SIP Call-ID: the key of the call's reservation from now on (`settle`, `extend`,
+    /// `release` name it).
     pub call_id: &'a str,
     /// `P-Asserted-Identity` or `From` URI (or its user part): a UPN or an E.164 line URI.
     pub caller: &'a str,
@@ -37,7 +39,11 @@ struct Live {
     accounts: Vec<Arc<CreditAccount>>,
 }
 
-/// The decision core.
+/// The decision core: one per daemon, shared by every thread (`&self` everywhere).
+///
+/// Holds the live [`Snapshot`] and this month's pools behind `arc-swap` (readers never wait on
+/// a reload), the credit balances, and the in-flight reservations by Call-ID. It does no I/O:
+/// every method that depends on time takes `now`, unix seconds UTC.
 pub struct Engine {
     numbering: Arc<NumberingPlan>,
     config: EngineConfig,
@@ -65,9 +71,11 @@ pub enum Mode<'a> {
 /// A further grant for an admitted call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Extension {
+    /// Seconds added by this grant (0 when the call is already at `max_call_seconds`).
     pub granted_seconds: u64,
     /// The call's new maximum duration (all grants).
     pub max_duration: u64,
+    /// When the reservation now settles as fully used if never reported.
     pub expires_at: u64,
 }
 
@@ -98,10 +106,12 @@ impl Engine {
         self.seq.floor(next);
     }
 
+    /// The settings the engine was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 
+    /// The numbering plan decisions classify with.
     pub fn numbering(&self) -> &NumberingPlan {
         &self.numbering
     }
@@ -195,6 +205,62 @@ impl Engine {
 
     /// Decides and, on admit, reserves (DESIGN §2 step 6). A Call-ID that already holds a
     /// reservation gets the same decision again and reserves nothing new.
+    ///
+    /// The caller persists [`Decision::grant`] before the 302 leaves (DESIGN §6), or calls
+    /// [`Engine::abort`] if it cannot.
+    ///
+    /// # Examples
+    ///
+    /// A one-user directory, parsed from inline text (the daemon reads the files of
+    /// `[directory].path` into [`crate::load::DirectoryFiles`] and calls
+    /// [`Snapshot::from_files`] instead):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate_engine::load::{self, LoadErrors, Records};
+    /// use tollgate_engine::numbering::NumberingPlan;
+    /// use tollgate_engine::{Basis, Engine, EngineConfig, Reason, Request, Snapshot};
+    ///
+    /// let mut errors = LoadErrors::default();
+    /// let records = Records {
+    ///     tenants: load::parse_tenants(
+    ///         "[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+    ///         &mut errors,
+    ///     ),
+    ///     users: load::parse_users(
+    ///         "tenant,user,line_uri,usage_location,licenses\n\
+    ///          contoso,alice@contoso.com,+14255550101,US,MCOEV;MCOPSTN1\n",
+    ///         &mut errors,
+    ///     ),
+    ///     catalog: load::parse_catalog(
+    ///         "[[sku]]\nname = \"MCOEV\"\nphone_system = true\n\
+    ///          [[sku]]\nname = \"MCOPSTN1\"\nplan = \"domestic\"\nminutes = { default = 3000 }\n",
+    ///         &mut errors,
+    ///     ),
+    ///     rates: load::parse_rates("destination,number_type,price_per_minute\n", &mut errors),
+    /// };
+    /// assert!(errors.is_empty(), "{errors}");
+    /// let snapshot = Snapshot::build(records)?;
+    /// let plan = Arc::new(NumberingPlan::builtin()?);
+    /// let now = 1_795_000_000; // unix seconds, UTC: the engine reads no clock
+    /// let engine = Engine::new(plan, EngineConfig::default(), snapshot, now);
+    ///
+    /// // A domestic call by UPN: rule 9, from the US pool of MCOPSTN1.
+    /// let call = Request {
+    ///     call_id: "a84b4c76e66710",
+    ///     caller: "sip:alice@contoso.com",
+    ///     dialed: "+1 212 555 0100",
+    /// };
+    /// let decision = engine.authorize(&call, now);
+    /// assert_eq!(decision.basis(), Some(Basis::DomesticPool));
+    /// assert_eq!(decision.max_duration, Some(1800)); // [grants].grant_seconds
+    /// assert_eq!(decision.destination.unwrap().e164(), "+12125550100");
+    ///
+    /// // The same caller by line URI, abroad: a Domestic plan has no international pool.
+    /// let abroad = Request { call_id: "b2", caller: "+14255550101", dialed: "+442079460000" };
+    /// assert_eq!(engine.authorize(&abroad, now).reason(), Some(Reason::InternationalNotInPlan));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn authorize(&self, req: &Request<'_>, now: u64) -> Decision {
         if req.call_id.is_empty() {
             return Decision::reject(Reason::BadRequest, Rule::Request, None);
@@ -451,6 +517,45 @@ impl Engine {
 
     /// `POST /v1/calls/{id}/end`: usage rounds up to the billing increment; the rest goes back.
     /// Settling again returns the same answer with `changed: false`.
+    ///
+    /// # Examples
+    ///
+    /// With `engine` built as in [`Engine::authorize`]'s example:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use tollgate_engine::load::{self, LoadErrors, Records};
+    /// # use tollgate_engine::numbering::NumberingPlan;
+    /// # use tollgate_engine::{CallState, Engine, EngineConfig, Request, Snapshot};
+    /// # let mut errors = LoadErrors::default();
+    /// # let records = Records {
+    /// #     tenants: load::parse_tenants("[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n", &mut errors),
+    /// #     users: load::parse_users(
+    /// #         "tenant,user,usage_location,licenses\ncontoso,alice@contoso.com,US,MCOEV;MCOPSTN1\n",
+    /// #         &mut errors,
+    /// #     ),
+    /// #     catalog: load::parse_catalog(
+    /// #         "[[sku]]\nname = \"MCOEV\"\nphone_system = true\n\
+    /// #          [[sku]]\nname = \"MCOPSTN1\"\nplan = \"domestic\"\nminutes = { default = 3000 }\n",
+    /// #         &mut errors,
+    /// #     ),
+    /// #     rates: Vec::new(),
+    /// # };
+    /// # let plan = Arc::new(NumberingPlan::builtin()?);
+    /// # let now = 1_795_000_000;
+    /// # let engine = Engine::new(plan, EngineConfig::default(), Snapshot::build(records)?, now);
+    /// let call = Request { call_id: "c1", caller: "alice@contoso.com", dialed: "+12125550100" };
+    /// assert!(engine.authorize(&call, now).is_admit());
+    ///
+    /// // The proxy reports 61 s: billed as two whole minutes, the rest of the grant goes back.
+    /// let s = engine.settle("c1", 61, now + 70)?;
+    /// assert_eq!((s.state, s.charged_seconds, s.changed), (CallState::Settled, 120, true));
+    ///
+    /// // A repeated report is harmless: same figures, nothing charged twice.
+    /// let again = engine.settle("c1", 61, now + 75)?;
+    /// assert_eq!((again.charged_seconds, again.changed), (120, false));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn settle(
         &self,
         call_id: &str,
@@ -504,6 +609,7 @@ impl Engine {
         self.reservations.expire(now, &self.spend)
     }
 
+    /// The in-flight calls, for the daemon to read, persist and forget.
     pub fn reservations(&self) -> &Reservations {
         &self.reservations
     }

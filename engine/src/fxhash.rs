@@ -34,4 +34,5 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
+/// A `HashMap` hashed with [`FxHasher`]: for maps keyed only by the directory's own data.
 pub type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;

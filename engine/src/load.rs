@@ -21,6 +21,7 @@ pub struct LoadError {
     pub line: Option<usize>,
     /// The field (column or key) at fault, when known.
     pub field: String,
+    /// What is wrong, in words an operator can act on.
     pub message: String,
 }
 
@@ -54,6 +55,7 @@ impl fmt::Display for LoadErrors {
 }
 
 impl LoadErrors {
+    /// Records one problem.
     pub fn push(
         &mut self,
         file: &str,
@@ -69,6 +71,7 @@ impl LoadErrors {
         });
     }
 
+    /// Whether nothing was wrong.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -83,23 +86,31 @@ impl LoadErrors {
     }
 }
 
+/// Tenants, their domains, credits and Direct Routing gateways (DESIGN §3).
 pub const TENANTS_FILE: &str = "tenants.toml";
+/// One row per user: UPN, line URI, usage location, licenses, routing, dial-out policy.
 pub const USERS_FILE: &str = "users.csv";
+/// What each SKU grants, pooling and domestic regions, free and barred numbers.
 pub const CATALOG_FILE: &str = "catalog.toml";
+/// Communications Credits prices per destination and number type.
 pub const RATES_FILE: &str = "rates.csv";
 
 /// A `[[tenant]]` table of `tenants.toml`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantRecord {
+    /// `id`: the tenant id `users.csv` refers to.
     pub id: String,
+    /// `name`: display name.
     #[serde(default)]
     pub name: String,
+    /// `domains`: the tenant's UPN domains.
     #[serde(default)]
     pub domains: Vec<String>,
     /// Communications Credits balance, a decimal string (`"250.00"`).
     #[serde(default)]
     pub credits: Option<String>,
+    /// `currency` of the balance and rates (informational).
     #[serde(default)]
     pub currency: Option<String>,
     /// Per-user monthly cap on credits spending (decimal string), if any.
@@ -124,13 +135,21 @@ struct TenantsFile {
 /// [`crate::directory::Snapshot::build`].
 #[derive(Clone, Debug, Default)]
 pub struct UserRecord {
+    /// 1-based line of the row, for errors.
     pub line: usize,
+    /// `tenant`: a tenant id of `tenants.toml`.
     pub tenant: String,
+    /// `user`: the UPN (`alice@contoso.com`).
     pub user: String,
+    /// `line_uri`: `tel:+14255550101` or `+14255550101`; may be empty.
     pub line_uri: String,
+    /// `usage_location`: ISO 3166 alpha-2, the license location.
     pub usage_location: String,
+    /// `licenses`: `;`-separated SKU part numbers (`MCOEV;MCOPSTN1`).
     pub licenses: String,
+    /// `voice_routing`: `calling_plan` (empty: the same) or `direct_routing:<gateway id>`.
     pub voice_routing: String,
+    /// `dial_out_policy`: an OnlineDialOutPolicy name (empty: the default).
     pub dial_out_policy: String,
 }
 
@@ -138,10 +157,13 @@ pub struct UserRecord {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionsRecord {
+    /// Region → the region whose pool its users share (`PR = "US"`).
     #[serde(default)]
     pub pool_with: BTreeMap<String, String>,
+    /// Groups of regions domestic for each other (`[["US", "CA", "PR"]]`).
     #[serde(default)]
     pub domestic_groups: Vec<Vec<String>>,
+    /// Reachable international destinations; empty: all (rule 6 bars the rest).
     #[serde(default)]
     pub international: Vec<String>,
 }
@@ -150,10 +172,13 @@ pub struct RegionsRecord {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NumbersRecord {
+    /// Number type names free when domestic (rule 8).
     #[serde(default)]
     pub free_domestic: Vec<String>,
+    /// Number type names barred everywhere (rule 6).
     #[serde(default)]
     pub barred: Vec<String>,
+    /// E.164 prefixes barred (`+449`, rule 6).
     #[serde(default)]
     pub barred_prefixes: Vec<String>,
 }
@@ -162,9 +187,12 @@ pub struct NumbersRecord {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SkuRecord {
+    /// The part number (`MCOPSTN1`).
     pub name: String,
+    /// Free text for operators.
     #[serde(default)]
     pub description: String,
+    /// Whether it includes Phone System (rule 3).
     #[serde(default)]
     pub phone_system: bool,
     /// `domestic` or `international`.
@@ -173,10 +201,13 @@ pub struct SkuRecord {
     /// Minutes per user per calendar month: `default` plus per-region overrides.
     #[serde(default)]
     pub minutes: BTreeMap<String, u32>,
+    /// International minutes per user per month (an International plan's second pool).
     #[serde(default)]
     pub international_minutes: u32,
+    /// Whether it is Communications Credits (rule 10).
     #[serde(default)]
     pub credits: bool,
+    /// Line of the `[[sku]]` table (filled by the loader).
     #[serde(skip)]
     pub line: usize,
 }
@@ -184,10 +215,15 @@ pub struct SkuRecord {
 /// `catalog.toml`, with the line of each section for error messages.
 #[derive(Clone, Debug, Default)]
 pub struct CatalogRecord {
+    /// `[regions]`.
     pub regions: RegionsRecord,
+    /// Line of `[regions]`.
     pub regions_line: usize,
+    /// `[numbers]`.
     pub numbers: NumbersRecord,
+    /// Line of `[numbers]`.
     pub numbers_line: usize,
+    /// The `[[sku]]` tables, in file order.
     pub skus: Vec<SkuRecord>,
 }
 
@@ -205,18 +241,26 @@ struct CatalogFile {
 /// A row of `rates.csv`.
 #[derive(Clone, Debug, Default)]
 pub struct RateRecord {
+    /// 1-based line of the row.
     pub line: usize,
+    /// A region code, or `*`.
     pub destination: String,
+    /// A [`crate::numbering::NumberType`] name, or `*` (empty: `*`).
     pub number_type: String,
+    /// A decimal amount of the tenant currency (`0.019`).
     pub price_per_minute: String,
 }
 
 /// Everything read from a directory, not yet checked.
 #[derive(Clone, Debug, Default)]
 pub struct Records {
+    /// From [`parse_tenants`].
     pub tenants: Vec<TenantRecord>,
+    /// From [`parse_users`].
     pub users: Vec<UserRecord>,
+    /// From [`parse_catalog`].
     pub catalog: CatalogRecord,
+    /// From [`parse_rates`].
     pub rates: Vec<RateRecord>,
 }
 
@@ -225,9 +269,13 @@ pub struct Records {
 /// reads, the engine parses.
 #[derive(Clone, Debug)]
 pub struct DirectoryFiles {
+    /// [`TENANTS_FILE`].
     pub tenants: Result<Vec<u8>, String>,
+    /// [`USERS_FILE`].
     pub users: Result<Vec<u8>, String>,
+    /// [`CATALOG_FILE`].
     pub catalog: Result<Vec<u8>, String>,
+    /// [`RATES_FILE`].
     pub rates: Result<Vec<u8>, String>,
 }
 
@@ -255,7 +303,7 @@ pub fn read_dir(files: DirectoryFiles) -> Result<Records, LoadErrors> {
 /// Like [`read_dir`], but returns the text of `users.csv` unparsed (the records' `users` stay
 /// empty), for a snapshot build that streams users one row at a time
 /// ([`crate::directory::Snapshot::from_files`]), and the errors found so far.
-pub fn read_dir_deferred(files: DirectoryFiles) -> (Records, Option<String>, LoadErrors) {
+pub(crate) fn read_dir_deferred(files: DirectoryFiles) -> (Records, Option<String>, LoadErrors) {
     let mut errors = LoadErrors::default();
     let tenants = text(TENANTS_FILE, files.tenants, &mut errors)
         .map(|t| parse_tenants(&t, &mut errors))

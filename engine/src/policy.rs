@@ -1,9 +1,9 @@
 //! The ten rules of DESIGN §4 and the vocabulary of their answers: [`Reason`] (DESIGN §2 table),
 //! [`Basis`], [`Rule`] and [`Decision`].
 //!
-//! [`evaluate`] applies rules 1–8 and says how a call that passes them must be funded (rules 9
-//! and 10); it is pure. The engine does the funding (pool or credits reservation) and builds
-//! the final [`Decision`].
+//! An internal, pure step applies rules 1–8 and says how a call that passes them must be funded
+//! (rules 9 and 10); the engine then does the funding (pool or credits reservation) and builds
+//! the final [`Decision`] that [`crate::Engine::authorize`] returns.
 
 use std::sync::Arc;
 
@@ -15,25 +15,55 @@ use crate::reservations::Grant;
 /// Why a call is refused. One vocabulary for SIP, logs, metrics and the CLI (DESIGN §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
+    /// The INVITE came from outside `[sip].trusted_peers` (DESIGN §2 step 1). Given by the
+    /// edge, never by the engine, and never shadowed.
     UntrustedPeer,
+    /// The caller is neither a UPN nor a line URI of the directory (DESIGN §4 rule 2).
     UnknownCaller,
+    /// The caller holds no Phone System license (MCOEV, or an E5 that includes it): rule 3;
+    /// "You must first purchase a Phone System add-on license" (calling-plan-rules §6).
     NoPhoneSystem,
+    /// Rule 10: no pool serves the call and the caller holds neither a calling plan nor
+    /// Communications Credits.
     NoCallingPlan,
+    /// Rule 5: the caller's OnlineDialOutPolicy is `…PSTNDisabled` (calling-plan-rules §7).
     PstnDisabledByPolicy,
+    /// Rule 5: the policy is `…PSTNDomestic` and the destination is not domestic for the
+    /// caller's usage location.
     InternationalDisabledByPolicy,
+    /// Rule 10: a Domestic-plan user dialing abroad, without credits to pay for it.
     InternationalNotInPlan,
+    /// Rule 6: a barred destination (premium rate, UK `449`, a non-emergency short code, a
+    /// region outside the catalog's international list; calling-plan-rules §4). Also rule 10
+    /// when credits would pay but no `rates.csv` row prices the destination.
     DestinationNotSupported,
+    /// Rule 10: the plan has a pool for this call but it cannot cover a grant, and credits
+    /// cannot step in. Also what a refused extension of a pool-funded call says.
     PoolExhausted,
+    /// Rule 10: the caller holds MCOPSTNC but the tenant's balance cannot cover a grant at the
+    /// destination's rate.
     CreditsExhausted,
+    /// Rule 10: a credits call that would take the user past the tenant's `user_spend_limit`
+    /// this month (`-CallingSpendUserLimit`, calling-plan-rules §3).
     SpendLimitReached,
+    /// Rule 4: the dialed string is no number of any region ([`crate::numbering::NumberError::Invalid`]); SIP 404.
     InvalidNumber,
+    /// Rule 4: the dialed string is cut short ([`crate::numbering::NumberError::Incomplete`]);
+    /// SIP 484 so the caller may go on dialing.
     IncompleteNumber,
+    /// The daemon is shedding load (DESIGN §7; see [`crate::Engine::may_shed`]): 503 with
+    /// `Retry-After`. Given by the edge.
     Overloaded,
+    /// The ledger or cluster store could not commit the admission (DESIGN §6): 503. Given by
+    /// the edge.
     StoreUnavailable,
+    /// The request itself is unusable (empty Call-ID, ...): SIP 400 ([`Rule::Request`]).
     BadRequest,
 }
 
 impl Reason {
+    /// Every reason, in the order of the DESIGN §2 table (for metrics, which pre-register a
+    /// label per reason, and tests).
     pub const ALL: [Reason; 16] = [
         Reason::UntrustedPeer,
         Reason::UnknownCaller,
@@ -75,6 +105,7 @@ impl Reason {
         }
     }
 
+    /// The reason of a pinned name (`"pool_exhausted"`), e.g. for `[enforcement] shadow`.
     pub fn from_name(name: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == name)
     }
@@ -89,11 +120,17 @@ impl std::fmt::Display for Reason {
 /// On what basis a call is admitted (`X-Tollgate-Basis`, DESIGN §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Basis {
+    /// Rule 1: an emergency number of the caller's region, or 112/911; never charged.
     Emergency,
+    /// Rule 7: a Direct Routing user, sent to their own gateway; no pool, no charge.
     DirectRouting,
+    /// Rule 9: a domestic call drawn from the caller's domestic minute pool.
     DomesticPool,
+    /// Rule 9: an international call drawn from an International plan's separate pool.
     InternationalPool,
+    /// Rule 10: paid by the tenant's Communications Credits at the `rates.csv` price.
     Credits,
+    /// Rule 8: a domestic number of a type the catalog makes free (toll-free by default).
     Free,
 }
 
@@ -106,6 +143,7 @@ impl Basis {
         self == Basis::Emergency
     }
 
+    /// Every basis, in a stable order (metrics labels, tests).
     pub const ALL: [Basis; 6] = [
         Basis::Emergency,
         Basis::DirectRouting,
@@ -115,6 +153,7 @@ impl Basis {
         Basis::Free,
     ];
 
+    /// The pinned name of `X-Tollgate-Basis` (DESIGN §2): `"domestic_pool"`, ...
     pub fn as_str(&self) -> &'static str {
         match self {
             Basis::Emergency => "emergency",
@@ -136,15 +175,25 @@ impl std::fmt::Display for Basis {
 /// Which rule of DESIGN §4 fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rule {
+    /// 1: emergency numbers are always admitted.
     Emergency = 1,
+    /// 2: the caller must be in the directory.
     UnknownCaller = 2,
+    /// 3: the caller needs Phone System.
     PhoneSystem = 3,
+    /// 4: the dialed string must be a complete, valid number.
     Number = 4,
+    /// 5: the PSTN axis of the caller's OnlineDialOutPolicy.
     DialOutPolicy = 5,
+    /// 6: barred destinations.
     Barred = 6,
+    /// 7: Direct Routing users go to their gateway.
     DirectRouting = 7,
+    /// 8: domestic toll-free (or other free types) are free.
     Domestic = 8,
+    /// 9: the calling plan's minute pool paid.
     Pool = 9,
+    /// 10: Communications Credits paid, or the reason none of pool and credits could.
     Credits = 10,
     /// Not one of the ten: the request itself was unusable (duplicate Call-ID, ...).
     Request = 0,
@@ -154,6 +203,7 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// The rule's number in DESIGN §4 (0 for [`Rule::Request`], 11 for [`Rule::Replay`]).
     pub fn number(&self) -> u8 {
         *self as u8
     }
@@ -180,13 +230,16 @@ impl Rule {
 /// Accept or refuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// Admitted: a 302 carrying `X-Tollgate-Basis`.
     Admit(Basis),
+    /// Refused: the status and Q.850 cause the edge maps the reason to (DESIGN §2 table).
     Reject(Reason),
 }
 
 /// Where an admitted call goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
+    /// `[routes].emergency` (rule 1).
     Emergency,
     /// The calling-plan gateway of this pool region (`[routes].calling_plan`).
     CallingPlan(Region),
@@ -197,9 +250,13 @@ pub enum Route {
 /// The answer to one call. Cloning copies `Arc`s only.
 #[derive(Clone, Debug)]
 pub struct Decision {
+    /// Admit with a basis, or reject with a reason.
     pub outcome: Outcome,
+    /// Which rule of DESIGN §4 decided (`tollgate decide` shows it).
     pub rule: Rule,
+    /// The classified number, when the dialed string could be read (the 302 Contact's E.164).
     pub destination: Option<Destination>,
+    /// Where an admitted call goes (`None` for rejects); see [`crate::Engine::route_host`].
     pub route: Option<Route>,
     /// `X-Tollgate-Max-Duration` (admits only).
     pub max_duration: Option<u64>,
@@ -209,6 +266,7 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A refusal for `reason`, decided by `rule`.
     pub fn reject(reason: Reason, rule: Rule, destination: Option<Destination>) -> Decision {
         Decision {
             outcome: Outcome::Reject(reason),
@@ -226,10 +284,12 @@ impl Decision {
         self.rule == Rule::Replay
     }
 
+    /// Whether the call is admitted (302).
     pub fn is_admit(&self) -> bool {
         matches!(self.outcome, Outcome::Admit(_))
     }
 
+    /// The basis of an admission; `None` for a reject.
     pub fn basis(&self) -> Option<Basis> {
         match self.outcome {
             Outcome::Admit(b) => Some(b),
@@ -237,6 +297,7 @@ impl Decision {
         }
     }
 
+    /// The reason of a refusal; `None` for an admit.
     pub fn reason(&self) -> Option<Reason> {
         match self.outcome {
             Outcome::Admit(_) => None,
@@ -247,7 +308,7 @@ impl Decision {
 
 /// The result of rules 1–8.
 #[derive(Clone, Debug)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Decided without funding: a reject, or an admit that uses no pool (emergency, Direct
     /// Routing, free).
     Final {
@@ -265,7 +326,7 @@ pub enum Verdict {
 }
 
 /// Rules 1–8 of DESIGN §4, in order, for a known or unknown caller and a classified number.
-pub fn evaluate(
+pub(crate) fn evaluate(
     snap: &Snapshot,
     user: Option<&User>,
     dest: &Result<Destination, NumberError>,

@@ -4,7 +4,7 @@
 //! ("All users in the same country with the same Calling Plan share a pool of minutes",
 //! calling-plans doc). Capacity = minutes(SKU, region) × users holding the SKU there.
 //!
-//! Counters live in a [`PoolTable`]: a `Vec` of counters indexed by the pool id that the
+//! Counters live in a table per month: a `Vec` of counters indexed by the pool id that the
 //! directory snapshot assigned and stored on each user, so the hot path does no map lookup. Each
 //! counter keeps `committed` = settled + reserved in **one** atomic and reserves with a CAS loop,
 //! so `settled + reserved ≤ capacity` holds at every instant under any concurrency.
@@ -22,11 +22,14 @@ use crate::numbering::Region;
 /// Domestic or international pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PoolKind {
+    /// Domestic minutes, which every calling plan has.
     Domestic,
+    /// The separate international minutes of an International plan (calling-plan-rules §1).
     International,
 }
 
 impl PoolKind {
+    /// `"domestic"` or `"international"` (the `kind` of `GET /v1/pools`).
     pub fn as_str(&self) -> &'static str {
         match self {
             PoolKind::Domestic => "domestic",
@@ -38,9 +41,14 @@ impl PoolKind {
 /// The identity of a pool, stable across reloads (tenant and SKU by name).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PoolKey {
+    /// The tenant id.
     pub tenant: Arc<str>,
+    /// The pool region (the usage location, or the region it pools with).
     pub region: Region,
+    /// The calling-plan SKU part number: "Pooling is only available on identical Calling
+    /// Plans" (calling-plan-rules §2).
     pub sku: Arc<str>,
+    /// Domestic or international.
     pub kind: PoolKind,
 }
 
@@ -55,6 +63,7 @@ impl MonthKey {
         MonthKey((y.max(0) as u32) * 12 + (m - 1))
     }
 
+    /// The year (`2026`).
     pub fn year(&self) -> u32 {
         self.0 / 12
     }
@@ -108,7 +117,9 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// The live counters of one pool for one month. All figures in seconds.
 #[derive(Debug)]
 pub struct PoolCounter {
+    /// Which pool.
     pub key: PoolKey,
+    /// Which month it counts.
     pub month: MonthKey,
     capacity: AtomicU64,
     /// settled + reserved; never above `capacity` by a reservation.
@@ -120,16 +131,23 @@ pub struct PoolCounter {
 /// A snapshot of one pool's figures, for `GET /v1/pools` and metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolStatus {
+    /// Which pool.
     pub key: PoolKey,
+    /// Which month.
     pub month: MonthKey,
+    /// Minutes(SKU, region) × licensed users, in seconds.
     pub capacity_seconds: u64,
+    /// Settled usage.
     pub used_seconds: u64,
+    /// Held by calls still in progress.
     pub reserved_seconds: u64,
+    /// Capacity − used − reserved: what new grants can take.
     pub remaining_seconds: u64,
 }
 
 impl PoolCounter {
-    pub fn new(key: PoolKey, month: MonthKey, capacity_seconds: u64) -> PoolCounter {
+    /// A counter with nothing used or reserved.
+    pub(crate) fn new(key: PoolKey, month: MonthKey, capacity_seconds: u64) -> PoolCounter {
         PoolCounter {
             key,
             month,
@@ -139,13 +157,14 @@ impl PoolCounter {
         }
     }
 
+    /// Capacity in seconds (changes when a reload changes the number of licenses).
     pub fn capacity(&self) -> u64 {
         self.capacity.load(Ordering::Acquire)
     }
 
     /// A reload changed the number of licenses. Reservations already made stay; if capacity
     /// drops below them, new reservations fail until they settle.
-    pub fn set_capacity(&self, seconds: u64) {
+    pub(crate) fn set_capacity(&self, seconds: u64) {
         self.capacity.store(seconds, Ordering::Release);
     }
 
@@ -157,7 +176,7 @@ impl PoolCounter {
 
     /// Reserves `min(want, remaining rounded down to increments)` seconds, at least one
     /// `increment`; `None` if not even that is left. CAS loop: never check-then-add.
-    pub fn reserve(&self, want: u64, increment: u64) -> Option<u64> {
+    pub(crate) fn reserve(&self, want: u64, increment: u64) -> Option<u64> {
         let inc = increment.max(1);
         let mut cur = self.committed.load(Ordering::Acquire);
         loop {
@@ -180,7 +199,7 @@ impl PoolCounter {
 
     /// Settles a reservation of `reserved` seconds of which `used` (≤ `reserved`) were used:
     /// the rest goes back to the pool.
-    pub fn settle(&self, reserved: u64, used: u64) {
+    pub(crate) fn settle(&self, reserved: u64, used: u64) {
         let used = used.min(reserved);
         self.used.fetch_add(used, Ordering::AcqRel);
         self.committed.fetch_sub(reserved - used, Ordering::AcqRel);
@@ -188,11 +207,12 @@ impl PoolCounter {
 
     /// Rebuilds state from the ledger at start-up: adds settled usage and open reservations
     /// without checking capacity (what was admitted stays admitted).
-    pub fn restore(&self, used: u64, reserved: u64) {
+    pub(crate) fn restore(&self, used: u64, reserved: u64) {
         self.used.fetch_add(used, Ordering::AcqRel);
         self.committed.fetch_add(used + reserved, Ordering::AcqRel);
     }
 
+    /// The figures now (each read atomically, not all at one instant).
     pub fn status(&self) -> PoolStatus {
         let capacity = self.capacity();
         let used = self.used.load(Ordering::Acquire);
@@ -210,7 +230,7 @@ impl PoolCounter {
 
 /// The counters of one month, indexed by the pool ids of the directory snapshot.
 #[derive(Debug)]
-pub struct PoolTable {
+pub(crate) struct PoolTable {
     pub month: MonthKey,
     pub counters: Vec<Arc<PoolCounter>>,
     /// `month.end()`, computed once.

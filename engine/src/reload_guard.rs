@@ -33,12 +33,16 @@ impl Default for ReloadGuard {
 /// Figures of a snapshot the guard compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Figures {
+    /// Users in the directory (a truncated `users.csv` drops them).
     pub users: usize,
+    /// Users holding Phone System (an emptied catalog drops them to 0: rule 3 refuses all).
     pub phone_system_users: usize,
+    /// SKUs in the catalog.
     pub skus: usize,
 }
 
 impl Figures {
+    /// The figures of a snapshot.
     pub fn of(snap: &Snapshot) -> Figures {
         Figures {
             users: snap.users.len(),
@@ -65,8 +69,11 @@ impl fmt::Display for Figures {
      force the reload if this is meant (POST /v1/reload?force=true)"
 )]
 pub struct Shrink {
+    /// The running directory.
     pub old: Figures,
+    /// The refused one.
     pub new: Figures,
+    /// Which limit it broke, in words.
     pub why: String,
 }
 
@@ -76,6 +83,8 @@ impl ReloadGuard {
         self.check_figures(Figures::of(old), Figures::of(new))
     }
 
+    /// [`ReloadGuard::check`] on figures already taken (the running snapshot's are kept, so a
+    /// reload need not count them again).
     pub fn check_figures(&self, old: Figures, new: Figures) -> Result<(), Shrink> {
         let why = if old.skus > 0 && new.skus == 0 {
             Some("the catalog has no SKU".to_string())

@@ -20,9 +20,14 @@ use crate::pools::{MonthKey, PoolCounter};
 pub enum Funding {
     /// Emergency, Direct Routing, free: nothing is reserved.
     None,
+    /// Rule 9: seconds reserved on this month's counter of the caller's pool; settling returns
+    /// the unused part to the same counter, even after a reload or rollover.
     Pool(Arc<PoolCounter>),
+    /// Rule 10: money reserved from the tenant's Communications Credits balance.
     Credits {
+        /// The tenant's live balance, which settlement refunds.
         account: Arc<CreditAccount>,
+        /// The `rates.csv` price the call was admitted at (kept: a reload may change rates).
         per_minute: Money,
         /// The user and month whose spend limit this counts against.
         spend: Option<(Arc<str>, MonthKey)>,
@@ -38,20 +43,26 @@ pub struct Grant {
     /// scattered by their random Call-IDs (see `sip-edge/src/ledger/schema.rs`). Set when the
     /// reservation is recorded ([`crate::Engine::seq_floor`] keeps it above what is stored).
     pub seq: u64,
+    /// Why the call was admitted (`X-Tollgate-Basis`).
     pub basis: Basis,
+    /// The caller's tenant id (empty for an unknown caller's emergency call).
     pub tenant: Arc<str>,
     /// The caller's UPN (empty for an unknown caller's emergency call): for the call record.
     pub user: Arc<str>,
     /// The Request-URI user part as dialed: for the call record. Shared: the decision and the
     /// in-flight record each hold the grant, and a refcount is cheaper than a second copy.
     pub dialed: Arc<str>,
+    /// The classified number.
     pub destination: Option<Destination>,
+    /// Where the call was sent (replayed to a retransmitted INVITE).
     pub route: Option<Route>,
+    /// What the reservation was taken from, and what settlement gives back to.
     pub funding: Funding,
     /// Seconds reserved so far (the call's maximum duration).
     pub reserved_seconds: u64,
     /// Money reserved so far (credits only).
     pub reserved_money: Money,
+    /// Unix seconds of the admission.
     pub started_at: u64,
     /// After this the reservation settles as fully used (grant + `settle_grace_seconds`).
     pub expires_at: u64,
@@ -60,13 +71,18 @@ pub struct Grant {
 /// The state of a call's reservation (`GET /v1/calls/{id}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallState {
+    /// Admitted; its grant is held until the call ends.
     Reserved,
+    /// The proxy reported the end (`/end`): usage charged, the rest given back.
     Settled,
+    /// Never reported: settled as fully used after grant + `settle_grace_seconds`.
     Expired,
+    /// Never connected (CANCEL, `/release`): the whole reservation given back.
     Released,
 }
 
 impl CallState {
+    /// The pinned name (`"reserved"`, ...) of `GET /v1/calls/{id}` and the ledger.
     pub fn as_str(&self) -> &'static str {
         match self {
             CallState::Reserved => "reserved",
@@ -80,14 +96,18 @@ impl CallState {
 /// One call.
 #[derive(Clone, Debug)]
 pub struct CallRecord {
+    /// What the admission reserved, grown by each extension.
     pub grant: Grant,
+    /// Where the call is in `reserved` → `settled` | `expired` | `released`.
     pub state: CallState,
     /// As reported by the proxy (or the reservation, on expiry).
     pub billable_seconds: u64,
     /// What was taken from the pool or paid with credits: billable rounded up to the billing
     /// increment, at most what was reserved (the proxy caps the call at the grant).
     pub charged_seconds: u64,
+    /// What the call cost in credits (credits calls only).
     pub charged_money: Money,
+    /// Unix seconds of the transition out of `reserved`.
     pub ended_at: Option<u64>,
     /// Bumped by every change (admit 1, each extension, the end): the ledger keeps the
     /// highest version it was given, so records written out of order cannot go back in time.
@@ -97,13 +117,22 @@ pub struct CallRecord {
 /// The answer of settle / release / expire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settlement {
+    /// The call.
     pub call_id: String,
+    /// The state it ended in (or already had, when `changed` is false).
     pub state: CallState,
+    /// The caller's tenant.
     pub tenant: Arc<str>,
+    /// The basis it was admitted on.
     pub basis: Basis,
+    /// Seconds reserved over all grants.
     pub reserved_seconds: u64,
+    /// Seconds as reported (all reserved seconds on expiry, 0 on release).
     pub billable_seconds: u64,
+    /// Seconds taken from the pool or paid with credits: billable rounded up to the billing
+    /// increment, capped at what was reserved.
     pub charged_seconds: u64,
+    /// Credits paid (credits calls only).
     pub charged_money: Money,
     /// `false` when the call had already ended: nothing changed this time.
     pub changed: bool,
@@ -112,10 +141,15 @@ pub struct Settlement {
 /// Why settle / extend / release could not act.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
+    /// No call holds this Call-ID (never admitted, or forgotten after it ended): HTTP 404.
     #[error("unknown call")]
     UnknownCall,
+    /// An extension for a call that has already ended, in this state.
     #[error("call already {}", .0.as_str())]
     NotActive(CallState),
+    /// An extension the pool or balance cannot pay for ([`crate::Reason::PoolExhausted`],
+    /// [`crate::Reason::CreditsExhausted`], [`crate::Reason::SpendLimitReached`]); the call
+    /// keeps what it holds.
     #[error("no further grant: {0}")]
     Exhausted(crate::policy::Reason),
 }
@@ -132,7 +166,7 @@ pub struct Reservations {
 
 impl CallRecord {
     /// A call just admitted with `grant` (version 1).
-    pub fn reserved(grant: Grant) -> CallRecord {
+    pub(crate) fn reserved(grant: Grant) -> CallRecord {
         CallRecord {
             grant,
             state: CallState::Reserved,
@@ -210,7 +244,7 @@ impl CallRecord {
 
 impl Reservations {
     /// At most this many calls are made room for up front (see [`Reservations::sized_for`]).
-    pub const PRESIZE_MAX: usize = 1 << 18;
+    pub(crate) const PRESIZE_MAX: usize = 1 << 18;
 
     /// A map with room for one live call per user of a `users`-user directory (at most
     /// [`Reservations::PRESIZE_MAX`]), so that it does not grow on the call path as traffic
@@ -219,7 +253,7 @@ impl Reservations {
     /// that was 3–4% of the daemon's CPU and a stall of milliseconds for the decisions waiting
     /// on that shard. Only the table's control bytes are written now; the pages of the records
     /// are touched as calls arrive.
-    pub fn sized_for(users: usize) -> Reservations {
+    pub(crate) fn sized_for(users: usize) -> Reservations {
         Reservations {
             map: DashMap::with_capacity_and_hasher(
                 users.min(Self::PRESIZE_MAX),
@@ -228,10 +262,12 @@ impl Reservations {
         }
     }
 
+    /// Calls held, in any state (ended ones until the daemon forgets them).
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether no call is held.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -249,6 +285,7 @@ impl Reservations {
         self.map.contains_key(call_id)
     }
 
+    /// A copy of the call's record (`GET /v1/calls/{id}`).
     pub fn get(&self, call_id: &str) -> Option<CallRecord> {
         self.map.get(call_id).map(|r| r.clone())
     }

@@ -24,12 +24,18 @@ use crate::reservations::{CallRecord, CallState, Funding, Grant};
 /// What paid for a stored call, by name (the live counters are found again by key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoredFunding {
+    /// Nothing reserved ([`Funding::None`]).
     None,
+    /// A pool's seconds ([`Funding::Pool`]).
     Pool {
+        /// The pool, by name (stable across reloads).
         key: PoolKey,
+        /// The month whose counter the call draws on.
         month: MonthKey,
     },
+    /// Communications Credits of the call's tenant ([`Funding::Credits`]).
     Credits {
+        /// The price the call was admitted at.
         per_minute: Money,
         /// The user and month whose spend limit the call counts against.
         spend: Option<(Arc<str>, MonthKey)>,
@@ -38,7 +44,7 @@ pub enum StoredFunding {
 
 impl StoredFunding {
     /// The name of a live funding.
-    pub fn of(f: &Funding) -> StoredFunding {
+    pub(crate) fn of(f: &Funding) -> StoredFunding {
         match f {
             Funding::None => StoredFunding::None,
             Funding::Pool(c) => StoredFunding::Pool {
@@ -60,24 +66,42 @@ impl StoredFunding {
 pub struct StoredCall {
     /// The call's [`Grant::seq`]: its row's key in the ledger.
     pub seq: u64,
+    /// The SIP Call-ID the call is known by.
     pub call_id: String,
+    /// [`Grant::basis`].
     pub basis: Basis,
+    /// [`Grant::tenant`].
     pub tenant: Arc<str>,
+    /// [`Grant::user`].
     pub user: Arc<str>,
     /// Shared with the in-flight record (see [`Grant::dialed`]): no copy per admission.
     pub dialed: Arc<str>,
+    /// [`Grant::destination`].
     pub destination: Option<Destination>,
+    /// [`Grant::route`].
     pub route: Option<Route>,
+    /// [`Grant::funding`], by name.
     pub funding: StoredFunding,
+    /// [`Grant::reserved_seconds`].
     pub reserved_seconds: u64,
+    /// [`Grant::reserved_money`].
     pub reserved_money: Money,
+    /// [`Grant::started_at`].
     pub started_at: u64,
+    /// [`Grant::expires_at`]: a restored reservation past it expires at the next
+    /// [`Engine::expire`].
     pub expires_at: u64,
+    /// [`CallRecord::state`]: `reserved` rows come back as open reservations.
     pub state: CallState,
+    /// [`CallRecord::billable_seconds`].
     pub billable_seconds: u64,
+    /// [`CallRecord::charged_seconds`]: what an ended call counts against its pool.
     pub charged_seconds: u64,
+    /// [`CallRecord::charged_money`]: what an ended credits call took from the balance.
     pub charged_money: Money,
+    /// [`CallRecord::ended_at`].
     pub ended_at: Option<u64>,
+    /// [`CallRecord::version`]: the ledger keeps the highest.
     pub version: u32,
 }
 

@@ -57,10 +57,12 @@ pub fn is_builtin_region(region: super::Region) -> bool {
 pub struct Lengths(pub u32);
 
 impl Lengths {
+    /// Whether `len` digits is a possible length.
     pub fn contains(&self, len: usize) -> bool {
         len < 32 && self.0 & (1 << len) != 0
     }
 
+    /// Whether no length is possible (`possibleLengths` `-1`, or none given).
     pub fn is_empty(&self) -> bool {
         self.0 == 0
     }
@@ -75,6 +77,7 @@ impl Lengths {
         (self.0 != 0).then(|| 31 - self.0.leading_zeros() as usize)
     }
 
+    /// Every length of either set.
     pub fn union(self, other: Lengths) -> Lengths {
         Lengths(self.0 | other.0)
     }
@@ -117,6 +120,7 @@ pub struct Desc {
     pub national_lengths: Lengths,
     /// `possibleLengths localOnly=`: lengths dialable only within an area (no area code).
     pub local_only_lengths: Lengths,
+    /// `exampleNumber`: a number of this type (the oracle and tests classify them).
     pub example: Option<String>,
 }
 
@@ -125,11 +129,20 @@ pub struct Desc {
 pub struct Territory {
     /// ISO region code, or `001` for non-geographic entities.
     pub id: String,
+    /// `countryCode`: the country calling code (44).
     pub country_code: u16,
+    /// `internationalPrefix`: a pattern for the IDD prefix dialed before a foreign number
+    /// (`00`, `011`).
     pub international_prefix: Option<String>,
+    /// `nationalPrefix`: the trunk prefix of national numbers (`0` in GB).
     pub national_prefix: Option<String>,
+    /// `nationalPrefixForParsing`: a pattern for the prefix to strip when it differs from
+    /// `nationalPrefix` (carrier codes, ...).
     pub national_prefix_for_parsing: Option<String>,
+    /// `nationalPrefixTransformRule`: what the stripped number becomes (`$1…` groups).
     pub national_prefix_transform_rule: Option<String>,
+    /// `mainCountryForCode`: the region that answers for a calling code shared by several
+    /// (US for +1).
     pub main_country_for_code: bool,
     /// Territory-level `leadingDigits`: identifies this region among those sharing a code.
     pub leading_digits: Option<String>,
@@ -140,6 +153,7 @@ pub struct Territory {
 }
 
 impl Territory {
+    /// The description of an element name (`"fixedLine"`), if the territory has one.
     pub fn desc(&self, name: &str) -> Option<&Desc> {
         self.descs.get(name)
     }

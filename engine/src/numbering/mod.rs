@@ -56,7 +56,10 @@ impl Nsn<'_> {
 const MIN_NSN: usize = 2;
 const MAX_NSN: usize = 17;
 
-/// The compiled numbering plan.
+/// The compiled numbering plan: every region's patterns as automata, read-only once built.
+///
+/// Compiling it is the costly part (build it once at start-up, share it in an `Arc`); a
+/// [`NumberingPlan::classify`] is then a few automaton walks and no allocation.
 pub struct NumberingPlan {
     t: Tables,
 }
@@ -152,7 +155,34 @@ impl NumberingPlan {
     /// Resolves `dialed` as dialed by a caller whose license location is `caller_region`.
     ///
     /// Emergency numbers of the caller's region, and 112 and 911 everywhere, come back as
-    /// [`NumberType::Emergency`] whatever else the digits could mean.
+    /// [`NumberType::Emergency`] whatever else the digits could mean (DESIGN §4 rule 1).
+    /// Accepts what a Request-URI user part carries: `+` or the region's IDD prefix, visual
+    /// separators, and RFC 3966 `;phone-context=`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tollgate_engine::numbering::{NumberType, NumberingPlan, Region};
+    ///
+    /// let plan = NumberingPlan::builtin()?;
+    /// let gb = Region::new("GB").unwrap();
+    ///
+    /// // A national number dialed in GB: trunk prefix stripped, E.164 and type found.
+    /// let d = plan.classify("020 7946 0000", gb)?;
+    /// assert_eq!(d.e164(), "+442079460000");
+    /// assert_eq!((d.region, d.number_type), (gb, NumberType::FixedLine));
+    ///
+    /// // The IDD prefix of the caller's region works like `+`.
+    /// assert_eq!(plan.classify("0033 1 23 45 67 89", gb)?.region, Region::new("FR").unwrap());
+    ///
+    /// // 999 is an emergency number for a caller licensed in GB (a short number: no `+`).
+    /// let sos = plan.classify("999", gb)?;
+    /// assert_eq!((sos.number_type, sos.e164()), (NumberType::Emergency, "999"));
+    ///
+    /// // A number cut off mid-dial is incomplete (SIP 484), not invalid (404).
+    /// assert!(plan.classify("020 79", gb).unwrap_err().is_incomplete());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn classify(
         &self,
         dialed: &str,

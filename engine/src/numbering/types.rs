@@ -88,17 +88,29 @@ impl serde::Serialize for Region {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NumberType {
+    /// A geographic fixed line.
     FixedLine,
+    /// A mobile number.
     Mobile,
     /// The region's fixed-line and mobile patterns cannot be told apart (e.g. the US).
     FixedLineOrMobile,
+    /// Free to the caller (US 800, UK 0800): free when domestic in the shipped catalog
+    /// (rule 8; unconfirmed in the Teams docs, calling-plan-rules §4).
     TollFree,
+    /// Premium rate: barred in the shipped catalog, "Not supported at this time" (rule 6,
+    /// calling-plan-rules §4).
     PremiumRate,
+    /// Cost shared between caller and callee (UK 084x/087x: payable by credits, §4).
     SharedCost,
+    /// A VoIP number.
     Voip,
+    /// A personal (follow-me) number (UK 070).
     PersonalNumber,
+    /// A pager.
     Pager,
+    /// A Universal Access Number (a company's single national number).
     Uan,
+    /// A voicemail access number.
     Voicemail,
     /// An emergency number of the caller's region (ShortNumberMetadata `<emergency>`), or 112/911.
     Emergency,
@@ -169,6 +181,8 @@ pub struct Destination {
     /// The region the number belongs to (for shared calling codes, resolved as libphonenumber
     /// does: leading digits first, then the number-type patterns).
     pub region: Region,
+    /// What kind of number it is: decides emergency (rule 1), barring (rule 6), free (rule 8)
+    /// and the credits rate.
     pub number_type: NumberType,
 }
 
@@ -254,17 +268,23 @@ impl fmt::Debug for Destination {
 /// dialing, RFC 3261 §21.4.22); invalid ones get 404 (DESIGN §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NumberError {
+    /// Cut off: too short for any number of the region, or a local-only length (no area
+    /// code). [`crate::Reason::IncompleteNumber`], 484.
     #[error("incomplete number: {0}")]
     Incomplete(Why),
+    /// Not a number: bad characters, an unknown calling code, too long, or no pattern of the
+    /// region matches. [`crate::Reason::InvalidNumber`], 404.
     #[error("invalid number: {0}")]
     Invalid(Why),
 }
 
 impl NumberError {
+    /// Whether the caller may complete the number by dialing more (484 rather than 404).
     pub fn is_incomplete(&self) -> bool {
         matches!(self, NumberError::Incomplete(_))
     }
 
+    /// The detail, whichever the kind.
     pub fn why(&self) -> Why {
         match self {
             NumberError::Incomplete(w) | NumberError::Invalid(w) => *w,
@@ -294,6 +314,7 @@ pub enum Why {
 }
 
 impl Why {
+    /// The snake-case name of the `numbers` CLI's `error` field (`"too_short"`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Why::Empty => "empty",
