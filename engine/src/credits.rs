@@ -23,7 +23,7 @@ use crate::pools::MonthKey;
 pub struct Money(pub i64);
 
 impl Money {
-    /// Nothing: what calls paid by no credits carry.
+    /// No money: the reserved and charged amount of every call credits do not pay for.
     pub const ZERO: Money = Money(0);
     const SCALE: i64 = 1_000_000;
 

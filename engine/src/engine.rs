@@ -234,7 +234,8 @@ impl Engine {
     ///     ),
     ///     catalog: load::parse_catalog(
     ///         "[[sku]]\nname = \"MCOEV\"\nphone_system = true\n\
-    ///          [[sku]]\nname = \"MCOPSTN1\"\nplan = \"domestic\"\nminutes = { default = 3000 }\n",
+    ///          [[sku]]\nname = \"MCOPSTN1\"\nplan = \"domestic\"\n\
+    ///          minutes = { default = 3000 }\n",
     ///         &mut errors,
     ///     ),
     ///     rates: load::parse_rates("destination,number_type,price_per_minute\n", &mut errors),
@@ -529,14 +530,19 @@ impl Engine {
     /// # use tollgate_engine::{CallState, Engine, EngineConfig, Request, Snapshot};
     /// # let mut errors = LoadErrors::default();
     /// # let records = Records {
-    /// #     tenants: load::parse_tenants("[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n", &mut errors),
+    /// #     tenants: load::parse_tenants(
+    /// #         "[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+    /// #         &mut errors,
+    /// #     ),
     /// #     users: load::parse_users(
-    /// #         "tenant,user,usage_location,licenses\ncontoso,alice@contoso.com,US,MCOEV;MCOPSTN1\n",
+    /// #         "tenant,user,usage_location,licenses\n\
+    /// #          contoso,alice@contoso.com,US,MCOEV;MCOPSTN1\n",
     /// #         &mut errors,
     /// #     ),
     /// #     catalog: load::parse_catalog(
     /// #         "[[sku]]\nname = \"MCOEV\"\nphone_system = true\n\
-    /// #          [[sku]]\nname = \"MCOPSTN1\"\nplan = \"domestic\"\nminutes = { default = 3000 }\n",
+    /// #          [[sku]]\nname = \"MCOPSTN1\"\nplan = \"domestic\"\n\
+    /// #          minutes = { default = 3000 }\n",
     /// #         &mut errors,
     /// #     ),
     /// #     rates: Vec::new(),

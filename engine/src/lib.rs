@@ -7,16 +7,20 @@
 //!
 //! # The API a driver uses
 //!
-//! | type | what it is for |
-//! |---|---|
-//! | [`NumberingPlan`](numbering::NumberingPlan) | dialed string → E.164, region, number type; compiled once, shared |
-//! | [`load::DirectoryFiles`] | the bytes of `tenants.toml`, `users.csv`, `catalog.toml`, `rates.csv`, read by the driver |
-//! | [`Snapshot`] | the checked, indexed directory: [`Snapshot::from_files`] (or [`Snapshot::build`] from [`load::Records`]) |
-//! | [`EngineConfig`] | `[grants]`, `[routes]`, `[emergency]` of `tollgate.toml` ([`EngineConfig::from_toml`]) |
-//! | [`Engine`] | the decision core, shared by every thread |
-//! | [`Request`] → [`Decision`] | one INVITE in; admit ([`Basis`], [`Route`], max duration, [`Grant`]) or reject ([`Reason`]) out |
-//! | [`Settlement`], [`Extension`], [`CallError`] | the answers of the call-state entry points |
-//! | [`StoredCall`] | a call as the ledger keeps it: written after each change, handed back at start-up |
+//! - [`NumberingPlan`](numbering::NumberingPlan): dialed string → E.164, region, number type.
+//!   Compiled once, shared in an `Arc`.
+//! - [`load::DirectoryFiles`]: the bytes of `tenants.toml`, `users.csv`, `catalog.toml` and
+//!   `rates.csv`, read by the driver (the engine does no I/O).
+//! - [`Snapshot`]: the checked, indexed directory, from [`Snapshot::from_files`] (or
+//!   [`Snapshot::build`] from [`load::Records`]).
+//! - [`EngineConfig`]: `[grants]`, `[routes]` and `[emergency]` of `tollgate.toml`
+//!   ([`EngineConfig::from_toml`]).
+//! - [`Engine`]: the decision core, shared by every thread.
+//! - [`Request`] → [`Decision`]: one INVITE in; out, an admit ([`Basis`], [`Route`], maximum
+//!   duration, the reserved [`Grant`]) or a reject ([`Reason`]).
+//! - [`Settlement`], [`Extension`], [`CallError`]: the answers about a call already admitted.
+//! - [`StoredCall`]: a call as the ledger keeps it, written after each change and handed back
+//!   at start-up.
 //!
 //! # The order of calls
 //!

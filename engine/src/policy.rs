@@ -46,7 +46,7 @@ pub enum Reason {
     /// Rule 10: a credits call that would take the user past the tenant's `user_spend_limit`
     /// this month (`-CallingSpendUserLimit`, calling-plan-rules §3).
     SpendLimitReached,
-    /// Rule 4: the dialed string is no number of any region ([`crate::numbering::NumberError::Invalid`]); SIP 404.
+    /// Rule 4: the dialed string is no number ([`NumberError::Invalid`]); SIP 404.
     InvalidNumber,
     /// Rule 4: the dialed string is cut short ([`crate::numbering::NumberError::Incomplete`]);
     /// SIP 484 so the caller may go on dialing.

@@ -100,7 +100,7 @@ pub enum NumberType {
     /// Premium rate: barred in the shipped catalog, "Not supported at this time" (rule 6,
     /// calling-plan-rules §4).
     PremiumRate,
-    /// Cost shared between caller and callee (UK 084x/087x: payable by credits, §4).
+    /// Cost shared between caller and callee (UK 0843–0845, 0870–0872; calling-plan-rules §4).
     SharedCost,
     /// A VoIP number.
     Voip,
@@ -268,8 +268,8 @@ impl fmt::Debug for Destination {
 /// dialing, RFC 3261 §21.4.22); invalid ones get 404 (DESIGN §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NumberError {
-    /// Cut off: too short for any number of the region, or a local-only length (no area
-    /// code). [`crate::Reason::IncompleteNumber`], 484.
+    /// Cut off: too short for the region, a local-only length (no area code), or a `+` with
+    /// no complete calling code yet. [`crate::Reason::IncompleteNumber`], 484.
     #[error("incomplete number: {0}")]
     Incomplete(Why),
     /// Not a number: bad characters, an unknown calling code, too long, or no pattern of the
