@@ -248,13 +248,7 @@ impl Server {
         reply: &ReplyTo,
         out: &mut Vec<u8>,
     ) -> Option<bool> {
-        REPAIRED.with(|cell| {
-            let mut copy = cell.try_borrow_mut().ok()?;
-            if !crate::sip::latin1_head(buf, &mut copy) {
-                return None;
-            }
-            Some(self.handle(&copy, source, transport, reply, out))
-        })
+        latin1_repaired(buf, |copy| self.handle(copy, source, transport, reply, out))
     }
 
     /// [`Server::handle`] while the transport's queue is too deep (DESIGN §2 "Overload"): a new
@@ -339,12 +333,10 @@ impl Server {
     pub fn unframeable(&self, buf: &[u8], source: SocketAddr, out: &mut Vec<u8>) -> bool {
         let trusted = self.peers.load().trusts(source.ip());
         // A head that is not UTF-8 is read as Latin-1 first, as in `handle_repaired`.
-        let repaired = REPAIRED.with(|cell| {
-            let mut copy = cell.try_borrow_mut().ok()?;
-            crate::sip::latin1_head(buf, &mut copy)
-                .then(|| self.answer_unframeable(&copy, trusted, source, out))
-        });
-        repaired.unwrap_or_else(|| self.answer_unframeable(buf, trusted, source, out))
+        latin1_repaired(buf, |copy| {
+            self.answer_unframeable(copy, trusted, source, out)
+        })
+        .unwrap_or_else(|| self.answer_unframeable(buf, trusted, source, out))
     }
 
     fn answer_unframeable(
@@ -626,6 +618,16 @@ impl Server {
             .set(self.engine.reservations().active() as i64);
         self.metrics.set_pools(&self.engine.pools(now()));
     }
+}
+
+/// `f` on a copy of `buf` whose header section, not UTF-8, is read as Latin-1
+/// ([`crate::sip::latin1_head`]), in this thread's reused buffer: `None` when the head is UTF-8
+/// already, or when the buffer is in use (the copy itself is being handled and failed again).
+fn latin1_repaired<T>(buf: &[u8], f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    REPAIRED.with(|cell| {
+        let mut copy = cell.try_borrow_mut().ok()?;
+        crate::sip::latin1_head(buf, &mut copy).then(|| f(&copy))
+    })
 }
 
 /// The transaction's branch: the top Via's, or for an RFC 2543 request (no branch) the whole
