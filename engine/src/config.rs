@@ -107,6 +107,10 @@ pub struct EngineConfig {
     pub routes: Routes,
     /// `[emergency]`.
     pub emergency: Emergency,
+    /// Pools and credit balances are kept by a store shared by several nodes (the daemon's
+    /// `[cluster].store`): this node admits against its [shares](crate::shares).
+    #[serde(skip)]
+    pub shares: bool,
 }
 
 /// A setting that makes no sense.

@@ -17,6 +17,7 @@ use crate::fxhash::FxMap;
 use crate::load::{LoadErrors, RateRecord, RATES_FILE};
 use crate::numbering::{NumberType, Region};
 use crate::pools::MonthKey;
+use crate::shares::{Lack, Share};
 
 /// An amount in micro-units (10⁻⁶) of the tenant currency.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -160,35 +161,65 @@ pub struct CreditAccount {
     /// The balance figure of the configuration last applied: a reload applies the difference
     /// (a top-up) to the live balance.
     configured: AtomicI64,
+    /// With several nodes (DESIGN §6), the balance of record is the store's and this node
+    /// spends from its share of it: grants take from the share, settlements and top-ups go
+    /// through the store, `balance` is unused.
+    share: Option<Share>,
 }
 
 impl CreditAccount {
     /// An account holding the configured balance of `tenants.toml`.
-    pub(crate) fn new(tenant: Arc<str>, configured: Money) -> CreditAccount {
+    pub(crate) fn new(tenant: Arc<str>, configured: Money, shared: bool) -> CreditAccount {
         CreditAccount {
             tenant,
             balance: AtomicI64::new(configured.0),
             configured: AtomicI64::new(configured.0),
+            share: shared.then(Share::default),
         }
     }
 
-    /// The live balance: configured, minus what calls hold or were charged.
+    /// The live balance: configured, minus what calls hold or were charged (with several
+    /// nodes: this node's free share; the store has the balance of record).
     pub fn balance(&self) -> Money {
-        Money(self.balance.load(Ordering::Acquire))
+        match &self.share {
+            Some(s) => Money(i64::try_from(s.free()).unwrap_or(i64::MAX)),
+            None => Money(self.balance.load(Ordering::Acquire)),
+        }
     }
 
-    /// A reload with a new configured balance: the live balance moves by the difference.
+    /// The balance `tenants.toml` gives (with several nodes, the capacity of the store's
+    /// account).
+    pub fn configured(&self) -> Money {
+        Money(self.configured.load(Ordering::Acquire))
+    }
+
+    /// This node's share of the balance, with several nodes.
+    pub fn share(&self) -> Option<&Share> {
+        self.share.as_ref()
+    }
+
+    /// A reload with a new configured balance: the live balance moves by the difference (with
+    /// several nodes the store's capacity does, written by the driver).
     pub(crate) fn reconfigure(&self, configured: Money) {
         let old = self.configured.swap(configured.0, Ordering::AcqRel);
-        self.balance.fetch_add(configured.0 - old, Ordering::AcqRel);
+        if self.share.is_none() {
+            self.balance.fetch_add(configured.0 - old, Ordering::AcqRel);
+        }
     }
 
-    /// Takes `amount` from the balance if it covers it (CAS loop; never below zero).
-    pub(crate) fn reserve(&self, amount: Money) -> bool {
+    /// Takes `amount` from the balance if it covers it (CAS loop; never below zero), or says
+    /// what is lacking.
+    pub(crate) fn reserve(&self, amount: Money) -> Result<(), Lack> {
+        if amount.0 < 0 {
+            return Err(Lack::Exhausted);
+        }
+        if let Some(s) = &self.share {
+            return s.take_exact(amount.0 as u64);
+        }
         let mut cur = self.balance.load(Ordering::Acquire);
         loop {
-            if amount.0 < 0 || cur < amount.0 {
-                return false;
+            if cur < amount.0 {
+                return Err(Lack::Exhausted);
             }
             match self.balance.compare_exchange_weak(
                 cur,
@@ -196,28 +227,36 @@ impl CreditAccount {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return true,
+                Ok(_) => return Ok(()),
                 Err(now) => cur = now,
             }
         }
     }
 
-    /// Gives back the unused part of a reservation.
+    /// Gives back the unused part of a reservation (with several nodes it goes back through
+    /// the store, not into this node's share).
     pub(crate) fn refund(&self, amount: Money) {
-        if amount.0 > 0 {
+        if amount.0 > 0 && self.share.is_none() {
             self.balance.fetch_add(amount.0, Ordering::AcqRel);
         }
     }
 
     /// Recovery: money a stored call took (charged, or still reserved) leaves the balance
-    /// unconditionally; what was admitted stays admitted, even below zero.
+    /// unconditionally; what was admitted stays admitted, even below zero. (With several
+    /// nodes the store already counts it.)
     pub(crate) fn restore_spent(&self, amount: Money) {
-        self.balance.fetch_sub(amount.0, Ordering::AcqRel);
+        if self.share.is_none() {
+            self.balance.fetch_sub(amount.0, Ordering::AcqRel);
+        }
     }
 
-    /// Whole increments of a call the balance can pay for at `per_minute`, up to `want` seconds.
+    /// Whole increments of a call the balance can pay for at `per_minute`, up to `want` seconds
+    /// (with several nodes and an undrained share: `want`, the share is topped up if short).
     pub fn affordable_seconds(&self, per_minute: Money, want: u64, increment: u64) -> u64 {
-        self.balance().seconds_at(per_minute, want, increment)
+        match &self.share {
+            Some(s) if !s.is_drained() => want / increment.max(1) * increment.max(1),
+            _ => self.balance().seconds_at(per_minute, want, increment),
+        }
     }
 }
 
@@ -325,11 +364,11 @@ mod tests {
 
     #[test]
     fn account_never_goes_negative() {
-        let a = CreditAccount::new("t".into(), Money(1_000));
-        assert!(a.reserve(Money(600)));
-        assert!(!a.reserve(Money(600)));
+        let a = CreditAccount::new("t".into(), Money(1_000), false);
+        assert_eq!(a.reserve(Money(600)), Ok(()));
+        assert_eq!(a.reserve(Money(600)), Err(Lack::Exhausted));
         a.refund(Money(200));
-        assert!(a.reserve(Money(600)));
+        assert_eq!(a.reserve(Money(600)), Ok(()));
         assert_eq!(a.balance(), Money(0));
         a.reconfigure(Money(3_000));
         assert_eq!(a.balance(), Money(2_000));

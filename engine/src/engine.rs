@@ -18,6 +18,7 @@ use crate::reservations::{
 };
 use crate::restore::StoredCall;
 use crate::sequence::Sequence;
+use crate::shares::ShareOf;
 
 /// One INVITE, as the daemon parsed it.
 #[derive(Clone, Copy, Debug)]
@@ -88,7 +89,7 @@ impl Engine {
         now: u64,
     ) -> Engine {
         let reservations = Reservations::sized_for(snap.users.len());
-        let live = build_live(snap, MonthKey::of(now), None);
+        let live = build_live(snap, MonthKey::of(now), None, config.shares);
         Engine {
             numbering,
             config,
@@ -127,7 +128,7 @@ impl Engine {
     pub fn reload(&self, snap: Snapshot) {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let cur = self.live.load();
-        let live = build_live(snap, cur.pools.month, Some(&cur));
+        let live = build_live(snap, cur.pools.month, Some(&cur), self.config.shares);
         drop(cur);
         let old = self.live.swap(Arc::new(live));
         // Free the old snapshot here, not in whichever reader lets go of it last: wait (briefly)
@@ -160,7 +161,12 @@ impl Engine {
             if month > cur.pools.month {
                 let live = Live {
                     snap: Arc::clone(&cur.snap),
-                    pools: Arc::new(PoolTable::build(month, &cur.snap.pools, None)),
+                    pools: Arc::new(PoolTable::build(
+                        month,
+                        &cur.snap.pools,
+                        None,
+                        self.config.shares,
+                    )),
                     accounts: cur.accounts.clone(),
                 };
                 self.live.store(Arc::new(live));
@@ -411,6 +417,7 @@ impl Engine {
             route,
             max_duration: Some(max),
             grant: None,
+            lacking: None,
         };
         if let Mode::Reserve(call_id) = mode {
             let grant = Grant {
@@ -480,7 +487,7 @@ impl Engine {
                 Funding::None => 0,
                 Funding::Pool(c) => c
                     .reserve(want, inc)
-                    .ok_or(CallError::Exhausted(Reason::PoolExhausted))?,
+                    .map_err(|_| CallError::Exhausted(Reason::PoolExhausted))?,
                 Funding::Credits {
                     account,
                     per_minute,
@@ -500,7 +507,7 @@ impl Engine {
                         .find(|t| t.id == r.grant.tenant)
                         .and_then(|t| t.user_spend_limit);
                     self.take_credits(account, spend, limit, cost)
-                        .map_err(CallError::Exhausted)?;
+                        .map_err(|e| CallError::Exhausted(e.unwrap_or(Reason::StoreUnavailable)))?;
                     r.grant.reserved_money.0 += cost.0;
                     secs
                 }
@@ -615,6 +622,26 @@ impl Engine {
         self.reservations.expire(now, &self.spend)
     }
 
+    /// With several nodes, every account this node holds a share of now: the pools of the
+    /// month of `now` and the tenants' credit balances (see [`crate::shares`]). Empty for a
+    /// single node.
+    pub fn shares(&self, now: u64) -> Vec<ShareOf> {
+        if !self.config.shares {
+            return Vec::new();
+        }
+        let live = self.live_for(now);
+        let pools = live
+            .pools
+            .counters
+            .iter()
+            .map(|c| ShareOf::Pool(Arc::clone(c)));
+        let credits = live
+            .accounts
+            .iter()
+            .map(|a| ShareOf::Credits(Arc::clone(a)));
+        pools.chain(credits).collect()
+    }
+
     /// The in-flight calls, for the daemon to read, persist and forget.
     pub fn reservations(&self) -> &Reservations {
         &self.reservations
@@ -638,8 +665,8 @@ impl Engine {
     }
 }
 
-fn build_live(snap: Snapshot, month: MonthKey, prev: Option<&Live>) -> Live {
-    let pools = PoolTable::build(month, &snap.pools, prev.map(|p| &*p.pools));
+fn build_live(snap: Snapshot, month: MonthKey, prev: Option<&Live>, shared: bool) -> Live {
+    let pools = PoolTable::build(month, &snap.pools, prev.map(|p| &*p.pools), shared);
     let old: std::collections::HashMap<&str, &Arc<CreditAccount>> = prev
         .map(|p| p.accounts.iter().map(|a| (&*a.tenant, a)).collect())
         .unwrap_or_default();
@@ -653,7 +680,7 @@ fn build_live(snap: Snapshot, month: MonthKey, prev: Option<&Live>) -> Live {
                     a.reconfigure(t.credits);
                     Arc::clone(a)
                 }
-                None => Arc::new(CreditAccount::new(Arc::clone(&t.id), t.credits)),
+                None => Arc::new(CreditAccount::new(Arc::clone(&t.id), t.credits, shared)),
             }
         })
         .collect();
@@ -674,3 +701,7 @@ mod tests;
 #[cfg(test)]
 #[path = "engine_reservation_tests.rs"]
 mod reservation_tests;
+
+#[cfg(test)]
+#[path = "engine_share_tests.rs"]
+mod share_tests;

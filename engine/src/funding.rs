@@ -14,6 +14,7 @@ use crate::numbering::Destination;
 use crate::policy::{Basis, Decision, Outcome, Reason, Rule, Verdict};
 use crate::pools::MonthKey;
 use crate::reservations::{replay, reserved, Funding, Grant};
+use crate::shares::{Lack, ShareOf};
 
 impl Engine {
     /// Rules 9 and 10: the pool, else Communications Credits, else the reason.
@@ -59,6 +60,7 @@ impl Engine {
             destination: Some(d),
             route: Some(route.clone()),
             max_duration: Some(seconds),
+            lacking: None,
             grant: reserving.then(|| Grant {
                 seq: 0, // numbered as it is recorded (`reserved`)
                 basis,
@@ -79,10 +81,15 @@ impl Engine {
             if let Some(counter) = live.pools.get(pid) {
                 let granted = match slot {
                     Some(_) => counter.reserve(g.grant_seconds, inc),
-                    None => Some(g.grant_seconds.min(counter.remaining() / inc * inc))
-                        .filter(|&s| s >= inc),
+                    None => counter
+                        .would_grant(g.grant_seconds, inc)
+                        .ok_or(Lack::Exhausted),
                 };
-                if let Some(s) = granted {
+                if granted == Err(Lack::Short) {
+                    // Several nodes: this node's share is short, the pool may not be.
+                    return Decision::short(ShareOf::Pool(Arc::clone(counter)), Rule::Pool, d);
+                }
+                if let Ok(s) = granted {
                     let dec = admit(
                         basis,
                         Rule::Pool,
@@ -142,35 +149,40 @@ impl Engine {
         };
         let dec = admit(Basis::Credits, Rule::Credits, secs, funding, cost);
         let Some(v) = slot else { return dec };
-        if let Err(r) = self.take_credits(account, &spend, limit, cost) {
-            return reject(r);
+        match self.take_credits(account, &spend, limit, cost) {
+            Ok(()) => reserved(v, dec, self.seq.next()),
+            Err(Ok(r)) => reject(r),
+            Err(Err(short)) => Decision::short(short, Rule::Credits, d),
         }
-        reserved(v, dec, self.seq.next())
     }
 
     /// Takes `cost` from the balance and, under a spend limit, from the user's monthly
-    /// allowance: both or neither (CAS on the balance; never below zero).
+    /// allowance: both or neither (CAS on the balance; never below zero). Fails with the
+    /// reason, or (several nodes) with the account whose share was short.
     pub(super) fn take_credits(
         &self,
-        account: &CreditAccount,
+        account: &Arc<CreditAccount>,
         spend: &Option<(Arc<str>, MonthKey)>,
         limit: Option<Money>,
         cost: Money,
-    ) -> Result<(), Reason> {
+    ) -> Result<(), Result<Reason, ShareOf>> {
         let counted = match (limit, spend) {
             (Some(limit), Some((u, m))) => {
                 if !self.spend.reserve(u, *m, cost, limit) {
-                    return Err(Reason::SpendLimitReached);
+                    return Err(Ok(Reason::SpendLimitReached));
                 }
                 Some((u, *m))
             }
             _ => None,
         };
-        if !account.reserve(cost) {
+        if let Err(lack) = account.reserve(cost) {
             if let Some((u, m)) = counted {
                 self.spend.refund(u, m, cost);
             }
-            return Err(Reason::CreditsExhausted);
+            return Err(match lack {
+                Lack::Exhausted => Ok(Reason::CreditsExhausted),
+                Lack::Short => Err(ShareOf::Credits(Arc::clone(account))),
+            });
         }
         Ok(())
     }

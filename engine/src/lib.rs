@@ -57,6 +57,7 @@ pub mod reload_guard;
 pub mod reservations;
 pub mod restore;
 pub mod sequence;
+pub mod shares;
 
 pub use config::EngineConfig;
 pub use directory::Snapshot;

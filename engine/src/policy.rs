@@ -263,6 +263,10 @@ pub struct Decision {
     /// What was reserved (admits made by `authorize`; `None` for a dry run): the durability
     /// seam, for the daemon to persist before the 302 leaves.
     pub grant: Option<Grant>,
+    /// With several nodes, a reject for `store_unavailable` because this node's share of an
+    /// account that may still have more was short ([`crate::shares`]): the daemon may draw
+    /// more for it and decide again.
+    pub lacking: Option<crate::shares::ShareOf>,
 }
 
 impl Decision {
@@ -275,6 +279,20 @@ impl Decision {
             route: None,
             max_duration: None,
             grant: None,
+            lacking: None,
+        }
+    }
+
+    /// A reject because `lacking`'s share was short (`store_unavailable` unless the daemon
+    /// tops the share up and decides again).
+    pub fn short(
+        lacking: crate::shares::ShareOf,
+        rule: Rule,
+        destination: Destination,
+    ) -> Decision {
+        Decision {
+            lacking: Some(lacking),
+            ..Decision::reject(Reason::StoreUnavailable, rule, Some(destination))
         }
     }
 

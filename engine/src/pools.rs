@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::numbering::Region;
+use crate::shares::{Lack, Share};
 
 /// Domestic or international pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,6 +127,10 @@ pub struct PoolCounter {
     committed: AtomicU64,
     /// settled (used) seconds.
     used: AtomicU64,
+    /// With several nodes (DESIGN §6), what this node may grant: its share of the pool drawn
+    /// from the store. Grants take from it instead of `capacity`; `capacity`, `committed` and
+    /// `used` then count this node's calls only.
+    share: Option<Share>,
 }
 
 /// A snapshot of one pool's figures, for `GET /v1/pools` and metrics.
@@ -147,14 +152,25 @@ pub struct PoolStatus {
 
 impl PoolCounter {
     /// A counter with nothing used or reserved.
-    pub(crate) fn new(key: PoolKey, month: MonthKey, capacity_seconds: u64) -> PoolCounter {
+    pub(crate) fn new(
+        key: PoolKey,
+        month: MonthKey,
+        capacity_seconds: u64,
+        shared: bool,
+    ) -> PoolCounter {
         PoolCounter {
             key,
             month,
             capacity: AtomicU64::new(capacity_seconds),
             committed: AtomicU64::new(0),
             used: AtomicU64::new(0),
+            share: shared.then(Share::default),
         }
+    }
+
+    /// This node's share of the pool, with several nodes.
+    pub fn share(&self) -> Option<&Share> {
+        self.share.as_ref()
     }
 
     /// Capacity in seconds (changes when a reload changes the number of licenses).
@@ -168,22 +184,42 @@ impl PoolCounter {
         self.capacity.store(seconds, Ordering::Release);
     }
 
-    /// Seconds neither settled nor reserved.
+    /// Seconds neither settled nor reserved (with several nodes: this node's free share).
     pub fn remaining(&self) -> u64 {
+        if let Some(s) = &self.share {
+            return s.free();
+        }
         self.capacity()
             .saturating_sub(self.committed.load(Ordering::Acquire))
     }
 
+    /// What a dry run (`tollgate decide`) would grant now: `want`, or what is left in whole
+    /// increments; `None` if not even one. With several nodes, an undrained share that does not
+    /// cover it would be topped up: `want`.
+    pub(crate) fn would_grant(&self, want: u64, increment: u64) -> Option<u64> {
+        let inc = increment.max(1);
+        match &self.share {
+            Some(s) if !s.is_drained() => Some(want),
+            _ => Some(want.min(self.remaining() / inc * inc)).filter(|&s| s >= inc.min(want)),
+        }
+    }
+
     /// Reserves `min(want, remaining rounded down to increments)` seconds, at least one
-    /// `increment`; `None` if not even that is left. CAS loop: never check-then-add.
-    pub(crate) fn reserve(&self, want: u64, increment: u64) -> Option<u64> {
+    /// `increment`, or says what is lacking. CAS loop: never check-then-add. With several
+    /// nodes the grant comes out of this node's share ([`Share::take`]).
+    pub(crate) fn reserve(&self, want: u64, increment: u64) -> Result<u64, Lack> {
+        if let Some(s) = &self.share {
+            let grant = s.take(want, increment)?;
+            self.committed.fetch_add(grant, Ordering::AcqRel);
+            return Ok(grant);
+        }
         let inc = increment.max(1);
         let mut cur = self.committed.load(Ordering::Acquire);
         loop {
             let left = self.capacity().saturating_sub(cur);
             let grant = want.min(left / inc * inc);
             if grant == 0 || grant < inc.min(want) {
-                return None;
+                return Err(Lack::Exhausted);
             }
             match self.committed.compare_exchange_weak(
                 cur,
@@ -191,14 +227,15 @@ impl PoolCounter {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Some(grant),
+                Ok(_) => return Ok(grant),
                 Err(now) => cur = now,
             }
         }
     }
 
     /// Settles a reservation of `reserved` seconds of which `used` (≤ `reserved`) were used:
-    /// the rest goes back to the pool.
+    /// the rest goes back to the pool (with several nodes: to the pool of record, through the
+    /// store, not to this node's share).
     pub(crate) fn settle(&self, reserved: u64, used: u64) {
         let used = used.min(reserved);
         self.used.fetch_add(used, Ordering::AcqRel);
@@ -240,10 +277,12 @@ pub(crate) struct PoolTable {
 impl PoolTable {
     /// A table for `month` for the pools `defs` (key, capacity). Counters of `previous` with the
     /// same key and month are kept (a reload), with their capacity updated; the rest start at 0.
+    /// With `shared`, new counters admit against a share drawn from the cluster store.
     pub fn build(
         month: MonthKey,
         defs: &[(PoolKey, u64)],
         previous: Option<&PoolTable>,
+        shared: bool,
     ) -> PoolTable {
         let old: std::collections::HashMap<&PoolKey, &Arc<PoolCounter>> = previous
             .filter(|p| p.month == month)
@@ -256,7 +295,7 @@ impl PoolTable {
                     c.set_capacity(*cap);
                     Arc::clone(c)
                 }
-                None => Arc::new(PoolCounter::new(key.clone(), month, *cap)),
+                None => Arc::new(PoolCounter::new(key.clone(), month, *cap, shared)),
             })
             .collect();
         PoolTable {
@@ -316,25 +355,41 @@ mod tests {
 
     #[test]
     fn reserve_grants_at_most_what_is_left_in_whole_increments() {
-        let c = PoolCounter::new(key(), MonthKey(0), 3000);
-        assert_eq!(c.reserve(1800, 60), Some(1800));
-        assert_eq!(c.reserve(1800, 60), Some(1200));
-        assert_eq!(c.reserve(1800, 60), None);
+        let c = PoolCounter::new(key(), MonthKey(0), 3000, false);
+        assert_eq!(c.reserve(1800, 60), Ok(1800));
+        assert_eq!(c.reserve(1800, 60), Ok(1200));
+        assert_eq!(c.reserve(1800, 60), Err(Lack::Exhausted));
         c.settle(1800, 65);
         assert_eq!(c.status().used_seconds, 65);
         assert_eq!(c.status().reserved_seconds, 1200);
-        assert_eq!(c.reserve(1800, 60), Some(1680));
+        assert_eq!(c.reserve(1800, 60), Ok(1680));
     }
 
     #[test]
     fn reload_keeps_counts() {
         let defs = vec![(key(), 6000)];
-        let t1 = PoolTable::build(MonthKey(5), &defs, None);
-        t1.counters[0].reserve(1800, 60);
+        let t1 = PoolTable::build(MonthKey(5), &defs, None, false);
+        assert_eq!(t1.counters[0].reserve(1800, 60), Ok(1800));
         let defs2 = vec![(key(), 9000)];
-        let t2 = PoolTable::build(MonthKey(5), &defs2, Some(&t1));
+        let t2 = PoolTable::build(MonthKey(5), &defs2, Some(&t1), false);
         assert_eq!(t2.counters[0].remaining(), 7200);
-        let t3 = PoolTable::build(MonthKey(6), &defs2, Some(&t2));
+        let t3 = PoolTable::build(MonthKey(6), &defs2, Some(&t2), false);
         assert_eq!(t3.counters[0].remaining(), 9000);
+    }
+
+    #[test]
+    fn a_shared_counter_grants_from_its_share_and_settles_to_the_store() {
+        let c = PoolCounter::new(key(), MonthKey(0), 1_000_000, true);
+        assert_eq!(c.reserve(1800, 60), Err(Lack::Short));
+        assert_eq!(c.would_grant(1800, 60), Some(1800));
+        let share = c.share().unwrap();
+        share.add(2000);
+        assert_eq!(c.reserve(1800, 60), Ok(1800));
+        c.settle(1800, 60);
+        // What the call did not use goes back through the store, not into the share.
+        assert_eq!(c.remaining(), 200);
+        share.set_drained(true);
+        assert_eq!(c.reserve(1800, 60), Ok(180));
+        assert_eq!(c.would_grant(1800, 60), None);
     }
 }

@@ -406,5 +406,6 @@ pub(crate) fn replay(r: &CallRecord, destination: Option<Destination>) -> Decisi
         route: r.grant.route.clone(),
         max_duration: Some(r.grant.reserved_seconds),
         grant: Some(r.grant.clone()),
+        lacking: None,
     }
 }

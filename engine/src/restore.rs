@@ -193,6 +193,7 @@ impl Engine {
         // Counters of other months (or of pools the directory no longer has), created once.
         let mut detached: HashMap<(PoolKey, MonthKey), Arc<PoolCounter>> = HashMap::new();
         let mut out = Restored::default();
+        let shared = self.config().shares;
         for c in calls {
             self.seq_floor(c.seq.saturating_add(1));
             let open = c.state == CallState::Reserved;
@@ -201,11 +202,9 @@ impl Engine {
                 StoredFunding::Pool { key, month: m } => {
                     let counter = match counters.get(key) {
                         Some(x) if *m == month => Arc::clone(x),
-                        _ => Arc::clone(
-                            detached
-                                .entry((key.clone(), *m))
-                                .or_insert_with(|| Arc::new(PoolCounter::new(key.clone(), *m, 0))),
-                        ),
+                        _ => Arc::clone(detached.entry((key.clone(), *m)).or_insert_with(|| {
+                            Arc::new(PoolCounter::new(key.clone(), *m, 0, shared))
+                        })),
                     };
                     if open {
                         counter.restore(0, c.reserved_seconds);
@@ -216,7 +215,11 @@ impl Engine {
                 }
                 StoredFunding::Credits { per_minute, spend } => {
                     let account = accounts.get(&c.tenant).cloned().unwrap_or_else(|| {
-                        Arc::new(CreditAccount::new(Arc::clone(&c.tenant), Money::ZERO))
+                        Arc::new(CreditAccount::new(
+                            Arc::clone(&c.tenant),
+                            Money::ZERO,
+                            shared,
+                        ))
                     });
                     let taken = if open {
                         c.reserved_money

@@ -89,6 +89,77 @@ pub struct DaemonConfig {
     pub grants: Grants,
     pub routes: Routes,
     pub emergency: Emergency,
+    pub cluster: ClusterTable,
+}
+
+/// `[cluster]` (DESIGN §3, §6 "Several nodes"): `store`, the PostgreSQL URL of the pools and
+/// balances of record (empty: one node, as without the table); `node_id`, this node's name in
+/// the store (empty: the host name); `lease_seconds`, how long a share outlives its node's
+/// last heartbeat before it returns to the pool.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterTable {
+    pub store: String,
+    pub node_id: String,
+    pub lease_seconds: u64,
+}
+
+impl Default for ClusterTable {
+    fn default() -> Self {
+        ClusterTable {
+            store: String::new(),
+            node_id: String::new(),
+            lease_seconds: 1200,
+        }
+    }
+}
+
+impl ClusterTable {
+    /// Whether several nodes share the store.
+    pub fn enabled(&self) -> bool {
+        !self.store.trim().is_empty()
+    }
+
+    /// Every error of the table.
+    fn errors(&self, ledger: &LedgerTable) -> Vec<ConfigError> {
+        let invalid = |field, message: &str| ConfigError::Invalid {
+            table: "cluster",
+            field,
+            message: message.into(),
+        };
+        let mut errors = Vec::new();
+        if !self.enabled() {
+            return errors;
+        }
+        let store = self.store.trim();
+        if !(store.starts_with("postgres://") || store.starts_with("postgresql://")) {
+            errors.push(invalid(
+                "store",
+                "must be a PostgreSQL URL (postgres://user@host:port/database), or empty for one node",
+            ));
+        }
+        if self.node_id.len() > 64
+            || !self
+                .node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            errors.push(invalid(
+                "node_id",
+                "at most 64 letters, digits, `.`, `_` or `-` (empty: the host name)",
+            ));
+        }
+        if !(10..=86_400).contains(&self.lease_seconds) {
+            errors.push(invalid("lease_seconds", "must be 10 to 86400"));
+        }
+        if !ledger.enabled {
+            errors.push(invalid(
+                "store",
+                "needs [ledger].enabled = true: a node's calls reach the store from its ledger",
+            ));
+        }
+        errors
+    }
 }
 
 /// What to do with a request from outside `trusted_peers` (DESIGN §2 step 1).
@@ -260,8 +331,10 @@ impl DaemonConfig {
             grants: self.grants.clone(),
             routes: self.routes.clone(),
             emergency: self.emergency.clone(),
+            shares: self.cluster.enabled(),
         };
         errors.extend(engine.errors().into_iter().map(ConfigError::from));
+        errors.extend(self.cluster.errors(&self.ledger));
         let invalid = |table, field, message: String| ConfigError::Invalid {
             table,
             field,
@@ -368,6 +441,34 @@ mod tests {
         let errors = c.check().unwrap_err();
         assert_eq!(errors.len(), 5, "{errors:?}");
         assert!(errors[0].to_string().contains("billing_increment_seconds"));
+    }
+
+    #[test]
+    fn cluster_settings_are_checked_and_located() {
+        let ok = "[cluster]\nstore = \"postgres://tollgate@127.0.0.1:5432/tollgate\"\nnode_id = \"a-1\"\n";
+        let c = DaemonConfig::from_toml(ok).unwrap().check().unwrap();
+        assert!(c.engine.shares, "a store means shares");
+        assert!(!DaemonConfig::default().check().unwrap().engine.shares);
+        let text = "[ledger]\nenabled = false\n[cluster]\nstore = \"redis://x\"\nnode_id = \"a b\"\nlease_seconds = 5\n";
+        let errors = DaemonConfig::from_toml(text).unwrap().check().unwrap_err();
+        let located: Vec<String> = errors.iter().map(|e| e.located(text)).collect();
+        assert_eq!(located.len(), 4, "{located:?}");
+        assert!(
+            located[0].starts_with("tollgate.toml:4: [cluster].store: must be a PostgreSQL URL"),
+            "{located:?}"
+        );
+        assert!(
+            located[1].starts_with("tollgate.toml:5: [cluster].node_id:"),
+            "{located:?}"
+        );
+        assert!(
+            located[2].starts_with("tollgate.toml:6: [cluster].lease_seconds:"),
+            "{located:?}"
+        );
+        assert!(
+            located[3].contains("[ledger].enabled = true"),
+            "{located:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,94 @@
+//! The engine with several nodes (DESIGN §6): grants come out of this node's shares; a short
+//! share names its account instead of refusing for good; a drained account answers as a single
+//! node would.
+
+use super::tests::*;
+use super::*;
+use crate::shares::ShareOf;
+
+fn shared() -> Engine {
+    let config = EngineConfig {
+        shares: true,
+        ..EngineConfig::default()
+    };
+    Engine::new(plan(), config, snapshot(), NOW)
+}
+
+fn share_of(d: &Decision) -> &crate::shares::Share {
+    d.lacking
+        .as_ref()
+        .and_then(ShareOf::share)
+        .expect("a short decision names its share")
+}
+
+#[test]
+fn a_node_admits_from_its_share_and_asks_for_more_when_it_is_short() {
+    let e = shared();
+    let d = call(&e, "small@u.com", us(), "s1");
+    assert_eq!(reason(&d), Some("store_unavailable"));
+    assert!(matches!(d.lacking, Some(ShareOf::Pool(_))));
+    assert!(
+        e.reservations().is_empty(),
+        "a short decision reserves nothing"
+    );
+    share_of(&d).add(2000);
+    let d = call(&e, "small@u.com", us(), "s1");
+    assert_eq!(
+        (basis(&d), d.max_duration),
+        (Some("domestic_pool"), Some(1800))
+    );
+    // 200 s left: no short grant while the store may have more.
+    let d = call(&e, "small@u.com", us(), "s2");
+    assert_eq!(reason(&d), Some("store_unavailable"));
+    // The store says the pool is drained: what is left, then credits.
+    share_of(&d).set_drained(true);
+    let d = call(&e, "small@u.com", us(), "s2");
+    assert_eq!(
+        (basis(&d), d.max_duration),
+        (Some("domestic_pool"), Some(180))
+    );
+    let d = call(&e, "small@u.com", us(), "s3");
+    assert_eq!(reason(&d), Some("store_unavailable"));
+    assert!(matches!(d.lacking, Some(ShareOf::Credits(_))));
+    share_of(&d).add(1_000_000);
+    let d = call(&e, "small@u.com", us(), "s3");
+    assert_eq!(basis(&d), Some("credits"));
+}
+
+#[test]
+fn what_a_call_leaves_goes_back_through_the_store_not_into_the_share() {
+    let e = shared();
+    let d = call(&e, "small@u.com", us(), "a");
+    share_of(&d).add(3600);
+    assert!(call(&e, "small@u.com", us(), "a").is_admit());
+    e.settle("a", 30, NOW + 40).unwrap();
+    let shares = e.shares(NOW);
+    let pool = shares
+        .iter()
+        .find_map(|s| match s {
+            ShareOf::Pool(c) if &*c.key.tenant == "u" => c.share(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(pool.free(), 1800);
+    assert_eq!(pool.taken(), 1800);
+}
+
+#[test]
+fn emergency_and_unfunded_calls_need_no_share() {
+    let e = shared();
+    assert_eq!(
+        basis(&call(&e, "us1@t.com", emergency(), "e")),
+        Some("emergency")
+    );
+    assert_eq!(
+        basis(&call(&e, "dr@t.com", us(), "dr")),
+        Some("direct_routing")
+    );
+}
+
+#[test]
+fn a_single_node_has_no_shares() {
+    assert!(engine().shares(NOW).is_empty());
+    assert!(!shared().shares(NOW).is_empty());
+}
