@@ -16,7 +16,7 @@ use crate::pools::{MonthKey, PoolStatus, PoolTable};
 use crate::reservations::{
     replay, CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
 };
-use crate::restore::StoredCall;
+use crate::restore::{StoredCall, StoredFunding};
 use crate::sequence::Sequence;
 use crate::shares::ShareOf;
 
@@ -67,6 +67,18 @@ pub enum Mode<'a> {
     DryRun,
     /// Reserve for this Call-ID.
     Reserve(&'a str),
+}
+
+/// How a call ends when this node ends it from its stored row ([`Engine::end_stored`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// `POST /v1/calls/{id}/end` with the call's billable seconds.
+    Settled {
+        /// As reported by the proxy.
+        billable_seconds: u64,
+    },
+    /// `POST /v1/calls/{id}/release`: never connected, nothing charged.
+    Released,
 }
 
 /// A further grant for an admitted call.
@@ -592,17 +604,49 @@ impl Engine {
         if stored.state == CallState::Reserved {
             return Err(CallError::UnknownCall);
         }
-        Ok(Settlement {
-            call_id: stored.call_id,
-            state: stored.state,
-            tenant: stored.tenant,
-            basis: stored.basis,
-            reserved_seconds: stored.reserved_seconds,
-            billable_seconds: stored.billable_seconds,
-            charged_seconds: stored.charged_seconds,
-            charged_money: stored.charged_money,
-            changed: false,
-        })
+        Ok(stored.settlement(false))
+    }
+
+    /// Several nodes (DESIGN §6): ends a call another node admitted (and may have died with),
+    /// from the row the store holds, with the arithmetic of [`Engine::settle`] and
+    /// [`Engine::release`]: the ended row for the store to apply if the call is still reserved
+    /// there (exactly once), and the answer. A row already ended answers its figures again
+    /// with `changed: false`.
+    pub fn end_stored(
+        &self,
+        mut stored: StoredCall,
+        ending: Ending,
+        now: u64,
+    ) -> (StoredCall, Settlement) {
+        if stored.state != CallState::Reserved {
+            let s = stored.settlement(false);
+            return (stored, s);
+        }
+        let (state, billable, charged) = match ending {
+            Ending::Settled { billable_seconds } => (
+                CallState::Settled,
+                billable_seconds,
+                self.config.round_up(billable_seconds),
+            ),
+            Ending::Released => (CallState::Released, 0, 0),
+        };
+        let charged = charged.min(stored.reserved_seconds);
+        let (seconds, money) = match &stored.funding {
+            StoredFunding::None => (0, Money::ZERO),
+            StoredFunding::Pool { .. } => (charged, Money::ZERO),
+            StoredFunding::Credits { per_minute, .. } => (
+                charged,
+                Money::for_seconds(*per_minute, charged).min(stored.reserved_money),
+            ),
+        };
+        stored.state = state;
+        stored.billable_seconds = billable;
+        stored.charged_seconds = seconds;
+        stored.charged_money = money;
+        stored.ended_at = Some(now);
+        stored.version += 1;
+        let s = stored.settlement(true);
+        (stored, s)
     }
 
     /// CANCEL: the whole reservation goes back.

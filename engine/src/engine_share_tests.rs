@@ -92,3 +92,52 @@ fn a_single_node_has_no_shares() {
     assert!(engine().shares(NOW).is_empty());
     assert!(!shared().shares(NOW).is_empty());
 }
+
+#[test]
+fn a_call_another_node_admitted_ends_from_its_row_once() {
+    // Node A admits; node B (another engine) ends it from the stored row.
+    let a = shared();
+    let d = call(&a, "small@u.com", us(), "x");
+    share_of(&d).add(3600);
+    assert!(call(&a, "small@u.com", us(), "x").is_admit());
+    let row = StoredCall::from_record("x", &a.reservations().get("x").unwrap());
+    let b = shared();
+    let (ended, s) = b.end_stored(
+        row.clone(),
+        Ending::Settled {
+            billable_seconds: 61,
+        },
+        NOW + 70,
+    );
+    assert_eq!(
+        (s.state, s.charged_seconds, s.changed),
+        (CallState::Settled, 120, true)
+    );
+    assert_eq!(
+        (ended.version, ended.ended_at),
+        (row.version + 1, Some(NOW + 70))
+    );
+    // The same row ended again answers the same figures, changed: false.
+    let (_, again) = b.end_stored(ended.clone(), Ending::Released, NOW + 80);
+    assert_eq!(
+        (again.state, again.charged_seconds, again.changed),
+        (CallState::Settled, 120, false)
+    );
+    // A release charges nothing; a credits call is charged in money.
+    let (_, r) = b.end_stored(row, Ending::Released, NOW + 5);
+    assert_eq!((r.state, r.charged_seconds), (CallState::Released, 0));
+    let d = call(&a, "lim@v.com", us(), "c");
+    share_of(&d).add(10_000_000);
+    let d = call(&a, "lim@v.com", us(), "c");
+    assert_eq!(basis(&d), Some("credits"));
+    let row = StoredCall::from_record("c", &a.reservations().get("c").unwrap());
+    let (ended, s) = b.end_stored(
+        row,
+        Ending::Settled {
+            billable_seconds: 30,
+        },
+        NOW + 40,
+    );
+    assert_eq!(s.charged_seconds, 60);
+    assert!(ended.charged_money.0 > 0 && ended.charged_money <= ended.reserved_money);
+}

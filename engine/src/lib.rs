@@ -61,7 +61,7 @@ pub mod shares;
 
 pub use config::EngineConfig;
 pub use directory::Snapshot;
-pub use engine::{Engine, Extension, Mode, Request};
+pub use engine::{Ending, Engine, Extension, Mode, Request};
 pub use policy::{Basis, Decision, Outcome, Reason, Route, Rule};
 pub use reservations::{CallError, CallRecord, CallState, Funding, Grant, Settlement};
 pub use restore::{Restored, StoredCall, StoredFunding};

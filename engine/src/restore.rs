@@ -19,7 +19,7 @@ use crate::engine::Engine;
 use crate::numbering::Destination;
 use crate::policy::{Basis, Route};
 use crate::pools::{MonthKey, PoolCounter, PoolKey};
-use crate::reservations::{CallRecord, CallState, Funding, Grant};
+use crate::reservations::{CallRecord, CallState, Funding, Grant, Settlement};
 
 /// What paid for a stored call, by name (the live counters are found again by key).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +106,21 @@ pub struct StoredCall {
 }
 
 impl StoredCall {
+    /// The answer about this call as the row stands (`changed`: whether this request ended it).
+    pub fn settlement(&self, changed: bool) -> Settlement {
+        Settlement {
+            call_id: self.call_id.clone(),
+            state: self.state,
+            tenant: Arc::clone(&self.tenant),
+            basis: self.basis,
+            reserved_seconds: self.reserved_seconds,
+            billable_seconds: self.billable_seconds,
+            charged_seconds: self.charged_seconds,
+            charged_money: self.charged_money,
+            changed,
+        }
+    }
+
     /// A live call as the ledger stores it.
     pub fn from_record(call_id: &str, r: &CallRecord) -> StoredCall {
         let g = &r.grant;

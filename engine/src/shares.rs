@@ -219,21 +219,20 @@ pub const HORIZON_SECONDS: u64 = 10;
 pub const LOW_GRANTS_PER_NODE: u64 = 2;
 
 /// The policy for one share: a target of [`HORIZON_SECONDS`] of recent burn (at least two
-/// grants), topped up when the share falls under half of it and trimmed when it holds more
-/// than twice; no share at all once the account is low ([`LOW_GRANTS_PER_NODE`]).
+/// grants while anything burns), topped up when the share falls under half of it and trimmed
+/// when it holds more than twice; an idle account holds nothing (its next call fetches one
+/// grant), and once the account is low ([`LOW_GRANTS_PER_NODE`]) no node holds a share.
 pub fn plan(s: Sizing) -> Plan {
     let grant = s.grant.max(1);
-    if s.available < LOW_GRANTS_PER_NODE * grant * s.nodes.max(1) {
-        return if s.free > 0 {
-            Plan::GiveBack(s.free)
-        } else {
-            Plan::Keep
-        };
-    }
-    let target = (s.burn_per_second * HORIZON_SECONDS).max(2 * grant);
-    if s.free < target / 2 + 1 {
+    let low = s.available < LOW_GRANTS_PER_NODE * grant * s.nodes.max(1);
+    let target = if low || s.burn_per_second == 0 {
+        0
+    } else {
+        (s.burn_per_second * HORIZON_SECONDS).max(2 * grant)
+    };
+    if target > 0 && s.free <= target / 2 {
         Plan::Draw {
-            want: target - s.free.min(target),
+            want: target - s.free,
             min: grant,
         }
     } else if s.free > 2 * target {
@@ -313,15 +312,18 @@ mod tests {
 
     #[test]
     fn shares_follow_the_burn_rate_and_vanish_when_the_pool_runs_low() {
-        // Idle: two grants.
+        // Idle: nothing held; what an idle node held goes back.
+        assert_eq!(plan(sizing(0, 0, 1_000_000)), Plan::Keep);
+        assert_eq!(plan(sizing(1800, 0, 1_000_000)), Plan::GiveBack(1800));
+        // A trickle: two grants.
         assert_eq!(
-            plan(sizing(0, 0, 1_000_000)),
+            plan(sizing(0, 1, 1_000_000)),
             Plan::Draw {
                 want: 3600,
                 min: 1800
             }
         );
-        assert_eq!(plan(sizing(3600, 0, 1_000_000)), Plan::Keep);
+        assert_eq!(plan(sizing(3600, 1, 1_000_000)), Plan::Keep);
         // Busy: ten seconds of burn.
         assert_eq!(
             plan(sizing(3600, 3000, 1_000_000)),
