@@ -4,7 +4,7 @@
 
 use super::tests::*;
 use super::*;
-use crate::shares::ShareOf;
+use crate::shares::{ShareOf, Short};
 
 fn shared() -> Engine {
     let config = EngineConfig {
@@ -17,7 +17,7 @@ fn shared() -> Engine {
 fn share_of(d: &Decision) -> &crate::shares::Share {
     d.lacking
         .as_ref()
-        .and_then(ShareOf::share)
+        .and_then(|s| s.of.share())
         .expect("a short decision names its share")
 }
 
@@ -26,7 +26,13 @@ fn a_node_admits_from_its_share_and_asks_for_more_when_it_is_short() {
     let e = shared();
     let d = call(&e, "small@u.com", us(), "s1");
     assert_eq!(reason(&d), Some("store_unavailable"));
-    assert!(matches!(d.lacking, Some(ShareOf::Pool(_))));
+    assert!(matches!(
+        d.lacking,
+        Some(Short {
+            of: ShareOf::Pool(_),
+            needed: 1800
+        })
+    ));
     assert!(
         e.reservations().is_empty(),
         "a short decision reserves nothing"
@@ -49,7 +55,13 @@ fn a_node_admits_from_its_share_and_asks_for_more_when_it_is_short() {
     );
     let d = call(&e, "small@u.com", us(), "s3");
     assert_eq!(reason(&d), Some("store_unavailable"));
-    assert!(matches!(d.lacking, Some(ShareOf::Credits(_))));
+    assert!(matches!(
+        d.lacking,
+        Some(Short {
+            of: ShareOf::Credits(_),
+            ..
+        })
+    ));
     share_of(&d).add(1_000_000);
     let d = call(&e, "small@u.com", us(), "s3");
     assert_eq!(basis(&d), Some("credits"));

@@ -14,7 +14,7 @@ use crate::numbering::Destination;
 use crate::policy::{Basis, Decision, Outcome, Reason, Rule, Verdict};
 use crate::pools::MonthKey;
 use crate::reservations::{replay, reserved, Funding, Grant};
-use crate::shares::{Lack, ShareOf};
+use crate::shares::{Lack, ShareOf, Short};
 
 impl Engine {
     /// Rules 9 and 10: the pool, else Communications Credits, else the reason.
@@ -87,7 +87,11 @@ impl Engine {
                 };
                 if granted == Err(Lack::Short) {
                     // Several nodes: this node's share is short, the pool may not be.
-                    return Decision::short(ShareOf::Pool(Arc::clone(counter)), Rule::Pool, d);
+                    let short = Short {
+                        of: ShareOf::Pool(Arc::clone(counter)),
+                        needed: g.grant_seconds,
+                    };
+                    return Decision::short(short, Rule::Pool, d);
                 }
                 if let Ok(s) = granted {
                     let dec = admit(
@@ -152,7 +156,10 @@ impl Engine {
         match self.take_credits(account, &spend, limit, cost) {
             Ok(()) => reserved(v, dec, self.seq.next()),
             Err(Ok(r)) => reject(r),
-            Err(Err(short)) => Decision::short(short, Rule::Credits, d),
+            Err(Err(of)) => {
+                let needed = u64::try_from(cost.0).unwrap_or(0);
+                Decision::short(Short { of, needed }, Rule::Credits, d)
+            }
         }
     }
 

@@ -266,7 +266,7 @@ pub struct Decision {
     /// With several nodes, a reject for `store_unavailable` because this node's share of an
     /// account that may still have more was short ([`crate::shares`]): the daemon may draw
     /// more for it and decide again.
-    pub lacking: Option<crate::shares::ShareOf>,
+    pub lacking: Option<crate::shares::Short>,
 }
 
 impl Decision {
@@ -283,15 +283,11 @@ impl Decision {
         }
     }
 
-    /// A reject because `lacking`'s share was short (`store_unavailable` unless the daemon
-    /// tops the share up and decides again).
-    pub fn short(
-        lacking: crate::shares::ShareOf,
-        rule: Rule,
-        destination: Destination,
-    ) -> Decision {
+    /// A reject because a share was short (`store_unavailable` unless the daemon tops the
+    /// share up and decides again).
+    pub fn short(short: crate::shares::Short, rule: Rule, destination: Destination) -> Decision {
         Decision {
-            lacking: Some(lacking),
+            lacking: Some(short),
             ..Decision::reject(Reason::StoreUnavailable, rule, Some(destination))
         }
     }

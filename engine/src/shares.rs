@@ -37,6 +37,16 @@ pub enum ShareOf {
     Credits(Arc<CreditAccount>),
 }
 
+/// What a call lacked: the account whose share was short, and how much the call needs from it
+/// (a grant's seconds, or its cost in micro-units).
+#[derive(Clone, Debug)]
+pub struct Short {
+    /// The account.
+    pub of: ShareOf,
+    /// What the call needs.
+    pub needed: u64,
+}
+
 impl ShareOf {
     /// The share to top up.
     pub fn share(&self) -> Option<&Share> {
