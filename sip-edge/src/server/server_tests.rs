@@ -150,17 +150,20 @@ fn a_worker_commits_its_own_calls_until_the_rate_hands_them_to_the_writer() {
     let t0 = Instant::now();
     let mut pace = Pace::new(&s, t0);
     let mut collector = Collector::default();
+    // A worker's INVITE, with its collector while its pace says it commits its own calls.
+    let mut handle = |call_id: &str, here: Option<&mut Collector>| {
+        let msg = invite("INVITE", call_id, "+12065550100", 70);
+        s.handle(
+            msg.as_bytes(),
+            source,
+            Transport::Udp,
+            &reply,
+            here,
+            &mut out,
+        )
+    };
     assert!(pace.commits_here());
-    let msg = invite("INVITE", "w1", "+12065550100", 70);
-    let here = pace.commits_here().then_some(&mut collector);
-    assert!(!s.handle(
-        msg.as_bytes(),
-        source,
-        Transport::Udp,
-        &reply,
-        here,
-        &mut out
-    ));
+    assert!(!handle("w1", pace.commits_here().then_some(&mut collector)));
     // Held here, not by the writer thread: nothing leaves before this thread commits.
     std::thread::sleep(Duration::from_millis(50));
     assert!(rx.try_recv().is_err());
@@ -177,16 +180,7 @@ fn a_worker_commits_its_own_calls_until_the_rate_hands_them_to_the_writer() {
         );
     }
     assert!(!pace.commits_here());
-    let msg = invite("INVITE", "w2", "+12065550100", 70);
-    let here = pace.commits_here().then_some(&mut collector);
-    assert!(!s.handle(
-        msg.as_bytes(),
-        source,
-        Transport::Udp,
-        &reply,
-        here,
-        &mut out
-    ));
+    assert!(!handle("w2", pace.commits_here().then_some(&mut collector)));
     // No `commit` now: the writer thread sends it.
     let deadline = Instant::now() + Duration::from_secs(5);
     let sent = loop {
@@ -220,39 +214,21 @@ fn durable_ledger_holds_the_302_until_committed() {
     let (reply, mut rx) = reply_channel();
     let source: SocketAddr = SOURCE.parse().unwrap();
     let mut out = Vec::new();
+    let handle = |msg: &str, out: &mut Vec<u8>| {
+        s.handle(msg.as_bytes(), source, Transport::Udp, &reply, None, out)
+    };
     let msg = invite("INVITE", "d1", "+12065550100", 70);
-    assert!(!s.handle(
-        msg.as_bytes(),
-        source,
-        Transport::Udp,
-        &reply,
-        None,
-        &mut out
-    ));
+    assert!(!handle(&msg, &mut out));
     let sent = String::from_utf8(rx.blocking_recv().unwrap()).unwrap();
     assert!(sent.starts_with("SIP/2.0 302 "), "{sent}");
     let row = s.ledger.call("d1").unwrap().unwrap();
     assert_eq!(row.state, tollgate_engine::CallState::Reserved);
     assert_eq!(row.version, 1);
     // The retransmission is answered from the cache with the same bytes, at once.
-    assert!(s.handle(
-        msg.as_bytes(),
-        source,
-        Transport::Udp,
-        &reply,
-        None,
-        &mut out
-    ));
+    assert!(handle(&msg, &mut out));
     assert_eq!(String::from_utf8(out.clone()).unwrap(), sent);
     let cancel = invite("CANCEL", "d1", "+12065550100", 70);
-    assert!(!s.handle(
-        cancel.as_bytes(),
-        source,
-        Transport::Udp,
-        &reply,
-        None,
-        &mut out
-    ));
+    assert!(!handle(&cancel, &mut out));
     let sent = String::from_utf8(rx.blocking_recv().unwrap()).unwrap();
     assert!(sent.starts_with("SIP/2.0 200 "), "{sent}");
     let row = s.ledger.call("d1").unwrap().unwrap();
