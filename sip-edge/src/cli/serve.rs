@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use super::setup;
 use crate::config::{Checked, ListenKind};
 use crate::http::{self, Api};
-use crate::ledger::{Committer, Ledger};
+use crate::ledger::Ledger;
 use crate::server::{now, Server};
 use crate::transport::{self, tcp, udp};
 
@@ -94,12 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .with_reload_guard(daemon.file.directory.reload_guard())
         .with_config_file(args.config.clone(), daemon.file.clone()),
     );
-    let committer: Arc<dyn Committer> = Arc::clone(&server) as Arc<dyn Committer>;
-    server
-        .ledger
-        .start(Arc::downgrade(&committer))
-        .context("starting the ledger")?;
-    drop(committer);
+    server.start_ledger().context("starting the ledger")?;
     // Reservations that expired while the daemon was down settle now; pools are recorded.
     server.expire();
     let runtime = tokio::runtime::Builder::new_multi_thread()

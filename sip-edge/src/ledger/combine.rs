@@ -1,8 +1,9 @@
 //! Committing on the threads that receive the calls (flat combining).
 //!
-//! A UDP worker collects the writes of the calls in one received batch ([`collect`]), adds them
-//! to a shared queue, and commits whatever that queue holds if the connection is free
-//! ([`Store::combine`]). If another thread holds the connection, the worker leaves at once:
+//! A UDP worker collects the writes of the calls in one received batch in the [`Collector`] it
+//! owns ([`collect`]), adds them to a shared queue, and commits whatever that queue holds if the
+//! connection is free ([`Store::next`], one batch per call, each returning its [`Outcome`] for
+//! the worker to act on before it looks again). If another thread holds the connection, the worker leaves at once:
 //! that thread looks at the queue again after it lets go of the connection, and commits what it
 //! finds, so no write is left behind and no worker ever waits for another's commit. When both
 //! workers commit at once their batches end up in one transaction, as they would with the
@@ -19,27 +20,26 @@
 //! the same mutex. If the check comes first, the worker's attempt comes after the connection was
 //! let go, so it fails only when a third thread holds it, which checks in turn.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use super::checkpoint::{self, WalTail};
 use super::upsert::WriteConn;
-use super::{lock, writer, Committer, Write};
+use super::{lock, writer, Collector, Outcome, Rejected, Write};
 
 /// The write connection, and the writes waiting for whoever holds it next.
-pub(super) struct Store {
+pub(super) struct Store<W> {
     conn: Mutex<WriteConn>,
-    queue: Mutex<Vec<Write>>,
+    queue: Mutex<Vec<Write<W>>>,
     /// How many writes `queue` holds, readable without its lock.
     queued: AtomicUsize,
     /// The checkpointer asks the holder of the connection to finish its copy.
     wal_tail: Arc<WalTail>,
 }
 
-impl Store {
-    pub fn new(conn: WriteConn) -> Store {
+impl<W> Store<W> {
+    pub fn new(conn: WriteConn) -> Store<W> {
         Store {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
@@ -56,7 +56,7 @@ impl Store {
     /// If the checkpointer asked for it and the connection is free, copies the rest of the WAL
     /// into the database, so that the next commit starts the WAL over (see `checkpoint`).
     /// Called once a batch's answers are out: they do not wait for the copy. Writes queued
-    /// meanwhile are committed by the caller's next look at the queue ([`Store::combine`]).
+    /// meanwhile are committed by the caller's next look at the queue ([`Store::next`]).
     pub fn restart_wal(&self) {
         if !self.wal_tail.is_raised() {
             return;
@@ -87,7 +87,7 @@ impl Store {
     }
 
     /// Adds `writes` (drained) to the queue.
-    pub fn add(&self, writes: &mut Vec<Write>) {
+    pub fn add(&self, writes: &mut Vec<Write<W>>) {
         if !writes.is_empty() {
             let mut q = lock(&self.queue);
             q.append(writes);
@@ -101,131 +101,71 @@ impl Store {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Commits what the queue holds, batch after batch, while it holds anything and the
-    /// connection is free; tells `committer` each batch's fate, and hands what a failed
-    /// batch's committer wants retried to `retry`. `batch` is an empty buffer to work in.
-    pub fn combine(
-        &self,
-        batch: &mut Vec<Write>,
-        committer: &dyn Committer,
-        retry: &mut dyn FnMut(Write),
-    ) {
+    /// Commits what the queue holds, in `batch` (an empty buffer to work in), if it holds
+    /// anything and the connection is free, and returns the outcome; `None` when there is
+    /// nothing (more) for this caller to commit. Call it again once the outcome is acted on
+    /// (and [`Store::restart_wal`]), until `None`: batch after batch while the queue refills.
+    pub fn next<'b>(&self, batch: &'b mut Vec<Write<W>>) -> Option<Outcome<'b, W>> {
         loop {
             // Taken: its holder checks the queue once it lets go.
-            let Some(mut conn) = self.try_conn() else {
-                return;
-            };
+            let mut conn = self.try_conn()?;
             {
                 let mut q = lock(&self.queue);
                 std::mem::swap(&mut *q, batch);
                 self.queued.store(0, Ordering::Relaxed);
             }
-            let result = if batch.is_empty() {
-                None
-            } else {
-                let at = Instant::now();
-                let r = writer::commit(&mut conn, batch, None, &mut |w, e| {
-                    committer.rejected(w, e);
-                });
-                Some((r, at.elapsed().as_secs_f64()))
-            };
-            drop(conn);
-            if let Some((result, seconds)) = result {
-                committer.batch(batch.len(), seconds, result.as_ref().err());
-                match result {
-                    Ok(()) => committer.committed(batch),
-                    Err(_) => {
-                        for w in batch.drain(..) {
-                            if let Some(w) = committer.failed(w) {
-                                retry(w);
-                            }
-                        }
-                    }
+            if batch.is_empty() {
+                // Let go of the connection, then look at the queue (the order the module doc
+                // explains): a write added meanwhile is committed here or by the one that
+                // took the connection.
+                drop(conn);
+                if lock(&self.queue).is_empty() {
+                    return None;
                 }
-                batch.clear();
-                self.restart_wal();
+                continue;
             }
-            if lock(&self.queue).is_empty() {
-                return;
-            }
+            let at = Instant::now();
+            let mut rejected = Vec::new();
+            let result = writer::commit(&mut conn, batch, None, &mut |write, e| {
+                rejected.push(Rejected {
+                    write,
+                    error: e.to_string(),
+                });
+            });
+            drop(conn);
+            return Some(Outcome::of(batch, result, rejected, at));
         }
     }
 }
 
-/// The writes of this thread's calls since its last commit, and a buffer to commit in; `None`
-/// on threads that never collected.
-struct Here {
-    /// Whether [`collect`] keeps writes (else they go to the writer thread).
-    on: bool,
-    mine: Vec<Write>,
-    spare: Vec<Write>,
-}
-
-thread_local! {
-    static HERE: RefCell<Option<Here>> = const { RefCell::new(None) };
-}
-
-/// From now on this thread keeps the writes it submits ([`collect`]) until it commits them
-/// (`on`), or lets them go to the writer thread again.
-pub(super) fn set_collecting(on: bool) {
-    HERE.with_borrow_mut(|h| {
-        h.get_or_insert_with(|| Here {
-            on,
-            mine: Vec::new(),
-            spare: Vec::new(),
-        })
-        .on = on;
-    });
-}
-
 /// What [`collect`] did with a write.
-pub(super) enum Collected {
-    /// Kept for this thread's next commit.
+pub(super) enum Collected<W> {
+    /// Kept for the collector's next commit.
     Kept,
-    /// This thread collects, but too much already waits: refuse it (`503 overloaded`).
-    Full(Write),
-    /// This thread does not collect: the write goes to the writer thread.
-    NotHere(Write),
+    /// The caller collects, but too much already waits: refuse it (`503 overloaded`).
+    Full(Write<W>),
+    /// No collector: the write goes to the writer thread.
+    NotHere(Write<W>),
 }
 
-/// Keeps `w` for this thread's next commit if it collects, unless `waiting` writes (the
-/// store's queue) are already `max` or more.
-pub(super) fn collect(w: Write, waiting: usize, max: usize) -> Collected {
-    HERE.with_borrow_mut(|h| match h {
-        Some(here) if here.on => {
+/// Keeps `w` in `here` for its owner's next commit, unless `waiting` writes (the store's
+/// queue) and those already kept are `max` or more.
+pub(super) fn collect<W>(
+    here: Option<&mut Collector<W>>,
+    w: Write<W>,
+    waiting: usize,
+    max: usize,
+) -> Collected<W> {
+    match here {
+        Some(here) => {
             if waiting + here.mine.len() >= max {
                 return Collected::Full(w);
             }
             here.mine.push(w);
             Collected::Kept
         }
-        _ => Collected::NotHere(w),
-    })
-}
-
-/// This thread's collected writes and its spare buffer, taken out (so that nothing holds the
-/// thread-local while the committer runs), or `None` if it does not collect.
-pub(super) fn take() -> Option<(Vec<Write>, Vec<Write>)> {
-    HERE.with_borrow_mut(|h| {
-        h.as_mut().map(|here| {
-            (
-                std::mem::take(&mut here.mine),
-                std::mem::take(&mut here.spare),
-            )
-        })
-    })
-}
-
-/// Gives the (emptied) buffers back for the next batch.
-pub(super) fn give_back(mine: Vec<Write>, spare: Vec<Write>) {
-    HERE.with_borrow_mut(|h| {
-        if let Some(here) = h {
-            if here.mine.is_empty() {
-                here.mine = mine;
-            }
-            here.spare = spare;
-        }
-    });
+        None => Collected::NotHere(w),
+    }
 }
 
 #[cfg(test)]
@@ -236,27 +176,30 @@ pub(super) mod tests {
 
     use super::*;
     use crate::ledger::query::tests::{engine, NOV};
-    use crate::ledger::{After, Synchronous};
+    use crate::ledger::Synchronous;
 
     /// Records the Call-IDs of what was committed.
     #[derive(Default)]
     struct Record(Mutex<Vec<String>>);
 
-    impl Committer for Record {
-        fn committed(&self, batch: &mut Vec<Write>) {
-            lock(&self.0).extend(batch.drain(..).map(|w| w.call.call_id));
+    impl Record {
+        /// Acts on every outcome `store` has for `batch`, as a driver does.
+        fn commit(&self, store: &Store<()>, batch: &mut Vec<Write<()>>) {
+            while let Some(o) = store.next(batch) {
+                if let Some(r) = o.rejected.first() {
+                    panic!("{} rejected: {}", r.write.call.call_id, r.error);
+                }
+                if let Some(e) = o.failed {
+                    panic!("commit failed: {e}");
+                }
+                lock(&self.0).extend(o.writes.map(|w| w.call.call_id));
+                store.restart_wal();
+            }
         }
-        fn failed(&self, w: Write) -> Option<Write> {
-            panic!("commit of {} failed", w.call.call_id);
-        }
-        fn rejected(&self, w: Write, e: &rusqlite::Error) {
-            panic!("{} rejected: {e}", w.call.call_id);
-        }
-        fn batch(&self, _: usize, _: f64, _: Option<&rusqlite::Error>) {}
     }
 
     /// `n` distinct admitted calls named `{prefix}-{i}`, numbered from `first`.
-    pub(in crate::ledger) fn writes(prefix: &str, first: u64, n: u64) -> Vec<Write> {
+    pub(in crate::ledger) fn writes(prefix: &str, first: u64, n: u64) -> Vec<Write<()>> {
         let e = engine(NOV);
         let r = Request {
             call_id: "model",
@@ -274,15 +217,12 @@ pub(super) mod tests {
                 let mut call = model.clone();
                 call.call_id = format!("{prefix}-{i}");
                 call.seq = first + i;
-                Write {
-                    call,
-                    after: After::Nothing,
-                }
+                Write { call, waiter: () }
             })
             .collect()
     }
 
-    pub(in crate::ledger) fn rows(store: &Store) -> i64 {
+    pub(in crate::ledger) fn rows(store: &Store<()>) -> i64 {
         store
             .conn()
             .query_row("SELECT count(*) FROM calls", [], |r| r.get(0))
@@ -295,20 +235,19 @@ pub(super) mod tests {
         let store =
             Store::new(WriteConn::open(&dir.path().join("l.db"), Synchronous::Normal).unwrap());
         let record = Record::default();
-        let mut retry = |w: Write| panic!("retry {}", w.call.call_id);
         let holder = store.conn();
         std::thread::scope(|s| {
             s.spawn(|| {
                 let mut mine = writes("worker", 1, 5);
                 store.add(&mut mine);
                 // The connection is taken: it leaves at once, its writes queued.
-                store.combine(&mut Vec::new(), &Record::default(), &mut |_| {});
+                assert!(store.next(&mut Vec::new()).is_none());
             });
         });
         assert!(lock(&record.0).is_empty());
         drop(holder);
         // What the holder does once it lets go.
-        store.combine(&mut Vec::new(), &record, &mut retry);
+        record.commit(&store, &mut Vec::new());
         assert_eq!(lock(&record.0).len(), 5);
         assert_eq!(rows(&store), 5);
         assert!(lock(&store.queue).is_empty());
@@ -318,15 +257,19 @@ pub(super) mod tests {
     fn a_collecting_thread_refuses_writes_once_enough_wait() {
         let mut ws = writes("w", 1, 3).into_iter();
         let mut next = || ws.next().unwrap();
+        let mut here = Collector::default();
         // Not collecting: the write goes to the writer thread.
-        assert!(matches!(collect(next(), 0, 2), Collected::NotHere(_)));
-        set_collecting(true);
-        assert!(matches!(collect(next(), 0, 2), Collected::Kept));
+        assert!(matches!(collect(None, next(), 0, 2), Collected::NotHere(_)));
+        assert!(matches!(
+            collect(Some(&mut here), next(), 0, 2),
+            Collected::Kept
+        ));
         // One kept here and one in the store's queue: the queue's bound (2) is reached.
-        assert!(matches!(collect(next(), 1, 2), Collected::Full(_)));
-        let (mine, _) = take().unwrap();
-        assert_eq!(mine.len(), 1);
-        set_collecting(false);
+        assert!(matches!(
+            collect(Some(&mut here), next(), 1, 2),
+            Collected::Full(_)
+        ));
+        assert_eq!(here.mine.len(), 1);
     }
 
     #[test]
@@ -342,14 +285,14 @@ pub(super) mod tests {
                     let mut all = writes(prefix, 1 + 1000 * w as u64, 300);
                     let mut spare = Vec::new();
                     while !all.is_empty() {
-                        let mut mine: Vec<Write> = all.drain(..all.len().min(7)).collect();
+                        let mut mine: Vec<Write<()>> = all.drain(..all.len().min(7)).collect();
                         store.add(&mut mine);
-                        store.combine(&mut spare, record, &mut |w| panic!("{}", w.call.call_id));
+                        record.commit(store, &mut spare);
                     }
                 });
             }
         });
-        // Each worker's last `combine` either committed the queue or found the connection taken
+        // Each worker's last commit either committed the queue or found the connection taken
         // by the other, which checked the queue after letting go: nothing is left.
         assert!(lock(&store.queue).is_empty());
         let ids = lock(&record.0);
@@ -368,7 +311,7 @@ pub(super) mod tests {
         for finish in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("ledger.db");
-            let store = Store::new(WriteConn::open(&path, Synchronous::Normal).unwrap());
+            let store: Store<()> = Store::new(WriteConn::open(&path, Synchronous::Normal).unwrap());
             store
                 .conn()
                 .execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB);")
@@ -416,7 +359,7 @@ pub(super) mod tests {
         const RESTART: i64 = 300;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
-        let store = Store::new(WriteConn::open(&path, Synchronous::Normal).unwrap());
+        let store: Store<()> = Store::new(WriteConn::open(&path, Synchronous::Normal).unwrap());
         {
             let mut conn = store.conn();
             conn.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB);")

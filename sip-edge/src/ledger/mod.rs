@@ -1,20 +1,22 @@
 //! The durable ledger (DESIGN §6): every admitted call's reservation and settlement in SQLite,
 //! written by one thread with group commit, read back at start-up.
 //!
-//! The call path hands a [`Write`] (the call's whole row, and what to do once it is durable)
-//! to [`Ledger::submit`]; the writer thread ([`writer`]) takes everything queued, commits it in
-//! one transaction, and only then lets the [`Committer`] send the batch's 302s
-//! ("nothing admitted is lost": a 302 leaves only after its reservation is committed). If the
-//! commit fails, the committer turns the batch's admissions into `503 store_unavailable`
-//! (emergency calls still get their 302) and the writer retries the rest with the next batch,
-//! so service resumes by itself when writes succeed again.
+//! The call path hands a [`Write`] (the call's whole row, and a `W` that waits on it: the
+//! ledger knows nothing of what that is) to [`Ledger::submit`]; the writer thread ([`writer`])
+//! takes everything queued and commits it in one transaction. The ledger answers no one: each
+//! commit attempt yields an [`Outcome`] (what committed, or why the batch failed; what can
+//! never commit) that the driver acts on, and the driver says what to retry with the next
+//! batch, so service resumes by itself when writes succeed again. What the daemon does with
+//! an outcome (a 302 leaves only after its commit) is `server::durable`'s.
 //!
 //! The queue is bounded (`[ledger].queue`): when it is full the call path answers
 //! `503 overloaded` at once rather than letting memory and latency grow.
 //!
-//! A UDP worker commits its own calls instead, on its own thread ([`Ledger::commit_here`],
-//! [`combine`]); the writer thread takes everything else (HTTP `end`/`extend`, expiries, TCP,
-//! pool capacities, retries). Both share the one connection: SQLite has one writer at a time.
+//! A UDP worker commits its own calls instead, on its own thread: it owns a [`Collector`],
+//! submits its calls' writes into it and then calls [`Ledger::commit`] until it has no more
+//! outcomes ([`combine`]); the writer thread takes everything else (HTTP `end`/`extend`,
+//! expiries, TCP, pool capacities, retries). Both share the one connection: SQLite has one
+//! writer at a time.
 //!
 //! [`Ledger::memory`] is the in-memory seam: no file, nothing durable, the call path answers at
 //! once. It exists for `[ledger].enabled = false` and for measuring what the ledger costs.
@@ -29,18 +31,16 @@ pub mod schema;
 mod upsert;
 mod writer;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use serde::Deserialize;
 use tollgate_engine::pools::{MonthKey, PoolStatus};
-use tollgate_engine::{Basis, StoredCall};
+use tollgate_engine::StoredCall;
 
-use crate::server::transactions::TxKey;
 use crate::store::{StoreError, StoreReader};
 
 /// Why the ledger could not be opened or read.
@@ -103,101 +103,100 @@ pub struct Settings {
     pub linger: std::time::Duration,
 }
 
-/// Where a SIP response goes once its batch is committed: the source of the request
-/// (DESIGN §2 step 8).
-#[derive(Clone, Debug)]
-pub enum ReplyTo {
-    /// A handle on the receiving UDP socket (a `dup` of it, usable from any thread).
-    Udp {
-        socket: Arc<std::net::UdpSocket>,
-        to: SocketAddr,
-    },
-    /// The connection's writer.
-    Tcp(tokio::sync::mpsc::Sender<Vec<u8>>),
-    /// Nowhere (unit tests, and the in-memory seam which answers inline).
-    None,
-}
-
-impl ReplyTo {
-    /// Sends without blocking (`MSG_DONTWAIT` over UDP; [`crate::server`] sends a committed
-    /// batch's UDP answers with one `sendmmsg` per socket instead); a full socket buffer or a
-    /// closed connection drops the response
-    /// (over UDP the client retransmits and gets it from the transaction cache).
-    pub fn send(&self, bytes: &[u8]) {
-        match self {
-            ReplyTo::Udp { socket, to } => {
-                if let Err(e) = tollgate_udp::send_one(socket, bytes, *to) {
-                    tracing::debug!(error = %e, %to, "udp send");
-                }
-            }
-            ReplyTo::Tcp(tx) => {
-                let _ = tx.try_send(bytes.to_vec());
-            }
-            ReplyTo::None => {}
-        }
-    }
-}
-
-/// A SIP response held until its batch commits.
+/// One call's row and what waits on it (`W`: the driver's, e.g. a held SIP answer; the ledger
+/// only carries it to the [`Outcome`] of the commit that decides its fate).
 #[derive(Debug)]
-pub struct SipReply {
-    /// Shared with the transaction cache once sent.
-    pub bytes: Arc<[u8]>,
-    pub to: ReplyTo,
-    /// Cache the bytes under this INVITE transaction once sent.
-    pub tx: Option<TxKey>,
-    /// An admission (the bytes are its 302), on this basis.
-    pub admit: Option<Basis>,
-    /// A new admission, not the replay of one already made: if its batch fails it is undone.
-    pub fresh: bool,
-    /// The transport label for metrics.
-    pub transport: &'static str,
-}
-
-/// What happens once a write is durable.
-#[derive(Debug)]
-pub enum After {
-    Nothing,
-    Sip(SipReply),
-    /// An HTTP handler waits: `true` once committed, `false` if the commit failed.
-    Notify(tokio::sync::oneshot::Sender<bool>),
-}
-
-/// One call's row and what waits on it.
-#[derive(Debug)]
-pub struct Write {
+pub struct Write<W> {
     pub call: StoredCall,
-    pub after: After,
+    pub waiter: W,
 }
 
 /// Why [`Ledger::submit`] did not queue a write (it is handed back).
 #[derive(Debug)]
-pub enum Refused {
+pub enum Refused<W> {
     /// The queue is full: shed load (`503 overloaded`).
-    Full(Box<Write>),
+    Full(Box<Write<W>>),
     /// The writer is gone (shutting down, or it died): `503 store_unavailable`.
-    Closed(Box<Write>),
+    Closed(Box<Write<W>>),
 }
 
-/// What the daemon does with a batch's writes once the writer knows their fate.
-pub trait Committer: Send + Sync + 'static {
-    /// The batch's writes are durable (the committer drains `batch`).
-    fn committed(&self, batch: &mut Vec<Write>);
-    /// Its batch could not be committed. Returns what the writer should try again with the
-    /// next batch (state the engine already holds), or `None` to forget it (an admission
-    /// refused instead).
-    fn failed(&self, w: Write) -> Option<Write>;
-    /// `w` can never be committed (its row breaks a constraint or holds a value SQLite
-    /// refuses: see `writer::permanent`); it was taken out of its batch, whose other writes
-    /// commit without it. Nothing is retried: whatever waits on `w` is told it failed.
-    fn rejected(&self, w: Write, error: &rusqlite::Error);
-    /// One commit attempt of `records` writes took `seconds`; `error` says why it failed.
-    fn batch(&self, records: usize, seconds: f64, error: Option<&rusqlite::Error>);
+/// Why a batch could not be committed, in words: the driver logs it and answers what waits;
+/// no driver type leaks past the ledger.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CommitError(String);
+
+/// A write taken out of its batch because it can never be committed (its row breaks a
+/// constraint or holds a value SQLite refuses: see `writer::permanent`); the rest of its
+/// batch commits without it.
+#[derive(Debug)]
+pub struct Rejected<W> {
+    pub write: Write<W>,
+    /// Why, in words.
+    pub error: String,
 }
 
-pub(crate) enum Job {
+/// What one commit attempt did: the value the driver acts on once the connection is let go,
+/// as a sans-I/O protocol hands back what to transmit. The ledger never answers anyone
+/// itself; whatever waits on a write learns its fate only from here.
+#[derive(Debug)]
+pub struct Outcome<'a, W> {
+    /// The batch's writes: durable if `failed` is `None`, else rolled back whole. Whatever
+    /// the driver leaves in the iterator is dropped.
+    pub writes: std::vec::Drain<'a, Write<W>>,
+    /// Why the batch was rolled back.
+    pub failed: Option<CommitError>,
+    /// Writes that can never commit, taken out of the batch (not retried).
+    pub rejected: Vec<Rejected<W>>,
+    /// Writes the attempt held (`writes`).
+    pub records: usize,
+    /// How long the attempt took.
+    pub seconds: f64,
+}
+
+impl<'a, W> Outcome<'a, W> {
+    /// The outcome of committing `batch` (whose permanently failing rows are in `rejected`),
+    /// started at `at`.
+    fn of(
+        batch: &'a mut Vec<Write<W>>,
+        result: rusqlite::Result<()>,
+        rejected: Vec<Rejected<W>>,
+        at: std::time::Instant,
+    ) -> Outcome<'a, W> {
+        Outcome {
+            records: batch.len(),
+            seconds: at.elapsed().as_secs_f64(),
+            failed: result.err().map(|e| CommitError(e.to_string())),
+            rejected,
+            writes: batch.drain(..),
+        }
+    }
+}
+
+/// A UDP worker's writes since its last commit, and a buffer to commit in: owned by the worker
+/// and handed to [`Ledger::submit`] for the calls it handles, then to [`Ledger::commit`]
+/// (flat combining, see `combine`). Threads without one submit to the writer thread.
+#[derive(Debug)]
+pub struct Collector<W> {
+    mine: Vec<Write<W>>,
+    spare: Vec<Write<W>>,
+    /// Between a [`Ledger::commit`] that returned an outcome and the one that returns `None`.
+    combining: bool,
+}
+
+impl<W> Default for Collector<W> {
+    fn default() -> Collector<W> {
+        Collector {
+            mine: Vec::new(),
+            spare: Vec::new(),
+            combining: false,
+        }
+    }
+}
+
+pub(crate) enum Job<W> {
     /// Boxed: a queue slot stays small (the queue is allocated whole, up front).
-    Call(Box<Write>),
+    Call(Box<Write<W>>),
     /// This month's pool capacities (at start, after a reload, at rollover).
     Pools(Vec<PoolStatus>),
     Stop,
@@ -212,17 +211,17 @@ pub struct Recovery {
 }
 
 /// The ledger: durable (SQLite) or the in-memory seam.
-pub struct Ledger {
-    durable: Option<Durable>,
+pub struct Ledger<W> {
+    durable: Option<Durable<W>>,
 }
 
-struct Durable {
+struct Durable<W> {
     settings: Settings,
     /// The one write connection, and the writes of the UDP workers waiting for it.
-    store: Arc<combine::Store>,
+    store: Arc<combine::Store<W>>,
     /// Whether [`Ledger::start`] ran.
     started: std::sync::atomic::AtomicBool,
-    tx: OnceLock<SyncSender<Job>>,
+    tx: OnceLock<SyncSender<Job<W>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     /// For the HTTP API's reads (not on the call path).
@@ -231,16 +230,16 @@ struct Durable {
     _exclusive: exclusive::Exclusive,
 }
 
-impl Ledger {
+impl<W: Send + 'static> Ledger<W> {
     /// The in-memory seam.
-    pub fn memory() -> Ledger {
+    pub fn memory() -> Ledger<W> {
         Ledger { durable: None }
     }
 
     /// Opens (creating or migrating) the ledger file and reads back what start-up recovery
     /// needs for the month of `now` (see [`tollgate_engine::restore`]). Fails with
     /// [`LedgerError::Locked`] if another process has it open this way.
-    pub fn open(settings: Settings, now: u64) -> Result<(Ledger, Recovery), LedgerError> {
+    pub fn open(settings: Settings, now: u64) -> Result<(Ledger<W>, Recovery), LedgerError> {
         let exclusive = exclusive::acquire(&settings.path)?;
         let conn = upsert::WriteConn::open(&settings.path, settings.synchronous)?;
         let recovery = Recovery {
@@ -278,8 +277,13 @@ impl Ledger {
         self.durable.as_ref().map(|d| d.settings.path.as_path())
     }
 
-    /// Starts the writer thread; `committer` is told the fate of every write.
-    pub fn start(&self, committer: Weak<dyn Committer>) -> Result<(), LedgerError> {
+    /// Starts the writer thread; `apply` is the driver's hand on it: it gets the [`Outcome`]
+    /// of every commit the writer makes, right after it (the writer's answers leave from that
+    /// thread, with no hop to another), and returns what to try again with the next batch.
+    pub fn start(
+        &self,
+        mut apply: impl FnMut(Outcome<'_, W>) -> Vec<Write<W>> + Send + 'static,
+    ) -> Result<(), LedgerError> {
         let Some(d) = &self.durable else {
             return Ok(());
         };
@@ -299,7 +303,7 @@ impl Ledger {
         let (batch, linger) = (d.settings.batch.max(1), d.settings.linger);
         let thread = std::thread::Builder::new()
             .name("tollgate-ledger".into())
-            .spawn(move || writer::run(&store, rx, committer, batch, linger))
+            .spawn(move || writer::run(&store, rx, &mut apply, batch, linger))
             .map_err(|e| LedgerError::Io("starting the ledger writer".into(), e))?;
         let _ = d.tx.set(tx);
         *lock(&d.thread) = Some(thread);
@@ -307,11 +311,17 @@ impl Ledger {
         Ok(())
     }
 
-    /// Queues a write for the next batch (on a thread that [collects](Ledger::collect_here),
-    /// for its next [`Ledger::commit_here`]). Never blocks.
-    pub fn submit(&self, w: Write) -> Result<(), Refused> {
+    /// Whether a thread may commit its own writes ([`Collector`], [`Ledger::commit`]): the
+    /// ledger is durable and its writer started (it takes what such a commit must retry).
+    pub fn collects(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| d.tx.get().is_some())
+    }
+
+    /// Queues a write for the next batch: in `here`, for its owner's next [`Ledger::commit`],
+    /// or without one for the writer thread. Never blocks.
+    pub fn submit(&self, w: Write<W>, here: Option<&mut Collector<W>>) -> Result<(), Refused<W>> {
         let w = match &self.durable {
-            Some(d) => match combine::collect(w, d.store.queued(), d.settings.queue) {
+            Some(d) => match combine::collect(here, w, d.store.queued(), d.settings.queue) {
                 combine::Collected::Kept => return Ok(()),
                 combine::Collected::Full(w) => return Err(Refused::Full(Box::new(w))),
                 combine::Collected::NotHere(w) => w,
@@ -354,41 +364,40 @@ impl Ledger {
         }
     }
 
-    /// From now on, writes submitted on this thread wait for this thread's next
-    /// [`Ledger::commit_here`] instead of going to the writer (`on`), or go to the writer
-    /// again. Returns whether this thread now collects (never for the in-memory seam, nor
-    /// before [`Ledger::start`]). Call [`Ledger::commit_here`] before turning it off.
-    pub fn collect_here(&self, on: bool) -> bool {
-        let on = on && self.durable.as_ref().is_some_and(|d| d.tx.get().is_some());
-        combine::set_collecting(on);
-        on
-    }
-
-    /// Commits the writes this thread collected since its last call, with whatever the other
-    /// collecting threads queued, unless another thread is committing (it then commits them
-    /// itself: see [`combine`]); `committer` is told each batch's fate, as for the writer's.
-    /// What a failed batch's committer wants retried goes to the writer thread, which retries
-    /// until a commit succeeds.
-    pub fn commit_here(&self, committer: &dyn Committer) {
-        let Some(d) = &self.durable else { return };
-        let Some((mut mine, mut spare)) = combine::take() else {
-            return;
-        };
-        if !mine.is_empty() {
-            d.store.add(&mut mine);
-            d.store
-                .combine(&mut spare, committer, &mut |w| self.retry(w));
+    /// Commits, on the calling thread, the writes `here` collected since the last call, with
+    /// whatever the other collecting threads queued, unless another thread is committing (it
+    /// then commits them itself: see `combine`). Returns each batch's [`Outcome`] in turn:
+    /// call it again, once the outcome is acted on, until it returns `None`. What the driver
+    /// wants retried goes to [`Ledger::retry`].
+    pub fn commit<'c>(&self, here: &'c mut Collector<W>) -> Option<Outcome<'c, W>> {
+        let d = self.durable.as_ref()?;
+        if !here.mine.is_empty() {
+            d.store.add(&mut here.mine);
+            here.combining = true;
+        } else if here.combining {
+            // The last batch's answers are out: the WAL may start over now.
+            d.store.restart_wal();
         }
-        combine::give_back(mine, spare);
+        if !here.combining {
+            return None;
+        }
+        let outcome = d.store.next(&mut here.spare);
+        here.combining = outcome.is_some();
+        outcome
     }
 
-    /// Hands a write whose commit failed on a collecting thread to the writer to retry.
-    fn retry(&self, w: Write) {
+    /// Hands writes whose commit failed on a collecting thread to the writer to retry.
+    pub fn retry(&self, writes: Vec<Write<W>>) {
+        if writes.is_empty() {
+            return;
+        }
         let Some(tx) = self.durable.as_ref().and_then(|d| d.tx.get()) else {
             return;
         };
-        if tx.try_send(Job::Call(Box::new(w))).is_err() {
-            tracing::error!("ledger queue full: a write that failed to commit is lost");
+        for w in writes {
+            if tx.try_send(Job::Call(Box::new(w))).is_err() {
+                tracing::error!("ledger queue full: a write that failed to commit is lost");
+            }
         }
     }
 
@@ -410,7 +419,7 @@ impl Ledger {
 }
 
 /// The daemon's ledger, read through its own read connection (WAL: never blocks the writer).
-impl StoreReader for Ledger {
+impl<W: Send + 'static> StoreReader for Ledger<W> {
     fn call(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
         self.read(|c| query::call(c, call_id))
     }

@@ -7,8 +7,8 @@
 //! commit per handful of calls would cost each of them tens of µs of CPU. The linger shortens
 //! itself when calls come fast enough to fill a batch anyway ([`Linger`]).
 //!
-//! A batch that fails to commit is rolled back whole; the [`Committer`] decides per write what
-//! to retry, and the retried writes go first in the next attempt. While something waits for a
+//! A batch that fails to commit is rolled back whole; the driver, given the [`Outcome`], says
+//! what to retry, and the retried writes go first in the next attempt. While something waits for a
 //! retry the writer tries again at least once a second, so a ledger whose disk filled up comes
 //! back by itself when space returns.
 //!
@@ -16,11 +16,10 @@
 //! [`permanent`]) must not hold the others hostage: retried with its batch for ever, it would
 //! fail every later batch too, and the ledger would refuse every admission and settlement from
 //! then on. [`commit`] knows which row failed; a permanent failure takes that write out of the
-//! batch ([`Committer::rejected`]: logged, counted, nothing retried) and commits the rest at
-//! once. Failures of the disk or the database (full, I/O, busy) stay whole-batch and retried.
+//! batch (into [`Outcome::rejected`]: the driver logs and counts it, nothing is retried) and
+//! commits the rest at once. Failures of the disk or the database (full, I/O, busy) stay whole-batch and retried.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
@@ -29,7 +28,7 @@ use tollgate_engine::pools::PoolStatus;
 use super::combine::Store;
 use super::linger::{Linger, ENOUGH_TO_COMMIT};
 use super::upsert::WriteConn;
-use super::{Committer, Job, Write};
+use super::{Job, Outcome, Rejected, Write};
 
 /// How often a failed batch is retried when nothing new arrives.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -42,16 +41,18 @@ const POOL_UPSERT: &str = "INSERT INTO pools (month, tenant, region, sku, kind, 
     capacity_seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (month, tenant, region, sku, \
     kind) DO UPDATE SET capacity_seconds = excluded.capacity_seconds";
 
-pub(super) fn run(
-    store: &Store,
-    rx: Receiver<Job>,
-    committer: Weak<dyn Committer>,
+/// The writer thread's loop until [`Job::Stop`] (or every sender is gone); `apply` acts on each
+/// commit's outcome and returns what to retry.
+pub(super) fn run<W>(
+    store: &Store<W>,
+    rx: Receiver<Job<W>>,
+    apply: &mut dyn FnMut(Outcome<'_, W>) -> Vec<Write<W>>,
     max_batch: usize,
     linger: Duration,
 ) {
-    let mut retry: Vec<Write> = Vec::new();
-    let mut batch: Vec<Write> = Vec::with_capacity(max_batch);
-    let mut combined: Vec<Write> = Vec::new();
+    let mut retry: Vec<Write<W>> = Vec::new();
+    let mut batch: Vec<Write<W>> = Vec::with_capacity(max_batch);
+    let mut combined: Vec<Write<W>> = Vec::new();
     let mut pools: Option<Vec<PoolStatus>> = None;
     let mut stop = false;
     let mut linger = Linger::new(linger, ENOUGH_TO_COMMIT);
@@ -100,39 +101,33 @@ pub(super) fn run(
         if batch.is_empty() && pools.is_none() {
             continue;
         }
-        let Some(c) = committer.upgrade() else {
-            return;
-        };
         let at = Instant::now();
+        let mut rejected = Vec::new();
         let result = commit(
             &mut store.conn(),
             &mut batch,
             pools.as_deref(),
-            &mut |w, e| c.rejected(w, e),
+            &mut |write, e| {
+                rejected.push(Rejected {
+                    write,
+                    error: e.to_string(),
+                });
+            },
         );
-        c.batch(
-            batch.len(),
-            at.elapsed().as_secs_f64(),
-            result.as_ref().err(),
-        );
-        match result {
-            Ok(()) => {
-                pools = None;
-                c.committed(&mut batch);
-                batch.clear();
-                store.restart_wal();
-            }
-            Err(_) => {
-                for w in batch.drain(..) {
-                    if let Some(w) = c.failed(w) {
-                        retry.push(w);
-                    }
-                }
-            }
+        let committed = result.is_ok();
+        if committed {
+            pools = None;
+        }
+        retry.extend(apply(Outcome::of(&mut batch, result, rejected, at)));
+        if committed {
+            store.restart_wal();
         }
         // A UDP worker may have found the connection taken by this commit: its writes wait in
         // the store's queue for whoever lets go of the connection (see `combine`).
-        store.combine(&mut combined, &*c, &mut |w| retry.push(w));
+        while let Some(outcome) = store.next(&mut combined) {
+            retry.extend(apply(outcome));
+            store.restart_wal();
+        }
         if retry.len() > MAX_RETRY {
             let n = retry.len() - MAX_RETRY;
             tracing::error!(dropped = n, "ledger retry queue full: oldest writes lost");
@@ -156,11 +151,11 @@ pub(super) fn run(
 /// A row that fails for good ([`permanent`]) is taken out of `batch` and handed to `reject`,
 /// and the rest is tried again at once; any other failure rolls the whole batch back and is
 /// returned (the caller retries or refuses it).
-pub(super) fn commit(
+pub(super) fn commit<W>(
     conn: &mut WriteConn,
-    batch: &mut Vec<Write>,
+    batch: &mut Vec<Write<W>>,
     pools: Option<&[PoolStatus]>,
-    reject: &mut dyn FnMut(Write, &rusqlite::Error),
+    reject: &mut dyn FnMut(Write<W>, &rusqlite::Error),
 ) -> rusqlite::Result<()> {
     loop {
         match attempt(conn, batch, pools) {
@@ -177,9 +172,9 @@ pub(super) fn commit(
 
 /// One transaction of `batch`; on failure, the index of the row that failed (`None`: not a
 /// row, e.g. `COMMIT`) and why.
-fn attempt(
+fn attempt<W>(
     conn: &mut WriteConn,
-    batch: &[Write],
+    batch: &[Write<W>],
     pools: Option<&[PoolStatus]>,
 ) -> Result<(), (Option<usize>, rusqlite::Error)> {
     let (conn, upsert) = conn.parts();
@@ -244,7 +239,7 @@ fn write_pools(conn: &Connection, pools: &[PoolStatus]) -> rusqlite::Result<()> 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use super::*;
     use crate::ledger::combine::tests::{rows, writes};
@@ -254,14 +249,14 @@ mod tests {
     const POISON: &str = "CREATE TRIGGER poison BEFORE INSERT ON calls \
         WHEN NEW.call_id LIKE 'poison%' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;";
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, Store<()>) {
         let dir = tempfile::tempdir().unwrap();
         let conn = WriteConn::open(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
         conn.execute_batch(POISON).unwrap();
         (dir, Store::new(conn))
     }
 
-    /// The Call-IDs of each fate, as the daemon's committer is told them.
+    /// The Call-IDs of each fate, as the daemon's driver is told them.
     #[derive(Default)]
     struct Fate {
         committed: Mutex<Vec<String>>,
@@ -269,19 +264,19 @@ mod tests {
         rejected: Mutex<Vec<String>>,
     }
 
-    impl Committer for Fate {
-        fn committed(&self, batch: &mut Vec<Write>) {
-            lock(&self.committed).extend(batch.drain(..).map(|w| w.call.call_id));
+    impl Fate {
+        /// Records `o`; returns what failed, to try again with the next batch (as the daemon
+        /// does for a settlement).
+        fn apply(&self, o: Outcome<'_, ()>) -> Vec<Write<()>> {
+            lock(&self.rejected).extend(o.rejected.into_iter().map(|r| r.write.call.call_id));
+            if o.failed.is_none() {
+                lock(&self.committed).extend(o.writes.map(|w| w.call.call_id));
+                return Vec::new();
+            }
+            let failed: Vec<Write<()>> = o.writes.collect();
+            lock(&self.failed).extend(failed.iter().map(|w| w.call.call_id.clone()));
+            failed
         }
-        fn failed(&self, w: Write) -> Option<Write> {
-            lock(&self.failed).push(w.call.call_id.clone());
-            // As the daemon does for a settlement: try again with the next batch.
-            Some(w)
-        }
-        fn rejected(&self, w: Write, _: &rusqlite::Error) {
-            lock(&self.rejected).push(w.call.call_id);
-        }
-        fn batch(&self, _: usize, _: f64, _: Option<&rusqlite::Error>) {}
     }
 
     fn sorted(m: &Mutex<Vec<String>>) -> Vec<String> {
@@ -329,12 +324,11 @@ mod tests {
     #[test]
     fn the_writer_keeps_committing_after_a_write_that_can_never_commit() {
         let (_dir, store) = store();
-        let fate = Arc::new(Fate::default());
-        let committer: Arc<dyn Committer> = Arc::clone(&fate) as Arc<dyn Committer>;
+        let fate = Fate::default();
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         std::thread::scope(|s| {
-            let (store, weak) = (&store, Arc::downgrade(&committer));
-            s.spawn(move || run(store, rx, weak, 16, Duration::ZERO));
+            let (store, fate) = (&store, &fate);
+            s.spawn(move || run(store, rx, &mut |o| fate.apply(o), 16, Duration::ZERO));
             for w in writes("poison", 1, 1).into_iter().chain(writes("a", 2, 3)) {
                 tx.send(Job::Call(Box::new(w))).unwrap();
             }

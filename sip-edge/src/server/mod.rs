@@ -13,7 +13,7 @@
 //! Answers always go back to the source address and port (RFC 3581 §4, DESIGN §2 step 8): the
 //! caller of [`Server::handle`] sends `out` to where the bytes came from. With the durable
 //! ledger, a 302 (and a CANCEL's 200) is not in `out`: it is held with the call's row and sent
-//! to the [`ReplyTo`] once the row is committed ([`durable`]).
+//! to the [`ReplyTo`] once the row is committed ([`Server::apply`], see [`durable`]).
 
 mod durable;
 pub mod identity;
@@ -33,13 +33,15 @@ use tollgate_engine::{Decision, Engine, Outcome, Reason, Request as EngineReques
 use tollgate_engine::reload_guard::ReloadGuard;
 
 use crate::config::{DaemonConfig, Untrusted};
-use crate::ledger::{After, Ledger, ReplyTo, SipReply};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::peers::Cidr;
 use crate::sip::{
     parse_message, write_response, Headers, Message, Method, ParseError, Request, ResponseExtras,
     Transport,
 };
+use durable::Held;
+pub use durable::{Collector, ReplyTo, Waiter};
 use reconfigure::{ConfigFile, Peers};
 use status::SipStatus;
 use transactions::{Answer, Transactions};
@@ -94,7 +96,7 @@ pub struct Server {
     directory: PathBuf,
     /// How much a reload may take away unless forced (`[directory].reload_max_drop_percent`).
     reload_guard: ReloadGuard,
-    pub ledger: Ledger,
+    pub ledger: Ledger<Waiter>,
     /// Whether the last ledger commit succeeded (`/readyz`).
     store_ok: std::sync::atomic::AtomicBool,
     /// When shedding was last logged (unix seconds), to log it at most once a second.
@@ -119,7 +121,7 @@ impl Server {
         trusted: Vec<Cidr>,
         untrusted: Untrusted,
         directory: PathBuf,
-        ledger: Ledger,
+        ledger: Ledger<Waiter>,
     ) -> Server {
         let metrics = Metrics::default();
         metrics
@@ -163,13 +165,15 @@ impl Server {
 
     /// Handles one datagram or TCP frame from `source`; returns `true` when `out` holds a
     /// response to send back to `source` now. A response that waits for the ledger goes to
-    /// `reply` later.
+    /// `reply` later. With `here` (a UDP worker that commits its own calls) the ledger write
+    /// waits there for the caller's [`Server::commit`]; without, it goes to the writer thread.
     pub fn handle(
         &self,
         buf: &[u8],
         source: SocketAddr,
         transport: Transport,
         reply: &ReplyTo,
+        here: Option<&mut Collector>,
         out: &mut Vec<u8>,
     ) -> bool {
         let label = transport_label(transport);
@@ -198,7 +202,7 @@ impl Server {
                 return false;
             }
             Err(e) => {
-                if let Some(sent) = self.handle_repaired(buf, source, transport, reply, out) {
+                if let Some(sent) = self.handle_repaired(buf, source, transport, reply, here, out) {
                     return sent;
                 }
                 return self.parse_error(&e, trusted, source, label, out);
@@ -222,8 +226,8 @@ impl Server {
                 self.plain(out, &req, 483, source, label);
                 true
             }
-            Method::Invite => self.invite(out, &req, source, label, reply),
-            Method::Cancel => self.cancel(out, &req, source, label, reply),
+            Method::Invite => self.invite(out, &req, source, label, reply, here),
+            Method::Cancel => self.cancel(out, &req, source, label, reply, here),
             _ => {
                 let extras = ResponseExtras {
                     allow: true,
@@ -246,9 +250,12 @@ impl Server {
         source: SocketAddr,
         transport: Transport,
         reply: &ReplyTo,
+        here: Option<&mut Collector>,
         out: &mut Vec<u8>,
     ) -> Option<bool> {
-        latin1_repaired(buf, |copy| self.handle(copy, source, transport, reply, out))
+        latin1_repaired(buf, |copy| {
+            self.handle(copy, source, transport, reply, here, out)
+        })
     }
 
     /// [`Server::handle`] while the transport's queue is too deep (DESIGN §2 "Overload"): a new
@@ -264,14 +271,15 @@ impl Server {
         source: SocketAddr,
         transport: Transport,
         reply: &ReplyTo,
+        here: Option<&mut Collector>,
         out: &mut Vec<u8>,
     ) -> bool {
         // Only INVITEs are shed: anything else is handled as usual, parsed once, there.
         if !buf.starts_with(b"INVITE ") {
-            return self.handle(buf, source, transport, reply, out);
+            return self.handle(buf, source, transport, reply, here, out);
         }
         let Ok(Message::Request(req)) = parse_message(buf, transport) else {
-            return self.handle(buf, source, transport, reply, out);
+            return self.handle(buf, source, transport, reply, here, out);
         };
         let usual = req.method != Method::Invite
             || req.max_forwards == Some(0)
@@ -282,7 +290,7 @@ impl Server {
             || self.engine.reservations().contains(req.call_id)
             || self.answered(&req);
         if usual {
-            return self.handle(buf, source, transport, reply, out);
+            return self.handle(buf, source, transport, reply, here, out);
         }
         let label = transport_label(transport);
         self.metrics.message_in(&req.method, label);
@@ -364,6 +372,7 @@ impl Server {
         source: SocketAddr,
         label: &'static str,
         reply: &ReplyTo,
+        here: Option<&mut Collector>,
     ) -> bool {
         let at = Instant::now();
         let key = self
@@ -422,19 +431,9 @@ impl Server {
                 return true;
             }
         };
-        let held = SipReply {
-            bytes: out[..].into(),
-            to: reply.clone(),
-            tx: Some(key),
-            admit: Some(basis),
-            fresh: !d.is_replay(),
-            transport: label,
-        };
-        let write = crate::ledger::Write {
-            call: StoredCall::admitted(req.call_id, grant),
-            after: After::Sip(held),
-        };
-        self.hold(write, out)
+        let held = Held::admission(out, reply, key, basis, !d.is_replay(), label);
+        let call = StoredCall::admitted(req.call_id, grant);
+        self.hold(call, held, here, out)
     }
 
     /// Whether the INVITE transaction of `req` (an INVITE, or the CANCEL of one: same Call-ID,
@@ -470,12 +469,13 @@ impl Server {
         source: SocketAddr,
         label: &'static str,
         reply: &ReplyTo,
+        here: Option<&mut Collector>,
     ) -> bool {
         let released = self.engine.release(req.call_id, now());
         let known = released.is_ok() || self.answered(req);
         self.plain(out, req, if known { 200 } else { 481 }, source, label);
         match released {
-            Ok(s) if s.changed => !self.persist_now(req.call_id, out, reply, label),
+            Ok(s) if s.changed => !self.persist_now(req.call_id, out, reply, label, here),
             _ => true,
         }
     }

@@ -35,6 +35,7 @@ fn answer(s: &Server, msg: &str) -> Option<String> {
         source,
         Transport::Udp,
         &ReplyTo::None,
+        None,
         &mut out,
     )
     .then(|| String::from_utf8(out).unwrap())
@@ -103,7 +104,7 @@ fn untrusted_sources() {
 
 /// A server over a fresh durable ledger in `dir`, its writer started.
 fn durable(dir: &Path) -> Arc<Server> {
-    use crate::ledger::{Committer, Settings, Synchronous};
+    use crate::ledger::{Settings, Synchronous};
     let settings = Settings {
         path: dir.join("l.db"),
         synchronous: Synchronous::Normal,
@@ -122,8 +123,7 @@ fn durable(dir: &Path) -> Arc<Server> {
         base.directory,
         ledger,
     ));
-    let c: Arc<dyn Committer> = s.clone();
-    s.ledger.start(Arc::downgrade(&c)).unwrap();
+    s.start_ledger().unwrap();
     s
 }
 
@@ -133,7 +133,7 @@ fn reply_channel() -> (ReplyTo, tokio::sync::mpsc::Receiver<Vec<u8>>) {
     (ReplyTo::Tcp(tx), rx)
 }
 
-/// A UDP worker's calls: while it commits its own, a 302 waits for its `commit_here`; once
+/// A UDP worker's calls: while it commits its own, a 302 waits for its `commit`; once
 /// [`Pace`] sees a high rate it hands the writes to the writer thread, which commits and sends
 /// on its own; when the rate drops it takes them back.
 ///
@@ -149,13 +149,25 @@ fn a_worker_commits_its_own_calls_until_the_rate_hands_them_to_the_writer() {
     let mut out = Vec::new();
     let t0 = Instant::now();
     let mut pace = Pace::new(&s, t0);
+    let mut collector = Collector::default();
+    // A worker's INVITE, with its collector while its pace says it commits its own calls.
+    let mut handle = |call_id: &str, here: Option<&mut Collector>| {
+        let msg = invite("INVITE", call_id, "+12065550100", 70);
+        s.handle(
+            msg.as_bytes(),
+            source,
+            Transport::Udp,
+            &reply,
+            here,
+            &mut out,
+        )
+    };
     assert!(pace.commits_here());
-    let msg = invite("INVITE", "w1", "+12065550100", 70);
-    assert!(!s.handle(msg.as_bytes(), source, Transport::Udp, &reply, &mut out));
+    assert!(!handle("w1", pace.commits_here().then_some(&mut collector)));
     // Held here, not by the writer thread: nothing leaves before this thread commits.
     std::thread::sleep(Duration::from_millis(50));
     assert!(rx.try_recv().is_err());
-    s.commit_here();
+    s.commit(&mut collector);
     let sent = String::from_utf8(rx.try_recv().unwrap()).unwrap();
     assert!(sent.starts_with("SIP/2.0 302 "), "{sent}");
     // Full batches every millisecond: 64,000 datagrams/s.
@@ -163,14 +175,13 @@ fn a_worker_commits_its_own_calls_until_the_rate_hands_them_to_the_writer() {
     for _ in 0..25 {
         t += Duration::from_millis(1);
         assert_eq!(
-            pace.handled(&s, crate::transport::udp::BATCH, t),
+            pace.handled(crate::transport::udp::BATCH, t),
             Duration::ZERO
         );
     }
     assert!(!pace.commits_here());
-    let msg = invite("INVITE", "w2", "+12065550100", 70);
-    assert!(!s.handle(msg.as_bytes(), source, Transport::Udp, &reply, &mut out));
-    // No `commit_here` now: the writer thread sends it.
+    assert!(!handle("w2", pace.commits_here().then_some(&mut collector)));
+    // No `commit` now: the writer thread sends it.
     let deadline = Instant::now() + Duration::from_secs(5);
     let sent = loop {
         match rx.try_recv() {
@@ -184,7 +195,7 @@ fn a_worker_commits_its_own_calls_until_the_rate_hands_them_to_the_writer() {
     // averages above the low mark; the next one does not).
     for _ in 0..5 {
         t += Duration::from_millis(10);
-        pace.handled(&s, 1, t);
+        pace.handled(1, t);
     }
     assert!(pace.commits_here());
     for id in ["w1", "w2"] {
@@ -203,18 +214,21 @@ fn durable_ledger_holds_the_302_until_committed() {
     let (reply, mut rx) = reply_channel();
     let source: SocketAddr = SOURCE.parse().unwrap();
     let mut out = Vec::new();
+    let handle = |msg: &str, out: &mut Vec<u8>| {
+        s.handle(msg.as_bytes(), source, Transport::Udp, &reply, None, out)
+    };
     let msg = invite("INVITE", "d1", "+12065550100", 70);
-    assert!(!s.handle(msg.as_bytes(), source, Transport::Udp, &reply, &mut out));
+    assert!(!handle(&msg, &mut out));
     let sent = String::from_utf8(rx.blocking_recv().unwrap()).unwrap();
     assert!(sent.starts_with("SIP/2.0 302 "), "{sent}");
     let row = s.ledger.call("d1").unwrap().unwrap();
     assert_eq!(row.state, tollgate_engine::CallState::Reserved);
     assert_eq!(row.version, 1);
     // The retransmission is answered from the cache with the same bytes, at once.
-    assert!(s.handle(msg.as_bytes(), source, Transport::Udp, &reply, &mut out));
+    assert!(handle(&msg, &mut out));
     assert_eq!(String::from_utf8(out.clone()).unwrap(), sent);
     let cancel = invite("CANCEL", "d1", "+12065550100", 70);
-    assert!(!s.handle(cancel.as_bytes(), source, Transport::Udp, &reply, &mut out));
+    assert!(!handle(&cancel, &mut out));
     let sent = String::from_utf8(rx.blocking_recv().unwrap()).unwrap();
     assert!(sent.starts_with("SIP/2.0 200 "), "{sent}");
     let row = s.ledger.call("d1").unwrap().unwrap();
@@ -265,6 +279,7 @@ fn overloaded_sheds_new_invites_only() {
             source,
             Transport::Udp,
             &ReplyTo::None,
+            None,
             &mut out,
         )
         .then(|| String::from_utf8(out).unwrap())

@@ -1,7 +1,7 @@
 //! How a UDP worker shares the ledger's work (DESIGN §6) as the load changes.
 //!
-//! At moderate load a worker commits its own calls ([`Server::commit_here`], once per received
-//! batch) and, after a batch that was not full, sleeps before receiving again: at most
+//! At moderate load a worker commits its own calls (with its [`Collector`] and
+//! [`Server::commit`], once per received batch) and, after a batch that was not full, sleeps before receiving again: at most
 //! `[ledger].linger_us`, less when datagrams come fast enough to fill a batch sooner
 //! ([`Linger`]). One wake-up and one commit then serve several calls, where handing each batch
 //! to the ledger's writer thread would cost a wake-up of that thread, its sleep for the linger
@@ -20,6 +20,8 @@
 use std::time::{Duration, Instant};
 
 use crate::ledger::linger::Linger;
+#[cfg(doc)]
+use crate::server::Collector;
 use crate::server::Server;
 
 use super::udp::BATCH;
@@ -51,7 +53,7 @@ pub struct Pace {
 impl Pace {
     /// Starts committing on this thread if the ledger is durable.
     pub fn new(server: &Server, now: Instant) -> Pace {
-        let here = server.collect_here(true);
+        let here = server.collects();
         Pace {
             durable: here,
             here,
@@ -61,14 +63,15 @@ impl Pace {
         }
     }
 
-    /// Whether this worker commits its own calls now.
+    /// Whether this worker commits its own calls now: hands its [`Collector`] to
+    /// [`Server::handle`], then [`Server::commit`]s it.
     pub fn commits_here(&self) -> bool {
         self.here
     }
 
     /// A batch of `n` datagrams was handled and its writes committed (or handed on): returns
     /// how long to sleep before receiving again.
-    pub fn handled(&mut self, server: &Server, n: usize, now: Instant) -> Duration {
+    pub fn handled(&mut self, n: usize, now: Instant) -> Duration {
         self.linger
             .arrived(n, now.saturating_duration_since(self.last));
         self.last = now;
@@ -77,10 +80,7 @@ impl Pace {
         let span = now.saturating_duration_since(*start);
         if self.durable && span >= WINDOW {
             let rate = *count as f64 / span.as_secs_f64();
-            let here = commit_here(self.here, rate);
-            if here != self.here {
-                self.here = server.collect_here(here);
-            }
+            self.here = commit_here(self.here, rate);
             self.window = (now, 0);
         }
         // A full batch may have left more queued: receive again at once.

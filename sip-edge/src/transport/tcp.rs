@@ -31,9 +31,8 @@ use tokio::task::JoinSet;
 
 use super::{stopped, Shutdown};
 use crate::config::Untrusted;
-use crate::ledger::ReplyTo;
 use crate::metrics::{RefusedLabels, TCP_REFUSED_REASONS};
-use crate::server::Server;
+use crate::server::{ReplyTo, Server};
 use crate::sip::{frame_len, Transport};
 
 /// Responses held for one connection by the ledger at most: as many as the ledger's default
@@ -276,7 +275,9 @@ async fn connection(
             match frame_len(&buf) {
                 Ok(Some(n)) => {
                     let now = match buf.get(..n) {
-                        Some(frame) => server.handle(frame, peer, Transport::Tcp, &reply, &mut out),
+                        Some(frame) => {
+                            server.handle(frame, peer, Transport::Tcp, &reply, None, &mut out)
+                        }
                         None => return,
                     };
                     if now && stream.write_all(&out).await.is_err() {

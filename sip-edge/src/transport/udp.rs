@@ -15,10 +15,11 @@
 //! (on loopback it includes delivering our answers into the client's socket) and
 //! [`Server::handle`] itself.
 //!
-//! With the durable ledger a worker may also commit its own calls (DESIGN §6): after handling a
-//! batch it sends the answers that are ready, commits the batch's reservations
-//! ([`Server::commit_here`], shared with the other worker: see `ledger::combine`), and the
-//! 302s leave from there; then it may sleep before receiving again. When it does that, and
+//! With the durable ledger a worker may also commit its own calls (DESIGN §6): it owns a
+//! [`Collector`] that holds its calls' writes while it handles a batch; then it sends the
+//! answers that are ready, commits the batch's reservations ([`Server::commit`], shared with the
+//! other worker: see `ledger::combine`), and the 302s leave from there; then it may sleep
+//! before receiving again. When it does that, and
 //! when it hands the writes to the ledger's writer thread instead, is [`Pace`]'s to decide.
 //!
 //! The sockets are blocking, with a receive timeout ([`RECV_TIMEOUT`]) so that an idle worker
@@ -37,8 +38,7 @@ use tollgate_udp::{Inbox, Outbox, To};
 
 use super::pace::Pace;
 use super::Shutdown;
-use crate::ledger::ReplyTo;
-use crate::server::Server;
+use crate::server::{Collector, ReplyTo, Server};
 use crate::sip::Transport;
 use crate::sip::MAX_MESSAGE_LEN;
 
@@ -120,6 +120,8 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
     // With the durable ledger, who commits this worker's calls and how long it pauses between
     // receives (`pace`).
     let mut pace = Pace::new(&server, Instant::now());
+    // This worker's calls' writes while it commits them itself.
+    let mut collector = Collector::default();
     let mut pause = Duration::ZERO;
     while !stopping(&shutdown) {
         if !pause.is_zero() {
@@ -153,6 +155,7 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
         if shed {
             server.shedding();
         }
+        let mut here = pace.commits_here().then_some(&mut collector);
         for (i, (ready, out)) in ready.iter_mut().zip(outs.iter_mut()).enumerate().take(n) {
             *ready = false;
             let (Some(datagram), Some(source)) = (inbox.get(i), inbox.source(i)) else {
@@ -161,10 +164,11 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
             if let ReplyTo::Udp { to, .. } = &mut reply {
                 *to = source;
             }
+            let here = here.as_deref_mut();
             *ready = if shed {
-                server.handle_overloaded(datagram, source, Transport::Udp, &reply, out)
+                server.handle_overloaded(datagram, source, Transport::Udp, &reply, here, out)
             } else {
-                server.handle(datagram, source, Transport::Udp, &reply, out)
+                server.handle(datagram, source, Transport::Udp, &reply, here, out)
             };
         }
         // The answers that are ready, each to the source of its request, in one `sendmmsg`
@@ -180,9 +184,9 @@ pub fn serve(server: Arc<Server>, socket: UdpSocket, sender: Arc<UdpSocket>, shu
             tracing::debug!(error = %e, "udp send");
         }
         if pace.commits_here() {
-            server.commit_here();
+            server.commit(&mut collector);
         }
-        pause = pace.handled(&server, n, Instant::now());
+        pause = pace.handled(n, Instant::now());
     }
 }
 
