@@ -3,6 +3,7 @@
 //! The engine decides; this crate translates bytes to engine calls and engine answers to bytes.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod decision;
 pub mod directory;

@@ -106,6 +106,13 @@ pub struct Metrics {
     /// Writes the ledger dropped because their row can never be stored (beyond DESIGN §5's
     /// list): each one is a call whose state lives in memory only; logged with its Call-ID.
     pub ledger_rejected_writes: Counter,
+    /// Several nodes (beyond DESIGN §5's list): calls that waited for their share to be topped
+    /// up, and exchanges with the cluster store for shares (draws and returns): the store round
+    /// trips the call path causes, directly or not.
+    pub parked: Counter,
+    pub share_exchanges: Counter,
+    /// 1 while the cluster store answers, 0 when it does not (absent with one node's figures).
+    pub cluster_store_up: Gauge,
     /// TCP connections closed at `accept`, by [`TCP_REFUSED_REASONS`] (beyond DESIGN §5's
     /// list: the alarm for a peer hogging the connection slots).
     pub tcp_refused: Family<RefusedLabels, Counter>,
@@ -188,6 +195,24 @@ impl Default for Metrics {
             "Ledger writes dropped because their row can never be stored (see the error log)",
             ledger_rejected_writes.clone(),
         );
+        let parked = Counter::default();
+        registry.register(
+            "cluster_parked_calls",
+            "Calls that waited for this node's share of a pool or balance to be topped up",
+            parked.clone(),
+        );
+        let share_exchanges = Counter::default();
+        registry.register(
+            "cluster_share_exchanges",
+            "Draws from and returns to the cluster store of this node's shares",
+            share_exchanges.clone(),
+        );
+        let cluster_store_up = Gauge::default();
+        registry.register(
+            "cluster_store_up",
+            "1 while the cluster store answers this node",
+            cluster_store_up.clone(),
+        );
         let tcp_refused = Family::<RefusedLabels, Counter>::default();
         registry.register(
             "tcp_refused",
@@ -244,6 +269,9 @@ impl Default for Metrics {
             ledger_commit_errors,
             ledger_records,
             ledger_rejected_writes,
+            parked,
+            share_exchanges,
+            cluster_store_up,
             tcp_refused,
         }
     }

@@ -56,7 +56,7 @@ pub struct Daemon {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A port free on loopback for both TCP and UDP, right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     for _ in 0..20 {
         let Ok(t) = TcpListener::bind("127.0.0.1:0") else {
             continue;

@@ -73,3 +73,4 @@ pub fn decide_json(config: &std::path::Path, caller: &str, dial: &str) -> serde_
 
 pub mod daemon;
 pub mod load;
+pub mod postgres;

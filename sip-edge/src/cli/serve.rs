@@ -25,6 +25,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
 use super::setup;
+use crate::cluster::driver::Driver;
 use crate::config::{Checked, ListenKind};
 use crate::http::{self, Api};
 use crate::ledger::Ledger;
@@ -57,6 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         directory = %directory.display(),
         "directory loaded"
     );
+    let cluster = daemon.file.cluster.enabled().then(|| {
+        Arc::new(Driver::new(crate::cluster::driver::Settings::of(
+            &daemon.file.cluster,
+            &daemon.http.to_string(),
+        )))
+    });
     let ledger = match ledger_settings {
         None => {
             tracing::warn!("[ledger].enabled = false: reservations live in memory only");
@@ -67,6 +74,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             match Ledger::open(settings, now()) {
                 Ok((ledger, recovery)) => {
                     engine.seq_floor(recovery.next_seq);
+                    if let Some(c) = &cluster {
+                        // What this node admitted reaches the store again (idempotent): the
+                        // rows of the instant before a crash are not lost to the cluster.
+                        c.outbox.push(recovery.calls.iter().cloned());
+                    }
                     let r = engine.restore(recovery.calls, now());
                     tracing::info!(
                         ledger = %path.display(),
@@ -95,6 +107,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .with_config_file(args.config.clone(), daemon.file.clone()),
     );
     server.start_ledger().context("starting the ledger")?;
+    if let Some(c) = cluster {
+        tracing::info!(
+            node = c.node_id(),
+            "several nodes: pools and credits in the cluster store"
+        );
+        server.start_cluster(c);
+    }
     // Reservations that expired while the daemon was down settle now; pools are recorded.
     server.expire();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -185,6 +204,9 @@ async fn serve(
             tracing::error!(error = %e, "http server");
         }
     });
+    if let Some(driver) = server.cluster.get() {
+        tasks.spawn(Arc::clone(driver).run(Arc::clone(&server), shutdown.clone()));
+    }
     let ticker_server = Arc::clone(&server);
     let mut ticker_stop = shutdown.clone();
     tasks.spawn(async move {

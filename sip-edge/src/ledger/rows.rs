@@ -230,29 +230,137 @@ pub fn parse_kind(s: &str) -> Option<PoolKind> {
         .find(|k| k.as_str() == s)
 }
 
+/// The cells of a row in [`COLUMNS`] order, wherever it was stored: a SQLite row of the
+/// ledger, or the same values as a JSON array in the cluster store ([`to_json`]).
+pub trait Cells {
+    /// A text cell (`None` for NULL).
+    fn text(&self, i: usize) -> Result<Option<String>, LedgerError>;
+    /// An integer cell (`None` for NULL).
+    fn int(&self, i: usize) -> Result<Option<i64>, LedgerError>;
+}
+
+impl Cells for Row<'_> {
+    fn text(&self, i: usize) -> Result<Option<String>, LedgerError> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<Option<i64>, LedgerError> {
+        Ok(self.get(i)?)
+    }
+}
+
+/// A call's row as a JSON array of its cells in [`COLUMNS`] order: the cluster store keeps a
+/// node's rows this way, read back with [`read`] like the ledger's.
+pub fn to_json(c: &StoredCall) -> serde_json::Value {
+    let mut s = Scratch::default();
+    s.fill(c);
+    serde_json::Value::Array(
+        values(c, &s)
+            .iter()
+            .map(|v| match *v {
+                Value::Null => serde_json::Value::Null,
+                Value::Int(n) => n.into(),
+                Value::Text(t) => t.into(),
+            })
+            .collect(),
+    )
+}
+
+/// A JSON array of [`to_json`]; `call` names the row in errors.
+pub struct JsonCells<'a> {
+    pub cells: &'a [serde_json::Value],
+    pub call: &'a str,
+}
+
+impl Cells for JsonCells<'_> {
+    fn text(&self, i: usize) -> Result<Option<String>, LedgerError> {
+        match self.cells.get(i) {
+            Some(serde_json::Value::String(t)) => Ok(Some(t.clone())),
+            Some(serde_json::Value::Null) => Ok(None),
+            _ => Err(self.bad(i)),
+        }
+    }
+    fn int(&self, i: usize) -> Result<Option<i64>, LedgerError> {
+        match self.cells.get(i) {
+            Some(serde_json::Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| self.bad(i)),
+            Some(serde_json::Value::Null) => Ok(None),
+            _ => Err(self.bad(i)),
+        }
+    }
+}
+
+impl JsonCells<'_> {
+    fn bad(&self, i: usize) -> LedgerError {
+        LedgerError::BadRow {
+            call_id: self.call.to_string(),
+            column: COLUMN_NAMES.get(i).copied().unwrap_or("?"),
+        }
+    }
+}
+
+/// [`COLUMNS`], one name each.
+const COLUMN_NAMES: [&str; 29] = [
+    "call_id",
+    "version",
+    "state",
+    "month",
+    "tenant",
+    "user",
+    "dialed",
+    "e164",
+    "region",
+    "number_type",
+    "calling_code",
+    "basis",
+    "route",
+    "funding",
+    "pool_region",
+    "pool_sku",
+    "pool_kind",
+    "per_minute_micros",
+    "spend_user",
+    "spend_month",
+    "reserved_seconds",
+    "reserved_micros",
+    "billable_seconds",
+    "charged_seconds",
+    "charged_micros",
+    "started_at",
+    "expires_at",
+    "ended_at",
+    "seq",
+];
+
 /// A row selected with [`COLUMNS`] back into a call; a value this build cannot read names the
 /// call and the column.
-pub fn read(row: &Row<'_>) -> Result<StoredCall, LedgerError> {
-    let call_id: String = row.get(0)?;
+pub fn read(row: &impl Cells) -> Result<StoredCall, LedgerError> {
+    let call_id: String = row.text(0)?.unwrap_or_default();
     let bad = |column: &'static str| LedgerError::BadRow {
         call_id: call_id.clone(),
         column,
     };
-    let text = |i: usize| -> rusqlite::Result<Option<String>> { row.get(i) };
-    let num = |i: usize| -> rusqlite::Result<i64> { row.get(i) };
+    let text = |i: usize| row.text(i);
+    let need_text = |i: usize, column| -> Result<String, LedgerError> {
+        row.text(i)?.ok_or_else(|| bad(column))
+    };
+    let num =
+        |i: usize, column| -> Result<i64, LedgerError> { row.int(i)?.ok_or_else(|| bad(column)) };
     let month = |i: usize, column| -> Result<Option<MonthKey>, LedgerError> {
         match text(i)? {
             None => Ok(None),
             Some(s) => parse_month(&s).map(Some).ok_or_else(|| bad(column)),
         }
     };
-    let tenant: Arc<str> = row.get::<_, String>(4)?.into();
-    let basis_name: String = row.get(11)?;
+    let tenant: Arc<str> = need_text(4, "tenant")?.into();
+    let basis_name = need_text(11, "basis")?;
     let basis = Basis::ALL
         .into_iter()
         .find(|b| b.as_str() == basis_name)
         .ok_or_else(|| bad("basis"))?;
-    let destination = match (text(7)?, text(8)?, text(9)?, row.get::<_, Option<u16>>(10)?) {
+    let calling_code = match row.int(10)? {
+        None => None,
+        Some(n) => Some(u16::try_from(n).map_err(|_| bad("calling_code"))?),
+    };
+    let destination = match (text(7)?, text(8)?, text(9)?, calling_code) {
         (Some(e164), Some(region), Some(t), Some(cc)) => Some(Destination::new(
             &e164,
             cc,
@@ -266,7 +374,7 @@ pub fn read(row: &Row<'_>) -> Result<StoredCall, LedgerError> {
         Some(s) => Some(parse_route(&s).ok_or_else(|| bad("route"))?),
     };
     let charged_month = month(3, "month")?.ok_or_else(|| bad("month"))?;
-    let funding = match row.get::<_, String>(13)?.as_str() {
+    let funding = match need_text(13, "funding")?.as_str() {
         "none" => StoredFunding::None,
         "pool" => StoredFunding::Pool {
             key: PoolKey {
@@ -282,10 +390,7 @@ pub fn read(row: &Row<'_>) -> Result<StoredCall, LedgerError> {
             month: charged_month,
         },
         "credits" => StoredFunding::Credits {
-            per_minute: Money(
-                row.get::<_, Option<i64>>(17)?
-                    .ok_or_else(|| bad("per_minute_micros"))?,
-            ),
+            per_minute: Money(num(17, "per_minute_micros")?),
             spend: match (text(18)?, month(19, "spend_month")?) {
                 (Some(u), Some(m)) => Some((u.into(), m)),
                 _ => None,
@@ -294,27 +399,27 @@ pub fn read(row: &Row<'_>) -> Result<StoredCall, LedgerError> {
         _ => return Err(bad("funding")),
     };
     let secs = |i: usize, column| -> Result<u64, LedgerError> {
-        u64::try_from(num(i)?).map_err(|_| bad(column))
+        u64::try_from(num(i, column)?).map_err(|_| bad(column))
     };
     Ok(StoredCall {
-        seq: u64::try_from(num(28)?).map_err(|_| bad("seq"))?,
-        version: u32::try_from(num(1)?).map_err(|_| bad("version"))?,
-        state: parse_state(&row.get::<_, String>(2)?).ok_or_else(|| bad("state"))?,
+        seq: secs(28, "seq")?,
+        version: u32::try_from(num(1, "version")?).map_err(|_| bad("version"))?,
+        state: parse_state(&need_text(2, "state")?).ok_or_else(|| bad("state"))?,
         tenant,
-        user: row.get::<_, String>(5)?.into(),
-        dialed: row.get::<_, String>(6)?.into(),
+        user: need_text(5, "user")?.into(),
+        dialed: need_text(6, "dialed")?.into(),
         destination,
         basis,
         route,
         funding,
         reserved_seconds: secs(20, "reserved_seconds")?,
-        reserved_money: Money(num(21)?),
+        reserved_money: Money(num(21, "reserved_micros")?),
         billable_seconds: secs(22, "billable_seconds")?,
         charged_seconds: secs(23, "charged_seconds")?,
-        charged_money: Money(num(24)?),
+        charged_money: Money(num(24, "charged_micros")?),
         started_at: secs(25, "started_at")?,
         expires_at: secs(26, "expires_at")?,
-        ended_at: match row.get::<_, Option<i64>>(27)? {
+        ended_at: match row.int(27)? {
             None => None,
             Some(t) => Some(u64::try_from(t).map_err(|_| bad("ended_at"))?),
         },

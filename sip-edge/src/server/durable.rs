@@ -74,6 +74,12 @@ impl ReplyTo {
             ReplyTo::None => {}
         }
     }
+
+    /// Sends an answer that waits on no commit (a parked call's reject, decided again off the
+    /// receiving thread): never held bytes, which leave through [`Server::apply`] only.
+    pub(super) fn send_now(&self, bytes: &[u8]) {
+        self.send(bytes);
+    }
 }
 
 /// A SIP response held until its write's fate is known. Its fields are private to this module:
@@ -344,6 +350,9 @@ impl Server {
         // UDP answers, to send with one `sendmmsg` per socket.
         let mut udp: Vec<(Arc<UdpSocket>, Arc<[u8]>, SocketAddr)> =
             Vec::with_capacity(writes.len());
+        // Several nodes: the committed rows go on to the cluster store (the outbox).
+        let cluster = self.cluster.get();
+        let mut rows = Vec::with_capacity(if cluster.is_some() { writes.len() } else { 0 });
         for w in writes {
             match w.waiter {
                 Waiter::Sip(mut held) => {
@@ -358,6 +367,12 @@ impl Server {
                 }
                 Waiter::Nothing => {}
             }
+            if cluster.is_some() {
+                rows.push(w.call);
+            }
+        }
+        if let Some(c) = cluster {
+            c.outbox.push(rows);
         }
         udp.sort_unstable_by_key(|(s, _, _)| Arc::as_ptr(s) as usize);
         for group in udp.chunk_by(|a, b| Arc::ptr_eq(&a.0, &b.0)) {

@@ -17,6 +17,7 @@
 
 mod durable;
 pub mod identity;
+mod park;
 pub mod reconfigure;
 pub mod status;
 pub mod transactions;
@@ -42,6 +43,7 @@ use crate::sip::{
 };
 use durable::Held;
 pub use durable::{Collector, ReplyTo, Waiter};
+use park::Origin;
 use reconfigure::{ConfigFile, Peers};
 use status::SipStatus;
 use transactions::{Answer, Transactions};
@@ -105,6 +107,10 @@ pub struct Server {
     store_logged: std::sync::atomic::AtomicU64,
     /// The month whose pool capacities the ledger has, and whether a reload changed them.
     pools_written: std::sync::atomic::AtomicU32,
+    /// Several nodes: the cluster driver ([`Server::start_cluster`]).
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::driver::Driver>>,
+    /// This server, for parked calls to come back to.
+    me: std::sync::OnceLock<std::sync::Weak<Server>>,
 }
 
 /// The metric label of a transport.
@@ -140,6 +146,8 @@ impl Server {
             store_logged: std::sync::atomic::AtomicU64::new(0),
             shed_logged: std::sync::atomic::AtomicU64::new(0),
             pools_written: std::sync::atomic::AtomicU32::new(0),
+            cluster: std::sync::OnceLock::new(),
+            me: std::sync::OnceLock::new(),
         }
     }
 
@@ -226,7 +234,16 @@ impl Server {
                 self.plain(out, &req, 483, source, label);
                 true
             }
-            Method::Invite => self.invite(out, &req, source, label, reply, here),
+            Method::Invite => {
+                let from = Origin {
+                    buf,
+                    source,
+                    transport,
+                    reply,
+                    may_park: true,
+                };
+                self.invite(out, &req, &from, here)
+            }
             Method::Cancel => self.cancel(out, &req, source, label, reply, here),
             _ => {
                 let extras = ResponseExtras {
@@ -369,11 +386,11 @@ impl Server {
         &self,
         out: &mut Vec<u8>,
         req: &Request<'_>,
-        source: SocketAddr,
-        label: &'static str,
-        reply: &ReplyTo,
+        from: &Origin<'_>,
         here: Option<&mut Collector>,
     ) -> bool {
+        let (source, reply) = (from.source, from.reply);
+        let label = transport_label(from.transport);
         let at = Instant::now();
         let key = self
             .transactions
@@ -404,9 +421,21 @@ impl Server {
             .observe(at.elapsed().as_secs_f64());
         let basis = match d.outcome {
             Outcome::Admit(basis) => basis,
+            Outcome::Reject(_) if d.lacking.is_some() && from.may_park => {
+                // Several nodes: this node's share is short; wait for more ([`park`]).
+                if let Some(short) = d.lacking.take() {
+                    if self.park(from, short) {
+                        return false;
+                    }
+                }
+                self.reject(out, req, Reason::StoreUnavailable, source, label);
+                return true;
+            }
             Outcome::Reject(reason) => {
                 self.reject(out, req, reason, source, label);
-                self.transactions.insert(key, Answer::Reject(reason), at);
+                if d.lacking.is_none() {
+                    self.transactions.insert(key, Answer::Reject(reason), at);
+                }
                 return true;
             }
         };

@@ -21,10 +21,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tollgate_engine::{CallError, Settlement, StoredCall, StoredFunding};
+use tollgate_engine::{CallError, Ending, Settlement, StoredCall, StoredFunding};
 
 use crate::server::{now, Server};
 use crate::store::StoreReader;
+
+mod cluster;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -40,7 +42,9 @@ pub fn router(api: Api) -> Router {
         .route("/v1/calls/{call_id}", get(call))
         .route("/v1/calls/{call_id}/end", post(end))
         .route("/v1/calls/{call_id}/extend", post(extend))
+        .route("/v1/calls/{call_id}/release", post(release))
         .route("/v1/pools", get(pools))
+        .route("/v1/cluster", get(cluster::view))
         .route("/v1/decide", get(decide))
         .route("/v1/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(api.clone(), auth));
@@ -104,8 +108,13 @@ fn is_loopback_client(ip: IpAddr) -> bool {
 }
 
 /// Ready while the ledger commits (a failing ledger answers admissions `503 store_unavailable`,
-/// so a balancer should prefer another instance).
+/// so a balancer should prefer another instance), and with several nodes once this node is in
+/// step with the cluster store (it then serves from its shares even if the store goes away).
 async fn readyz(State(api): State<Api>) -> Response {
+    if api.server.cluster.get().is_some_and(|c| !c.in_step()) {
+        // Several nodes: not in step with the cluster store yet since start.
+        return (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable\n").into_response();
+    }
     if api.server.store_ok() {
         "ready\n".into_response()
     } else {
@@ -181,7 +190,10 @@ async fn call(State(api): State<Api>, Path(call_id): Path<String>) -> Response {
         Some(r) => StoredCall::from_record(&call_id, &r),
         None => match stored_call(&api, &call_id).await {
             Ok(Some(c)) => c,
-            Ok(None) => return call_error(CallError::UnknownCall),
+            Ok(None) => match cluster::call(&api, &call_id).await {
+                Ok(c) => c,
+                Err(r) => return r,
+            },
             Err(r) => return r,
         },
     };
@@ -298,6 +310,11 @@ async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) 
             )
         }
     };
+    if api.server.engine.reservations().contains(&call_id) {
+        if let Some(r) = cluster::ended_elsewhere(&api, &call_id).await {
+            return r;
+        }
+    }
     match api
         .server
         .engine
@@ -307,16 +324,45 @@ async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) 
             store_error("settled, but the ledger could not commit it yet (retrying)")
         }
         Ok(s) => Json(settlement_json(&s)).into_response(),
-        Err(CallError::UnknownCall) => match stored_call(&api, &call_id).await {
-            // Ended long ago and forgotten by memory: the ledger's answer, nothing changes.
-            Ok(Some(c)) => match api.server.engine.settle_stored(c) {
-                Ok(s) => Json(settlement_json(&s)).into_response(),
-                Err(e) => call_error(e),
-            },
-            Ok(None) => call_error(CallError::UnknownCall),
-            Err(r) => r,
-        },
+        Err(CallError::UnknownCall) => {
+            let ending = Ending::Settled {
+                billable_seconds: end.billable_seconds,
+            };
+            not_in_memory(&api, &call_id, ending).await
+        }
         Err(e) => call_error(e),
+    }
+}
+
+/// `POST /v1/calls/{call_id}/release`: admitted but never connected (a CANCEL the proxy saw,
+/// a failed attempt); the whole reservation goes back. Twice is harmless.
+async fn release(State(api): State<Api>, Path(call_id): Path<String>) -> Response {
+    if api.server.engine.reservations().contains(&call_id) {
+        if let Some(r) = cluster::ended_elsewhere(&api, &call_id).await {
+            return r;
+        }
+    }
+    match api.server.engine.release(&call_id, now()) {
+        Ok(s) if s.changed && !api.server.persist(&call_id).await => {
+            store_error("released, but the ledger could not commit it yet (retrying)")
+        }
+        Ok(s) => Json(settlement_json(&s)).into_response(),
+        Err(CallError::UnknownCall) => not_in_memory(&api, &call_id, Ending::Released).await,
+        Err(e) => call_error(e),
+    }
+}
+
+/// Ending a call memory does not hold: ended long ago (the ledger's answer, nothing changes),
+/// or, with several nodes, admitted by another node ([`cluster::end`]).
+async fn not_in_memory(api: &Api, call_id: &str, ending: Ending) -> Response {
+    match stored_call(api, call_id).await {
+        Ok(Some(c)) => match api.server.engine.settle_stored(c) {
+            Ok(s) => Json(settlement_json(&s)).into_response(),
+            Err(e) => call_error(e),
+        },
+        Ok(None) if api.server.cluster.get().is_some() => cluster::end(api, call_id, ending).await,
+        Ok(None) => call_error(CallError::UnknownCall),
+        Err(r) => r,
     }
 }
 
@@ -373,6 +419,9 @@ async fn pools(State(api): State<Api>, Query(q): Query<PoolsQuery>) -> Response 
             )
         }
     };
+    if api.server.cluster.get().is_some() {
+        return cluster::pools(&api, month, q.tenant.as_deref()).await;
+    }
     let statuses = if month == current {
         api.server.engine.pools(now())
     } else if !api.server.ledger.is_durable() {

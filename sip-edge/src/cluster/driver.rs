@@ -1,0 +1,676 @@
+//! The node's side of several nodes (DESIGN §6): one task that keeps this node's shares, its
+//! place in the store and its calls' rows in step with the cluster store, once a second and
+//! whenever a call waits for a share.
+//!
+//! Each tick, in this order (each step tolerates the store being away and resumes by itself):
+//! 1. **Connect** (and create or migrate the tables) if not connected.
+//! 2. **Heartbeat**: this node is alive; its shares' leases are renewed.
+//! 3. **Capacities**: what this node's directory says each account holds, when it changed
+//!    (start, reload, month rollover). Every node computes the same figures from the same
+//!    directory, so whichever writes last writes the same.
+//! 4. **Outbox**: the rows of this node's calls committed to its ledger since the last tick,
+//!    delivered in one transaction (idempotent: a row delivered twice changes nothing).
+//! 5. **Shares**: each account's share sized by [`tollgate_engine::shares::plan`] from the
+//!    recent burn and what the account has left; drawn or given back.
+//! 6. **Calls ended elsewhere**: calls this node admitted that another node ended (the proxy
+//!    sent the end report there) are ended here too, so this node never expires them.
+//! 7. **Expired leases** of silent nodes go back to their accounts (any node may do it; each
+//!    share returns once).
+//!
+//! Calls that found their share short wait here ([`Driver::park`]): the driver draws one grant
+//! each for their accounts at once, then has them decided again; a call waits at most
+//! [`PARK_MAX`], then is answered `503 store_unavailable` (the proxy tries another node).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tollgate_engine::shares::{plan, Plan, ShareOf, Short, Sizing};
+use tollgate_engine::{CallState, Engine, StoredCall};
+
+use crate::server::Server;
+
+use tollgate_engine::pools::MonthKey;
+
+use super::store::{
+    credits_account, pool_account, ClusterError, ClusterStore, ClusterView, Finish, PoolRow,
+};
+
+/// How long a call may wait for a share before it is answered `503 store_unavailable`.
+pub const PARK_MAX: Duration = Duration::from_millis(1500);
+
+/// Rows kept for the store at most while it is away; beyond, the oldest are dropped from
+/// memory (they stay in the ledger and are delivered again at the next start).
+const OUTBOX_MAX: usize = 1 << 20;
+
+/// A node counts as alive (for share sizing) if seen within this many seconds.
+const ALIVE_WITHIN: u64 = 10;
+
+/// Rows per delivery transaction.
+const DELIVER_BATCH: usize = 2000;
+
+/// `[cluster]` as the driver uses it.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub url: String,
+    pub node_id: String,
+    pub lease_seconds: u64,
+    /// This node's `[http].listen`, shown to the other nodes.
+    pub http: String,
+}
+
+impl Settings {
+    /// From `[cluster]`; an empty `node_id` is the host name.
+    pub fn of(c: &crate::config::ClusterTable, http: &str) -> Settings {
+        let node_id = if c.node_id.trim().is_empty() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "tollgate".into())
+        } else {
+            c.node_id.trim().to_string()
+        };
+        Settings {
+            url: c.store.trim().to_string(),
+            node_id,
+            lease_seconds: c.lease_seconds,
+            http: http.to_string(),
+        }
+    }
+}
+
+/// The rows of this node's committed calls on their way to the store.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    rows: Mutex<Vec<StoredCall>>,
+}
+
+impl Outbox {
+    /// Rows committed to the ledger (the server, after each commit).
+    pub fn push(&self, rows: impl IntoIterator<Item = StoredCall>) {
+        let mut q = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        q.extend(rows);
+        if q.len() > OUTBOX_MAX {
+            let n = q.len() - OUTBOX_MAX;
+            q.drain(..n);
+            tracing::error!(
+                dropped = n,
+                "cluster outbox full while the store is away: rows left to the next start"
+            );
+        }
+    }
+
+    fn take(&self) -> Vec<StoredCall> {
+        std::mem::take(&mut *self.rows.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn put_back(&self, mut rows: Vec<StoredCall>) {
+        let mut q = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.append(&mut q);
+        *q = rows;
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The burn of one share, smoothed over about a minute.
+#[derive(Debug, Default)]
+struct Burn {
+    taken: u64,
+    per_second: f64,
+}
+
+impl Burn {
+    /// Folds in the share's `taken` counter after `dt` seconds; returns the rate.
+    fn update(&mut self, taken: u64, dt: f64) -> u64 {
+        let rate = taken.saturating_sub(self.taken) as f64 / dt.max(0.001);
+        self.taken = taken;
+        // A minute's time constant: a call every 30 s keeps its pool's share.
+        let a = (dt / 60.0).min(1.0);
+        self.per_second += a * (rate - self.per_second);
+        if rate > 0.0 && self.per_second < 1.0 {
+            self.per_second = 1.0;
+        }
+        self.per_second.ceil() as u64
+    }
+}
+
+/// The driver's own state between ticks.
+#[derive(Default)]
+struct State {
+    burns: HashMap<String, Burn>,
+    capacities: Vec<(String, u64)>,
+    last: Option<Instant>,
+    /// Changes to this node's calls made by others, seen up to here.
+    changed_cursor: i64,
+    /// Whether the shares this node held before it (re)started are back in its engine.
+    adopted: bool,
+}
+
+/// A call waiting for a share ([`Driver::park`]).
+pub struct Parked {
+    /// What it lacks.
+    pub short: Short,
+    /// When it first waited.
+    pub since: Instant,
+    /// Decides the call again and answers it; `false`: a share still short is answered
+    /// `503 store_unavailable` instead of waiting again.
+    pub retry: Box<dyn FnOnce(bool) + Send>,
+}
+
+/// The cluster driver of one node.
+pub struct Driver {
+    settings: Settings,
+    /// Rows of committed calls for the store.
+    pub outbox: Arc<Outbox>,
+    store: tokio::sync::Mutex<Option<ClusterStore>>,
+    parked: tokio::sync::mpsc::Sender<Parked>,
+    parked_rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Parked>>,
+    /// Whether the last exchange with the store succeeded (`/readyz`, `GET /v1/cluster`).
+    up: AtomicBool,
+    /// Whether this node has been in step with the store since it started (`/readyz`).
+    in_step: AtomicBool,
+    logged: AtomicU64,
+}
+
+/// Calls waiting for a share at most; beyond, `503 store_unavailable` at once.
+const PARKED_MAX: usize = 4096;
+
+impl Driver {
+    pub fn new(settings: Settings) -> Driver {
+        let (tx, rx) = tokio::sync::mpsc::channel(PARKED_MAX);
+        Driver {
+            settings,
+            outbox: Arc::default(),
+            store: tokio::sync::Mutex::new(None),
+            parked: tx,
+            parked_rx: tokio::sync::Mutex::new(rx),
+            up: AtomicBool::new(false),
+            in_step: AtomicBool::new(false),
+            logged: AtomicU64::new(0),
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.settings.node_id
+    }
+
+    /// Whether this node has adopted its shares and delivered its rows since it started: until
+    /// then it cannot admit a call that needs a pool or credits (`/readyz` says not ready).
+    pub fn in_step(&self) -> bool {
+        self.in_step.load(Ordering::Acquire)
+    }
+
+    /// Whether the store answered last time.
+    pub fn store_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Queues a call whose share was short; gives it back if too many wait already (answer
+    /// it `503 store_unavailable`).
+    pub fn park(&self, p: Parked) -> Result<(), Parked> {
+        self.parked.try_send(p).map_err(|e| match e {
+            tokio::sync::mpsc::error::TrySendError::Full(p)
+            | tokio::sync::mpsc::error::TrySendError::Closed(p) => p,
+        })
+    }
+
+    /// Runs until `shutdown`: a tick a second, and parked calls as they come.
+    pub async fn run(
+        self: Arc<Self>,
+        server: Arc<Server>,
+        mut shutdown: crate::transport::Shutdown,
+    ) {
+        let mut state = State::default();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rx = self.parked_rx.lock().await;
+        let mut waiting: Vec<Parked> = Vec::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let r = self.tick(&server, &mut state).await;
+                    self.note(&server, r);
+                }
+                Some(p) = rx.recv() => {
+                    waiting.push(p);
+                    while waiting.len() < PARKED_MAX {
+                        match rx.try_recv() {
+                            Ok(p) => waiting.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = crate::transport::stopped(&mut shutdown) => {
+                    for p in waiting.drain(..) {
+                        (p.retry)(false);
+                    }
+                    let r = self.deliver(&server.engine).await;
+                    self.note(&server, r);
+                    return;
+                }
+            }
+            if !waiting.is_empty() && !state.adopted {
+                // Not in step with the store yet: nothing to draw against.
+                for p in waiting.drain(..) {
+                    (p.retry)(false);
+                }
+            }
+            if !waiting.is_empty() {
+                let r = self.serve_parked(&server, &mut waiting).await;
+                self.note(&server, r);
+                if !waiting.is_empty() {
+                    // Another node is giving its share back: look again shortly.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// A call as the store holds it (any node's), or `None`.
+    pub async fn call(&self, call_id: &str) -> Result<Option<StoredCall>, ClusterError> {
+        self.with_store(async |store| store.call(call_id).await)
+            .await
+    }
+
+    /// Ends a call another node admitted: `row` ended by [`Engine::end_stored`]; applied only
+    /// if the store still has it reserved. Returns the row as the store now has it (the first
+    /// end, if another came first).
+    pub async fn finish(&self, row: &StoredCall) -> Result<StoredCall, ClusterError> {
+        let node = &self.settings.node_id;
+        match self
+            .with_store(async |store| store.finish(node, row).await)
+            .await?
+        {
+            Finish::Finished => Ok(row.clone()),
+            Finish::AlreadyFinal(first) => Ok(*first),
+            Finish::Unknown => Err(ClusterError::UnknownCall),
+        }
+    }
+
+    /// The pools of `month`, cluster-wide.
+    pub async fn pools(&self, month: MonthKey) -> Result<Vec<PoolRow>, ClusterError> {
+        self.with_store(async |store| store.pools(month).await)
+            .await
+    }
+
+    /// The nodes and their shares (`GET /v1/cluster`).
+    pub async fn view(&self) -> Result<ClusterView, ClusterError> {
+        self.with_store(async |store| store.cluster().await).await
+    }
+
+    /// Records how the last exchange went; logs a failure at most once a minute.
+    fn note(&self, server: &Server, r: Result<(), ClusterError>) {
+        server.metrics.cluster_store_up.set(i64::from(r.is_ok()));
+        match r {
+            Ok(()) => {
+                if !self.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!(node = %self.settings.node_id, "cluster store reachable");
+                }
+            }
+            Err(e) => {
+                self.up.store(false, Ordering::Release);
+                let t = crate::server::now() / 60;
+                if self.logged.swap(t, Ordering::AcqRel) != t {
+                    tracing::error!(error = %e, "cluster store: calls beyond this node's shares get 503 store_unavailable");
+                }
+            }
+        }
+    }
+
+    /// Runs `f` with the store, connecting first if need be; a failure that means the store
+    /// is away drops the connection (the next call connects again).
+    async fn with_store<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut ClusterStore) -> Result<T, ClusterError>,
+    ) -> Result<T, ClusterError> {
+        let mut guard = self.store.lock().await;
+        if guard.is_none() {
+            *guard = Some(connect(&self.settings).await?);
+        }
+        let Some(store) = guard.as_mut() else {
+            return Err(ClusterError::NotConnected);
+        };
+        let r = f(store).await;
+        if matches!(r, Err(ref e) if e.is_unreachable()) {
+            *guard = None;
+        }
+        r
+    }
+
+    /// One tick (see the module doc).
+    async fn tick(&self, server: &Server, st: &mut State) -> Result<(), ClusterError> {
+        let engine = &server.engine;
+        let now = crate::server::now();
+        let at = Instant::now();
+        let dt = st.last.map_or(1.0, |l| at.duration_since(l).as_secs_f64());
+        st.last = Some(at);
+        let s = &self.settings;
+        let shares = engine.shares(now);
+        let named: Vec<(String, &ShareOf)> = shares.iter().map(|x| (account_of(x), x)).collect();
+        let capacities: Vec<(String, u64)> = named
+            .iter()
+            .map(|(n, x)| (n.clone(), x.capacity()))
+            .collect();
+        self.with_store(async |store| {
+            store
+                .heartbeat(&s.node_id, &s.http, s.lease_seconds, now)
+                .await?;
+            if capacities != st.capacities {
+                store.set_capacities(&capacities).await?;
+                st.capacities = capacities.clone();
+            }
+            Ok(())
+        })
+        .await?;
+        self.deliver(engine).await?;
+        if !st.adopted {
+            self.adopt(engine, now).await?;
+            st.adopted = true;
+            self.in_step.store(true, Ordering::Release);
+        }
+        let grant = engine.config().grants.grant_seconds;
+        let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
+        let (accounts, nodes) = self
+            .with_store(async |store| {
+                let a = store.accounts(&names, &s.node_id).await?;
+                let n = store.nodes_alive(now, ALIVE_WITHIN).await?;
+                Ok((a, n))
+            })
+            .await?;
+        for (name, of) in &named {
+            let Some(share) = of.share() else { continue };
+            let burn = st
+                .burns
+                .entry(name.clone())
+                .or_default()
+                .update(share.taken(), dt);
+            let Some(account) = accounts.get(name) else {
+                continue;
+            };
+            let unit = unit_grant(of, grant);
+            let sizing = Sizing {
+                free: share.free(),
+                burn_per_second: burn,
+                grant: unit,
+                available: account.available(),
+                nodes,
+            };
+            match plan(sizing) {
+                Plan::Keep => {}
+                Plan::Draw { want, min } => {
+                    let got = self
+                        .with_store(async |store| {
+                            store
+                                .draw(&s.node_id, name, want, min, s.lease_seconds, now)
+                                .await
+                        })
+                        .await?;
+                    server.metrics.share_exchanges.inc();
+                    share.add(got);
+                }
+                Plan::GiveBack(n) => {
+                    server.metrics.share_exchanges.inc();
+                    let n = share.reclaim(n);
+                    if n > 0 {
+                        let r = self
+                            .with_store(async |store| store.give_back(&s.node_id, name, n).await)
+                            .await;
+                        if r.is_err() {
+                            share.add(n);
+                        }
+                        r?;
+                    }
+                }
+            }
+            // Drained: nothing left beyond the shares and no other node holds one. (A parked
+            // call's draw that falls short also drains it: `serve_parked`.)
+            share.set_drained(account.available() == 0 && account.held_by_others() == 0);
+        }
+        let cursor = st.changed_cursor;
+        let changed = self
+            .with_store(async |store| store.calls_changed_since(&s.node_id, cursor).await)
+            .await?;
+        for (c, row) in changed {
+            st.changed_cursor = st.changed_cursor.max(c);
+            ended_elsewhere(engine, &row, now);
+        }
+        self.with_store(async |store| store.expire_shares(now).await)
+            .await?;
+        Ok(())
+    }
+
+    /// After a (re)start, once this node's rows are delivered: what the store says this node
+    /// still holds is its share again; shares of accounts it no longer has (an old month)
+    /// go back.
+    async fn adopt(&self, engine: &Engine, now: u64) -> Result<(), ClusterError> {
+        let node = &self.settings.node_id;
+        let view = self.with_store(async |store| store.cluster().await).await?;
+        let held: Vec<(String, i64)> = view
+            .nodes
+            .into_iter()
+            .filter(|n| n.node_id == *node)
+            .flat_map(|n| n.shares.into_iter().map(|(a, h, _)| (a, h)))
+            .collect();
+        let mine: HashMap<String, ShareOf> = engine
+            .shares(now)
+            .into_iter()
+            .map(|x| (account_of(&x), x))
+            .collect();
+        for (account, amount) in held {
+            let amount = u64::try_from(amount).unwrap_or(0);
+            match mine.get(&account).and_then(ShareOf::share) {
+                Some(share) => share.add(amount),
+                None => {
+                    self.with_store(async |store| store.give_back(node, &account, amount).await)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers the outbox, batch after batch; what fails goes back to its front.
+    async fn deliver(&self, engine: &Engine) -> Result<(), ClusterError> {
+        let rows = self.outbox.take();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let node = &self.settings.node_id;
+        let mut done = 0;
+        let r = self
+            .with_store(async |store| {
+                for chunk in rows.chunks(DELIVER_BATCH) {
+                    let d = store.deliver(node, chunk).await?;
+                    for row in &d.already_final {
+                        // Ended on another node first: this node ends it the same way.
+                        ended_elsewhere(engine, row, crate::server::now());
+                    }
+                    if d.unbacked > 0 {
+                        tracing::warn!(
+                            seconds_or_micros = d.unbacked,
+                            "calls delivered after their node's share expired: admitted anyway"
+                        );
+                    }
+                    done += chunk.len();
+                }
+                Ok(())
+            })
+            .await;
+        if r.is_err() {
+            self.outbox.put_back(rows[done..].to_vec());
+        }
+        r
+    }
+
+    /// Draws for the accounts parked calls lack, then has each decided again.
+    async fn serve_parked(
+        &self,
+        server: &Server,
+        waiting: &mut Vec<Parked>,
+    ) -> Result<(), ClusterError> {
+        let now = crate::server::now();
+        let s = &self.settings;
+        let mut needs: HashMap<String, (u64, ShareOf)> = HashMap::new();
+        for p in waiting.iter() {
+            let e = needs
+                .entry(account_of(&p.short.of))
+                .or_insert((0, p.short.of.clone()));
+            e.0 += p.short.needed;
+        }
+        let mut again: Vec<String> = Vec::new();
+        let mut result = Ok(());
+        for (name, (total, of)) in &needs {
+            let Some(share) = of.share() else { continue };
+            let want = total.saturating_sub(share.free());
+            if want == 0 {
+                continue;
+            }
+            let r = self
+                .with_store(async |store| {
+                    // Whatever is there: with what the share holds it may still pay for a
+                    // call; if not, the account is drained and the share grants what it has.
+                    let got = store
+                        .draw(&s.node_id, name, want, 1, s.lease_seconds, now)
+                        .await?;
+                    let others = if got < want {
+                        store
+                            .accounts(std::slice::from_ref(name), &s.node_id)
+                            .await?
+                            .get(name)
+                            .map_or(0, |a| a.held_by_others())
+                    } else {
+                        0
+                    };
+                    Ok((got, others))
+                })
+                .await;
+            server.metrics.share_exchanges.inc();
+            match r {
+                Ok((got, others)) => {
+                    share.add(got);
+                    if got < want {
+                        if others > 0 {
+                            // Another node holds a share it will give back (the pool is low).
+                            again.push(name.clone());
+                        } else {
+                            share.set_drained(true);
+                        }
+                    }
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        let up = result.is_ok();
+        let mut keep = Vec::new();
+        for p in waiting.drain(..) {
+            let name = account_of(&p.short.of);
+            if up && again.contains(&name) && p.since.elapsed() < PARK_MAX {
+                keep.push(p);
+            } else {
+                // Decided again: admitted from the share now topped up, or answered as a
+                // single node would once drained; `store_unavailable` if the store is away.
+                (p.retry)(false);
+            }
+        }
+        *waiting = keep;
+        result
+    }
+}
+
+/// A call this node admitted was ended on another node: end it here the same way, so it
+/// is neither expired here nor charged twice (the store keeps the first end).
+pub fn ended_elsewhere(engine: &Engine, row: &StoredCall, now: u64) {
+    let r = match row.state {
+        CallState::Released => engine.release(&row.call_id, now),
+        CallState::Reserved => return,
+        _ => engine.settle(&row.call_id, row.billable_seconds, now),
+    };
+    if let Ok(s) = r {
+        if s.changed {
+            tracing::info!(call_id = %row.call_id, state = s.state.as_str(), "ended on another node");
+        }
+    }
+}
+
+/// One grant of an account, in its unit: seconds for a pool; for credits, a grant's cost at
+/// one currency unit a minute (the sizing only needs an order of magnitude).
+fn unit_grant(of: &ShareOf, grant_seconds: u64) -> u64 {
+    match of {
+        ShareOf::Pool(_) => grant_seconds,
+        ShareOf::Credits(_) => grant_seconds / 60 * 1_000_000,
+    }
+}
+
+/// Connects to the store, or says why not.
+async fn connect(s: &Settings) -> Result<ClusterStore, ClusterError> {
+    let mut store = ClusterStore::connect(&s.url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The store name of a share's account.
+pub fn account_of(share: &ShareOf) -> String {
+    match share {
+        ShareOf::Pool(c) => pool_account(c.month, &c.key),
+        ShareOf::Credits(a) => credits_account(&a.tenant),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burn_follows_the_rate_and_keeps_a_trickle_alive() {
+        let mut b = Burn::default();
+        assert_eq!(b.update(0, 1.0), 0);
+        assert_eq!(b.update(1800, 1.0), 30);
+        // A call every 30 s keeps at least one second's worth.
+        for _ in 0..29 {
+            b.update(1800, 1.0);
+        }
+        assert!(b.update(1800, 1.0) >= 1);
+    }
+
+    #[test]
+    fn the_outbox_keeps_order_when_a_delivery_fails() {
+        let o = Outbox::default();
+        let row = |id: &str| StoredCall {
+            seq: 1,
+            call_id: id.into(),
+            basis: tollgate_engine::Basis::Emergency,
+            tenant: "t".into(),
+            user: "u".into(),
+            dialed: "911".into(),
+            destination: None,
+            route: None,
+            funding: tollgate_engine::StoredFunding::None,
+            reserved_seconds: 0,
+            reserved_money: tollgate_engine::credits::Money::ZERO,
+            started_at: 0,
+            expires_at: 0,
+            state: CallState::Reserved,
+            billable_seconds: 0,
+            charged_seconds: 0,
+            charged_money: tollgate_engine::credits::Money::ZERO,
+            ended_at: None,
+            version: 0,
+        };
+        o.push([row("a"), row("b")]);
+        let taken = o.take();
+        o.push([row("c")]);
+        o.put_back(taken);
+        let ids: Vec<String> = o.take().into_iter().map(|c| c.call_id).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+}

@@ -1,0 +1,448 @@
+//! Several nodes on one PostgreSQL store (DESIGN §6 "Several nodes"), end to end: real daemons,
+//! a real throwaway PostgreSQL server, SIP over UDP and the HTTP API.
+//!
+//! One server per test binary, shared by the tests (each takes a database of its own) and
+//! stopped when the last test using it lets go. The store-restart test has a server of its own.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tollgate_tests::daemon::{temp_dir, Daemon, Options, SipRequest};
+use tollgate_tests::postgres::Postgres;
+use tollgate_tests::repo_root;
+
+/// The shared server, alive while a test holds it.
+fn postgres() -> Arc<Postgres> {
+    static PG: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
+    let mut slot = PG.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(pg) = slot.upgrade() {
+        return pg;
+    }
+    let pg = Arc::new(Postgres::start());
+    *slot = Arc::downgrade(&pg);
+    pg
+}
+
+/// `acme`: three US users on the 120-minute plan (a 21,600 s pool); `cred`: one user on
+/// Communications Credits only, 1.00 at 0.019 a minute in the US (52 one-minute grants).
+fn directory() -> PathBuf {
+    let dir = temp_dir("cluster-dir");
+    let config = repo_root().join("config");
+    for f in ["catalog.toml", "rates.csv"] {
+        std::fs::copy(config.join(f), dir.join(f)).expect("copy directory file");
+    }
+    std::fs::write(
+        dir.join("tenants.toml"),
+        "[[tenant]]\nid = \"acme\"\ndomains = [\"acme.example\"]\ncredits = \"0.00\"\n\n\
+         [[tenant]]\nid = \"cred\"\ndomains = [\"cred.example\"]\ncredits = \"1.00\"\n",
+    )
+    .expect("tenants");
+    std::fs::write(
+        dir.join("users.csv"),
+        "tenant,user,usage_location,licenses\n\
+         acme,a1@acme.example,US,MCOEV;MCOPSTN5\n\
+         acme,a2@acme.example,US,MCOEV;MCOPSTN5\n\
+         acme,a3@acme.example,US,MCOEV;MCOPSTN5\n\
+         cred,c1@cred.example,US,MCOEV;MCOPSTNC\n",
+    )
+    .expect("users");
+    dir
+}
+
+/// Whole seconds of the acme pool, and one grant.
+const POOL: u64 = 3 * 120 * 60;
+const GRANT: u64 = 60;
+
+struct Node {
+    daemon: Daemon,
+    id: String,
+}
+
+fn start(
+    url: &str,
+    id: &str,
+    directory: &std::path::Path,
+    ledger: Option<&std::path::Path>,
+) -> Node {
+    let extra = format!(
+        "[grants]\ngrant_seconds = {GRANT}\n[cluster]\nstore = \"{url}\"\nnode_id = \"{id}\"\nlease_seconds = 10\n"
+    );
+    let daemon = Daemon::start_opts(&Options {
+        directory: Some(directory),
+        directory_extra: "watch = false",
+        ledger,
+        extra: &extra,
+        ..Options::default()
+    });
+    Node {
+        daemon,
+        id: id.into(),
+    }
+}
+
+/// An INVITE from `user` to a US number: the status and `X-Tollgate-Reason`.
+fn call(n: &Node, user: &str, call_id: &str) -> (u16, String) {
+    let r = n
+        .daemon
+        .udp(&SipRequest::invite(&format!("sip:{user}"), "+12125550100", call_id).render());
+    (
+        r.status(),
+        r.header("X-Tollgate-Reason").unwrap_or("").to_string(),
+    )
+}
+
+/// Accounts of the store that break `used + reserved + held ≤ capacity`.
+fn overdrawn(pg: &Postgres, db: &str) -> String {
+    pg.psql(
+        db,
+        "SELECT coalesce(string_agg(account || ':' || (used + reserved + held - capacity), ','), '') \
+         FROM tg_accounts WHERE used + reserved + held > capacity",
+    )
+}
+
+fn json(n: &Node, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, text) = n.daemon.http(method, path, body);
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Waits until `f` holds (at most `secs` seconds).
+fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_nodes_never_overdraw_and_use_the_last_minutes_of_a_contended_pool() {
+    let pg = postgres();
+    let db = "contended";
+    let url = pg.database(db);
+    let dir = directory();
+    let nodes: Vec<Arc<Node>> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| Arc::new(start(&url, id, &dir, None)))
+        .collect();
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let before_first_exhausted = Arc::new(Mutex::new(None::<usize>));
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    // The invariant, checked in the store all along.
+    let checker = {
+        let (pg, done) = (Arc::clone(&pg), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut checks = 0;
+            while !done.load(Ordering::Relaxed) {
+                assert_eq!(overdrawn(&pg, db), "", "overdraft in the store");
+                checks += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            checks
+        })
+    };
+    let callers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let n = Arc::clone(n);
+            let (admitted, first, unavailable) = (
+                Arc::clone(&admitted),
+                Arc::clone(&before_first_exhausted),
+                Arc::clone(&unavailable),
+            );
+            std::thread::spawn(move || {
+                let mut exhausted = 0;
+                for k in 0..2000 {
+                    let user = format!("a{}@acme.example", k % 3 + 1);
+                    match call(&n, &user, &format!("cont-{i}-{k}")) {
+                        (302, _) => {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        (403, r) if r == "pool_exhausted" => {
+                            let mut f = first.lock().unwrap();
+                            f.get_or_insert(admitted.load(Ordering::SeqCst));
+                            exhausted += 1;
+                            if exhausted >= 5 {
+                                return;
+                            }
+                        }
+                        (503, r) if r == "store_unavailable" => {
+                            let n = unavailable.fetch_add(1, Ordering::SeqCst);
+                            assert!(n < 100, "the store is up: too many 503 store_unavailable");
+                        }
+                        other => panic!("unexpected answer {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.join().expect("caller");
+    }
+    done.store(true, Ordering::Relaxed);
+    let checks = checker.join().expect("checker");
+    let total = admitted.load(Ordering::SeqCst) as u64;
+    let first = before_first_exhausted.lock().unwrap().unwrap_or(0) as u64;
+    let grants = POOL / GRANT;
+    eprintln!(
+        "admitted {total} of {grants} grants, {first} before the first pool_exhausted, {} store_unavailable, {checks} invariant checks",
+        unavailable.load(Ordering::SeqCst)
+    );
+    assert!(
+        total <= grants,
+        "admitted {total} grants of {grants}: overdraft"
+    );
+    assert!(
+        first * 100 >= grants * 95,
+        "only {first} of {grants} grants admitted before the first pool_exhausted"
+    );
+    // Every node shows the cluster-wide figures (within a couple of seconds).
+    for n in &nodes {
+        eventually(5, "the pool's figures on every node", || {
+            let (status, v) = json(n, "GET", "/v1/pools?tenant=acme", "");
+            let p = &v["pools"][0];
+            status == 200
+                && p["capacity_seconds"] == POOL
+                && p["reserved_seconds"].as_u64().unwrap_or(0)
+                    + p["held_seconds"].as_u64().unwrap_or(0)
+                    == total * GRANT
+        });
+    }
+    assert_eq!(overdrawn(&pg, db), "");
+    let (status, v) = json(&nodes[0], "GET", "/v1/cluster", "");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["nodes"].as_array().map(Vec::len), Some(3), "{v}");
+    let seen: Vec<&str> = v["nodes"]
+        .as_array()
+        .map(|ns| ns.iter().filter_map(|n| n["node_id"].as_str()).collect())
+        .unwrap_or_default();
+    let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(seen, ids, "{v}");
+}
+
+#[test]
+fn a_call_ends_exactly_once_on_any_node() {
+    let pg = postgres();
+    let url = pg.database("anynode");
+    let dir = directory();
+    let a = start(&url, "a", &dir, None);
+    let b = start(&url, "b", &dir, None);
+    assert_eq!(call(&a, "a1@acme.example", "x-1").0, 302);
+    assert_eq!(call(&a, "a2@acme.example", "x-2").0, 302);
+    // The call reaches the store about a second after its 302; B waits for it.
+    let (status, v) = json(&b, "GET", "/v1/calls/x-1", "");
+    assert_eq!(
+        (status, v["state"].as_str()),
+        (200, Some("reserved")),
+        "{v}"
+    );
+    let (status, v) = json(
+        &b,
+        "POST",
+        "/v1/calls/x-1/end",
+        r#"{"billable_seconds": 61}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["charged_seconds"].as_u64(), v["changed"].as_bool()),
+        (Some(60), Some(true)),
+        "{v}"
+    );
+    // Again, on either node: the same figures, nothing charged twice.
+    for n in [&a, &b] {
+        let (status, v) = json(n, "POST", "/v1/calls/x-1/end", r#"{"billable_seconds": 5}"#);
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(
+            (v["charged_seconds"].as_u64(), v["changed"].as_bool()),
+            (Some(60), Some(false)),
+            "{v}"
+        );
+    }
+    // A release on B gives x-2's reservation back.
+    let (status, v) = json(&b, "POST", "/v1/calls/x-2/release", "");
+    assert_eq!(
+        (status, v["state"].as_str()),
+        (200, Some("released")),
+        "{v}"
+    );
+    // A learns that its calls ended elsewhere; the pool shows one minute used on both nodes.
+    eventually(5, "A sees x-1 settled", || {
+        json(&a, "GET", "/v1/calls/x-1", "").1["state"] == "settled"
+    });
+    for n in [&a, &b] {
+        eventually(5, "one minute used", || {
+            let v = json(n, "GET", "/v1/pools?tenant=acme", "").1;
+            v["pools"][0]["used_seconds"] == 60 && v["pools"][0]["reserved_seconds"] == 0
+        });
+    }
+    // Unknown everywhere: 404 after the wait for a late delivery.
+    let (status, v) = json(
+        &b,
+        "POST",
+        "/v1/calls/nope/end",
+        r#"{"billable_seconds": 5}"#,
+    );
+    assert_eq!(
+        (status, v["reason"].as_str()),
+        (404, Some("unknown_call")),
+        "{v}"
+    );
+    assert_eq!(overdrawn(&pg, "anynode"), "");
+}
+
+#[test]
+fn a_node_killed_with_9_loses_nothing_and_its_share_returns() {
+    let pg = postgres();
+    let db = "killed";
+    let url = pg.database(db);
+    let dir = directory();
+    let ledger_dir = temp_dir("cluster-ledger");
+    let ledger = ledger_dir.join("a.db");
+    let a = start(&url, "a", &dir, Some(&ledger));
+    let b = start(&url, "b", &dir, None);
+    let ids: Vec<String> = (0..20).map(|i| format!("k-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(call(&a, &format!("a{}@acme.example", i % 3 + 1), id).0, 302);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    a.daemon.kill9();
+    // Every call A admitted ends on B, once.
+    for id in &ids {
+        let (status, v) = json(
+            &b,
+            "POST",
+            &format!("/v1/calls/{id}/end"),
+            r#"{"billable_seconds": 30}"#,
+        );
+        assert_eq!(
+            (status, v["changed"].as_bool()),
+            (200, Some(true)),
+            "{id}: {v}"
+        );
+    }
+    let used = || {
+        pg.psql(
+            db,
+            "SELECT used FROM tg_accounts WHERE account LIKE 'pool/%/acme/%'",
+        )
+    };
+    assert_eq!(used(), (20 * GRANT).to_string());
+    // A's unused share goes back once its lease (10 s) runs out.
+    eventually(20, "A's share to return", || {
+        pg.psql(db, "SELECT count(*) FROM tg_shares WHERE node_id = 'a'") == "0"
+    });
+    assert_eq!(overdrawn(&pg, db), "");
+    // A restarts on its ledger: its rows are delivered again, nothing is counted twice, and it
+    // learns that its calls ended on B.
+    let a = start(&url, "a", &dir, Some(&ledger));
+    eventually(5, "A to see its calls ended elsewhere", || {
+        json(&a, "GET", "/v1/calls/k-0", "").1["state"] == "settled"
+    });
+    assert_eq!(used(), (20 * GRANT).to_string());
+    assert_eq!(
+        pg.psql(
+            db,
+            "SELECT reserved FROM tg_accounts WHERE account LIKE 'pool/%/acme/%'"
+        ),
+        "0"
+    );
+    assert_eq!(call(&a, "a1@acme.example", "after-restart").0, 302);
+    assert_eq!(overdrawn(&pg, db), "");
+}
+
+#[test]
+fn the_store_away_then_back() {
+    // A server of its own: it is stopped and started.
+    let pg = Postgres::start();
+    let url = pg.database("away");
+    let dir = directory();
+    let a = start(&url, "a", &dir, None);
+    // Warm up: A burns, so it holds a share beyond the next call.
+    for i in 0..5 {
+        assert_eq!(call(&a, "a1@acme.example", &format!("w-{i}")).0, 302);
+    }
+    eventually(5, "a share of more than one grant", || {
+        let v = json(&a, "GET", "/v1/cluster", "").1;
+        v["shares"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["free"].as_u64().unwrap_or(0) > GRANT))
+    });
+    pg.stop();
+    // From the share while it lasts, then 503 store_unavailable; emergency calls always.
+    let mut answers = Vec::new();
+    for i in 0..200 {
+        let (status, reason) = call(&a, "a2@acme.example", &format!("d-{i}"));
+        answers.push(status);
+        if status == 503 {
+            assert_eq!(reason, "store_unavailable");
+            break;
+        }
+    }
+    assert_eq!(
+        answers.first(),
+        Some(&302),
+        "the share admits while the store is away: {answers:?}"
+    );
+    assert_eq!(answers.last(), Some(&503), "beyond the share: {answers:?}");
+    let r = a
+        .daemon
+        .udp(&SipRequest::invite("sip:a3@acme.example", "911", "sos").render());
+    assert_eq!(r.status(), 302, "{}", r.text);
+    pg.start_again();
+    eventually(20, "service to resume", || {
+        call(&a, "a3@acme.example", &format!("back-{}", rand_id())).0 == 302
+    });
+    assert_eq!(overdrawn(&pg, "away"), "");
+}
+
+#[test]
+fn two_nodes_race_on_the_last_credits() {
+    let pg = postgres();
+    let db = "credits";
+    let url = pg.database(db);
+    let dir = directory();
+    let nodes: Vec<Arc<Node>> = ["c1", "c2"]
+        .iter()
+        .map(|id| Arc::new(start(&url, id, &dir, None)))
+        .collect();
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let racers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let (n, admitted) = (Arc::clone(n), Arc::clone(&admitted));
+            std::thread::spawn(move || {
+                for k in 0..200 {
+                    match call(&n, "c1@cred.example", &format!("cr-{i}-{k}")) {
+                        (302, _) => {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        (403, r) if r == "credits_exhausted" => return,
+                        (503, r) if r == "store_unavailable" => {}
+                        other => panic!("unexpected answer {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for r in racers {
+        r.join().expect("racer");
+    }
+    // 1.00 at 0.019 a minute: 52 one-minute grants at most.
+    let n = admitted.load(Ordering::SeqCst);
+    eprintln!("credits: {n} of 52 grants admitted");
+    assert!(n <= 52, "{n} grants paid from 1.00: overdraft");
+    assert!(n >= 49, "only {n} of 52 grants admitted");
+    assert_eq!(overdrawn(&pg, db), "");
+}
+
+/// A fresh suffix for Call-IDs of retried calls.
+fn rand_id() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
