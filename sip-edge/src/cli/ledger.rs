@@ -1,5 +1,7 @@
 //! `tollgate cdrs` and `tollgate pools` (DESIGN §5): read the ledger file named by
-//! `[ledger].path`, read-only, while the daemon runs or not (WAL readers never block it).
+//! `[ledger].path`, read-only, while the daemon runs or not (WAL readers never block it); with
+//! several nodes (`[cluster].store`), the cluster store: every node's calls, the pools
+//! cluster-wide.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use tollgate_engine::pools::MonthKey;
 use tollgate_engine::StoredCall;
 
 use super::setup;
+use crate::cluster::reader::ClusterReader;
 use crate::config::DaemonConfig;
 use crate::ledger::{rows, Reader};
 use crate::store::StoreReader;
@@ -48,12 +51,18 @@ const CDR_COLUMNS: &str = "call_id,tenant,user,dialed,e164,region,number_type,ba
 pool_region,pool_sku,pool_kind,reserved_seconds,billable_seconds,charged_seconds,\
 charged_credits,started_at,ended_at";
 
-/// Opens the ledger of `config`; exit code 2 and a message on error.
-fn open(config: &Path) -> Result<Reader, String> {
+/// Opens what `config` keeps calls in: with `[cluster].store` set, the cluster store (every
+/// node's calls, the cluster-wide pools); else the ledger. Exit code 2 and a message on error.
+fn open(config: &Path) -> Result<Box<dyn StoreReader>, String> {
     let text = std::fs::read_to_string(config)
         .map_err(|e| format!("{}: cannot read: {e}", config.display()))?;
     let file = DaemonConfig::from_toml(&text).map_err(|e| e.to_string())?;
-    open_ledger(config, &file)
+    if file.cluster.enabled() {
+        return ClusterReader::open(file.cluster.store.trim())
+            .map(|r| Box::new(r) as Box<dyn StoreReader>)
+            .map_err(|e| format!("tollgate.toml: [cluster].store: {e}"));
+    }
+    open_ledger(config, &file).map(|r| Box::new(r) as Box<dyn StoreReader>)
 }
 
 /// Opens the ledger named by `file` (read from `config`) **read-only**, while the daemon runs

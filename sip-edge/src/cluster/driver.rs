@@ -154,6 +154,9 @@ struct State {
     changed_cursor: i64,
     /// Whether the shares this node held before it (re)started are back in its engine.
     adopted: bool,
+    /// The accounts of the last tick: one that is gone (last month's pools after the
+    /// rollover, a pool a reload removed) gives its share back.
+    accounts: Vec<String>,
 }
 
 /// A call waiting for a share ([`Driver::park`]).
@@ -436,6 +439,20 @@ impl Driver {
             // call's draw that falls short also drains it: `serve_parked`.)
             share.set_drained(account.available() == 0 && account.held_by_others() == 0);
         }
+        let gone: Vec<String> = st
+            .accounts
+            .iter()
+            .filter(|a| !names.contains(a))
+            .cloned()
+            .collect();
+        for name in &gone {
+            // Its rows are delivered (above): what the store still holds for this node is an
+            // unused share.
+            self.with_store(async |store| store.give_back(&s.node_id, name, u64::MAX).await)
+                .await?;
+            server.metrics.share_exchanges.inc();
+        }
+        st.accounts = names;
         let cursor = st.changed_cursor;
         let changed = self
             .with_store(async |store| store.calls_changed_since(&s.node_id, cursor).await)

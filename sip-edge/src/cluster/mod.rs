@@ -1,5 +1,7 @@
 //! Several nodes (DESIGN §6 "Several nodes"): the cluster store in PostgreSQL ([`store`]) and
-//! the task that keeps this node in step with it ([`driver`]).
+//! the task that keeps this node in step with it ([`driver`]), and the store's read side for
+//! the CLI ([`reader`]).
 
 pub mod driver;
+pub mod reader;
 pub mod store;
