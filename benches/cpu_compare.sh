@@ -12,13 +12,14 @@
 # A BUILD is a `tollgate` binary, `floor` (benches/examples/floor_302.rs: the cheapest server
 # the generator can drive), or a script that execs a binary with other arguments (e.g. a
 # config with `[ledger] enabled = false`). `max` is the closed loop at 200 calls outstanding.
-# MIX=domestic, LOAD_ARGS="--sockets 1" pass through to tollgate-load.
+# MIX=domestic, LOAD_ARGS="--sockets 1" pass through to tollgate-load; WARMUP=SECONDS runs the
+# same load first, unmeasured (a cluster node's shares reach the burn rate).
 #
 #   cargo build --release -p tollgate -p tollgate-benches --bins --example floor_302
 #   benches/cpu_compare.sh 40000 4 3 /tmp/base/target/release/tollgate target/release/tollgate
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 4 ] || { sed -n '2,18p' "$0"; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,19p' "$0"; exit 2; }
 RATE=$1 SECS=$2 ROUNDS=$3
 shift 3
 SIP=127.0.0.1:5074
@@ -51,6 +52,13 @@ for _ in $(seq "$ROUNDS"); do
       RUST_LOG=warn "$build" serve --config "$DIR/tollgate.toml" 2>"$DIR/daemon.log" &
       PID=$!
       for _ in $(seq 300); do curl -sf "http://$HTTP/readyz" >/dev/null && break; sleep 0.1; done
+      sleep 1
+    fi
+    if [ "${WARMUP:-0}" -gt 0 ]; then
+      # Warm the daemon up first (with several nodes: its shares reach the burn rate).
+      # shellcheck disable=SC2086
+      "$LOAD" --target $SIP --directory "$DIR" "${OFFER[@]}" ${LOAD_ARGS:-} --duration "$WARMUP" \
+        --timeout 4 --mix "${MIX:-default}" -q >/dev/null 2>&1 || true
       sleep 1
     fi
     S0=$(sched $PID) C0=$(switches $PID)

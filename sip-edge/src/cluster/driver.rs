@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tollgate_engine::shares::{plan, Plan, ShareOf, Short, Sizing};
+use futures_util::future::join_all;
+use tollgate_engine::shares::{plan, Plan, Share, ShareOf, Short, Sizing, HORIZON_SECONDS};
 use tollgate_engine::{CallState, Engine, StoredCall};
 
 use crate::server::Server;
@@ -122,7 +123,8 @@ impl Outbox {
     }
 }
 
-/// The burn of one share, smoothed over about a minute.
+/// The burn of one share: up at once when calls come faster (a share sized to the old rate
+/// would make calls wait), down slowly, over about a minute, when they slow.
 #[derive(Debug, Default)]
 struct Burn {
     taken: u64,
@@ -134,9 +136,13 @@ impl Burn {
     fn update(&mut self, taken: u64, dt: f64) -> u64 {
         let rate = taken.saturating_sub(self.taken) as f64 / dt.max(0.001);
         self.taken = taken;
-        // A minute's time constant: a call every 30 s keeps its pool's share.
-        let a = (dt / 60.0).min(1.0);
-        self.per_second += a * (rate - self.per_second);
+        if rate > self.per_second {
+            self.per_second = rate;
+        } else {
+            // A minute's time constant: a call every 30 s keeps its pool's share.
+            let a = (dt / 60.0).min(1.0);
+            self.per_second += a * (rate - self.per_second);
+        }
         if rate > 0.0 && self.per_second < 1.0 {
             self.per_second = 1.0;
         }
@@ -269,7 +275,7 @@ impl Driver {
                 }
             }
             if !waiting.is_empty() {
-                let r = self.serve_parked(&server, &mut waiting).await;
+                let r = self.serve_parked(&server, &state, &mut waiting).await;
                 self.note(&server, r);
                 if !waiting.is_empty() {
                     // Another node is giving its share back: look again shortly.
@@ -390,6 +396,9 @@ impl Driver {
                 Ok((a, n))
             })
             .await?;
+        // Each share's plan; the exchanges then go out together.
+        let mut draws: Vec<(&str, &Share, u64, u64)> = Vec::new();
+        let mut returns: Vec<(&str, &Share, u64)> = Vec::new();
         for (name, of) in &named {
             let Some(share) = of.share() else { continue };
             let burn = st
@@ -400,44 +409,61 @@ impl Driver {
             let Some(account) = accounts.get(name) else {
                 continue;
             };
-            let unit = unit_grant(of, grant);
             let sizing = Sizing {
                 free: share.free(),
                 burn_per_second: burn,
-                grant: unit,
+                grant: unit_grant(of, grant),
                 available: account.available(),
                 nodes,
             };
             match plan(sizing) {
                 Plan::Keep => {}
-                Plan::Draw { want, min } => {
-                    let got = self
-                        .with_store(async |store| {
-                            store
-                                .draw(&s.node_id, name, want, min, s.lease_seconds, now)
-                                .await
-                        })
-                        .await?;
-                    server.metrics.share_exchanges.inc();
-                    share.add(got);
-                }
+                Plan::Draw { want, min } => draws.push((name, share, want, min)),
                 Plan::GiveBack(n) => {
-                    server.metrics.share_exchanges.inc();
                     let n = share.reclaim(n);
                     if n > 0 {
-                        let r = self
-                            .with_store(async |store| store.give_back(&s.node_id, name, n).await)
-                            .await;
-                        if r.is_err() {
-                            share.add(n);
-                        }
-                        r?;
+                        returns.push((name, share, n));
                     }
                 }
             }
             // Drained: nothing left beyond the shares and no other node holds one. (A parked
             // call's draw that falls short also drains it: `serve_parked`.)
             share.set_drained(account.available() == 0 && account.held_by_others() == 0);
+        }
+        server
+            .metrics
+            .share_exchanges
+            .inc_by((draws.len() + returns.len()) as u64);
+        let (drawn, returned) = self
+            .with_store(async |store| {
+                let store: &ClusterStore = store;
+                let drawn = join_all(draws.iter().map(|(name, _, want, min)| {
+                    store.draw(&s.node_id, name, *want, *min, s.lease_seconds, now)
+                }));
+                let returned = join_all(
+                    returns
+                        .iter()
+                        .map(|(name, _, n)| store.give_back(&s.node_id, name, *n)),
+                );
+                Ok(futures_util::future::join(drawn, returned).await)
+            })
+            .await?;
+        let mut failed = None;
+        for ((_, share, _, _), got) in draws.iter().zip(drawn) {
+            match got {
+                Ok(n) => share.add(n),
+                Err(e) => failed = Some(e),
+            }
+        }
+        for ((_, share, n), r) in returns.iter().zip(returned) {
+            if let Err(e) = r {
+                // Not returned: still this node's.
+                share.add(*n);
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         let gone: Vec<String> = st
             .accounts
@@ -533,6 +559,7 @@ impl Driver {
     async fn serve_parked(
         &self,
         server: &Server,
+        st: &State,
         waiting: &mut Vec<Parked>,
     ) -> Result<(), ClusterError> {
         let now = crate::server::now();
@@ -544,49 +571,62 @@ impl Driver {
                 .or_insert((0, p.short.of.clone()));
             e.0 += p.short.needed;
         }
-        let mut again: Vec<String> = Vec::new();
-        let mut result = Ok(());
+        // Per account: what its waiting calls need beyond the share, and what to draw: that,
+        // plus what the share should hold anyway at the recent burn (the tick tops up once a
+        // second; calls should not wait for it).
+        let mut asks: Vec<(&str, &Share, u64, u64)> = Vec::new();
         for (name, (total, of)) in &needs {
             let Some(share) = of.share() else { continue };
-            let want = total.saturating_sub(share.free());
-            if want == 0 {
-                continue;
+            let need = total.saturating_sub(share.free());
+            if need > 0 {
+                let burn = st.burns.get(name).map_or(0.0, |b| b.per_second);
+                let want = need.saturating_add((burn * HORIZON_SECONDS as f64) as u64);
+                asks.push((name, share, need, want));
             }
-            let r = self
-                .with_store(async |store| {
-                    // Whatever is there: with what the share holds it may still pay for a
-                    // call; if not, the account is drained and the share grants what it has.
-                    let got = store
-                        .draw(&s.node_id, name, want, 1, s.lease_seconds, now)
-                        .await?;
-                    let others = if got < want {
-                        store
-                            .accounts(std::slice::from_ref(name), &s.node_id)
-                            .await?
-                            .get(name)
-                            .map_or(0, |a| a.held_by_others())
-                    } else {
-                        0
-                    };
-                    Ok((got, others))
-                })
+        }
+        server.metrics.share_exchanges.inc_by(asks.len() as u64);
+        let r = self
+            .with_store(async |store| {
+                let store: &ClusterStore = store;
+                // Whatever is there (min 1): with what the share holds it may still pay for a
+                // call; if not, the account is drained and the share grants what it has.
+                let got = join_all(asks.iter().map(|(name, _, _, want)| {
+                    store.draw(&s.node_id, name, *want, 1, s.lease_seconds, now)
+                }))
                 .await;
-            server.metrics.share_exchanges.inc();
-            match r {
-                Ok((got, others)) => {
+                let got: Vec<u64> = got.into_iter().collect::<Result<_, _>>()?;
+                let short: Vec<String> = asks
+                    .iter()
+                    .zip(&got)
+                    .filter(|((_, _, need, _), g)| **g < *need)
+                    .map(|((name, ..), _)| name.to_string())
+                    .collect();
+                let others = if short.is_empty() {
+                    HashMap::new()
+                } else {
+                    store.accounts(&short, &s.node_id).await?
+                };
+                Ok((got, others))
+            })
+            .await;
+        let mut again: Vec<String> = Vec::new();
+        let result = match r {
+            Ok((got, others)) => {
+                for ((name, share, need, _), got) in asks.iter().zip(got) {
                     share.add(got);
-                    if got < want {
-                        if others > 0 {
+                    if got < *need {
+                        if others.get(*name).is_some_and(|a| a.held_by_others() > 0) {
                             // Another node holds a share it will give back (the pool is low).
-                            again.push(name.clone());
+                            again.push(name.to_string());
                         } else {
                             share.set_drained(true);
                         }
                     }
                 }
-                Err(e) => result = Err(e),
+                Ok(())
             }
-        }
+            Err(e) => Err(e),
+        };
         let up = result.is_ok();
         let mut keep = Vec::new();
         for p in waiting.drain(..) {
@@ -651,8 +691,8 @@ mod tests {
     fn burn_follows_the_rate_and_keeps_a_trickle_alive() {
         let mut b = Burn::default();
         assert_eq!(b.update(0, 1.0), 0);
-        assert_eq!(b.update(1800, 1.0), 30);
-        // A call every 30 s keeps at least one second's worth.
+        assert_eq!(b.update(1800, 1.0), 1800, "up at once");
+        // Down slowly; a call every 30 s keeps at least one second's worth.
         for _ in 0..29 {
             b.update(1800, 1.0);
         }

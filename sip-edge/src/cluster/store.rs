@@ -466,11 +466,13 @@ impl ClusterStore {
             .collect())
     }
 
-    /// Draws up to `want` (at least `min`, else nothing) of `account` into `node`'s share,
-    /// with one conditional statement on the account; the share's lease runs `lease_seconds`
-    /// from `now`. Returns what was granted.
+    /// Draws up to `want` (at least `min`, else nothing) of `account` into `node`'s share:
+    /// one statement, conditional on what the account has available (`… WHERE capacity −
+    /// used − reserved − held >= min`), which also credits the share and renews its lease to
+    /// `lease_seconds` from `now`. Takes `&self`: draws for several accounts go out together
+    /// (tokio-postgres pipelines them). Returns what was granted.
     pub async fn draw(
-        &mut self,
+        &self,
         node: &str,
         account: &str,
         want: u64,
@@ -480,46 +482,44 @@ impl ClusterStore {
     ) -> Result<u64, ClusterError> {
         let (want, min) = (rows::saturate(want), rows::saturate(min.max(1)));
         let until = rows::saturate(now).saturating_add(rows::saturate(lease_seconds));
-        let tx = self.client.transaction().await?;
-        let granted: i64 = tx
+        let granted: i64 = self
+            .client
             .query_opt(
                 "WITH a AS (SELECT account, LEAST($2, capacity - used - reserved - held) AS g \
-                 FROM tg_accounts WHERE account = $1 \
-                 AND capacity - used - reserved - held >= $3 FOR UPDATE) \
-                 UPDATE tg_accounts t SET held = t.held + a.g FROM a \
-                 WHERE t.account = a.account RETURNING a.g",
-                &[&account, &want, &min],
+                   FROM tg_accounts WHERE account = $1 \
+                   AND capacity - used - reserved - held >= $3 FOR UPDATE), \
+                 u AS (UPDATE tg_accounts t SET held = t.held + a.g FROM a \
+                   WHERE t.account = a.account RETURNING a.g), \
+                 s AS (INSERT INTO tg_shares (account, node_id, held, expires_at) \
+                   SELECT $1, $4, g, $5 FROM u \
+                   ON CONFLICT (account, node_id) DO UPDATE \
+                   SET held = tg_shares.held + excluded.held, expires_at = excluded.expires_at) \
+                 SELECT g FROM u",
+                &[&account, &want, &min, &node, &until],
             )
             .await?
             .map_or(0, |r| r.get(0));
-        if granted > 0 {
-            tx.execute(
-                "INSERT INTO tg_shares (account, node_id, held, expires_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (account, node_id) DO UPDATE \
-                 SET held = tg_shares.held + excluded.held, expires_at = excluded.expires_at",
-                &[&account, &node, &granted, &until],
-            )
-            .await?;
-        }
-        tx.commit().await?;
         Ok(u64::try_from(granted).unwrap_or(0))
     }
 
-    /// Returns up to `n` of `node`'s share of `account` to the account. Returns how much.
-    pub async fn give_back(
-        &mut self,
-        node: &str,
-        account: &str,
-        n: u64,
-    ) -> Result<u64, ClusterError> {
-        let tx = self.client.transaction().await?;
-        let taken = take_share(&tx, account, node, rows::saturate(n)).await?;
-        tx.execute(
-            "UPDATE tg_accounts SET held = held - $2 WHERE account = $1",
-            &[&account, &taken],
-        )
-        .await?;
-        tx.commit().await?;
+    /// Returns up to `n` of `node`'s share of `account` to the account, in one statement.
+    /// Returns how much.
+    pub async fn give_back(&self, node: &str, account: &str, n: u64) -> Result<u64, ClusterError> {
+        let n = rows::saturate(n);
+        let taken: i64 = self
+            .client
+            .query_opt(
+                "WITH old AS (SELECT held FROM tg_shares WHERE account = $1 AND node_id = $2 \
+                   FOR UPDATE), \
+                 s AS (UPDATE tg_shares t SET held = t.held - LEAST(old.held, $3) FROM old \
+                   WHERE t.account = $1 AND t.node_id = $2 RETURNING LEAST(old.held, $3) AS n), \
+                 a AS (UPDATE tg_accounts SET held = held - (SELECT n FROM s) \
+                   WHERE account = $1 AND EXISTS (SELECT 1 FROM s)) \
+                 SELECT n FROM s",
+                &[&account, &node, &n],
+            )
+            .await?
+            .map_or(0, |r| r.get(0));
         Ok(u64::try_from(taken).unwrap_or(0))
     }
 
