@@ -480,11 +480,11 @@ impl Driver {
         }
         st.accounts = names;
         let cursor = st.changed_cursor;
-        let changed = self
+        let (changed, next) = self
             .with_store(async |store| store.calls_changed_since(&s.node_id, cursor).await)
             .await?;
-        for (c, row) in changed {
-            st.changed_cursor = st.changed_cursor.max(c);
+        st.changed_cursor = next;
+        for row in changed {
             ended_elsewhere(engine, &row, now);
         }
         self.with_store(async |store| store.expire_shares(now).await)

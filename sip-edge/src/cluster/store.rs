@@ -31,6 +31,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use tokio_postgres::{Client, NoTls, Transaction};
 use tollgate_engine::credits::Money;
 use tollgate_engine::pools::{MonthKey, PoolKey};
@@ -69,7 +70,6 @@ CREATE TABLE IF NOT EXISTS tg_shares (
     expires_at bigint NOT NULL,
     PRIMARY KEY (account, node_id)
 );
-CREATE SEQUENCE IF NOT EXISTS tg_changes;
 CREATE TABLE IF NOT EXISTS tg_calls (
     call_id text PRIMARY KEY,
     node_id text NOT NULL,
@@ -568,10 +568,12 @@ impl ClusterStore {
         let mut old = lock_calls(&tx, &ids).await?;
         let mut deltas = Deltas::default();
         let mut out = Delivered::default();
+        let mut upserts: Vec<Box<Upsert>> = Vec::with_capacity(calls.len());
         for c in calls {
             let prev = old.get(&c.call_id);
-            match apply(&tx, node, prev, c, &mut deltas).await? {
-                Applied::Changed => {
+            match apply(node, prev, c, &mut deltas)? {
+                Applied::Changed(upsert) => {
+                    upserts.push(upsert);
                     out.applied += 1;
                     // A later row of the same call in this batch sees this one.
                     let owner = prev.map_or_else(|| node.to_string(), |p| p.node.clone());
@@ -590,6 +592,10 @@ impl ClusterStore {
                 Applied::AlreadyFinal(row) => out.already_final.push(*row),
                 Applied::Nothing => {}
             }
+        }
+        // Sent together (pipelined), executed in order.
+        for r in join_all(upserts.iter().map(|u| u.execute(&tx))).await {
+            r?;
         }
         out.unbacked = settle_deltas(&tx, deltas).await?;
         tx.commit().await?;
@@ -611,7 +617,9 @@ impl ClusterStore {
             )?)));
         }
         let mut deltas = Deltas::default();
-        apply(&tx, node, Some(prev), ended, &mut deltas).await?;
+        if let Applied::Changed(upsert) = apply(node, Some(prev), ended, &mut deltas)? {
+            upsert.execute(&tx).await?;
+        }
         settle_deltas(&tx, deltas).await?;
         tx.commit().await?;
         Ok(Finish::Finished)
@@ -629,27 +637,43 @@ impl ClusterStore {
         }
     }
 
-    /// Calls `node` admitted that another node ended after `cursor`, with their change numbers
-    /// (at most 10,000 at a time).
+    /// Calls `node` admitted that another node ended, written since `cursor`, and the cursor
+    /// for the next poll (at most 10,000 at a time). `changed` is the id of the transaction
+    /// that wrote a row, and the cursor the oldest transaction still running at the poll
+    /// (`pg_snapshot_xmin`): a row committed after a poll by a transaction older than it is
+    /// still seen by the next poll (a sequence number taken before commit would be skipped).
+    /// A row may come twice; ending a call twice changes nothing.
     pub async fn calls_changed_since(
         &self,
         node: &str,
         cursor: i64,
-    ) -> Result<Vec<(i64, StoredCall)>, ClusterError> {
+    ) -> Result<(Vec<StoredCall>, i64), ClusterError> {
+        let next: i64 = self
+            .client
+            .query_one(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                &[],
+            )
+            .await?
+            .get(0);
         let rows = self
             .client
             .query(
-                "SELECT changed, call_id, row FROM tg_calls WHERE node_id = $1 AND changed > $2 \
+                "SELECT call_id, row, changed FROM tg_calls WHERE node_id = $1 AND changed >= $2 \
                  AND ended_by IS NOT NULL AND ended_by <> $1 ORDER BY changed LIMIT 10000",
                 &[&node, &cursor],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.get(1);
-                Ok((r.get(0), read_row(&id, &r.get(2))?))
-            })
-            .collect()
+        let calls = rows
+            .iter()
+            .map(|r| read_row(&r.get::<_, String>(0), &r.get(1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A full page: go on from its last transaction next time.
+        let next = match rows.last() {
+            Some(last) if rows.len() == 10_000 => last.get::<_, i64>(2),
+            _ => next,
+        };
+        Ok((calls, next))
     }
 
     /// The pools of `month`, cluster-wide.
@@ -784,14 +808,61 @@ async fn lock_calls(
 
 /// What [`apply`] did with one row.
 enum Applied {
-    Changed,
+    /// The row to write.
+    Changed(Box<Upsert>),
     AlreadyFinal(Box<StoredCall>),
     Nothing,
 }
 
-/// One call row against what the store holds (see the model); account changes go to `deltas`.
-async fn apply(
-    tx: &Transaction<'_>,
+/// One call row to write, its parameters owned (the writes of a batch go out together).
+struct Upsert {
+    call_id: String,
+    owner: String,
+    account: Option<String>,
+    state: &'static str,
+    version: i32,
+    reserved: i64,
+    charged: i64,
+    month: String,
+    seq: i64,
+    ended_by: Option<String>,
+    row: serde_json::Value,
+}
+
+impl Upsert {
+    /// `changed` is the writing transaction's id: see [`ClusterStore::calls_changed_since`].
+    async fn execute(&self, tx: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+        tx.execute(
+            "INSERT INTO tg_calls (call_id, node_id, account, state, version, reserved, charged, \
+             month, seq, ended_by, changed, row) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             pg_current_xact_id()::text::bigint, $11) \
+             ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, \
+             version = excluded.version, \
+             reserved = GREATEST(tg_calls.reserved, excluded.reserved), \
+             charged = excluded.charged, ended_by = excluded.ended_by, \
+             changed = excluded.changed, row = excluded.row",
+            &[
+                &self.call_id,
+                &self.owner,
+                &self.account,
+                &self.state,
+                &self.version,
+                &self.reserved,
+                &self.charged,
+                &self.month,
+                &self.seq,
+                &self.ended_by,
+                &self.row,
+            ],
+        )
+        .await
+    }
+}
+
+/// One call row against what the store holds (see the model); account changes go to
+/// `deltas`, the row to write is returned.
+fn apply(
     node: &str,
     prev: Option<&Old>,
     c: &StoredCall,
@@ -823,26 +894,19 @@ async fn apply(
             deltas.end(name, reserved.max(before), charged);
         }
     }
-    let ended_by: Option<&str> = final_now.then_some(node);
-    let month = c.month().to_string();
-    let state = c.state.as_str();
-    let seq = rows::saturate(c.seq);
-    let row = rows::to_json(c);
-    let acct: Option<&str> = account.as_ref().map(|(n, _, _)| n.as_str());
-    tx.execute(
-        "INSERT INTO tg_calls (call_id, node_id, account, state, version, reserved, charged, month, \
-         seq, ended_by, changed, row) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, nextval('tg_changes'), $11) \
-         ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, version = excluded.version, \
-         reserved = GREATEST(tg_calls.reserved, excluded.reserved), charged = excluded.charged, \
-         ended_by = excluded.ended_by, changed = excluded.changed, row = excluded.row",
-        &[
-            &c.call_id, &owner, &acct, &state, &version, &reserved, &charged, &month, &seq,
-            &ended_by, &row,
-        ],
-    )
-    .await?;
-    Ok(Applied::Changed)
+    Ok(Applied::Changed(Box::new(Upsert {
+        call_id: c.call_id.clone(),
+        owner: owner.to_string(),
+        account: account.map(|(n, _, _)| n),
+        state: c.state.as_str(),
+        version,
+        reserved,
+        charged,
+        month: c.month().to_string(),
+        seq: rows::saturate(c.seq),
+        ended_by: final_now.then(|| node.to_string()),
+        row: rows::to_json(c),
+    })))
 }
 
 /// Takes up to `n` from `node`'s share of `account`; returns what it took.
