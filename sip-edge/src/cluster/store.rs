@@ -932,24 +932,37 @@ async fn take_share(
 async fn settle_deltas(tx: &Transaction<'_>, d: Deltas) -> Result<i64, ClusterError> {
     let mut from_share: Vec<((String, String), i64)> = d.from_share.into_iter().collect();
     from_share.sort();
-    let mut held_down: HashMap<String, i64> = HashMap::new();
+    // Sent together (pipelined), executed in this (sorted) order.
+    let took = join_all(
+        from_share
+            .iter()
+            .map(|((account, node), n)| take_share(tx, account, node, *n)),
+    )
+    .await;
+    let mut held_down: HashMap<&str, i64> = HashMap::new();
     let mut unbacked = 0;
-    for ((account, node), n) in from_share {
-        let took = take_share(tx, &account, &node, n).await?;
-        *held_down.entry(account).or_default() += took;
+    for (((account, _), n), took) in from_share.iter().zip(took) {
+        let took = took?;
+        *held_down.entry(account.as_str()).or_default() += took;
         unbacked += n - took;
     }
     let mut accounts: Vec<(String, (i64, i64))> = d.account.into_iter().collect();
     accounts.sort();
-    for (account, (reserved, used)) in accounts {
-        let held = held_down.get(&account).copied().unwrap_or(0);
-        tx.execute(
-            "INSERT INTO tg_accounts (account, reserved, used, held) VALUES ($1, $2::bigint, $3::bigint, 0 - $4::bigint) \
-             ON CONFLICT (account) DO UPDATE SET reserved = tg_accounts.reserved + $2, \
-             used = tg_accounts.used + $3, held = tg_accounts.held - $4",
-            &[&account, &reserved, &used, &held],
-        )
-        .await?;
+    let updates = accounts.iter().map(|(account, (reserved, used))| {
+        let held = held_down.get(account.as_str()).copied().unwrap_or(0);
+        async move {
+            tx.execute(
+                "INSERT INTO tg_accounts (account, reserved, used, held) \
+                 VALUES ($1, $2::bigint, $3::bigint, 0 - $4::bigint) \
+                 ON CONFLICT (account) DO UPDATE SET reserved = tg_accounts.reserved + $2, \
+                 used = tg_accounts.used + $3, held = tg_accounts.held - $4",
+                &[account, reserved, used, &held],
+            )
+            .await
+        }
+    });
+    for r in join_all(updates).await {
+        r?;
     }
     Ok(unbacked)
 }
