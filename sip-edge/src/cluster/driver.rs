@@ -46,6 +46,9 @@ pub const PARK_MAX: Duration = Duration::from_millis(1500);
 /// memory (they stay in the ledger and are delivered again at the next start).
 const OUTBOX_MAX: usize = 1 << 20;
 
+/// How often the outbox delivers.
+const OUTBOX_EVERY: Duration = Duration::from_millis(250);
+
 /// A node counts as alive (for share sizing) if seen within this many seconds.
 const ALIVE_WITHIN: u64 = 10;
 
@@ -182,6 +185,8 @@ pub struct Driver {
     /// Rows of committed calls for the store.
     pub outbox: Arc<Outbox>,
     store: tokio::sync::Mutex<Option<ClusterStore>>,
+    /// The outbox's own connection.
+    outbox_store: tokio::sync::Mutex<Option<ClusterStore>>,
     parked: tokio::sync::mpsc::Sender<Parked>,
     parked_rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Parked>>,
     /// Whether the last exchange with the store succeeded (`/readyz`, `GET /v1/cluster`).
@@ -201,6 +206,7 @@ impl Driver {
             settings,
             outbox: Arc::default(),
             store: tokio::sync::Mutex::new(None),
+            outbox_store: tokio::sync::Mutex::new(None),
             parked: tx,
             parked_rx: tokio::sync::Mutex::new(rx),
             up: AtomicBool::new(false),
@@ -244,6 +250,27 @@ impl Driver {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rx = self.parked_rx.lock().await;
         let mut waiting: Vec<Parked> = Vec::new();
+        // The outbox, on its own connection, a few times a second.
+        let outbox = {
+            let (driver, server, mut shutdown) =
+                (Arc::clone(&self), Arc::clone(&server), shutdown.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(OUTBOX_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {
+                            if driver.in_step() {
+                                if let Err(e) = driver.deliver(&server.engine).await {
+                                    tracing::debug!(error = %e, "cluster outbox");
+                                }
+                            }
+                        }
+                        () = crate::transport::stopped(&mut shutdown) => return,
+                    }
+                }
+            })
+        };
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -263,6 +290,7 @@ impl Driver {
                     for p in waiting.drain(..) {
                         (p.retry)(false);
                     }
+                    let _ = outbox.await;
                     let r = self.deliver(&server.engine).await;
                     self.note(&server, r);
                     return;
@@ -342,7 +370,17 @@ impl Driver {
         &self,
         f: impl AsyncFnOnce(&mut ClusterStore) -> Result<T, ClusterError>,
     ) -> Result<T, ClusterError> {
-        let mut guard = self.store.lock().await;
+        self.with_conn(&self.store, f).await
+    }
+
+    /// [`Driver::with_store`] on the connection `slot` (shares and calls use one, the outbox
+    /// another, so a large delivery never delays a waiting call's draw).
+    async fn with_conn<T>(
+        &self,
+        slot: &tokio::sync::Mutex<Option<ClusterStore>>,
+        f: impl AsyncFnOnce(&mut ClusterStore) -> Result<T, ClusterError>,
+    ) -> Result<T, ClusterError> {
+        let mut guard = slot.lock().await;
         if guard.is_none() {
             *guard = Some(connect(&self.settings).await?);
         }
@@ -381,8 +419,10 @@ impl Driver {
             Ok(())
         })
         .await?;
-        self.deliver(engine).await?;
         if !st.adopted {
+            // This node's rows first (a restart's ledger), then its shares: the delivered
+            // calls took theirs out of what the store says it holds.
+            self.deliver(engine).await?;
             self.adopt(engine, now).await?;
             st.adopted = true;
             self.in_step.store(true, Ordering::Release);
@@ -531,7 +571,7 @@ impl Driver {
         let node = &self.settings.node_id;
         let mut done = 0;
         let r = self
-            .with_store(async |store| {
+            .with_conn(&self.outbox_store, async |store| {
                 for chunk in rows.chunks(DELIVER_BATCH) {
                     let d = store.deliver(node, chunk).await?;
                     for row in &d.already_final {

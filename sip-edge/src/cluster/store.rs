@@ -509,8 +509,9 @@ impl ClusterStore {
         let taken: i64 = self
             .client
             .query_opt(
-                "WITH old AS (SELECT held FROM tg_shares WHERE account = $1 AND node_id = $2 \
-                   FOR UPDATE), \
+                "WITH acc AS (SELECT account FROM tg_accounts WHERE account = $1 FOR UPDATE), \
+                 old AS (SELECT held FROM tg_shares WHERE account = $1 AND node_id = $2 \
+                   AND EXISTS (SELECT 1 FROM acc) FOR UPDATE), \
                  s AS (UPDATE tg_shares t SET held = t.held - LEAST(old.held, $3) FROM old \
                    WHERE t.account = $1 AND t.node_id = $2 RETURNING LEAST(old.held, $3) AS n), \
                  a AS (UPDATE tg_accounts SET held = held - (SELECT n FROM s) \
@@ -528,6 +529,14 @@ impl ClusterStore {
     pub async fn expire_shares(&mut self, now: u64) -> Result<u64, ClusterError> {
         let now = rows::saturate(now);
         let tx = self.client.transaction().await?;
+        // Accounts before shares (see `settle_deltas`).
+        tx.execute(
+            "SELECT 1 FROM (SELECT account FROM tg_accounts WHERE account IN \
+             (SELECT account FROM tg_shares WHERE expires_at < $1) \
+             ORDER BY account FOR UPDATE) l",
+            &[&now],
+        )
+        .await?;
         let gone = tx
             .query(
                 "DELETE FROM tg_shares WHERE (account, node_id) IN \
@@ -932,6 +941,18 @@ async fn take_share(
 async fn settle_deltas(tx: &Transaction<'_>, d: Deltas) -> Result<i64, ClusterError> {
     let mut from_share: Vec<((String, String), i64)> = d.from_share.into_iter().collect();
     from_share.sort();
+    // Accounts before shares, in account order, as every statement here takes them (a draw
+    // locks its account, then credits the share): no deadlock between nodes.
+    let mut locked: Vec<&str> = d.account.keys().map(String::as_str).collect();
+    locked.extend(from_share.iter().map(|((a, _), _)| a.as_str()));
+    locked.sort_unstable();
+    locked.dedup();
+    tx.execute(
+        "SELECT 1 FROM (SELECT account FROM tg_accounts WHERE account = ANY($1) \
+         ORDER BY account FOR UPDATE) l",
+        &[&locked],
+    )
+    .await?;
     // Sent together (pipelined), executed in this (sorted) order.
     let took = join_all(
         from_share
