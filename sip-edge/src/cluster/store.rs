@@ -31,7 +31,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use tokio_postgres::{Client, NoTls, Transaction};
 use tollgate_engine::credits::Money;
 use tollgate_engine::pools::{MonthKey, PoolKey};
@@ -602,9 +601,8 @@ impl ClusterStore {
                 Applied::Nothing => {}
             }
         }
-        // Sent together (pipelined), executed in order.
-        for r in join_all(upserts.iter().map(|u| u.execute(&tx))).await {
-            r?;
+        if !upserts.is_empty() {
+            write_calls(&tx, &upserts).await?;
         }
         out.unbacked = settle_deltas(&tx, deltas).await?;
         tx.commit().await?;
@@ -627,7 +625,7 @@ impl ClusterStore {
         }
         let mut deltas = Deltas::default();
         if let Applied::Changed(upsert) = apply(node, Some(prev), ended, &mut deltas)? {
-            upsert.execute(&tx).await?;
+            write_calls(&tx, &[upsert]).await?;
         }
         settle_deltas(&tx, deltas).await?;
         tx.commit().await?;
@@ -838,35 +836,46 @@ struct Upsert {
     row: serde_json::Value,
 }
 
-impl Upsert {
-    /// `changed` is the writing transaction's id: see [`ClusterStore::calls_changed_since`].
-    async fn execute(&self, tx: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
-        tx.execute(
-            "INSERT INTO tg_calls (call_id, node_id, account, state, version, reserved, charged, \
-             month, seq, ended_by, changed, row) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             pg_current_xact_id()::text::bigint, $11) \
-             ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, \
-             version = excluded.version, \
-             reserved = GREATEST(tg_calls.reserved, excluded.reserved), \
-             charged = excluded.charged, ended_by = excluded.ended_by, \
-             changed = excluded.changed, row = excluded.row",
-            &[
-                &self.call_id,
-                &self.owner,
-                &self.account,
-                &self.state,
-                &self.version,
-                &self.reserved,
-                &self.charged,
-                &self.month,
-                &self.seq,
-                &self.ended_by,
-                &self.row,
-            ],
-        )
-        .await
+/// Writes a batch's call rows in one statement (`UNNEST` of one array per column); a call
+/// written twice in the batch is written once, as its last row (its accounting already counted
+/// both). `changed` is the writing transaction's id: see [`ClusterStore::calls_changed_since`].
+async fn write_calls(tx: &Transaction<'_>, upserts: &[Box<Upsert>]) -> Result<(), ClusterError> {
+    let mut last: HashMap<&str, &Upsert> = HashMap::with_capacity(upserts.len());
+    for u in upserts {
+        last.insert(u.call_id.as_str(), u);
     }
+    let rows: Vec<&Upsert> = last.into_values().collect();
+    let col = |f: fn(&Upsert) -> String| rows.iter().map(|u| f(u)).collect::<Vec<String>>();
+    let ids = col(|u| u.call_id.clone());
+    let owners = col(|u| u.owner.clone());
+    let accounts: Vec<Option<&str>> = rows.iter().map(|u| u.account.as_deref()).collect();
+    let states: Vec<&str> = rows.iter().map(|u| u.state).collect();
+    let versions: Vec<i32> = rows.iter().map(|u| u.version).collect();
+    let reserved: Vec<i64> = rows.iter().map(|u| u.reserved).collect();
+    let charged: Vec<i64> = rows.iter().map(|u| u.charged).collect();
+    let months = col(|u| u.month.clone());
+    let seqs: Vec<i64> = rows.iter().map(|u| u.seq).collect();
+    let ended_by: Vec<Option<&str>> = rows.iter().map(|u| u.ended_by.as_deref()).collect();
+    let bodies = col(|u| u.row.to_string());
+    tx.execute(
+        "INSERT INTO tg_calls (call_id, node_id, account, state, version, reserved, charged, \
+         month, seq, ended_by, changed, row) \
+         SELECT c, n, a, s, v, r, ch, m, sq, e, pg_current_xact_id()::text::bigint, rw::jsonb \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], \
+         $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[]) \
+         AS t(c, n, a, s, v, r, ch, m, sq, e, rw) \
+         ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, \
+         version = excluded.version, \
+         reserved = GREATEST(tg_calls.reserved, excluded.reserved), \
+         charged = excluded.charged, ended_by = excluded.ended_by, \
+         changed = excluded.changed, row = excluded.row",
+        &[
+            &ids, &owners, &accounts, &states, &versions, &reserved, &charged, &months, &seqs,
+            &ended_by, &bodies,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// One call row against what the store holds (see the model); account changes go to
@@ -918,24 +927,6 @@ fn apply(
     })))
 }
 
-/// Takes up to `n` from `node`'s share of `account`; returns what it took.
-async fn take_share(
-    tx: &Transaction<'_>,
-    account: &str,
-    node: &str,
-    n: i64,
-) -> Result<i64, ClusterError> {
-    Ok(tx
-        .query_opt(
-            "WITH old AS (SELECT held FROM tg_shares WHERE account = $1 AND node_id = $2 FOR UPDATE) \
-             UPDATE tg_shares s SET held = s.held - LEAST(old.held, $3) FROM old \
-             WHERE s.account = $1 AND s.node_id = $2 RETURNING LEAST(old.held, $3)",
-            &[&account, &node, &n],
-        )
-        .await?
-        .map_or(0, |r| r.get(0)))
-}
-
 /// Applies a batch's account changes in account order; returns what was reserved beyond the
 /// shares (the unbacked case of the model).
 async fn settle_deltas(tx: &Transaction<'_>, d: Deltas) -> Result<i64, ClusterError> {
@@ -953,38 +944,54 @@ async fn settle_deltas(tx: &Transaction<'_>, d: Deltas) -> Result<i64, ClusterEr
         &[&locked],
     )
     .await?;
-    // Sent together (pipelined), executed in this (sorted) order.
-    let took = join_all(
-        from_share
-            .iter()
-            .map(|((account, node), n)| take_share(tx, account, node, *n)),
-    )
-    .await;
-    let mut held_down: HashMap<&str, i64> = HashMap::new();
-    let mut unbacked = 0;
-    for (((account, _), n), took) in from_share.iter().zip(took) {
-        let took = took?;
-        *held_down.entry(account.as_str()).or_default() += took;
-        unbacked += n - took;
+    // What each share gives up, in one statement.
+    let share_accounts: Vec<&str> = from_share.iter().map(|((a, _), _)| a.as_str()).collect();
+    let share_nodes: Vec<&str> = from_share.iter().map(|((_, n), _)| n.as_str()).collect();
+    let amounts: Vec<i64> = from_share.iter().map(|(_, n)| *n).collect();
+    let took = tx
+        .query(
+            "WITH req AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
+               AS t(account, node_id, n)), \
+             old AS (SELECT s.account, s.node_id, s.held, req.n FROM tg_shares s \
+               JOIN req USING (account, node_id) ORDER BY s.account, s.node_id FOR UPDATE OF s) \
+             UPDATE tg_shares s SET held = s.held - LEAST(old.held, old.n) FROM old \
+             WHERE s.account = old.account AND s.node_id = old.node_id \
+             RETURNING s.account, LEAST(old.held, old.n)",
+            &[&share_accounts, &share_nodes, &amounts],
+        )
+        .await?;
+    let mut held_down: HashMap<String, i64> = HashMap::new();
+    let mut took_total = 0;
+    for r in &took {
+        let n: i64 = r.get(1);
+        *held_down.entry(r.get::<_, String>(0)).or_default() += n;
+        took_total += n;
     }
+    let unbacked = amounts.iter().sum::<i64>() - took_total;
+    // Every account's change, in one statement.
     let mut accounts: Vec<(String, (i64, i64))> = d.account.into_iter().collect();
-    accounts.sort();
-    let updates = accounts.iter().map(|(account, (reserved, used))| {
-        let held = held_down.get(account.as_str()).copied().unwrap_or(0);
-        async move {
-            tx.execute(
-                "INSERT INTO tg_accounts (account, reserved, used, held) \
-                 VALUES ($1, $2::bigint, $3::bigint, 0 - $4::bigint) \
-                 ON CONFLICT (account) DO UPDATE SET reserved = tg_accounts.reserved + $2, \
-                 used = tg_accounts.used + $3, held = tg_accounts.held - $4",
-                &[account, reserved, used, &held],
-            )
-            .await
+    for account in held_down.keys() {
+        if !accounts.iter().any(|(a, _)| a == account) {
+            accounts.push((account.clone(), (0, 0)));
         }
-    });
-    for r in join_all(updates).await {
-        r?;
     }
+    accounts.sort();
+    let names: Vec<&str> = accounts.iter().map(|(a, _)| a.as_str()).collect();
+    let reserved: Vec<i64> = accounts.iter().map(|(_, (r, _))| *r).collect();
+    let used: Vec<i64> = accounts.iter().map(|(_, (_, u))| *u).collect();
+    let held: Vec<i64> = accounts
+        .iter()
+        .map(|(a, _)| held_down.get(a).copied().unwrap_or(0))
+        .collect();
+    tx.execute(
+        "INSERT INTO tg_accounts (account, reserved, used, held) \
+         SELECT a, r, u, 0 - h FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+         AS t(a, r, u, h) \
+         ON CONFLICT (account) DO UPDATE SET reserved = tg_accounts.reserved + excluded.reserved, \
+         used = tg_accounts.used + excluded.used, held = tg_accounts.held + excluded.held",
+        &[&names, &reserved, &used, &held],
+    )
+    .await?;
     Ok(unbacked)
 }
 
