@@ -505,12 +505,14 @@ impl Driver {
         if let Some(e) = failed {
             return Err(e);
         }
+        let now_held: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
         let gone: Vec<String> = st
             .accounts
             .iter()
-            .filter(|a| !names.contains(a))
+            .filter(|a| !now_held.contains(a.as_str()))
             .cloned()
             .collect();
+        drop(now_held);
         for name in &gone {
             // Its rows are delivered (above): what the store still holds for this node is an
             // unused share.

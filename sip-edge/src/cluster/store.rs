@@ -969,12 +969,11 @@ async fn settle_deltas(tx: &Transaction<'_>, d: Deltas) -> Result<i64, ClusterEr
     }
     let unbacked = amounts.iter().sum::<i64>() - took_total;
     // Every account's change, in one statement.
-    let mut accounts: Vec<(String, (i64, i64))> = d.account.into_iter().collect();
+    let mut changes = d.account;
     for account in held_down.keys() {
-        if !accounts.iter().any(|(a, _)| a == account) {
-            accounts.push((account.clone(), (0, 0)));
-        }
+        changes.entry(account.clone()).or_default();
     }
+    let mut accounts: Vec<(String, (i64, i64))> = changes.into_iter().collect();
     accounts.sort();
     let names: Vec<&str> = accounts.iter().map(|(a, _)| a.as_str()).collect();
     let reserved: Vec<i64> = accounts.iter().map(|(_, (r, _))| *r).collect();
