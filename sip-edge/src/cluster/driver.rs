@@ -8,8 +8,11 @@
 //! 3. **Capacities**: what this node's directory says each account holds, when it changed
 //!    (start, reload, month rollover). Every node computes the same figures from the same
 //!    directory, so whichever writes last writes the same.
-//! 4. **Outbox**: the rows of this node's calls committed to its ledger since the last tick,
-//!    delivered in one transaction (idempotent: a row delivered twice changes nothing).
+//! 4. **Outbox** (on a connection and task of its own, every 250 ms, so a large delivery
+//!    never delays a waiting call): the rows of this node's calls committed to its ledger,
+//!    delivered in one transaction per 2,000 (idempotent: a row delivered twice changes
+//!    nothing). At start, the whole recovery set of the ledger goes first, before the shares
+//!    are adopted.
 //! 5. **Shares**: each account's share sized by [`tollgate_engine::shares::plan`] from the
 //!    recent burn and what the account has left; drawn or given back.
 //! 6. **Calls ended elsewhere**: calls this node admitted that another node ended (the proxy
