@@ -219,26 +219,34 @@ pub struct Sizing {
     pub nodes: u64,
 }
 
-/// How long the share should last at the recent burn rate, in seconds: long enough that a
-/// top-up in the background is never late (one driver tick is a second), short enough that a
-/// node does not sit on much.
-pub const HORIZON_SECONDS: u64 = 10;
+/// How long the share should last at the recent burn rate, in seconds: long enough that the
+/// store sees one draw per pool per half a minute or so of a node's calls, and a top-up in the
+/// background is never late (one driver tick is a second). What a node may sit on is bounded
+/// apart ([`plan`]'s fair part).
+pub const HORIZON_SECONDS: u64 = 60;
 
 /// Below this many grants per node left in the account (beyond the shares), nodes hold no
 /// share and reserve call by call in the store: the last minutes are usable from any node.
 pub const LOW_GRANTS_PER_NODE: u64 = 2;
 
 /// The policy for one share: a target of [`HORIZON_SECONDS`] of recent burn (at least two
-/// grants while anything burns), topped up when the share falls under half of it and trimmed
-/// when it holds more than twice; an idle account holds nothing (its next call fetches one
-/// grant), and once the account is low ([`LOW_GRANTS_PER_NODE`]) no node holds a share.
+/// grants while anything burns), but never more than a fair part of what the account has left
+/// (half of it split between the nodes, so a busy node cannot take a pool from the others),
+/// topped up when the share falls under half of it and trimmed when it holds more than twice;
+/// an idle account holds nothing (its next call fetches one grant), and once the account is
+/// low ([`LOW_GRANTS_PER_NODE`]) no node holds a share.
 pub fn plan(s: Sizing) -> Plan {
     let grant = s.grant.max(1);
-    let low = s.available < LOW_GRANTS_PER_NODE * grant * s.nodes.max(1);
+    let nodes = s.nodes.max(1);
+    let low = s.available < LOW_GRANTS_PER_NODE * grant * nodes;
+    let fair = (s.available + s.free) / (2 * nodes);
     let target = if low || s.burn_per_second == 0 {
         0
     } else {
-        (s.burn_per_second * HORIZON_SECONDS).max(2 * grant)
+        s.burn_per_second
+            .saturating_mul(HORIZON_SECONDS)
+            .min(fair)
+            .max(2 * grant)
     };
     if target > 0 && s.free <= target / 2 {
         Plan::Draw {
@@ -323,27 +331,38 @@ mod tests {
     #[test]
     fn shares_follow_the_burn_rate_and_vanish_when_the_pool_runs_low() {
         // Idle: nothing held; what an idle node held goes back.
-        assert_eq!(plan(sizing(0, 0, 1_000_000)), Plan::Keep);
-        assert_eq!(plan(sizing(1800, 0, 1_000_000)), Plan::GiveBack(1800));
+        assert_eq!(plan(sizing(0, 0, 10_000_000)), Plan::Keep);
+        assert_eq!(plan(sizing(1800, 0, 10_000_000)), Plan::GiveBack(1800));
         // A trickle: two grants.
         assert_eq!(
-            plan(sizing(0, 1, 1_000_000)),
+            plan(sizing(0, 1, 10_000_000)),
             Plan::Draw {
                 want: 3600,
                 min: 1800
             }
         );
-        assert_eq!(plan(sizing(3600, 1, 1_000_000)), Plan::Keep);
-        // Busy: ten seconds of burn.
+        assert_eq!(plan(sizing(3600, 1, 10_000_000)), Plan::Keep);
+        // Busy: a minute of burn.
         assert_eq!(
-            plan(sizing(3600, 3000, 1_000_000)),
+            plan(sizing(3600, 3000, 10_000_000)),
             Plan::Draw {
-                want: 26_400,
+                want: 176_400,
                 min: 1800
             }
         );
         // Quieter again: the excess goes back.
-        assert_eq!(plan(sizing(30_000, 100, 1_000_000)), Plan::GiveBack(26_400));
+        assert_eq!(
+            plan(sizing(300_000, 100, 10_000_000)),
+            Plan::GiveBack(294_000)
+        );
+        // Never more than a fair part: half of what is left, split between the three nodes.
+        assert_eq!(
+            plan(sizing(0, 3000, 600_000)),
+            Plan::Draw {
+                want: 100_000,
+                min: 1800
+            }
+        );
         // Low: under two grants per node left beyond the shares: give everything back.
         assert_eq!(plan(sizing(5000, 3000, 10_000)), Plan::GiveBack(5000));
         assert_eq!(plan(sizing(0, 3000, 10_000)), Plan::Keep);

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures_util::future::join_all;
-use tollgate_engine::shares::{plan, Plan, Share, ShareOf, Short, Sizing, HORIZON_SECONDS};
+use tollgate_engine::shares::{plan, Plan, Share, ShareOf, Short, Sizing};
 use tollgate_engine::{CallState, Engine, StoredCall};
 
 use crate::server::Server;
@@ -48,6 +48,10 @@ pub const PARK_MAX: Duration = Duration::from_millis(1500);
 /// Rows kept for the store at most while it is away; beyond, the oldest are dropped from
 /// memory (they stay in the ledger and are delivered again at the next start).
 const OUTBOX_MAX: usize = 1 << 20;
+
+/// A draw for waiting calls also takes this many seconds of the recent burn (the tick sizes
+/// the share properly within a second, within the account's fair part).
+const PARKED_TOP_UP_SECONDS: f64 = 10.0;
 
 /// How often the outbox delivers.
 const OUTBOX_EVERY: Duration = Duration::from_millis(250);
@@ -625,7 +629,7 @@ impl Driver {
             let need = total.saturating_sub(share.free());
             if need > 0 {
                 let burn = st.burns.get(name).map_or(0.0, |b| b.per_second);
-                let want = need.saturating_add((burn * HORIZON_SECONDS as f64) as u64);
+                let want = need.saturating_add((burn * PARKED_TOP_UP_SECONDS) as u64);
                 asks.push((name, share, need, want));
             }
         }
