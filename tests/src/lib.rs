@@ -46,23 +46,29 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `tollgate decide --config CONFIG --caller CALLER --dial DIAL` with `extra` arguments (e.g.
-/// `--json`): its standard output, asserting it succeeded.
-pub fn decide_output(config: &std::path::Path, caller: &str, dial: &str, extra: &[&str]) -> String {
+/// `tollgate SUBCOMMAND --config CONFIG ARGS…`: its standard output, asserting it succeeded.
+pub fn tollgate_output(subcommand: &str, config: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new(tollgate_bin())
-        .arg("decide")
+        .arg(subcommand)
         .arg("--config")
         .arg(config)
-        .args(["--caller", caller, "--dial", dial])
-        .args(extra)
+        .args(args)
         .output()
-        .expect("run tollgate decide");
+        .expect("run tollgate");
     assert!(
         out.status.success(),
-        "{}",
+        "tollgate {subcommand}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `tollgate decide --config CONFIG --caller CALLER --dial DIAL` with `extra` arguments (e.g.
+/// `--json`): its standard output, asserting it succeeded.
+pub fn decide_output(config: &std::path::Path, caller: &str, dial: &str, extra: &[&str]) -> String {
+    let mut args = vec!["--caller", caller, "--dial", dial];
+    args.extend_from_slice(extra);
+    tollgate_output("decide", config, &args)
 }
 
 /// `tollgate decide … --json`: the decision.

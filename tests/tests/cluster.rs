@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tollgate_tests::daemon::{temp_dir, Daemon, Options, SipRequest};
 use tollgate_tests::postgres::Postgres;
-use tollgate_tests::{repo_root, tollgate_bin};
+use tollgate_tests::{repo_root, tollgate_output};
 
 /// The shared server, alive while a test holds it.
 fn postgres() -> Arc<Postgres> {
@@ -284,26 +284,14 @@ fn a_call_ends_exactly_once_on_any_node() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(tollgate_bin())
-            .args(args)
-            .arg("--config")
-            .arg(b.daemon.config_path())
-            .output()
-            .expect("run tollgate");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let cdrs = cli(&["cdrs", "--month", &month, "--format", "json"]);
+    let config = b.daemon.config_path();
+    let cli = |cmd: &str, args: &[&str]| tollgate_output(cmd, &config, args);
+    let cdrs = cli("cdrs", &["--month", &month, "--format", "json"]);
     assert!(
         cdrs.contains("\"x-1\"") && cdrs.contains("\"x-2\""),
         "{cdrs}"
     );
-    let pools: Value = serde_json::from_str(&cli(&["pools", "--month", &month])).expect("json");
+    let pools: Value = serde_json::from_str(&cli("pools", &["--month", &month])).expect("json");
     assert_eq!(pools["pools"][0]["used_seconds"], 60, "{pools}");
     // Unknown everywhere: 404 after the wait for a late delivery.
     let (status, v) = json(
