@@ -288,7 +288,8 @@ struct Old {
     state: CallState,
     version: i32,
     reserved: i64,
-    row: serde_json::Value,
+    /// The JSON text of the row.
+    row: String,
 }
 
 /// Changes a batch makes to accounts, applied in account order (fewer deadlocks between
@@ -328,13 +329,12 @@ fn call_state(s: &str) -> Result<CallState, ClusterError> {
     rows::parse_state(s).ok_or_else(|| ClusterError::BadRow(format!("state {s:?}")))
 }
 
-/// A stored row back into a call.
-pub fn read_row(call_id: &str, row: &serde_json::Value) -> Result<StoredCall, ClusterError> {
-    let cells = row
-        .as_array()
-        .ok_or_else(|| ClusterError::BadRow(format!("call {call_id:?}: not an array")))?;
+/// A stored row (the text of its JSON array) back into a call.
+pub fn read_row(call_id: &str, row: &str) -> Result<StoredCall, ClusterError> {
+    let cells: Vec<serde_json::Value> = serde_json::from_str(row)
+        .map_err(|e| ClusterError::BadRow(format!("call {call_id:?}: {e}")))?;
     Ok(rows::read(&JsonCells {
-        cells,
+        cells: &cells,
         call: call_id,
     })?)
 }
@@ -636,10 +636,13 @@ impl ClusterStore {
     pub async fn call(&self, call_id: &str) -> Result<Option<StoredCall>, ClusterError> {
         match self
             .client
-            .query_opt("SELECT row FROM tg_calls WHERE call_id = $1", &[&call_id])
+            .query_opt(
+                "SELECT row::text FROM tg_calls WHERE call_id = $1",
+                &[&call_id],
+            )
             .await?
         {
-            Some(r) => Ok(Some(read_row(call_id, &r.get(0))?)),
+            Some(r) => Ok(Some(read_row(call_id, r.get(0))?)),
             None => Ok(None),
         }
     }
@@ -666,14 +669,14 @@ impl ClusterStore {
         let rows = self
             .client
             .query(
-                "SELECT call_id, row, changed FROM tg_calls WHERE node_id = $1 AND changed >= $2 \
+                "SELECT call_id, row::text, changed FROM tg_calls WHERE node_id = $1 AND changed >= $2 \
                  AND ended_by IS NOT NULL AND ended_by <> $1 ORDER BY changed LIMIT 10000",
                 &[&node, &cursor],
             )
             .await?;
         let calls = rows
             .iter()
-            .map(|r| read_row(&r.get::<_, String>(0), &r.get(1)))
+            .map(|r| read_row(r.get::<_, &str>(0), r.get(1)))
             .collect::<Result<Vec<_>, _>>()?;
         // A full page: go on from its last transaction next time.
         let next = match rows.last() {
@@ -738,12 +741,12 @@ impl ClusterStore {
         let rows = self
             .client
             .query(
-                "SELECT call_id, row FROM tg_calls WHERE month = $1 ORDER BY seq, call_id",
+                "SELECT call_id, row::text FROM tg_calls WHERE month = $1 ORDER BY seq, call_id",
                 &[&month.to_string()],
             )
             .await?;
         rows.iter()
-            .map(|r| read_row(&r.get::<_, String>(0), &r.get(1)))
+            .map(|r| read_row(r.get::<_, &str>(0), r.get(1)))
             .collect()
     }
 
@@ -792,7 +795,7 @@ async fn lock_calls(
 ) -> Result<HashMap<String, Old>, ClusterError> {
     let rows = tx
         .query(
-            "SELECT call_id, node_id, state, version, reserved, row FROM tg_calls \
+            "SELECT call_id, node_id, state, version, reserved, row::text FROM tg_calls \
              WHERE call_id = ANY($1) ORDER BY call_id FOR UPDATE",
             &[&ids],
         )
@@ -833,7 +836,7 @@ struct Upsert {
     month: String,
     seq: i64,
     ended_by: Option<String>,
-    row: serde_json::Value,
+    row: String,
 }
 
 /// Writes a batch's call rows in one statement (`UNNEST` of one array per column); a call
@@ -856,7 +859,7 @@ async fn write_calls(tx: &Transaction<'_>, upserts: &[Box<Upsert>]) -> Result<()
     let months = col(|u| u.month.clone());
     let seqs: Vec<i64> = rows.iter().map(|u| u.seq).collect();
     let ended_by: Vec<Option<&str>> = rows.iter().map(|u| u.ended_by.as_deref()).collect();
-    let bodies = col(|u| u.row.to_string());
+    let bodies = col(|u| u.row.clone());
     tx.execute(
         "INSERT INTO tg_calls (call_id, node_id, account, state, version, reserved, charged, \
          month, seq, ended_by, changed, row) \

@@ -249,20 +249,22 @@ impl Cells for Row<'_> {
 }
 
 /// A call's row as a JSON array of its cells in [`COLUMNS`] order: the cluster store keeps a
-/// node's rows this way, read back with [`read`] like the ledger's.
-pub fn to_json(c: &StoredCall) -> serde_json::Value {
+/// node's rows this way, read back with [`read`] like the ledger's. Written straight from the
+/// cells, with no JSON tree in between (once per call delivered to the store).
+pub fn to_json(c: &StoredCall) -> String {
     let mut s = Scratch::default();
     s.fill(c);
-    serde_json::Value::Array(
-        values(c, &s)
-            .iter()
-            .map(|v| match *v {
-                Value::Null => serde_json::Value::Null,
-                Value::Int(n) => n.into(),
-                Value::Text(t) => t.into(),
-            })
-            .collect(),
-    )
+    serde_json::to_string(&values(c, &s)).unwrap_or_default()
+}
+
+impl serde::Serialize for Value<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Value::Null => s.serialize_none(),
+            Value::Int(n) => s.serialize_i64(n),
+            Value::Text(t) => s.serialize_str(t),
+        }
+    }
 }
 
 /// A JSON array of [`to_json`]; `call` names the row in errors.
