@@ -20,27 +20,25 @@
 //! 7. **Expired leases** of silent nodes go back to their accounts (any node may do it; each
 //!    share returns once).
 //!
-//! Calls that found their share short wait here ([`Driver::park`]): the driver draws one grant
-//! each for their accounts at once, then has them decided again; a call waits at most
-//! [`PARK_MAX`], then is answered `503 store_unavailable` (the proxy tries another node).
+//! Calls that found their share short wait here ([`Driver::park`]): the driver draws what they
+//! need (and a few seconds of the account's burn) for all their accounts at once, pipelined,
+//! then has each decided again; a call waits at most [`PARK_MAX`], then is answered
+//! `503 store_unavailable` (the proxy tries another node).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
 use futures_util::future::join_all;
+use tollgate_engine::pools::MonthKey;
 use tollgate_engine::shares::{plan, Plan, Share, ShareOf, Short, Sizing};
 use tollgate_engine::{CallState, Engine, StoredCall};
-
-use crate::server::Server;
-
-use tollgate_engine::pools::MonthKey;
 
 use super::store::{
     credits_account, pool_account, ClusterError, ClusterStore, ClusterView, Finish, PoolRow,
 };
+use crate::server::Server;
 
 /// How long a call may wait for a share before it is answered `503 store_unavailable`.
 pub const PARK_MAX: Duration = Duration::from_millis(1500);
