@@ -7,7 +7,7 @@
 //! `postgres` system user (`runuser`), which owns the directory. One server per test binary is
 //! the intended use; each test takes a database of its own ([`Postgres::database`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -203,11 +203,6 @@ impl Postgres {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).to_string())
         }
-    }
-
-    /// The server's directory (data and log).
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

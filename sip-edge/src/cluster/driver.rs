@@ -121,14 +121,6 @@ impl Outbox {
         rows.append(&mut q);
         *q = rows;
     }
-
-    pub fn len(&self) -> usize {
-        self.rows.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The burn of one share: up at once when calls come faster (a share sized to the old rate
@@ -194,7 +186,7 @@ pub struct Driver {
     outbox_store: tokio::sync::Mutex<Option<ClusterStore>>,
     parked: tokio::sync::mpsc::Sender<Parked>,
     parked_rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Parked>>,
-    /// Whether the last exchange with the store succeeded (`/readyz`, `GET /v1/cluster`).
+    /// Whether the last exchange with the store succeeded (a change is logged once).
     up: AtomicBool,
     /// Whether this node has been in step with the store since it started (`/readyz`).
     in_step: AtomicBool,
@@ -228,11 +220,6 @@ impl Driver {
     /// then it cannot admit a call that needs a pool or credits (`/readyz` says not ready).
     pub fn in_step(&self) -> bool {
         self.in_step.load(Ordering::Acquire)
-    }
-
-    /// Whether the store answered last time.
-    pub fn store_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
     }
 
     /// Queues a call whose share was short; gives it back if too many wait already (answer
@@ -325,18 +312,11 @@ impl Driver {
     }
 
     /// Ends a call another node admitted: `row` ended by [`Engine::end_stored`]; applied only
-    /// if the store still has it reserved. Returns the row as the store now has it (the first
-    /// end, if another came first).
-    pub async fn finish(&self, row: &StoredCall) -> Result<StoredCall, ClusterError> {
+    /// if the store still has it reserved ([`ClusterStore::finish`]).
+    pub async fn finish(&self, row: &StoredCall) -> Result<Finish, ClusterError> {
         let node = &self.settings.node_id;
-        match self
-            .with_store(async |store| store.finish(node, row).await)
-            .await?
-        {
-            Finish::Finished => Ok(row.clone()),
-            Finish::AlreadyFinal(first) => Ok(*first),
-            Finish::Unknown => Err(ClusterError::UnknownCall),
-        }
+        self.with_store(async |store| store.finish(node, row).await)
+            .await
     }
 
     /// The pools of `month`, cluster-wide.

@@ -32,7 +32,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls, Transaction};
-use tollgate_engine::credits::Money;
 use tollgate_engine::pools::{MonthKey, PoolKey};
 use tollgate_engine::{CallState, StoredCall, StoredFunding};
 
@@ -712,28 +711,6 @@ impl ClusterStore {
                 })
             })
             .collect())
-    }
-
-    /// A tenant's credits, cluster-wide: (capacity, used, reserved, held) in micro-units.
-    pub async fn credits(
-        &self,
-        tenant: &str,
-    ) -> Result<Option<(Money, Money, Money, Money)>, ClusterError> {
-        let r = self
-            .client
-            .query_opt(
-                "SELECT capacity, used, reserved, held FROM tg_accounts WHERE account = $1",
-                &[&credits_account(tenant)],
-            )
-            .await?;
-        Ok(r.map(|r| {
-            (
-                Money(r.get(0)),
-                Money(r.get(1)),
-                Money(r.get(2)),
-                Money(r.get(3)),
-            )
-        }))
     }
 
     /// Every call charged to `month`, whichever node admitted it, in admission order.

@@ -19,7 +19,7 @@ use tollgate_engine::pools::MonthKey;
 use tollgate_engine::{CallError, Ending, StoredCall};
 
 use super::{call_error, error, settlement_json, store_error, Api};
-use crate::cluster::store::{ClusterError, PoolRow};
+use crate::cluster::store::{ClusterError, Finish, PoolRow};
 use crate::server::now;
 
 /// How long a lookup waits for a call that may still be on its way to the store.
@@ -66,11 +66,12 @@ pub(super) async fn end(api: &Api, call_id: &str, ending: Ending) -> Response {
         return Json(settlement_json(&settlement)).into_response();
     }
     match driver.finish(&ended).await {
+        Ok(Finish::Finished) => Json(settlement_json(&settlement)).into_response(),
         // Another end came first: its figures, nothing changed by this one.
-        Ok(stored) if stored.version != ended.version || stored.state != ended.state => {
-            Json(settlement_json(&stored.settlement(false))).into_response()
+        Ok(Finish::AlreadyFinal(first)) => {
+            Json(settlement_json(&first.settlement(false))).into_response()
         }
-        Ok(_) => Json(settlement_json(&settlement)).into_response(),
+        Ok(Finish::Unknown) => call_error(CallError::UnknownCall),
         Err(e) => cluster_error(&e),
     }
 }
