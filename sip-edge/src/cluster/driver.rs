@@ -35,8 +35,9 @@ use tollgate_engine::pools::MonthKey;
 use tollgate_engine::shares::{plan, Plan, Share, ShareOf, Short, Sizing};
 use tollgate_engine::{CallState, Engine, StoredCall};
 
+use super::calls::Finish;
 use super::store::{
-    credits_account, pool_account, ClusterError, ClusterStore, ClusterView, Finish, PoolRow,
+    credits_account, pool_account, ClusterError, ClusterStore, ClusterView, PoolRow,
 };
 use crate::server::Server;
 

@@ -19,7 +19,8 @@ use tollgate_engine::pools::MonthKey;
 use tollgate_engine::{CallError, Ending, StoredCall};
 
 use super::{call_error, error, settlement_json, store_error, Api};
-use crate::cluster::store::{ClusterError, Finish, PoolRow};
+use crate::cluster::calls::Finish;
+use crate::cluster::store::{ClusterError, PoolRow};
 use crate::server::now;
 
 /// How long a lookup waits for a call that may still be on its way to the store.
