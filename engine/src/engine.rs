@@ -16,9 +16,9 @@ use crate::pools::{MonthKey, PoolStatus, PoolTable};
 use crate::reservations::{
     replay, CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
 };
-use crate::restore::{StoredCall, StoredFunding};
+use crate::restore::StoredCall;
 use crate::sequence::Sequence;
-use crate::shares::ShareOf;
+use crate::shares::{Lack, ShareOf};
 
 /// One INVITE, as the daemon parsed it.
 #[derive(Clone, Copy, Debug)]
@@ -497,9 +497,10 @@ impl Engine {
         } else {
             match &r.grant.funding {
                 Funding::None => 0,
-                Funding::Pool(c) => c
-                    .reserve(want, inc)
-                    .map_err(|_| CallError::Exhausted(Reason::PoolExhausted))?,
+                Funding::Pool(c) => c.reserve(want, inc).map_err(|lack| match lack {
+                    Lack::Exhausted => CallError::Exhausted(Reason::PoolExhausted),
+                    Lack::Short => CallError::ShareShort,
+                })?,
                 Funding::Credits {
                     account,
                     per_minute,
@@ -519,7 +520,7 @@ impl Engine {
                         .find(|t| t.id == r.grant.tenant)
                         .and_then(|t| t.user_spend_limit);
                     self.take_credits(account, spend, limit, cost)
-                        .map_err(|e| CallError::Exhausted(e.unwrap_or(Reason::StoreUnavailable)))?;
+                        .map_err(|e| e.map_or(CallError::ShareShort, CallError::Exhausted))?;
                     r.grant.reserved_money.0 += cost.0;
                     secs
                 }
@@ -605,48 +606,6 @@ impl Engine {
             return Err(CallError::UnknownCall);
         }
         Ok(stored.settlement(false))
-    }
-
-    /// Several nodes (DESIGN §6): ends a call another node admitted (and may have died with),
-    /// from the row the store holds, with the arithmetic of [`Engine::settle`] and
-    /// [`Engine::release`]: the ended row for the store to apply if the call is still reserved
-    /// there (exactly once), and the answer. A row already ended answers its figures again
-    /// with `changed: false`.
-    pub fn end_stored(
-        &self,
-        mut stored: StoredCall,
-        ending: Ending,
-        now: u64,
-    ) -> (StoredCall, Settlement) {
-        if stored.state != CallState::Reserved {
-            let s = stored.settlement(false);
-            return (stored, s);
-        }
-        let (state, billable, charged) = match ending {
-            Ending::Settled { billable_seconds } => (
-                CallState::Settled,
-                billable_seconds,
-                self.config.round_up(billable_seconds),
-            ),
-            Ending::Released => (CallState::Released, 0, 0),
-        };
-        let charged = charged.min(stored.reserved_seconds);
-        let (seconds, money) = match &stored.funding {
-            StoredFunding::None => (0, Money::ZERO),
-            StoredFunding::Pool { .. } => (charged, Money::ZERO),
-            StoredFunding::Credits { per_minute, .. } => (
-                charged,
-                Money::for_seconds(*per_minute, charged).min(stored.reserved_money),
-            ),
-        };
-        stored.state = state;
-        stored.billable_seconds = billable;
-        stored.charged_seconds = seconds;
-        stored.charged_money = money;
-        stored.ended_at = Some(now);
-        stored.version += 1;
-        let s = stored.settlement(true);
-        (stored, s)
     }
 
     /// CANCEL: the whole reservation goes back.
@@ -737,6 +696,9 @@ fn build_live(snap: Snapshot, month: MonthKey, prev: Option<&Live>, shared: bool
 
 #[path = "funding.rs"]
 mod funding;
+
+#[path = "elsewhere.rs"]
+mod elsewhere;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

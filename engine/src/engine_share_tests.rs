@@ -153,3 +153,65 @@ fn a_call_another_node_admitted_ends_from_its_row_once() {
     assert_eq!(s.charged_seconds, 60);
     assert!(ended.charged_money.0 > 0 && ended.charged_money <= ended.reserved_money);
 }
+
+#[test]
+fn a_call_another_node_admitted_is_extended_from_its_row_and_its_node_adopts_it() {
+    let a = shared();
+    let d = call(&a, "small@u.com", us(), "x");
+    share_of(&d).add(1800);
+    assert!(call(&a, "small@u.com", us(), "x").is_admit());
+    // A's share is spent: its own extension asks for a draw first.
+    assert_eq!(a.extend("x", NOW + 10), Err(CallError::ShareShort));
+    assert!(matches!(
+        a.extension_short("x"),
+        Some(Short {
+            of: ShareOf::Pool(_),
+            needed: 1800
+        })
+    ));
+    // B extends from the row and what the pool of record has available.
+    let row = StoredCall::from_record("x", &a.reservations().get("x").unwrap());
+    let b = shared();
+    assert_eq!(
+        b.extend_stored(row.clone(), 59, NOW + 10).err(),
+        Some(CallError::Exhausted(Reason::PoolExhausted)),
+        "less than one increment available"
+    );
+    let (ext, x, amount) = b.extend_stored(row.clone(), 1000, NOW + 10).unwrap();
+    assert_eq!(
+        (x.granted_seconds, amount),
+        (960, 960),
+        "what is left, in increments"
+    );
+    assert_eq!(
+        (ext.reserved_seconds, ext.version, x.max_duration),
+        (2760, row.version + 1, 2760)
+    );
+    assert_eq!(ext.expires_at, row.expires_at + 960);
+    // A adopts it once; settling then gives back no more than was reserved.
+    assert!(a.adopt_extension(&ext));
+    assert!(!a.adopt_extension(&ext));
+    assert_eq!(
+        a.reservations().get("x").unwrap().grant.reserved_seconds,
+        2760
+    );
+    let pool = |e: &Engine| {
+        e.pools(NOW)
+            .into_iter()
+            .find(|p| &*p.key.tenant == "u")
+            .unwrap()
+    };
+    assert_eq!(pool(&a).reserved_seconds, 2760);
+    let s = a.settle("x", 2000, NOW + 2000).unwrap();
+    assert_eq!(s.charged_seconds, 2040);
+    assert_eq!(
+        (pool(&a).reserved_seconds, pool(&a).used_seconds),
+        (0, 2040)
+    );
+    // An ended call is not extended.
+    let ended = StoredCall::from_record("x", &a.reservations().get("x").unwrap());
+    assert_eq!(
+        b.extend_stored(ended, 10_000, NOW).err(),
+        Some(CallError::NotActive(CallState::Settled))
+    );
+}

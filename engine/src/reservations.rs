@@ -152,6 +152,10 @@ pub enum CallError {
     /// keeps what it holds.
     #[error("no further grant: {0}")]
     Exhausted(crate::policy::Reason),
+    /// Several nodes: this node's share cannot pay for the extension and the store may have
+    /// more ([`crate::Engine::extension_short`] says what to draw); tried again after the draw.
+    #[error("this node's share is short")]
+    ShareShort,
 }
 
 /// The in-flight map, keyed by Call-ID.

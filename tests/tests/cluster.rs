@@ -308,6 +308,158 @@ fn a_call_ends_exactly_once_on_any_node() {
     assert_eq!(overdrawn(&pg, "anynode"), "");
 }
 
+/// The pool figures of acme as `n` shows them: (used, reserved).
+fn acme_pool(n: &Node) -> (Value, Value) {
+    let v = json(n, "GET", "/v1/pools?tenant=acme", "").1;
+    (
+        v["pools"][0]["used_seconds"].clone(),
+        v["pools"][0]["reserved_seconds"].clone(),
+    )
+}
+
+/// A proxy that times out on one node sends the same INVITE to another (dispatcher failover):
+/// both may admit it. The Call-ID names one call: its end settles one admission and releases
+/// the other, whichever arrives at the store first.
+#[test]
+fn the_same_invite_admitted_on_two_nodes_is_charged_once() {
+    let pg = postgres();
+    let db = "duplicate";
+    let url = pg.database(db);
+    let dir = directory();
+    let a = start(&url, "a", &dir, None);
+    let b = start(&url, "b", &dir, None);
+    let rows = |id: &str| {
+        pg.psql(
+            db,
+            &format!(
+                "SELECT string_agg(node_id || ':' || state, ',' ORDER BY node_id) FROM tg_calls \
+                 WHERE call_id = '{id}'"
+            ),
+        )
+    };
+    // Both admissions in the store, then the end on B: B's settled, A's released.
+    assert_eq!(call(&a, "a1@acme.example", "dup-1").0, 302);
+    assert_eq!(call(&b, "a1@acme.example", "dup-1").0, 302);
+    eventually(5, "both admissions in the store", || {
+        rows("dup-1") == "a:reserved,b:reserved"
+    });
+    let (status, v) = json(
+        &b,
+        "POST",
+        "/v1/calls/dup-1/end",
+        r#"{"billable_seconds": 61}"#,
+    );
+    assert_eq!(
+        (status, v["charged_seconds"].as_u64()),
+        (200, Some(60)),
+        "{v}"
+    );
+    eventually(5, "B's settlement in the store", || {
+        rows("dup-1") == "a:released,b:settled"
+    });
+    eventually(5, "A releases its admission", || {
+        json(&a, "GET", "/v1/calls/dup-1", "").1["state"] == "released"
+    });
+    // Any node answers for the Call-ID with the settled admission.
+    let v = json(
+        &a,
+        "POST",
+        "/v1/calls/dup-1/end",
+        r#"{"billable_seconds": 5}"#,
+    )
+    .1;
+    assert_eq!(
+        (v["charged_seconds"].as_u64(), v["changed"].as_bool()),
+        (Some(60), Some(false)),
+        "{v}"
+    );
+    // The second admission reaches the store after the end: released on delivery.
+    assert_eq!(call(&a, "a2@acme.example", "dup-2").0, 302);
+    let (status, v) = json(
+        &a,
+        "POST",
+        "/v1/calls/dup-2/end",
+        r#"{"billable_seconds": 60}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(call(&b, "a2@acme.example", "dup-2").0, 302);
+    eventually(5, "B releases its late admission", || {
+        rows("dup-2") == "a:settled,b:released"
+    });
+    eventually(5, "B's record released", || {
+        json(&b, "GET", "/v1/calls/dup-2", "").1["state"] == "released"
+    });
+    for n in [&a, &b] {
+        eventually(5, "two minutes used, nothing reserved", || {
+            acme_pool(n) == (Value::from(120), Value::from(0))
+        });
+    }
+    assert_eq!(overdrawn(&pg, db), "");
+}
+
+/// An extension sent to a node that did not admit the call takes the grant from the pool of
+/// record; the admitting node adopts it (it neither expires the call early nor refunds more
+/// than was reserved) and the call settles once.
+#[test]
+fn a_call_is_extended_on_any_node() {
+    let pg = postgres();
+    let db = "extend";
+    let url = pg.database(db);
+    let dir = directory();
+    let a = start(&url, "a", &dir, None);
+    let b = start(&url, "b", &dir, None);
+    assert_eq!(call(&a, "a1@acme.example", "ext-1").0, 302);
+    let (status, v) = json(&b, "POST", "/v1/calls/ext-1/extend", "");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["granted_seconds"].as_u64(), v["max_duration"].as_u64()),
+        (Some(GRANT), Some(2 * GRANT)),
+        "{v}"
+    );
+    eventually(5, "A adopts the extension", || {
+        json(&a, "GET", "/v1/calls/ext-1", "").1["reserved_seconds"] == 2 * GRANT
+    });
+    // And once more on A, from its own share: three grants in all.
+    let (status, v) = json(&a, "POST", "/v1/calls/ext-1/extend", "");
+    assert_eq!(
+        (status, v["max_duration"].as_u64()),
+        (200, Some(3 * GRANT)),
+        "{v}"
+    );
+    eventually(5, "three grants reserved in the store", || {
+        acme_pool(&b) == (Value::from(0), Value::from(3 * GRANT))
+    });
+    let (status, v) = json(
+        &b,
+        "POST",
+        "/v1/calls/ext-1/end",
+        r#"{"billable_seconds": 150}"#,
+    );
+    assert_eq!(
+        (status, v["charged_seconds"].as_u64()),
+        (200, Some(3 * GRANT)),
+        "{v}"
+    );
+    for n in [&a, &b] {
+        eventually(5, "three grants used, nothing reserved", || {
+            acme_pool(n) == (Value::from(3 * GRANT), Value::from(0))
+        });
+    }
+    // An ended call is not extended, on either node (once A has learned of the end).
+    eventually(5, "A sees the call settled", || {
+        json(&a, "GET", "/v1/calls/ext-1", "").1["state"] == "settled"
+    });
+    for n in [&a, &b] {
+        let (status, v) = json(n, "POST", "/v1/calls/ext-1/extend", "");
+        assert_eq!(
+            (status, v["reason"].as_str()),
+            (409, Some("settled")),
+            "{v}"
+        );
+    }
+    assert_eq!(overdrawn(&pg, db), "");
+}
+
 #[test]
 fn a_node_killed_with_9_loses_nothing_and_its_share_returns() {
     let pg = postgres();

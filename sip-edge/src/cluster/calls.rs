@@ -2,7 +2,7 @@
 //! delivered from each node's ledger by its outbox, ended once whichever node receives the end,
 //! and read back by any node (`GET /v1/calls/{id}`, `tollgate cdrs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::Transaction;
 use tollgate_engine::pools::MonthKey;
@@ -38,6 +38,10 @@ pub struct Delivered {
     pub already_final: Vec<StoredCall>,
     /// Reserved by calls whose node's share had expired before they arrived (see the model).
     pub unbacked: i64,
+    /// Calls still reserved here whose Call-ID another node admitted too and has seen ended
+    /// by a report (settled or released): the same call, admitted twice after a proxy's
+    /// failover; this node releases its admission.
+    pub duplicates: Vec<String>,
 }
 
 /// What [`ClusterStore::finish`] did.
@@ -53,7 +57,6 @@ pub enum Finish {
 
 /// The stored part of a call that the accounting looks at.
 struct Old {
-    node: String,
     state: CallState,
     version: i32,
     reserved: i64,
@@ -93,6 +96,21 @@ fn call_state(s: &str) -> Result<CallState, ClusterError> {
     rows::parse_state(s).ok_or_else(|| ClusterError::BadRow(format!("state {s:?}")))
 }
 
+/// Of the rows of one Call-ID with their admitting nodes (several when two nodes admitted the
+/// same INVITE, a proxy's failover), the one that stands for the call: an ended one with a
+/// charge reported (settled: the call was ended), else the reserved one admitted last (the 302
+/// the proxy most likely followed), else an expired one, else the latest.
+pub fn primary(rows: &[(String, StoredCall)]) -> Option<&(String, StoredCall)> {
+    let rank = |s: CallState| match s {
+        CallState::Settled => 3,
+        CallState::Reserved => 2,
+        CallState::Expired => 1,
+        CallState::Released => 0,
+    };
+    rows.iter()
+        .max_by_key(|(_, c)| (rank(c.state), c.started_at, c.seq))
+}
+
 /// A stored row (the text of its JSON array) back into a call.
 pub fn read_row(call_id: &str, row: &str) -> Result<StoredCall, ClusterError> {
     let cells: Vec<serde_json::Value> = serde_json::from_str(row)
@@ -105,32 +123,59 @@ pub fn read_row(call_id: &str, row: &str) -> Result<StoredCall, ClusterError> {
 
 impl ClusterStore {
     /// Applies a batch of `node`'s call rows in one transaction, idempotently (see the model).
+    ///
+    /// A Call-ID other nodes admitted too (the same INVITE after a proxy's failover) names one
+    /// call: when this batch ends it by a report (settled or released), their admissions still
+    /// reserved are released here, by `release` (the engine's arithmetic,
+    /// [`tollgate_engine::Engine::end_stored`]); when another node ended it first, this node's
+    /// admission is listed in [`Delivered::duplicates`] for this node to release.
     pub async fn deliver(
         &mut self,
         node: &str,
         calls: &[StoredCall],
+        release: impl Fn(StoredCall) -> StoredCall,
     ) -> Result<Delivered, ClusterError> {
         let tx = self.client.transaction().await?;
         let mut ids: Vec<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut old = lock_calls(&tx, &ids).await?;
+        let mut old = lock_calls(&tx, node, &ids).await?;
+        // Other nodes' admissions of these Call-IDs (almost always none).
+        let mut ended_elsewhere: HashSet<String> = HashSet::new();
+        let mut reserved_elsewhere: HashMap<String, Vec<String>> = HashMap::new();
+        for r in tx
+            .query(
+                "SELECT call_id, node_id, state FROM tg_calls WHERE call_id = ANY($1) \
+                 AND node_id <> $2",
+                &[&ids, &node],
+            )
+            .await?
+        {
+            match call_state(r.get(2))? {
+                CallState::Settled | CallState::Released => {
+                    ended_elsewhere.insert(r.get(0));
+                }
+                CallState::Reserved => reserved_elsewhere
+                    .entry(r.get(1))
+                    .or_default()
+                    .push(r.get(0)),
+                CallState::Expired => {}
+            }
+        }
         let mut deltas = Deltas::default();
         let mut out = Delivered::default();
         let mut upserts: Vec<Box<Upsert>> = Vec::with_capacity(calls.len());
         for c in calls {
             let prev = old.get(&c.call_id);
-            match apply(node, prev, c, &mut deltas)? {
+            match apply(node, node, prev, c, &mut deltas)? {
                 Applied::Changed(upsert) => {
                     upserts.push(upsert);
                     out.applied += 1;
                     // A later row of the same call in this batch sees this one.
-                    let owner = prev.map_or_else(|| node.to_string(), |p| p.node.clone());
                     let before = prev.map_or(0, |p| p.reserved);
                     old.insert(
                         c.call_id.clone(),
                         Old {
-                            node: owner,
                             state: c.state,
                             version: i32::try_from(c.version).unwrap_or(i32::MAX),
                             reserved: call_account(c).map_or(0, |(_, r, _)| r).max(before),
@@ -142,19 +187,58 @@ impl ClusterStore {
                 Applied::Nothing => {}
             }
         }
+        // This batch's reports end the other admissions of their Call-IDs.
+        let reported: HashSet<&str> = calls
+            .iter()
+            .filter(|c| matches!(c.state, CallState::Settled | CallState::Released))
+            .map(|c| c.call_id.as_str())
+            .collect();
+        let mut owners: Vec<(&String, &Vec<String>)> = reserved_elsewhere.iter().collect();
+        owners.sort();
+        for (owner, their) in owners {
+            let mut ending: Vec<&str> = their
+                .iter()
+                .map(String::as_str)
+                .filter(|id| reported.contains(id))
+                .collect();
+            ending.sort_unstable();
+            for (id, prev) in lock_calls(&tx, owner, &ending).await? {
+                if prev.state != CallState::Reserved {
+                    continue;
+                }
+                let released = release(read_row(&id, &prev.row)?);
+                if let Applied::Changed(u) =
+                    apply(owner, node, Some(&prev), &released, &mut deltas)?
+                {
+                    tracing::info!(call_id = %id, node = %owner, "the same Call-ID was admitted on another node too (a proxy's failover): released there");
+                    upserts.push(u);
+                }
+            }
+        }
         if !upserts.is_empty() {
             write_calls(&tx, &upserts).await?;
         }
+        out.duplicates = old
+            .iter()
+            .filter(|(id, o)| o.state == CallState::Reserved && ended_elsewhere.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
         out.unbacked = settle_deltas(&tx, deltas).await?;
         tx.commit().await?;
         Ok(out)
     }
 
-    /// Ends a call `node` does not hold (its admitting node may be dead) with `ended`, the
-    /// stored row ended by the engine: applied only while the store has it reserved.
-    pub async fn finish(&mut self, node: &str, ended: &StoredCall) -> Result<Finish, ClusterError> {
+    /// Ends `owner`'s call, which `node` does not hold (its admitting node may be dead), with
+    /// `ended`, the stored row ended by the engine: applied only while the store has it
+    /// reserved.
+    pub async fn finish(
+        &mut self,
+        node: &str,
+        owner: &str,
+        ended: &StoredCall,
+    ) -> Result<Finish, ClusterError> {
         let tx = self.client.transaction().await?;
-        let old = lock_calls(&tx, &[ended.call_id.as_str()]).await?;
+        let old = lock_calls(&tx, owner, &[ended.call_id.as_str()]).await?;
         let Some(prev) = old.get(&ended.call_id) else {
             return Ok(Finish::Unknown);
         };
@@ -165,7 +249,7 @@ impl ClusterStore {
             )?)));
         }
         let mut deltas = Deltas::default();
-        if let Applied::Changed(upsert) = apply(node, Some(prev), ended, &mut deltas)? {
+        if let Applied::Changed(upsert) = apply(owner, node, Some(prev), ended, &mut deltas)? {
             write_calls(&tx, &[upsert]).await?;
         }
         settle_deltas(&tx, deltas).await?;
@@ -173,27 +257,88 @@ impl ClusterStore {
         Ok(Finish::Finished)
     }
 
-    /// One call, whichever node admitted it.
-    pub async fn call(&self, call_id: &str) -> Result<Option<StoredCall>, ClusterError> {
-        match self
+    /// The rows of a Call-ID, with the node that admitted each: one, or several when the
+    /// proxy sent the same INVITE to a second node (a failover on timeout) and both admitted
+    /// it ([`primary`] picks the one that stands for the call).
+    pub async fn calls(&self, call_id: &str) -> Result<Vec<(String, StoredCall)>, ClusterError> {
+        let rows = self
             .client
-            .query_opt(
-                "SELECT row::text FROM tg_calls WHERE call_id = $1",
+            .query(
+                "SELECT node_id, row::text FROM tg_calls WHERE call_id = $1 ORDER BY node_id",
                 &[&call_id],
             )
-            .await?
-        {
-            Some(r) => Ok(Some(read_row(call_id, r.get(0))?)),
-            None => Ok(None),
-        }
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.get(0), read_row(call_id, r.get(1))?)))
+            .collect()
     }
 
-    /// Calls `node` admitted that another node ended, written since `cursor`, and the cursor
+    /// Extends `owner`'s call `call_id`, which `node` does not hold, in one transaction: the
+    /// row and its account are locked, `extend` (the engine's arithmetic,
+    /// [`tollgate_engine::Engine::extend_stored`]) is given the row and what the account has
+    /// available, and what it takes moves to the account's `reserved` with the row. The
+    /// admitting node adopts the new row ([`ClusterStore::calls_changed_since`]).
+    pub async fn extend<T, E>(
+        &mut self,
+        node: &str,
+        owner: &str,
+        call_id: &str,
+        extend: impl FnOnce(StoredCall, u64) -> Result<(StoredCall, T, u64), E>,
+    ) -> Result<Result<T, E>, ClusterError> {
+        let tx = self.client.transaction().await?;
+        let old = lock_calls(&tx, owner, &[call_id]).await?;
+        let Some(prev) = old.get(call_id) else {
+            return Err(ClusterError::UnknownCall);
+        };
+        let row = read_row(call_id, &prev.row)?;
+        let account = call_account(&row).map(|(name, _, _)| name);
+        let available = match &account {
+            Some(name) => tx
+                .query_opt(
+                    "SELECT capacity - used - reserved - held FROM tg_accounts \
+                     WHERE account = $1 FOR UPDATE",
+                    &[name],
+                )
+                .await?
+                .map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)),
+            None => 0,
+        };
+        let (extended, answer, amount) = match extend(row, available) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(name) = &account {
+            tx.execute(
+                "UPDATE tg_accounts SET reserved = reserved + $2 WHERE account = $1",
+                &[name, &rows::saturate(amount)],
+            )
+            .await?;
+        }
+        let reserved = call_account(&extended).map_or(0, |(_, r, _)| r);
+        tx.execute(
+            "UPDATE tg_calls SET version = $3, reserved = $4, written_by = $5, \
+             changed = pg_current_xact_id()::text::bigint, row = $6::text::jsonb \
+             WHERE call_id = $1 AND node_id = $2",
+            &[
+                &call_id,
+                &owner,
+                &i32::try_from(extended.version).unwrap_or(i32::MAX),
+                &reserved,
+                &node,
+                &rows::to_json(&extended),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(answer))
+    }
+
+    /// Calls `node` admitted that another node ended or extended, written since `cursor`, and the cursor
     /// for the next poll (at most 10,000 at a time). `changed` is the id of the transaction
     /// that wrote a row, and the cursor the oldest transaction still running at the poll
     /// (`pg_snapshot_xmin`): a row committed after a poll by a transaction older than it is
     /// still seen by the next poll (a sequence number taken before commit would be skipped).
-    /// A row may come twice; ending a call twice changes nothing.
+    /// A row may come twice; ending or adopting a call twice changes nothing.
     pub async fn calls_changed_since(
         &self,
         node: &str,
@@ -211,7 +356,7 @@ impl ClusterStore {
             .client
             .query(
                 "SELECT call_id, row::text, changed FROM tg_calls WHERE node_id = $1 AND changed >= $2 \
-                 AND ended_by IS NOT NULL AND ended_by <> $1 ORDER BY changed LIMIT 10000",
+                 AND written_by <> $1 ORDER BY changed LIMIT 10000",
                 &[&node, &cursor],
             )
             .await?;
@@ -242,16 +387,17 @@ impl ClusterStore {
     }
 }
 
-/// Locks the rows of `ids` (sorted) and reads what the accounting needs.
+/// Locks `node`'s rows of `ids` (sorted) and reads what the accounting needs.
 async fn lock_calls(
     tx: &Transaction<'_>,
+    node: &str,
     ids: &[&str],
 ) -> Result<HashMap<String, Old>, ClusterError> {
     let rows = tx
         .query(
-            "SELECT call_id, node_id, state, version, reserved, row::text FROM tg_calls \
-             WHERE call_id = ANY($1) ORDER BY call_id FOR UPDATE",
-            &[&ids],
+            "SELECT call_id, state, version, reserved, row::text FROM tg_calls \
+             WHERE node_id = $1 AND call_id = ANY($2) ORDER BY call_id FOR UPDATE",
+            &[&node, &ids],
         )
         .await?;
     rows.iter()
@@ -259,11 +405,10 @@ async fn lock_calls(
             Ok((
                 r.get::<_, String>(0),
                 Old {
-                    node: r.get(1),
-                    state: call_state(r.get(2))?,
-                    version: r.get(3),
-                    reserved: r.get(4),
-                    row: r.get(5),
+                    state: call_state(r.get(1))?,
+                    version: r.get(2),
+                    reserved: r.get(3),
+                    row: r.get(4),
                 },
             ))
         })
@@ -290,6 +435,8 @@ struct Upsert {
     month: String,
     seq: i64,
     ended_by: Option<String>,
+    /// The node that wrote the row: the owner delivering it, or the node that ended it.
+    written_by: String,
     row: String,
 }
 
@@ -297,9 +444,9 @@ struct Upsert {
 /// written twice in the batch is written once, as its last row (its accounting already counted
 /// both). `changed` is the writing transaction's id: see [`ClusterStore::calls_changed_since`].
 async fn write_calls(tx: &Transaction<'_>, upserts: &[Box<Upsert>]) -> Result<(), ClusterError> {
-    let mut last: HashMap<&str, &Upsert> = HashMap::with_capacity(upserts.len());
+    let mut last: HashMap<(&str, &str), &Upsert> = HashMap::with_capacity(upserts.len());
     for u in upserts {
-        last.insert(u.call_id.as_str(), u);
+        last.insert((u.call_id.as_str(), u.owner.as_str()), u);
     }
     let rows: Vec<&Upsert> = last.into_values().collect();
     let col = |f: fn(&Upsert) -> String| rows.iter().map(|u| f(u)).collect::<Vec<String>>();
@@ -314,30 +461,33 @@ async fn write_calls(tx: &Transaction<'_>, upserts: &[Box<Upsert>]) -> Result<()
     let seqs: Vec<i64> = rows.iter().map(|u| u.seq).collect();
     let ended_by: Vec<Option<&str>> = rows.iter().map(|u| u.ended_by.as_deref()).collect();
     let bodies = col(|u| u.row.clone());
+    let writers = col(|u| u.written_by.clone());
     tx.execute(
         "INSERT INTO tg_calls (call_id, node_id, account, state, version, reserved, charged, \
-         month, seq, ended_by, changed, row) \
-         SELECT c, n, a, s, v, r, ch, m, sq, e, pg_current_xact_id()::text::bigint, rw::jsonb \
+         month, seq, ended_by, written_by, changed, row) \
+         SELECT c, n, a, s, v, r, ch, m, sq, e, w, pg_current_xact_id()::text::bigint, rw::jsonb \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], \
-         $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[]) \
-         AS t(c, n, a, s, v, r, ch, m, sq, e, rw) \
-         ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, \
+         $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[]) \
+         AS t(c, n, a, s, v, r, ch, m, sq, e, rw, w) \
+         ON CONFLICT (call_id, node_id) DO UPDATE SET state = excluded.state, \
          version = excluded.version, \
          reserved = GREATEST(tg_calls.reserved, excluded.reserved), \
          charged = excluded.charged, ended_by = excluded.ended_by, \
-         changed = excluded.changed, row = excluded.row",
+         written_by = excluded.written_by, changed = excluded.changed, row = excluded.row",
         &[
             &ids, &owners, &accounts, &states, &versions, &reserved, &charged, &months, &seqs,
-            &ended_by, &bodies,
+            &ended_by, &bodies, &writers,
         ],
     )
     .await?;
     Ok(())
 }
 
-/// One call row against what the store holds (see the model); account changes go to
-/// `deltas`, the row to write is returned.
+/// One row of `owner`'s call, written by `node` (the owner delivering it, or another node
+/// ending it), against what the store holds (see the model); account changes go to `deltas`,
+/// the row to write is returned.
 fn apply(
+    owner: &str,
     node: &str,
     prev: Option<&Old>,
     c: &StoredCall,
@@ -352,7 +502,16 @@ fn apply(
             if final_now {
                 return Ok(Applied::Nothing);
             }
-            // A reserved row of a call already ended elsewhere: its node is behind.
+            // A reserved row of a call already ended elsewhere: its node is behind. What it
+            // reserved beyond the stored row (an extension made before it learned of the end)
+            // came out of its share: it goes back to the account.
+            if let Some((name, _, _)) = &account {
+                let extra = reserved - p.reserved;
+                if extra > 0 {
+                    deltas.reserve(name, owner, extra);
+                    deltas.end(name, extra, 0);
+                }
+            }
             return Ok(Applied::AlreadyFinal(Box::new(read_row(
                 &c.call_id, &p.row,
             )?)));
@@ -360,8 +519,7 @@ fn apply(
         Some(p) if !final_now && version <= p.version => return Ok(Applied::Nothing),
         _ => {}
     }
-    // The call's admitting node: its share pays for reservations.
-    let owner = prev.map_or(node, |p| p.node.as_str());
+    // The call's admitting node's share pays for its reservations.
     if let Some((name, _, _)) = &account {
         let before = prev.map_or(0, |p| p.reserved);
         deltas.reserve(name, owner, reserved - before);
@@ -380,6 +538,7 @@ fn apply(
         month: c.month().to_string(),
         seq: rows::saturate(c.seq),
         ended_by: final_now.then(|| node.to_string()),
+        written_by: node.to_string(),
         row: rows::to_json(c),
     })))
 }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tollgate_engine::pools::MonthKey;
 use tollgate_engine::shares::{plan, Plan, Share, ShareOf, Short, Sizing};
-use tollgate_engine::{CallState, Engine, StoredCall};
+use tollgate_engine::{CallError, CallState, Ending, Engine, Extension, StoredCall};
 
 use super::calls::Finish;
 use super::store::{
@@ -254,7 +254,7 @@ impl Driver {
                     tokio::select! {
                         _ = every.tick() => {
                             if driver.in_step() {
-                                if let Err(e) = driver.deliver(&server.engine).await {
+                                if let Err(e) = driver.deliver(&server).await {
                                     tracing::debug!(error = %e, "cluster outbox");
                                 }
                             }
@@ -284,7 +284,7 @@ impl Driver {
                         (p.retry)(false);
                     }
                     let _ = outbox.await;
-                    let r = self.deliver(&server.engine).await;
+                    let r = self.deliver(&server).await;
                     self.note(&server, r);
                     return;
                 }
@@ -306,18 +306,40 @@ impl Driver {
         }
     }
 
-    /// A call as the store holds it (any node's), or `None`.
-    pub async fn call(&self, call_id: &str) -> Result<Option<StoredCall>, ClusterError> {
-        self.with_store(async |store| store.call(call_id).await)
+    /// The rows of a Call-ID as the store holds them, with the node that admitted each
+    /// ([`ClusterStore::calls`]).
+    pub async fn calls(&self, call_id: &str) -> Result<Vec<(String, StoredCall)>, ClusterError> {
+        self.with_store(async |store| store.calls(call_id).await)
             .await
     }
 
-    /// Ends a call another node admitted: `row` ended by [`Engine::end_stored`]; applied only
-    /// if the store still has it reserved ([`ClusterStore::finish`]).
-    pub async fn finish(&self, row: &StoredCall) -> Result<Finish, ClusterError> {
+    /// Ends `owner`'s call, which this node does not hold: `row` ended by
+    /// [`Engine::end_stored`]; applied only if the store still has it reserved
+    /// ([`ClusterStore::finish`]).
+    pub async fn finish(&self, owner: &str, row: &StoredCall) -> Result<Finish, ClusterError> {
         let node = &self.settings.node_id;
-        self.with_store(async |store| store.finish(node, row).await)
+        self.with_store(async |store| store.finish(node, owner, row).await)
             .await
+    }
+
+    /// Extends `owner`'s call, which this node does not hold, in the store
+    /// ([`ClusterStore::extend`] with [`Engine::extend_stored`]).
+    pub async fn extend(
+        &self,
+        engine: &Engine,
+        owner: &str,
+        call_id: &str,
+    ) -> Result<Result<Extension, CallError>, ClusterError> {
+        let node = &self.settings.node_id;
+        let now = crate::server::now();
+        self.with_store(async |store| {
+            store
+                .extend(node, owner, call_id, |row, available| {
+                    engine.extend_stored(row, available, now)
+                })
+                .await
+        })
+        .await
     }
 
     /// The pools of `month`, cluster-wide.
@@ -408,7 +430,7 @@ impl Driver {
         if !st.adopted {
             // This node's rows first (a restart's ledger), then its shares: the delivered
             // calls took theirs out of what the store says it holds.
-            self.deliver(engine).await?;
+            self.deliver(server).await?;
             self.adopt(engine, now).await?;
             st.adopted = true;
             self.in_step.store(true, Ordering::Release);
@@ -513,7 +535,14 @@ impl Driver {
             .await?;
         st.changed_cursor = next;
         for row in changed {
-            ended_elsewhere(engine, &row, now);
+            if row.state == CallState::Reserved {
+                // Extended on another node: this node's record follows.
+                if engine.adopt_extension(&row) {
+                    server.record(&row.call_id);
+                }
+            } else {
+                ended_elsewhere(server, &row, now);
+            }
         }
         self.with_store(async |store| store.expire_shares(now).await)
             .await?;
@@ -551,7 +580,7 @@ impl Driver {
     }
 
     /// Delivers the outbox, batch after batch; what fails goes back to its front.
-    async fn deliver(&self, engine: &Engine) -> Result<(), ClusterError> {
+    async fn deliver(&self, server: &Server) -> Result<(), ClusterError> {
         let rows = self.outbox.take();
         if rows.is_empty() {
             return Ok(());
@@ -561,10 +590,19 @@ impl Driver {
         let r = self
             .with_conn(&self.outbox_store, async |store| {
                 for chunk in rows.chunks(DELIVER_BATCH) {
-                    let d = store.deliver(node, chunk).await?;
+                    let now = crate::server::now();
+                    let release = |row| server.engine.end_stored(row, Ending::Released, now).0;
+                    let d = store.deliver(node, chunk, release).await?;
                     for row in &d.already_final {
                         // Ended on another node first: this node ends it the same way.
-                        ended_elsewhere(engine, row, crate::server::now());
+                        ended_elsewhere(server, row, now);
+                    }
+                    for call_id in &d.duplicates {
+                        // The same INVITE admitted on another node too, and ended there.
+                        if server.engine.release(call_id, now).is_ok_and(|s| s.changed) {
+                            tracing::info!(%call_id, "admitted on another node too (a proxy's failover) and ended there: released here");
+                            server.record(call_id);
+                        }
                     }
                     if d.unbacked > 0 {
                         tracing::warn!(
@@ -672,9 +710,11 @@ impl Driver {
     }
 }
 
-/// A call this node admitted was ended on another node: end it here the same way, so it
-/// is neither expired here nor charged twice (the store keeps the first end).
-pub fn ended_elsewhere(engine: &Engine, row: &StoredCall, now: u64) {
+/// A call this node admitted was ended on another node: end it here the same way (and write
+/// it to the ledger), so it is neither expired here nor charged twice (the store keeps the
+/// first end).
+pub fn ended_elsewhere(server: &Server, row: &StoredCall, now: u64) {
+    let engine = &server.engine;
     let r = match row.state {
         CallState::Released => engine.release(&row.call_id, now),
         CallState::Reserved => return,
@@ -683,6 +723,7 @@ pub fn ended_elsewhere(engine: &Engine, row: &StoredCall, now: u64) {
     if let Ok(s) = r {
         if s.changed {
             tracing::info!(call_id = %row.call_id, state = s.state.as_str(), "ended on another node");
+            server.record(&row.call_id);
         }
     }
 }

@@ -5,6 +5,7 @@
 use tollgate_engine::pools::{MonthKey, PoolStatus};
 use tollgate_engine::StoredCall;
 
+use super::calls::primary;
 use super::store::{ClusterError, ClusterStore};
 use crate::store::{StoreError, StoreReader};
 
@@ -35,7 +36,8 @@ impl ClusterReader {
 impl StoreReader for ClusterReader {
     fn call(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
         self.runtime
-            .block_on(self.store.call(call_id))
+            .block_on(self.store.calls(call_id))
+            .map(|rows| primary(&rows).map(|(_, c)| c.clone()))
             .map_err(unavailable)
     }
 

@@ -14,14 +14,17 @@
 //!   A node's heartbeat renews its leases; a silent node's shares go back to their accounts
 //!   once expired ([`ClusterStore::expire_shares`], which any node runs; each share returns
 //!   once).
-//! - **Calls** (`tg_calls`): every node's calls, delivered from its ledger after the local
-//!   commit ([`ClusterStore::deliver`], idempotent). A call's reservation moves from its node's
-//!   share to `reserved` when it arrives; its end moves it to `used` (its charge) and gives the
-//!   rest back to `available`. A call ends **once**: whichever end reaches the store first (the
+//! - **Calls** (`tg_calls`, [`super::calls`]): every node's calls, one row per (Call-ID,
+//!   admitting node), delivered from its ledger after the local commit
+//!   ([`ClusterStore::deliver`], idempotent). A call's reservation moves from its node's share
+//!   to `reserved` when it arrives; its end moves it to `used` (its charge) and gives the rest
+//!   back to `available`. A call ends **once**: whichever end reaches the store first (the
 //!   admitting node's, or another node's [`ClusterStore::finish`]) wins; later ones change
-//!   nothing. The one case that can take from `available` without a check: a call whose node's
-//!   share expired before the call arrived (the node was silent longer than the lease, then
-//!   delivered); it is admitted already, so it is counted (`Delivered::unbacked`).
+//!   nothing. Another node's extension ([`ClusterStore::extend`]) takes from `available` under
+//!   the same check as a draw. The one case that can take from `available` without a check: a
+//!   call whose node's share expired before the call arrived (the node was silent longer than
+//!   the lease, then delivered); it is admitted already, so it is counted
+//!   (`Delivered::unbacked`).
 //! - Tables are created by the first node under an advisory lock ([`ClusterStore::migrate`]),
 //!   so several nodes starting at once are safe.
 //!
@@ -37,7 +40,19 @@ use tollgate_engine::pools::{MonthKey, PoolKey};
 use crate::ledger::rows::{self, parse_kind, parse_month};
 
 /// The schema version this build writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
+
+/// From version 1 (calls keyed by Call-ID alone, no `written_by`) to 2: a Call-ID two nodes
+/// admitted (a proxy's failover) is two rows, and a row another node changed is found by its
+/// writer.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE tg_calls DROP CONSTRAINT tg_calls_pkey;
+ALTER TABLE tg_calls ADD PRIMARY KEY (call_id, node_id);
+ALTER TABLE tg_calls ADD COLUMN written_by text;
+UPDATE tg_calls SET written_by = COALESCE(ended_by, node_id);
+ALTER TABLE tg_calls ALTER COLUMN written_by SET NOT NULL;
+UPDATE tg_meta SET version = 2;
+";
 
 /// The advisory lock migrations take (`"toll"`).
 const MIGRATION_LOCK: i64 = 0x746f_6c6c;
@@ -68,7 +83,7 @@ CREATE TABLE IF NOT EXISTS tg_shares (
     PRIMARY KEY (account, node_id)
 );
 CREATE TABLE IF NOT EXISTS tg_calls (
-    call_id text PRIMARY KEY,
+    call_id text NOT NULL,
     node_id text NOT NULL,
     account text,
     state text NOT NULL,
@@ -78,8 +93,10 @@ CREATE TABLE IF NOT EXISTS tg_calls (
     month text NOT NULL,
     seq bigint NOT NULL,
     ended_by text,
+    written_by text NOT NULL,
     changed bigint NOT NULL,
-    row jsonb NOT NULL
+    row jsonb NOT NULL,
+    PRIMARY KEY (call_id, node_id)
 );
 CREATE INDEX IF NOT EXISTS tg_calls_month ON tg_calls (month, seq);
 CREATE INDEX IF NOT EXISTS tg_calls_changed ON tg_calls (node_id, changed);
@@ -277,6 +294,7 @@ impl ClusterStore {
                     .await?;
             }
             Some(v) if v > VERSION => return Err(ClusterError::Schema(v)),
+            Some(1) => tx.batch_execute(MIGRATE_1_TO_2).await?,
             Some(_) => {}
         }
         tx.commit().await?;

@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use tollgate_engine::pools::MonthKey;
-use tollgate_engine::{CallError, Ending, StoredCall};
+use tollgate_engine::{CallError, CallState, Ending, Settlement, StoredCall};
 
-use super::{call_error, error, settlement_json, store_error, Api};
-use crate::cluster::calls::Finish;
+use super::{call_error, error, extension_json, settlement_json, store_error, Api};
+use crate::cluster::calls::{primary, Finish};
+use crate::cluster::driver::{Parked, PARK_MAX};
 use crate::cluster::store::{ClusterError, PoolRow};
 use crate::server::now;
 
@@ -34,46 +35,134 @@ fn cluster_error(e: &ClusterError) -> Response {
     }
 }
 
-/// A call from the cluster store, waiting briefly for one not delivered yet; 404 when it
-/// never comes (or with one node).
-pub(super) async fn call(api: &Api, call_id: &str) -> Result<StoredCall, Response> {
+/// The rows of a Call-ID in the cluster store with their admitting nodes, waiting briefly for
+/// one not delivered yet; 404 when none comes (or with one node).
+async fn rows(api: &Api, call_id: &str) -> Result<Vec<(String, StoredCall)>, Response> {
     let Some(driver) = api.server.cluster.get() else {
         return Err(call_error(CallError::UnknownCall));
     };
     let deadline = tokio::time::Instant::now() + ARRIVAL_WAIT;
     loop {
-        match driver.call(call_id).await {
-            Ok(Some(c)) => return Ok(c),
-            Ok(None) if tokio::time::Instant::now() < deadline => {
+        match driver.calls(call_id).await {
+            Ok(rows) if !rows.is_empty() => return Ok(rows),
+            Ok(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Ok(None) => return Err(call_error(CallError::UnknownCall)),
+            Ok(_) => return Err(call_error(CallError::UnknownCall)),
             Err(e) => return Err(cluster_error(&e)),
         }
     }
 }
 
-/// Ends a call another node admitted (see the module doc).
+/// A call from the cluster store (the row that stands for it, [`primary`]).
+pub(super) async fn call(api: &Api, call_id: &str) -> Result<StoredCall, Response> {
+    let rows = rows(api, call_id).await?;
+    primary(&rows)
+        .map(|(_, c)| c.clone())
+        .ok_or_else(|| call_error(CallError::UnknownCall))
+}
+
+/// Ends a call another node admitted (see the module doc); other admissions of the same
+/// Call-ID still reserved are released.
 pub(super) async fn end(api: &Api, call_id: &str, ending: Ending) -> Response {
     let Some(driver) = api.server.cluster.get() else {
         return call_error(CallError::UnknownCall);
     };
-    let row = match call(api, call_id).await {
+    let rows = match rows(api, call_id).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    let (ended, settlement) = api.server.engine.end_stored(row, ending, now());
-    if !settlement.changed {
-        return Json(settlement_json(&settlement)).into_response();
-    }
-    match driver.finish(&ended).await {
-        Ok(Finish::Finished) => Json(settlement_json(&settlement)).into_response(),
-        // Another end came first: its figures, nothing changed by this one.
-        Ok(Finish::AlreadyFinal(first)) => {
-            Json(settlement_json(&first.settlement(false))).into_response()
+    let Some((owner, row)) = primary(&rows).cloned() else {
+        return call_error(CallError::UnknownCall);
+    };
+    let answer = if row.state == CallState::Reserved {
+        let (ended, settlement) = api.server.engine.end_stored(row, ending, now());
+        match driver.finish(&owner, &ended).await {
+            Ok(Finish::Finished) => settlement,
+            // Another end came first: its figures, nothing changed by this one.
+            Ok(Finish::AlreadyFinal(first)) => first.settlement(false),
+            Ok(Finish::Unknown) => return call_error(CallError::UnknownCall),
+            Err(e) => return cluster_error(&e),
         }
-        Ok(Finish::Unknown) => call_error(CallError::UnknownCall),
+    } else {
+        row.settlement(false)
+    };
+    release_duplicates(api, &rows, &owner).await;
+    Json(settlement_json(&answer)).into_response()
+}
+
+/// The other admissions of a Call-ID still reserved, `except` the one ended: the proxy sent
+/// the same INVITE to a second node (a failover on timeout) and both admitted it. The end
+/// report ends the call, so they are released. A failure here is logged; the admitting node
+/// releases its admission anyway when it next delivers (`Delivered::duplicates`).
+pub(super) async fn release_duplicates(api: &Api, rows: &[(String, StoredCall)], except: &str) {
+    let Some(driver) = api.server.cluster.get() else {
+        return;
+    };
+    for (owner, row) in rows {
+        if owner == except || row.state != CallState::Reserved {
+            continue;
+        }
+        let (released, _) = api
+            .server
+            .engine
+            .end_stored(row.clone(), Ending::Released, now());
+        match driver.finish(owner, &released).await {
+            Ok(Finish::Finished) => tracing::info!(
+                call_id = %row.call_id,
+                node = %owner,
+                "the same Call-ID was admitted on another node too (a proxy's failover): released there"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(call_id = %row.call_id, node = %owner, error = %e,
+                "could not release another node's admission of this Call-ID (it will on delivery)"),
+        }
+    }
+}
+
+/// Extends a call another node admitted, in the store ([`crate::cluster::calls`]): the
+/// admitting node adopts the longer grant within a second or two.
+pub(super) async fn extend(api: &Api, call_id: &str) -> Response {
+    let Some(driver) = api.server.cluster.get() else {
+        return call_error(CallError::UnknownCall);
+    };
+    let rows = match rows(api, call_id).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some((owner, row)) = primary(&rows) else {
+        return call_error(CallError::UnknownCall);
+    };
+    if row.state != CallState::Reserved {
+        return call_error(CallError::NotActive(row.state));
+    }
+    match driver.extend(&api.server.engine, owner, call_id).await {
+        Ok(Ok(x)) => Json(extension_json(call_id, &x)).into_response(),
+        Ok(Err(e)) => call_error(e),
         Err(e) => cluster_error(&e),
+    }
+}
+
+/// This node's share could not pay for an extension of its own call: the driver draws what it
+/// needs, as for a call that waits ([`crate::cluster::driver::Driver::park`]); then the
+/// extension is tried again (by the caller). Waits at most the park's limit.
+pub(super) async fn top_up(api: &Api, call_id: &str) {
+    let (Some(driver), Some(short)) = (
+        api.server.cluster.get(),
+        api.server.engine.extension_short(call_id),
+    ) else {
+        return;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let parked = Parked {
+        short,
+        since: std::time::Instant::now(),
+        retry: Box::new(move |_| {
+            let _ = tx.send(());
+        }),
+    };
+    if driver.park(parked).is_ok() {
+        let _ = tokio::time::timeout(PARK_MAX + Duration::from_millis(500), rx).await;
     }
 }
 
@@ -166,17 +255,42 @@ pub(super) async fn view(State(api): State<Api>) -> Response {
     }
 }
 
-/// With several nodes, a call this node holds may have been ended on another node first (the
-/// store keeps the first end): then this node ends it the same way and answers the first
-/// end's figures, `changed: false`. `None`: go on here (one node, the call still reserved in
-/// the store or not there yet, or the store away: the local end reaches it later and loses
-/// to an earlier one there).
-pub(super) async fn ended_elsewhere(api: &Api, call_id: &str) -> Option<Response> {
-    let driver = api.server.cluster.get()?;
-    let row = driver.call(call_id).await.ok()??;
-    if row.state == tollgate_engine::CallState::Reserved {
-        return None;
+/// The answer for a Call-ID this node's admission of which was released because another
+/// node's admission of the same INVITE carried the call (see [`cluster::release_duplicates`]):
+/// that admission's figures; otherwise `s`.
+pub(super) fn standing(s: Settlement, rows: &[(String, StoredCall)]) -> Settlement {
+    match primary(rows) {
+        Some((_, c))
+            if !s.changed && s.state == CallState::Released && c.state == CallState::Settled =>
+        {
+            c.settlement(false)
+        }
+        _ => s,
     }
-    crate::cluster::driver::ended_elsewhere(&api.server.engine, &row, now());
-    Some(Json(settlement_json(&row.settlement(false))).into_response())
+}
+
+/// With several nodes, before this node ends a call it holds: the store's rows of the
+/// Call-ID. `Err`: this node's admission was ended on another node first (the store keeps the
+/// first end): this node ends it the same way and answers the first end's figures,
+/// `changed: false`. `Ok`: go on here, then release the other nodes' admissions of the same
+/// Call-ID ([`release_duplicates`]); empty with one node or the store away (the local end
+/// reaches the store later, and loses to an earlier one there).
+pub(super) async fn before_local_end(
+    api: &Api,
+    call_id: &str,
+) -> Result<Vec<(String, StoredCall)>, Response> {
+    let Some(driver) = api.server.cluster.get() else {
+        return Ok(Vec::new());
+    };
+    let rows = driver.calls(call_id).await.unwrap_or_default();
+    let mine = rows
+        .iter()
+        .find(|(node, _)| node == driver.node_id())
+        .filter(|(_, row)| row.state != CallState::Reserved);
+    if let Some((_, row)) = mine {
+        crate::cluster::driver::ended_elsewhere(&api.server, row, now());
+        let answer = standing(row.settlement(false), &rows);
+        return Err(Json(settlement_json(&answer)).into_response());
+    }
+    Ok(rows)
 }

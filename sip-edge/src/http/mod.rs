@@ -180,6 +180,10 @@ fn call_error(e: CallError) -> Response {
             "no further grant",
             r.as_str(),
         ),
+        CallError::ShareShort => store_error(
+            "this node's share of the pool or balance is short and the cluster store gave no \
+             more in time",
+        ),
     }
 }
 
@@ -310,11 +314,10 @@ async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) 
             )
         }
     };
-    if api.server.engine.reservations().contains(&call_id) {
-        if let Some(r) = cluster::ended_elsewhere(&api, &call_id).await {
-            return r;
-        }
-    }
+    let others = match cluster_rows(&api, &call_id).await {
+        Ok(rows) => rows,
+        Err(r) => return r,
+    };
     match api
         .server
         .engine
@@ -323,7 +326,10 @@ async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) 
         Ok(s) if s.changed && !api.server.persist(&call_id).await => {
             store_error("settled, but the ledger could not commit it yet (retrying)")
         }
-        Ok(s) => Json(settlement_json(&s)).into_response(),
+        Ok(s) => {
+            release_duplicates(&api, &others).await;
+            Json(settlement_json(&cluster::standing(s, &others))).into_response()
+        }
         Err(CallError::UnknownCall) => {
             let ending = Ending::Settled {
                 billable_seconds: end.billable_seconds,
@@ -337,18 +343,37 @@ async fn end(State(api): State<Api>, Path(call_id): Path<String>, body: String) 
 /// `POST /v1/calls/{call_id}/release`: admitted but never connected (a CANCEL the proxy saw,
 /// a failed attempt); the whole reservation goes back. Twice is harmless.
 async fn release(State(api): State<Api>, Path(call_id): Path<String>) -> Response {
-    if api.server.engine.reservations().contains(&call_id) {
-        if let Some(r) = cluster::ended_elsewhere(&api, &call_id).await {
-            return r;
-        }
-    }
+    let others = match cluster_rows(&api, &call_id).await {
+        Ok(rows) => rows,
+        Err(r) => return r,
+    };
     match api.server.engine.release(&call_id, now()) {
         Ok(s) if s.changed && !api.server.persist(&call_id).await => {
             store_error("released, but the ledger could not commit it yet (retrying)")
         }
-        Ok(s) => Json(settlement_json(&s)).into_response(),
+        Ok(s) => {
+            release_duplicates(&api, &others).await;
+            Json(settlement_json(&s)).into_response()
+        }
         Err(CallError::UnknownCall) => not_in_memory(&api, &call_id, Ending::Released).await,
         Err(e) => call_error(e),
+    }
+}
+
+/// With several nodes, for a call this node holds: the store's rows of its Call-ID, or the
+/// answer if another node ended it first ([`cluster::before_local_end`]).
+async fn cluster_rows(api: &Api, call_id: &str) -> Result<Vec<(String, StoredCall)>, Response> {
+    if api.server.engine.reservations().contains(call_id) {
+        cluster::before_local_end(api, call_id).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// After this node ended its admission of a Call-ID: the other nodes' admissions of it.
+async fn release_duplicates(api: &Api, others: &[(String, StoredCall)]) {
+    if let Some(driver) = api.server.cluster.get() {
+        cluster::release_duplicates(api, others, driver.node_id()).await;
     }
 }
 
@@ -366,21 +391,35 @@ async fn not_in_memory(api: &Api, call_id: &str, ending: Ending) -> Response {
     }
 }
 
-/// `POST /v1/calls/{call_id}/extend`: another grant.
+/// `POST /v1/calls/{call_id}/extend`: another grant. With several nodes: for a call of this
+/// node whose share is short, after a draw; for another node's call, in the store
+/// ([`cluster::extend`]).
 async fn extend(State(api): State<Api>, Path(call_id): Path<String>) -> Response {
-    match api.server.engine.extend(&call_id, now()) {
+    let mut r = api.server.engine.extend(&call_id, now());
+    if r == Err(CallError::ShareShort) {
+        cluster::top_up(&api, &call_id).await;
+        r = api.server.engine.extend(&call_id, now());
+    }
+    match r {
         Ok(_) if !api.server.persist(&call_id).await => {
             store_error("extended, but the ledger could not commit it yet (retrying)")
         }
-        Ok(x) => Json(json!({
-            "call_id": call_id,
-            "granted_seconds": x.granted_seconds,
-            "max_duration": x.max_duration,
-            "expires_at": x.expires_at,
-        }))
-        .into_response(),
+        Ok(x) => Json(extension_json(&call_id, &x)).into_response(),
+        Err(CallError::UnknownCall) if api.server.cluster.get().is_some() => {
+            cluster::extend(&api, &call_id).await
+        }
         Err(e) => call_error(e),
     }
+}
+
+/// The answer of `POST /v1/calls/{call_id}/extend` (DESIGN §5).
+fn extension_json(call_id: &str, x: &tollgate_engine::Extension) -> Value {
+    json!({
+        "call_id": call_id,
+        "granted_seconds": x.granted_seconds,
+        "max_duration": x.max_duration,
+        "expires_at": x.expires_at,
+    })
 }
 
 /// The JSON of a pool (DESIGN §5 `GET /v1/pools`).

@@ -246,6 +246,23 @@ impl Server {
         }
     }
 
+    /// Writes `call_id`'s row to the ledger as memory holds it now, without waiting for the
+    /// commit (an expiry, or a change another node made to this node's call).
+    pub fn record(&self, call_id: &str) {
+        if !self.ledger.is_durable() {
+            return;
+        }
+        if let Some(r) = self.engine.reservations().get(call_id) {
+            let w = Write {
+                call: StoredCall::from_record(call_id, &r),
+                waiter: Waiter::Nothing,
+            };
+            if self.ledger.submit(w, None).is_err() {
+                tracing::warn!(%call_id, "ledger queue refused a write: kept in memory only");
+            }
+        }
+    }
+
     /// Settles expired reservations and persists them; writes this month's pool capacities
     /// when the month or the directory changed. Called once a second.
     pub(super) fn persist_expired(&self, settled: &[tollgate_engine::Settlement]) {
@@ -253,15 +270,7 @@ impl Server {
             return;
         }
         for s in settled {
-            if let Some(r) = self.engine.reservations().get(&s.call_id) {
-                let w = Write {
-                    call: StoredCall::from_record(&s.call_id, &r),
-                    waiter: Waiter::Nothing,
-                };
-                if self.ledger.submit(w, None).is_err() {
-                    tracing::warn!(call_id = %s.call_id, "ledger queue refused an expiry: kept in memory only");
-                }
-            }
+            self.record(&s.call_id);
         }
         let month = self.engine.month(now()).0 + 1;
         if self.pools_written.swap(month, Ordering::AcqRel) != month
