@@ -460,6 +460,87 @@ fn a_call_is_extended_on_any_node() {
     assert_eq!(overdrawn(&pg, db), "");
 }
 
+/// Capacities follow the directory: a license added and reloaded on one node changes the pool
+/// of record for every node, and the other node, reloaded from the same files, agrees.
+#[test]
+fn a_reload_changes_the_pool_of_record_for_every_node() {
+    let pg = postgres();
+    let db = "reload";
+    let url = pg.database(db);
+    let dir = directory();
+    let a = start(&url, "a", &dir, None);
+    let b = start(&url, "b", &dir, None);
+    let capacity = |n: &Node| {
+        json(n, "GET", "/v1/pools?tenant=acme", "").1["pools"][0]["capacity_seconds"].clone()
+    };
+    for n in [&a, &b] {
+        eventually(5, "the pool of record", || capacity(n) == POOL);
+    }
+    let users = dir.join("users.csv");
+    let mut text = std::fs::read_to_string(&users).expect("users.csv");
+    text.push_str("acme,a4@acme.example,US,MCOEV;MCOPSTN5\n");
+    std::fs::write(&users, text).expect("users.csv");
+    let (status, v) = json(&a, "POST", "/v1/reload", "");
+    assert_eq!(status, 200, "{v}");
+    let four = POOL / 3 * 4;
+    for n in [&a, &b] {
+        eventually(5, "four licenses' minutes on every node", || {
+            capacity(n) == four
+        });
+    }
+    assert_eq!(call(&a, "a4@acme.example", "new-user").0, 302);
+    // B reloads the same files: the same figure, nothing changes.
+    let (status, v) = json(&b, "POST", "/v1/reload", "");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(call(&b, "a4@acme.example", "new-user-b").0, 302);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        pg.psql(
+            db,
+            "SELECT capacity FROM tg_accounts WHERE account LIKE 'pool/%/acme/%'"
+        ),
+        four.to_string()
+    );
+    assert_eq!(overdrawn(&pg, db), "");
+}
+
+/// A store written by the first schema (calls keyed by Call-ID alone) is migrated in place by
+/// the first node that starts.
+#[test]
+fn a_store_of_schema_1_is_migrated() {
+    let pg = postgres();
+    let db = "schema1";
+    let url = pg.database(db);
+    pg.psql(
+        db,
+        "CREATE TABLE tg_meta (version integer NOT NULL); INSERT INTO tg_meta VALUES (1); \
+         CREATE TABLE tg_calls (call_id text PRIMARY KEY, node_id text NOT NULL, account text, \
+         state text NOT NULL, version integer NOT NULL, reserved bigint NOT NULL, \
+         charged bigint NOT NULL, month text NOT NULL, seq bigint NOT NULL, ended_by text, \
+         changed bigint NOT NULL, row jsonb NOT NULL); \
+         INSERT INTO tg_calls VALUES ('old', 'z', NULL, 'settled', 2, 0, 0, '2026-01', 1, 'y', \
+         1, '[]');",
+    );
+    let dir = directory();
+    let a = start(&url, "a", &dir, None);
+    eventually(5, "the migration", || {
+        pg.psql(db, "SELECT max(version) FROM tg_meta") == "2"
+    });
+    assert_eq!(
+        pg.psql(
+            db,
+            "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) \
+             FROM information_schema.key_column_usage WHERE constraint_name = 'tg_calls_pkey'"
+        ),
+        "call_id,node_id"
+    );
+    assert_eq!(
+        pg.psql(db, "SELECT written_by FROM tg_calls WHERE call_id = 'old'"),
+        "y"
+    );
+    assert_eq!(call(&a, "a1@acme.example", "after-migration").0, 302);
+}
+
 #[test]
 fn a_node_killed_with_9_loses_nothing_and_its_share_returns() {
     let pg = postgres();
