@@ -4,7 +4,8 @@
 //! For an admit, `tollgate_decisions_total{outcome="admit"}` carries the basis in `reason`
 //! (`emergency`, `domestic_pool`, ...), so one counter shows every answer.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -70,6 +71,30 @@ const OUT_LABELS: [&str; 14] = [
 ];
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 
+/// [`Metrics::cluster_store_up`] before the cluster driver first sets it (to 0 or 1).
+const STORE_UP_UNSET: i64 = -1;
+
+/// `tollgate_cluster_store_up`, with a sample only once the cluster driver has set it: a node
+/// without a store would otherwise show `0`, "the store is down", and an alert on it would fire
+/// for every single-node deployment. The `# HELP`/`# TYPE` lines are always there.
+#[derive(Debug)]
+struct StoreUp(Gauge);
+
+impl Collector for StoreUp {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metric = encoder.encode_descriptor(
+            "cluster_store_up",
+            "1 while the cluster store answers this node (no sample without a store)",
+            None,
+            self.0.metric_type(),
+        )?;
+        if self.0.get() != STORE_UP_UNSET {
+            self.0.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
 /// The counters of the call path, looked up once at start. `Family::get_or_create` hashes the
 /// label set under a read lock every thread shares: a few hundred instructions and a contended
 /// cache line per message, four times per call. These are clones of the family's counters
@@ -96,6 +121,12 @@ pub struct Metrics {
     pub reservations_active: Gauge,
     pub directory_users: Gauge,
     pub pool_remaining_seconds: Family<PoolLabels, Gauge>,
+    /// A pool's capacity, settled usage and live reservations (beyond DESIGN §5's list, with
+    /// the labels of `pool_remaining_seconds`): an alert on a pool's share used needs the
+    /// capacity it is a share of, which `remaining` alone does not give.
+    pub pool_capacity_seconds: Family<PoolLabels, Gauge>,
+    pub pool_used_seconds: Family<PoolLabels, Gauge>,
+    pub pool_reserved_seconds: Family<PoolLabels, Gauge>,
     pub reloads: Family<ResultLabels, Counter>,
     pub ledger_commit_seconds: Histogram,
     /// Batches the ledger could not commit (beyond DESIGN §5's list: the alarm for
@@ -111,7 +142,8 @@ pub struct Metrics {
     /// trips the call path causes, directly or not.
     pub parked: Counter,
     pub share_exchanges: Counter,
-    /// 1 while the cluster store answers, 0 when it does not (absent with one node's figures).
+    /// 1 while the cluster store answers, 0 when it does not. With one node (no store) it is
+    /// never set, and the family is exposed with no series ([`StoreUp`]).
     pub cluster_store_up: Gauge,
     /// TCP connections closed at `accept`, by [`TCP_REFUSED_REASONS`] (beyond DESIGN §5's
     /// list: the alarm for a peer hogging the connection slots).
@@ -166,6 +198,24 @@ impl Default for Metrics {
             "Seconds left unreserved in each pool this month",
             pool_remaining_seconds.clone(),
         );
+        let pool_capacity_seconds = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_capacity_seconds",
+            "Seconds each pool holds this month (minutes of the SKU x licensed users)",
+            pool_capacity_seconds.clone(),
+        );
+        let pool_used_seconds = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_used_seconds",
+            "Seconds of each pool settled (charged) this month",
+            pool_used_seconds.clone(),
+        );
+        let pool_reserved_seconds = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_reserved_seconds",
+            "Seconds of each pool held by calls in progress",
+            pool_reserved_seconds.clone(),
+        );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register("reloads", "Directory reloads by result", reloads.clone());
         // 10 µs .. ~160 ms.
@@ -208,11 +258,8 @@ impl Default for Metrics {
             share_exchanges.clone(),
         );
         let cluster_store_up = Gauge::default();
-        registry.register(
-            "cluster_store_up",
-            "1 while the cluster store answers this node",
-            cluster_store_up.clone(),
-        );
+        cluster_store_up.set(STORE_UP_UNSET);
+        registry.register_collector(Box::new(StoreUp(cluster_store_up.clone())));
         let tcp_refused = Family::<RefusedLabels, Counter>::default();
         registry.register(
             "tcp_refused",
@@ -264,6 +311,9 @@ impl Default for Metrics {
             reservations_active,
             directory_users,
             pool_remaining_seconds,
+            pool_capacity_seconds,
+            pool_used_seconds,
+            pool_reserved_seconds,
             reloads,
             ledger_commit_seconds,
             ledger_commit_errors,
@@ -315,7 +365,15 @@ impl Metrics {
 
     /// Sets the pool gauges to `pools` (the series of pools gone since are removed).
     pub fn set_pools(&self, pools: &[tollgate_engine::pools::PoolStatus]) {
-        self.pool_remaining_seconds.clear();
+        let families = [
+            &self.pool_capacity_seconds,
+            &self.pool_used_seconds,
+            &self.pool_reserved_seconds,
+            &self.pool_remaining_seconds,
+        ];
+        for family in families {
+            family.clear();
+        }
         for p in pools {
             let labels = PoolLabels {
                 tenant: p.key.tenant.to_string(),
@@ -323,10 +381,17 @@ impl Metrics {
                 sku: p.key.sku.to_string(),
                 kind: p.key.kind.as_str(),
             };
-            let remaining = i64::try_from(p.remaining_seconds).unwrap_or(i64::MAX);
-            self.pool_remaining_seconds
-                .get_or_create(&labels)
-                .set(remaining);
+            let figures = [
+                p.capacity_seconds,
+                p.used_seconds,
+                p.reserved_seconds,
+                p.remaining_seconds,
+            ];
+            for (family, seconds) in families.into_iter().zip(figures) {
+                family
+                    .get_or_create(&labels)
+                    .set(i64::try_from(seconds).unwrap_or(i64::MAX));
+            }
         }
     }
 
@@ -420,6 +485,63 @@ mod tests {
             "tollgate_decisions_total{outcome=\"admit\",reason=\"emergency\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn pool_gauges_carry_every_figure_and_forget_gone_pools() {
+        use tollgate_engine::numbering::Region;
+        use tollgate_engine::pools::{MonthKey, PoolKey, PoolKind, PoolStatus};
+        let m = Metrics::default();
+        let pool = |tenant: &str| PoolStatus {
+            key: PoolKey {
+                tenant: tenant.into(),
+                region: Region::new("US").expect("region"),
+                sku: "MCOPSTN1".into(),
+                kind: PoolKind::Domestic,
+            },
+            month: MonthKey(0),
+            capacity_seconds: 10_800,
+            used_seconds: 7_200,
+            reserved_seconds: 1_800,
+            remaining_seconds: 1_800,
+        };
+        m.set_pools(&[pool("contoso"), pool("fabrikam")]);
+        let labels = "{tenant=\"contoso\",region=\"US\",sku=\"MCOPSTN1\",kind=\"domestic\"}";
+        let text = m.encode();
+        for (name, value) in [
+            ("capacity", 10_800),
+            ("used", 7_200),
+            ("reserved", 1_800),
+            ("remaining", 1_800),
+        ] {
+            let line = format!("tollgate_pool_{name}_seconds{labels} {value}");
+            assert!(text.contains(&line), "{line} missing in\n{text}");
+        }
+        m.set_pools(&[pool("contoso")]);
+        let text = m.encode();
+        assert!(
+            !text.contains("fabrikam"),
+            "a gone pool's series stays:\n{text}"
+        );
+    }
+
+    #[test]
+    fn cluster_store_up_has_a_sample_only_once_set() {
+        let m = Metrics::default();
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE tollgate_cluster_store_up gauge\n"),
+            "{text}"
+        );
+        assert!(!text.contains("\ntollgate_cluster_store_up "), "{text}");
+        for (up, line) in [
+            (0, "\ntollgate_cluster_store_up 0\n"),
+            (1, "\ntollgate_cluster_store_up 1\n"),
+        ] {
+            m.cluster_store_up.set(up);
+            let text = m.encode();
+            assert!(text.contains(line), "{line:?} missing in\n{text}");
         }
     }
 }
