@@ -169,7 +169,6 @@ impl ClusterStore {
             let prev = old.get(&c.call_id);
             match apply(node, node, prev, c, &mut deltas)? {
                 Applied::Changed(upsert) => {
-                    upserts.push(upsert);
                     out.applied += 1;
                     // A later row of the same call in this batch sees this one.
                     let before = prev.map_or(0, |p| p.reserved);
@@ -177,11 +176,12 @@ impl ClusterStore {
                         c.call_id.clone(),
                         Old {
                             state: c.state,
-                            version: i32::try_from(c.version).unwrap_or(i32::MAX),
-                            reserved: call_account(c).map_or(0, |(_, r, _)| r).max(before),
-                            row: rows::to_json(c),
+                            version: upsert.version,
+                            reserved: upsert.reserved.max(before),
+                            row: upsert.row.clone(),
                         },
                     );
+                    upserts.push(upsert);
                 }
                 Applied::AlreadyFinal(row) => out.already_final.push(*row),
                 Applied::Nothing => {}
@@ -449,19 +449,19 @@ async fn write_calls(tx: &Transaction<'_>, upserts: &[Box<Upsert>]) -> Result<()
         last.insert((u.call_id.as_str(), u.owner.as_str()), u);
     }
     let rows: Vec<&Upsert> = last.into_values().collect();
-    let col = |f: fn(&Upsert) -> String| rows.iter().map(|u| f(u)).collect::<Vec<String>>();
-    let ids = col(|u| u.call_id.clone());
-    let owners = col(|u| u.owner.clone());
+    let col = |f: fn(&Upsert) -> &str| rows.iter().map(|u| f(u)).collect::<Vec<&str>>();
+    let ids = col(|u| &u.call_id);
+    let owners = col(|u| &u.owner);
     let accounts: Vec<Option<&str>> = rows.iter().map(|u| u.account.as_deref()).collect();
     let states: Vec<&str> = rows.iter().map(|u| u.state).collect();
     let versions: Vec<i32> = rows.iter().map(|u| u.version).collect();
     let reserved: Vec<i64> = rows.iter().map(|u| u.reserved).collect();
     let charged: Vec<i64> = rows.iter().map(|u| u.charged).collect();
-    let months = col(|u| u.month.clone());
+    let months = col(|u| &u.month);
     let seqs: Vec<i64> = rows.iter().map(|u| u.seq).collect();
     let ended_by: Vec<Option<&str>> = rows.iter().map(|u| u.ended_by.as_deref()).collect();
-    let bodies = col(|u| u.row.clone());
-    let writers = col(|u| u.written_by.clone());
+    let bodies = col(|u| &u.row);
+    let writers = col(|u| &u.written_by);
     tx.execute(
         "INSERT INTO tg_calls (call_id, node_id, account, state, version, reserved, charged, \
          month, seq, ended_by, written_by, changed, row) \

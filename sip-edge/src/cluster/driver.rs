@@ -151,19 +151,87 @@ impl Burn {
     }
 }
 
+/// One account this node holds a share of, as the driver follows it from tick to tick.
+struct Tracked {
+    /// Its name in the store ([`account_of`]).
+    name: String,
+    of: ShareOf,
+    burn: Burn,
+    /// The capacity last written to the store.
+    capacity: u64,
+}
+
 /// The driver's own state between ticks.
 #[derive(Default)]
 struct State {
-    burns: HashMap<String, Burn>,
-    capacities: Vec<(String, u64)>,
+    /// The accounts of the engine's shares, in the engine's order; rebuilt only when that set
+    /// changes (a reload, the month rollover), so a tick formats no name and hashes no string.
+    tracked: Vec<Tracked>,
+    /// `tracked` by name (for parked calls).
+    by_name: HashMap<String, usize>,
+    /// Whether the store has the capacities of `tracked`.
+    capacities_written: bool,
+    /// Accounts no longer in the engine whose shares have not gone back yet.
+    gone: Vec<String>,
     last: Option<Instant>,
     /// Changes to this node's calls made by others, seen up to here.
     changed_cursor: i64,
     /// Whether the shares this node held before it (re)started are back in its engine.
     adopted: bool,
-    /// The accounts of the last tick: one that is gone (last month's pools after the
-    /// rollover, a pool a reload removed) gives its share back.
-    accounts: Vec<String>,
+}
+
+impl State {
+    /// Follows the engine's accounts: the same set as the last tick (the same counters, in
+    /// the same order) costs a pointer comparison each. Returns the accounts that are gone
+    /// (last month's pools after the rollover, a pool a reload removed): their shares go back.
+    fn follow(&mut self, shares: Vec<ShareOf>) -> Vec<String> {
+        let same = shares.len() == self.tracked.len()
+            && shares
+                .iter()
+                .zip(&self.tracked)
+                .all(|(a, t)| same_account(a, &t.of));
+        if same {
+            for t in &mut self.tracked {
+                let c = t.of.capacity();
+                if c != t.capacity {
+                    t.capacity = c;
+                    self.capacities_written = false;
+                }
+            }
+            return Vec::new();
+        }
+        let mut old: HashMap<String, Burn> =
+            self.tracked.drain(..).map(|t| (t.name, t.burn)).collect();
+        self.tracked = shares
+            .into_iter()
+            .map(|of| {
+                let name = account_of(&of);
+                Tracked {
+                    burn: old.remove(&name).unwrap_or_default(),
+                    capacity: of.capacity(),
+                    name,
+                    of,
+                }
+            })
+            .collect();
+        self.by_name = self
+            .tracked
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        self.capacities_written = false;
+        old.into_keys().collect()
+    }
+}
+
+/// Whether two shares are of the same live account (the same counter).
+fn same_account(a: &ShareOf, b: &ShareOf) -> bool {
+    match (a, b) {
+        (ShareOf::Pool(x), ShareOf::Pool(y)) => Arc::ptr_eq(x, y),
+        (ShareOf::Credits(x), ShareOf::Credits(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    }
 }
 
 /// A call waiting for a share ([`Driver::park`]).
@@ -410,19 +478,20 @@ impl Driver {
         let dt = st.last.map_or(1.0, |l| at.duration_since(l).as_secs_f64());
         st.last = Some(at);
         let s = &self.settings;
-        let shares = engine.shares(now);
-        let named: Vec<(String, &ShareOf)> = shares.iter().map(|x| (account_of(x), x)).collect();
-        let capacities: Vec<(String, u64)> = named
-            .iter()
-            .map(|(n, x)| (n.clone(), x.capacity()))
-            .collect();
+        let gone = st.follow(engine.shares(now));
+        st.gone.extend(gone);
         self.with_store(async |store| {
             store
                 .heartbeat(&s.node_id, &s.http, s.lease_seconds, now)
                 .await?;
-            if capacities != st.capacities {
+            if !st.capacities_written {
+                let capacities: Vec<(&str, u64)> = st
+                    .tracked
+                    .iter()
+                    .map(|t| (t.name.as_str(), t.capacity))
+                    .collect();
                 store.set_capacities(&capacities).await?;
-                st.capacities = capacities.clone();
+                st.capacities_written = true;
             }
             Ok(())
         })
@@ -436,10 +505,10 @@ impl Driver {
             self.in_step.store(true, Ordering::Release);
         }
         let grant = engine.config().grants.grant_seconds;
-        let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
         let (accounts, nodes) = self
             .with_store(async |store| {
-                let a = store.accounts(&names, &s.node_id).await?;
+                let names: Vec<&str> = st.tracked.iter().map(|t| t.name.as_str()).collect();
+                let a = store.accounts_in_order(&names, &s.node_id).await?;
                 let n = store.nodes_alive(now, ALIVE_WITHIN).await?;
                 Ok((a, n))
             })
@@ -447,14 +516,11 @@ impl Driver {
         // Each share's plan; the exchanges then go out together.
         let mut draws: Vec<(&str, &Share, u64, u64)> = Vec::new();
         let mut returns: Vec<(&str, &Share, u64)> = Vec::new();
-        for (name, of) in &named {
+        for (t, account) in st.tracked.iter_mut().zip(&accounts) {
+            let (name, of) = (t.name.as_str(), &t.of);
             let Some(share) = of.share() else { continue };
-            let burn = st
-                .burns
-                .entry(name.clone())
-                .or_default()
-                .update(share.taken(), dt);
-            let Some(account) = accounts.get(name) else {
+            let burn = t.burn.update(share.taken(), dt);
+            let Some(account) = account else {
                 continue;
             };
             let sizing = Sizing {
@@ -513,22 +579,14 @@ impl Driver {
         if let Some(e) = failed {
             return Err(e);
         }
-        let now_held: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-        let gone: Vec<String> = st
-            .accounts
-            .iter()
-            .filter(|a| !now_held.contains(a.as_str()))
-            .cloned()
-            .collect();
-        drop(now_held);
-        for name in &gone {
+        while let Some(name) = st.gone.last() {
             // Its rows are delivered (above): what the store still holds for this node is an
             // unused share.
             self.with_store(async |store| store.give_back(&s.node_id, name, u64::MAX).await)
                 .await?;
             server.metrics.share_exchanges.inc();
+            st.gone.pop();
         }
-        st.accounts = names;
         let cursor = st.changed_cursor;
         let (changed, next) = self
             .with_store(async |store| store.calls_changed_since(&s.node_id, cursor).await)
@@ -640,13 +698,25 @@ impl Driver {
         // Per account: what its waiting calls need beyond the share, and what to draw: that,
         // plus what the share should hold anyway at the recent burn (the tick tops up once a
         // second; calls should not wait for it).
+        let grant = server.engine.config().grants.grant_seconds;
         let mut asks: Vec<(&str, &Share, u64, u64)> = Vec::new();
         for (name, (total, of)) in &needs {
             let Some(share) = of.share() else { continue };
             let need = total.saturating_sub(share.free());
             if need > 0 {
-                let burn = st.burns.get(name).map_or(0.0, |b| b.per_second);
-                let want = need.saturating_add((burn * PARKED_TOP_UP_SECONDS) as u64);
+                let burn = st
+                    .by_name
+                    .get(name)
+                    .and_then(|&i| st.tracked.get(i))
+                    .map_or(0.0, |t| t.burn.per_second);
+                // No burn known yet (a cold start): two more grants, as the tick's smallest
+                // share, so the account's next calls do not wait too.
+                let cushion = if burn > 0.0 {
+                    (burn * PARKED_TOP_UP_SECONDS) as u64
+                } else {
+                    2 * unit_grant(of, grant)
+                };
+                let want = need.saturating_add(cushion);
                 asks.push((name, share, need, want));
             }
         }

@@ -152,8 +152,12 @@ impl From<crate::ledger::LedgerError> for ClusterError {
 }
 
 /// A name part with `/` and `%` escaped, so account names split back unambiguously.
-fn part(s: &str) -> String {
-    s.replace('%', "%25").replace('/', "%2F")
+fn part(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['%', '/']) {
+        s.replace('%', "%25").replace('/', "%2F").into()
+    } else {
+        s.into()
+    }
 }
 
 fn unpart(s: &str) -> String {
@@ -342,8 +346,8 @@ impl ClusterStore {
     }
 
     /// Sets the capacities this node's directory gives (upsert of `capacity` only).
-    pub async fn set_capacities(&self, accounts: &[(String, u64)]) -> Result<(), ClusterError> {
-        let names: Vec<&str> = accounts.iter().map(|(n, _)| n.as_str()).collect();
+    pub async fn set_capacities(&self, accounts: &[(&str, u64)]) -> Result<(), ClusterError> {
+        let names: Vec<&str> = accounts.iter().map(|(n, _)| *n).collect();
         let caps: Vec<i64> = accounts.iter().map(|(_, c)| rows::saturate(*c)).collect();
         self.client
             .execute(
@@ -387,6 +391,40 @@ impl ClusterStore {
                 )
             })
             .collect())
+    }
+
+    /// The figures of `names`, with what `node` holds of each, in the order of `names`
+    /// (`None`: not in the store yet): the driver's tick, which names every account it holds a
+    /// share of, matches them by position rather than by name.
+    pub async fn accounts_in_order(
+        &self,
+        names: &[&str],
+        node: &str,
+    ) -> Result<Vec<Option<AccountRow>>, ClusterError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT n.i, a.capacity, a.used, a.reserved, a.held, COALESCE(s.held, 0) \
+                 FROM UNNEST($1::text[]) WITH ORDINALITY AS n(account, i) \
+                 JOIN tg_accounts a ON a.account = n.account \
+                 LEFT JOIN tg_shares s ON s.account = a.account AND s.node_id = $2",
+                &[&names, &node],
+            )
+            .await?;
+        let mut out = vec![None; names.len()];
+        for r in &rows {
+            let i = usize::try_from(r.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(AccountRow {
+                    capacity: r.get(1),
+                    used: r.get(2),
+                    reserved: r.get(3),
+                    held: r.get(4),
+                    mine: r.get(5),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Draws up to `want` (at least `min`, else nothing) of `account` into `node`'s share:
