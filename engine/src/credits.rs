@@ -260,22 +260,173 @@ impl CreditAccount {
     }
 }
 
+/// One user's spending in one month under a spend limit, with several nodes (DESIGN §6): the
+/// limit is the capacity of an account of the cluster store, and this node spends from its
+/// share of it like from a credit balance; a user's calls on every node together stay within
+/// the limit. The share is drawn call by call (a limit is small against a grant's cost).
+#[derive(Debug)]
+pub struct SpendAccount {
+    /// The user's tenant (the store names the account by tenant, user and month).
+    pub tenant: Arc<str>,
+    /// The user's UPN.
+    pub user: Arc<str>,
+    /// The calendar month the allowance is of.
+    pub month: MonthKey,
+    /// The tenant's `user_spend_limit` as last applied.
+    limit: AtomicI64,
+    share: Share,
+}
+
+impl SpendAccount {
+    /// The limit, in micro-units: the capacity of the store's account.
+    pub fn limit(&self) -> Money {
+        Money(self.limit.load(Ordering::Acquire))
+    }
+
+    /// This node's share of what the user may still spend.
+    pub fn share(&self) -> &Share {
+        &self.share
+    }
+}
+
+/// The users' [`SpendAccount`]s by user and month.
+type SpendAccounts = DashMap<(Arc<str>, MonthKey), Arc<SpendAccount>>;
+
+/// Why the user's spend limit could not pay for an amount.
+pub(crate) enum SpendLack {
+    /// The limit is reached (`spend_limit_reached`).
+    Limit,
+    /// Several nodes: this node's share of the user's allowance is short; the store may have
+    /// more.
+    Short(Arc<SpendAccount>),
+}
+
 /// Per-user monthly credits spending against `user_spend_limit`
-/// (`Set-CsTeamsCallingPolicy -CallingSpendUserLimit`). Only the credits path touches it.
+/// (`Set-CsTeamsCallingPolicy -CallingSpendUserLimit`). Only the credits path touches it. With
+/// several nodes, the check is against the user's [`SpendAccount`] share (cluster-wide); the
+/// figures here stay this node's own.
 #[derive(Debug, Default)]
 pub(crate) struct SpendLedger {
     spent: DashMap<(Arc<str>, MonthKey), i64>,
+    /// With several nodes: the users' accounts of the cluster store.
+    shared: Option<SpendAccounts>,
 }
 
 impl SpendLedger {
-    /// Adds `amount` to the user's spending this month if it stays within `limit`.
-    pub fn reserve(&self, user: &Arc<str>, month: MonthKey, amount: Money, limit: Money) -> bool {
+    /// With several nodes, limits are checked against the cluster store's accounts.
+    pub fn new(shared: bool) -> SpendLedger {
+        SpendLedger {
+            spent: DashMap::default(),
+            shared: shared.then(DashMap::default),
+        }
+    }
+
+    /// Adds `amount` to the user's spending this month if it stays within `limit` (with
+    /// several nodes: if this node's share of the user's allowance covers it).
+    pub fn reserve(
+        &self,
+        tenant: &Arc<str>,
+        user: &Arc<str>,
+        month: MonthKey,
+        amount: Money,
+        limit: Money,
+    ) -> Result<(), SpendLack> {
+        if let Some(a) = self.account(tenant, user, month, limit) {
+            match a
+                .share
+                .take_exact(u64::try_from(amount.0).unwrap_or(u64::MAX))
+            {
+                Ok(()) => {}
+                Err(Lack::Exhausted) => return Err(SpendLack::Limit),
+                Err(Lack::Short) => return Err(SpendLack::Short(a)),
+            }
+            *self.spent.entry((Arc::clone(user), month)).or_insert(0) += amount.0;
+            return Ok(());
+        }
         let mut e = self.spent.entry((Arc::clone(user), month)).or_insert(0);
         if *e + amount.0 > limit.0 {
-            return false;
+            return Err(SpendLack::Limit);
         }
         *e += amount.0;
-        true
+        Ok(())
+    }
+
+    /// Undoes a [`SpendLedger::reserve`] whose call was not admitted after all (its credits
+    /// were short): with several nodes the amount goes back into the share it came from.
+    pub fn unreserve(&self, user: &Arc<str>, month: MonthKey, amount: Money) {
+        self.refund(user, month, amount);
+        self.return_to_share(user, month, amount);
+    }
+
+    /// Several nodes: `amount` taken from the user's share goes back into it (an admission
+    /// undone before it reached the store; a settlement gives back through the store).
+    pub fn return_to_share(&self, user: &Arc<str>, month: MonthKey, amount: Money) {
+        if let Some(a) = self.get(user, month) {
+            a.share.add(u64::try_from(amount.0).unwrap_or(0));
+        }
+    }
+
+    /// With several nodes, the user's account of `month`, if this node has one.
+    pub fn get(&self, user: &Arc<str>, month: MonthKey) -> Option<Arc<SpendAccount>> {
+        self.shared
+            .as_ref()?
+            .get(&(Arc::clone(user), month))
+            .map(|a| Arc::clone(&a))
+    }
+
+    /// With several nodes, the user's account (created at its first credits call, its limit
+    /// kept current); `None` with one node.
+    fn account(
+        &self,
+        tenant: &Arc<str>,
+        user: &Arc<str>,
+        month: MonthKey,
+        limit: Money,
+    ) -> Option<Arc<SpendAccount>> {
+        let map = self.shared.as_ref()?;
+        let a = map
+            .entry((Arc::clone(user), month))
+            .or_insert_with(|| {
+                Arc::new(SpendAccount {
+                    tenant: Arc::clone(tenant),
+                    user: Arc::clone(user),
+                    month,
+                    limit: AtomicI64::new(limit.0),
+                    share: Share::default(),
+                })
+            })
+            .clone();
+        a.limit.store(limit.0, Ordering::Release);
+        Some(a)
+    }
+
+    /// What the user may still spend this month, to size a grant: `limit` less this node's
+    /// spending; with several nodes, what the share holds once the store said the allowance is
+    /// drained, else `None` (the share is topped up for the call if short).
+    pub fn left(
+        &self,
+        tenant: &Arc<str>,
+        user: &Arc<str>,
+        month: MonthKey,
+        limit: Money,
+    ) -> Option<Money> {
+        match self.account(tenant, user, month, limit) {
+            Some(a) if a.share.is_drained() => {
+                Some(Money(i64::try_from(a.share.free()).unwrap_or(i64::MAX)))
+            }
+            Some(_) => None,
+            None => Some(Money(limit.0 - self.spent(user, month).0)),
+        }
+    }
+
+    /// With several nodes, the users' accounts of `month` (for the cluster driver).
+    pub fn accounts(&self, month: MonthKey) -> Vec<Arc<SpendAccount>> {
+        self.shared.as_ref().map_or_else(Vec::new, |m| {
+            m.iter()
+                .filter(|e| e.key().1 == month)
+                .map(|e| Arc::clone(e.value()))
+                .collect()
+        })
     }
 
     /// Recovery: adds what a stored call took to the user's spending that month.

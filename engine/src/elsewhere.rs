@@ -156,11 +156,23 @@ impl Engine {
             Funding::Credits {
                 account,
                 per_minute,
-                ..
-            } => Some(Short {
-                of: ShareOf::Credits(std::sync::Arc::clone(account)),
-                needed: u64::try_from(Money::for_seconds(*per_minute, want).0).unwrap_or(0),
-            }),
+                spend,
+            } => {
+                let needed = u64::try_from(Money::for_seconds(*per_minute, want).0).unwrap_or(0);
+                // The user's allowance is taken first: if its share is the short one, it is
+                // the one to draw.
+                let allowance = spend
+                    .as_ref()
+                    .and_then(|(u, m)| self.spend.get(u, *m))
+                    .filter(|a| a.share().free() < needed);
+                Some(Short {
+                    of: match allowance {
+                        Some(a) => ShareOf::Spend(a),
+                        None => ShareOf::Credits(std::sync::Arc::clone(account)),
+                    },
+                    needed,
+                })
+            }
         }
     }
 }

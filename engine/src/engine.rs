@@ -102,12 +102,13 @@ impl Engine {
     ) -> Engine {
         let reservations = Reservations::sized_for(snap.users.len());
         let live = build_live(snap, MonthKey::of(now), None, config.shares);
+        let spend = SpendLedger::new(config.shares);
         Engine {
             numbering,
             config,
             live: ArcSwap::from_pointee(live),
             reservations,
-            spend: SpendLedger::default(),
+            spend,
             writer: Mutex::new(()),
             seq: Sequence::new(now.saturating_mul(1_000_000)),
         }
@@ -642,7 +643,12 @@ impl Engine {
             .accounts
             .iter()
             .map(|a| ShareOf::Credits(Arc::clone(a)));
-        pools.chain(credits).collect()
+        let spend = self
+            .spend
+            .accounts(live.pools.month)
+            .into_iter()
+            .map(ShareOf::Spend);
+        pools.chain(credits).chain(spend).collect()
     }
 
     /// The in-flight calls, for the daemon to read, persist and forget.

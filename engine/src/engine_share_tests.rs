@@ -21,6 +21,19 @@ fn share_of(d: &Decision) -> &crate::shares::Share {
         .expect("a short decision names its share")
 }
 
+/// Decides a US call of `user` as the driver would have it: each share the decision finds
+/// short gets `amount` more, then the call is decided again.
+fn admit_drawing(e: &Engine, user: &str, id: &str, amount: u64) -> Decision {
+    for _ in 0..4 {
+        let d = call(e, user, us(), id);
+        if d.lacking.is_none() {
+            return d;
+        }
+        share_of(&d).add(amount);
+    }
+    panic!("still short after four draws");
+}
+
 #[test]
 fn a_node_admits_from_its_share_and_asks_for_more_when_it_is_short() {
     let e = shared();
@@ -138,9 +151,7 @@ fn a_call_another_node_admitted_ends_from_its_row_once() {
     // A release charges nothing; a credits call is charged in money.
     let (_, r) = b.end_stored(row, Ending::Released, NOW + 5);
     assert_eq!((r.state, r.charged_seconds), (CallState::Released, 0));
-    let d = call(&a, "lim@v.com", us(), "c");
-    share_of(&d).add(10_000_000);
-    let d = call(&a, "lim@v.com", us(), "c");
+    let d = admit_drawing(&a, "lim@v.com", "c", 10_000_000);
     assert_eq!(basis(&d), Some("credits"));
     let row = StoredCall::from_record("c", &a.reservations().get("c").unwrap());
     let (ended, s) = b.end_stored(
@@ -214,4 +225,42 @@ fn a_call_another_node_admitted_is_extended_from_its_row_and_its_node_adopts_it(
         b.extend_stored(ended, 10_000, NOW).err(),
         Some(CallError::NotActive(CallState::Settled))
     );
+}
+
+#[test]
+fn a_user_spend_limit_is_an_allowance_drawn_from_the_store() {
+    // 0.50 limit at 0.019/min (26 minutes), as `rule10_spend_limit` with one node.
+    let e = shared();
+    let d = call(&e, "lim@v.com", us(), "l1");
+    assert_eq!(reason(&d), Some("store_unavailable"));
+    let Some(Short {
+        of: ShareOf::Spend(allowance),
+        needed,
+    }) = d.lacking.clone()
+    else {
+        panic!("the allowance is drawn first: {:?}", d.lacking);
+    };
+    assert_eq!(
+        (&*allowance.user, allowance.limit()),
+        ("lim@v.com", Money(500_000))
+    );
+    assert!(e.shares(NOW).iter().any(|s| matches!(s, ShareOf::Spend(_))));
+    // The store grants the allowance, then the balance: admitted for a full grant.
+    allowance.share().add(needed);
+    let d = admit_drawing(&e, "lim@v.com", "l1", 10_000_000);
+    assert_eq!(basis(&d), Some("credits"));
+    assert_eq!(allowance.share().free(), 0, "drawn call by call");
+    // The store has 0.10 left of the allowance and says it is drained: a shorter grant, then
+    // the limit.
+    allowance.share().add(100_000);
+    allowance.share().set_drained(true);
+    let d = call(&e, "lim@v.com", us(), "l2");
+    assert_eq!((basis(&d), d.max_duration), (Some("credits"), Some(300)));
+    assert_eq!(
+        reason(&call(&e, "lim@v.com", us(), "l3")),
+        Some("spend_limit_reached")
+    );
+    // An admission undone before it reached the store gives its allowance back.
+    assert!(e.abort("l2"));
+    assert_eq!(allowance.share().free(), 100_000);
 }

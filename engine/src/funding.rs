@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dashmap::mapref::entry::Entry;
 
 use super::{Engine, Live, Mode};
-use crate::credits::{CreditAccount, Money};
+use crate::credits::{CreditAccount, Money, SpendLack};
 use crate::directory::User;
 use crate::numbering::Destination;
 use crate::policy::{Basis, Decision, Outcome, Reason, Rule, Verdict};
@@ -137,8 +137,9 @@ impl Engine {
             .tenant(user.tenant)
             .and_then(|t| t.user_spend_limit);
         let mut secs = secs;
-        if let Some(limit) = limit {
-            let left = Money(limit.0 - self.spend.spent(&user.upn, month).0);
+        if let Some(left) =
+            limit.and_then(|l| self.spend.left(&account.tenant, &user.upn, month, l))
+        {
             secs = left.seconds_at(price, secs, inc);
             if secs < inc.min(g.grant_seconds) {
                 return reject(Reason::SpendLimitReached);
@@ -175,8 +176,10 @@ impl Engine {
     ) -> Result<(), Result<Reason, ShareOf>> {
         let counted = match (limit, spend) {
             (Some(limit), Some((u, m))) => {
-                if !self.spend.reserve(u, *m, cost, limit) {
-                    return Err(Ok(Reason::SpendLimitReached));
+                match self.spend.reserve(&account.tenant, u, *m, cost, limit) {
+                    Ok(()) => {}
+                    Err(SpendLack::Limit) => return Err(Ok(Reason::SpendLimitReached)),
+                    Err(SpendLack::Short(a)) => return Err(Err(ShareOf::Spend(a))),
                 }
                 Some((u, *m))
             }
@@ -184,7 +187,7 @@ impl Engine {
         };
         if let Err(lack) = account.reserve(cost) {
             if let Some((u, m)) = counted {
-                self.spend.refund(u, m, cost);
+                self.spend.unreserve(u, m, cost);
             }
             return Err(match lack {
                 Lack::Exhausted => Ok(Reason::CreditsExhausted),

@@ -367,6 +367,29 @@ impl Reservations {
         else {
             return false;
         };
+        // Several nodes: the reservation never reached the store, so it goes back into the
+        // shares it came from (a settlement gives back through the store instead).
+        let g = &r.grant;
+        match &g.funding {
+            Funding::None => {}
+            Funding::Pool(c) => {
+                if let Some(s) = c.share() {
+                    s.add(g.reserved_seconds);
+                }
+            }
+            Funding::Credits {
+                account,
+                spend: limit,
+                ..
+            } => {
+                if let Some(s) = account.share() {
+                    s.add(u64::try_from(g.reserved_money.0).unwrap_or(0));
+                }
+                if let Some((user, month)) = limit {
+                    spend.return_to_share(user, *month, g.reserved_money);
+                }
+            }
+        }
         r.finish(CallState::Released, 0, 0, 0, spend);
         true
     }

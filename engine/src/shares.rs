@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::credits::CreditAccount;
+use crate::credits::{CreditAccount, SpendAccount};
 use crate::pools::PoolCounter;
 
 /// The account a share belongs to (a live counter, shared with the engine): what the driver
@@ -35,6 +35,9 @@ pub enum ShareOf {
     Pool(Arc<PoolCounter>),
     /// A tenant's Communications Credits ([`CreditAccount::share`]).
     Credits(Arc<CreditAccount>),
+    /// A user's spending in one month under the tenant's spend limit ([`SpendAccount`]):
+    /// drawn call by call, never held ahead.
+    Spend(Arc<SpendAccount>),
 }
 
 /// What a call lacked: the account whose share was short, and how much the call needs from it
@@ -53,6 +56,7 @@ impl ShareOf {
         match self {
             ShareOf::Pool(c) => c.share(),
             ShareOf::Credits(a) => a.share(),
+            ShareOf::Spend(a) => Some(a.share()),
         }
     }
 
@@ -62,6 +66,7 @@ impl ShareOf {
         match self {
             ShareOf::Pool(c) => c.capacity(),
             ShareOf::Credits(a) => u64::try_from(a.configured().0).unwrap_or(0),
+            ShareOf::Spend(a) => u64::try_from(a.limit().0).unwrap_or(0),
         }
     }
 }

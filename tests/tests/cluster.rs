@@ -27,7 +27,8 @@ fn postgres() -> Arc<Postgres> {
 }
 
 /// `acme`: three US users on the 120-minute plan (a 21,600 s pool); `cred`: one user on
-/// Communications Credits only, 1.00 at 0.019 a minute in the US (52 one-minute grants).
+/// Communications Credits only, 1.00 at 0.019 a minute in the US (52 one-minute grants);
+/// `lim`: plenty of credits, but a user spend limit of 0.50 (26 one-minute grants).
 fn directory() -> PathBuf {
     let dir = temp_dir("cluster-dir");
     let config = repo_root().join("config");
@@ -37,7 +38,9 @@ fn directory() -> PathBuf {
     std::fs::write(
         dir.join("tenants.toml"),
         "[[tenant]]\nid = \"acme\"\ndomains = [\"acme.example\"]\ncredits = \"0.00\"\n\n\
-         [[tenant]]\nid = \"cred\"\ndomains = [\"cred.example\"]\ncredits = \"1.00\"\n",
+         [[tenant]]\nid = \"cred\"\ndomains = [\"cred.example\"]\ncredits = \"1.00\"\n\n\
+         [[tenant]]\nid = \"lim\"\ndomains = [\"lim.example\"]\ncredits = \"100.00\"\n\
+         user_spend_limit = \"0.50\"\n",
     )
     .expect("tenants");
     std::fs::write(
@@ -46,7 +49,8 @@ fn directory() -> PathBuf {
          acme,a1@acme.example,US,MCOEV;MCOPSTN5\n\
          acme,a2@acme.example,US,MCOEV;MCOPSTN5\n\
          acme,a3@acme.example,US,MCOEV;MCOPSTN5\n\
-         cred,c1@cred.example,US,MCOEV;MCOPSTNC\n",
+         cred,c1@cred.example,US,MCOEV;MCOPSTNC\n\
+         lim,l1@lim.example,US,MCOEV;MCOPSTNC\n",
     )
     .expect("users");
     dir
@@ -656,19 +660,35 @@ fn two_nodes_race_on_the_last_credits() {
         .iter()
         .map(|id| Arc::new(start(&url, id, &dir, None)))
         .collect();
+    // 1.00 at 0.019 a minute: 52 one-minute grants at most.
+    let n = race(&nodes, "c1@cred.example", "credits_exhausted");
+    eprintln!("credits: {n} of 52 grants admitted");
+    assert!(n <= 52, "{n} grants paid from 1.00: overdraft");
+    assert!(n >= 49, "only {n} of 52 grants admitted");
+    // A user spend limit holds across the nodes too: 0.50 is 26 grants, not 26 per node.
+    let n = race(&nodes, "l1@lim.example", "spend_limit_reached");
+    eprintln!("spend limit: {n} of 26 grants admitted");
+    assert!(n <= 26, "{n} grants within a 0.50 limit: overdraft");
+    assert!(n >= 24, "only {n} of 26 grants admitted");
+    assert_eq!(overdrawn(&pg, db), "");
+}
+
+/// Two threads call as `user` on the nodes until one hears `reason`; returns how many calls
+/// were admitted.
+fn race(nodes: &[Arc<Node>], user: &str, reason: &'static str) -> usize {
     let admitted = Arc::new(AtomicUsize::new(0));
     let racers: Vec<_> = nodes
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let (n, admitted) = (Arc::clone(n), Arc::clone(&admitted));
+            let (n, admitted, user) = (Arc::clone(n), Arc::clone(&admitted), user.to_string());
             std::thread::spawn(move || {
                 for k in 0..200 {
-                    match call(&n, "c1@cred.example", &format!("cr-{i}-{k}")) {
+                    match call(&n, &user, &format!("{user}-{i}-{k}")) {
                         (302, _) => {
                             admitted.fetch_add(1, Ordering::SeqCst);
                         }
-                        (403, r) if r == "credits_exhausted" => return,
+                        (403, r) if r == reason => return,
                         (503, r) if r == "store_unavailable" => {}
                         other => panic!("unexpected answer {other:?}"),
                     }
@@ -679,12 +699,7 @@ fn two_nodes_race_on_the_last_credits() {
     for r in racers {
         r.join().expect("racer");
     }
-    // 1.00 at 0.019 a minute: 52 one-minute grants at most.
-    let n = admitted.load(Ordering::SeqCst);
-    eprintln!("credits: {n} of 52 grants admitted");
-    assert!(n <= 52, "{n} grants paid from 1.00: overdraft");
-    assert!(n >= 49, "only {n} of 52 grants admitted");
-    assert_eq!(overdrawn(&pg, db), "");
+    admitted.load(Ordering::SeqCst)
 }
 
 /// A fresh suffix for Call-IDs of retried calls.

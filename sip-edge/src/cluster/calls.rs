@@ -8,7 +8,7 @@ use tokio_postgres::Transaction;
 use tollgate_engine::pools::MonthKey;
 use tollgate_engine::{CallState, StoredCall, StoredFunding};
 
-use super::store::{credits_account, pool_account, ClusterError, ClusterStore};
+use super::store::{credits_account, pool_account, spend_account, ClusterError, ClusterStore};
 use crate::ledger::rows::{self, JsonCells};
 
 /// The account a call draws on, and what it reserved and was charged there (seconds of a
@@ -26,6 +26,19 @@ pub fn call_account(c: &StoredCall) -> Option<(String, i64, i64)> {
             c.reserved_money.0.max(0),
             c.charged_money.0.max(0),
         )),
+    }
+}
+
+/// The other account a call's figures move, beside [`call_account`]'s: a credits call under a
+/// user spend limit moves the same money on the user's allowance of the month
+/// ([`spend_account`]).
+pub fn spend_account_of(c: &StoredCall) -> Option<String> {
+    match &c.funding {
+        StoredFunding::Credits {
+            spend: Some((user, month)),
+            ..
+        } => Some(spend_account(*month, &c.tenant, user)),
+        _ => None,
     }
 }
 
@@ -291,23 +304,31 @@ impl ClusterStore {
             return Err(ClusterError::UnknownCall);
         };
         let row = read_row(call_id, &prev.row)?;
-        let account = call_account(&row).map(|(name, _, _)| name);
-        let available = match &account {
-            Some(name) => tx
+        // The call's account, and the user's allowance beside it: the extension takes the same
+        // amount from each, so it is bounded by the smaller.
+        let mut accounts: Vec<String> = call_account(&row)
+            .map(|(name, _, _)| name)
+            .into_iter()
+            .chain(spend_account_of(&row))
+            .collect();
+        accounts.sort();
+        let mut available = if accounts.is_empty() { 0 } else { u64::MAX };
+        for name in &accounts {
+            let a = tx
                 .query_opt(
                     "SELECT capacity - used - reserved - held FROM tg_accounts \
                      WHERE account = $1 FOR UPDATE",
                     &[name],
                 )
                 .await?
-                .map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)),
-            None => 0,
-        };
+                .map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0));
+            available = available.min(a);
+        }
         let (extended, answer, amount) = match extend(row, available) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        if let Some(name) = &account {
+        for name in &accounts {
             tx.execute(
                 "UPDATE tg_accounts SET reserved = reserved + $2 WHERE account = $1",
                 &[name, &rows::saturate(amount)],
@@ -494,6 +515,7 @@ fn apply(
     deltas: &mut Deltas,
 ) -> Result<Applied, ClusterError> {
     let account = call_account(c);
+    let spend = spend_account_of(c);
     let (reserved, charged) = account.as_ref().map_or((0, 0), |(_, r, ch)| (*r, *ch));
     let version = i32::try_from(c.version).unwrap_or(i32::MAX);
     let final_now = c.state != CallState::Reserved;
@@ -505,9 +527,9 @@ fn apply(
             // A reserved row of a call already ended elsewhere: its node is behind. What it
             // reserved beyond the stored row (an extension made before it learned of the end)
             // came out of its share: it goes back to the account.
-            if let Some((name, _, _)) = &account {
-                let extra = reserved - p.reserved;
-                if extra > 0 {
+            let extra = reserved - p.reserved;
+            if extra > 0 {
+                for name in account.iter().map(|(n, _, _)| n).chain(&spend) {
                     deltas.reserve(name, owner, extra);
                     deltas.end(name, extra, 0);
                 }
@@ -519,9 +541,10 @@ fn apply(
         Some(p) if !final_now && version <= p.version => return Ok(Applied::Nothing),
         _ => {}
     }
-    // The call's admitting node's share pays for its reservations.
-    if let Some((name, _, _)) = &account {
-        let before = prev.map_or(0, |p| p.reserved);
+    // The call's admitting node's share pays for its reservations (of the user's allowance
+    // too, under a spend limit: the same money).
+    let before = prev.map_or(0, |p| p.reserved);
+    for name in account.iter().map(|(n, _, _)| n).chain(&spend) {
         deltas.reserve(name, owner, reserved - before);
         if final_now {
             deltas.end(name, reserved.max(before), charged);

@@ -37,7 +37,7 @@ use tollgate_engine::{CallError, CallState, Ending, Engine, Extension, StoredCal
 
 use super::calls::Finish;
 use super::store::{
-    credits_account, pool_account, ClusterError, ClusterStore, ClusterView, PoolRow,
+    credits_account, pool_account, spend_account, ClusterError, ClusterStore, ClusterView, PoolRow,
 };
 use crate::server::Server;
 
@@ -230,6 +230,7 @@ fn same_account(a: &ShareOf, b: &ShareOf) -> bool {
     match (a, b) {
         (ShareOf::Pool(x), ShareOf::Pool(y)) => Arc::ptr_eq(x, y),
         (ShareOf::Credits(x), ShareOf::Credits(y)) => Arc::ptr_eq(x, y),
+        (ShareOf::Spend(x), ShareOf::Spend(y)) => Arc::ptr_eq(x, y),
         _ => false,
     }
 }
@@ -530,7 +531,14 @@ impl Driver {
                 available: account.available(),
                 nodes,
             };
-            match plan(sizing) {
+            // A user's allowance is drawn call by call, never held ahead: what is left of a
+            // draw goes back.
+            let planned = match of {
+                ShareOf::Spend(_) if sizing.free > 0 => Plan::GiveBack(sizing.free),
+                ShareOf::Spend(_) => Plan::Keep,
+                _ => plan(sizing),
+            };
+            match planned {
                 Plan::Keep => {}
                 Plan::Draw { want, min } => draws.push((name, share, want, min)),
                 Plan::GiveBack(n) => {
@@ -700,6 +708,10 @@ impl Driver {
         // second; calls should not wait for it).
         let grant = server.engine.config().grants.grant_seconds;
         let mut asks: Vec<(&str, &Share, u64, u64)> = Vec::new();
+        // Accounts the store may not know yet: a user's allowance at its first call, any
+        // account after a reload the tick has not written yet. A draw on an account the store
+        // does not have would find it drained.
+        let mut capacities: Vec<(&str, u64)> = Vec::new();
         for (name, (total, of)) in &needs {
             let Some(share) = of.share() else { continue };
             let need = total.saturating_sub(share.free());
@@ -710,12 +722,16 @@ impl Driver {
                     .and_then(|&i| st.tracked.get(i))
                     .map_or(0.0, |t| t.burn.per_second);
                 // No burn known yet (a cold start): two more grants, as the tick's smallest
-                // share, so the account's next calls do not wait too.
-                let cushion = if burn > 0.0 {
-                    (burn * PARKED_TOP_UP_SECONDS) as u64
-                } else {
-                    2 * unit_grant(of, grant)
+                // share, so the account's next calls do not wait too. A user's allowance:
+                // what the calls need, no more.
+                let cushion = match of {
+                    ShareOf::Spend(_) => 0,
+                    _ if burn > 0.0 => (burn * PARKED_TOP_UP_SECONDS) as u64,
+                    _ => 2 * unit_grant(of, grant),
                 };
+                if matches!(of, ShareOf::Spend(_)) || !st.capacities_written {
+                    capacities.push((name, of.capacity()));
+                }
                 let want = need.saturating_add(cushion);
                 asks.push((name, share, need, want));
             }
@@ -724,6 +740,9 @@ impl Driver {
         let r = self
             .with_store(async |store| {
                 let store: &ClusterStore = store;
+                if !capacities.is_empty() {
+                    store.set_capacities(&capacities).await?;
+                }
                 // Whatever is there (min 1): with what the share holds it may still pay for a
                 // call; if not, the account is drained and the share grants what it has.
                 let got = join_all(asks.iter().map(|(name, _, _, want)| {
@@ -803,7 +822,7 @@ pub fn ended_elsewhere(server: &Server, row: &StoredCall, now: u64) {
 fn unit_grant(of: &ShareOf, grant_seconds: u64) -> u64 {
     match of {
         ShareOf::Pool(_) => grant_seconds,
-        ShareOf::Credits(_) => grant_seconds / 60 * 1_000_000,
+        ShareOf::Credits(_) | ShareOf::Spend(_) => grant_seconds / 60 * 1_000_000,
     }
 }
 
@@ -819,6 +838,7 @@ pub fn account_of(share: &ShareOf) -> String {
     match share {
         ShareOf::Pool(c) => pool_account(c.month, &c.key),
         ShareOf::Credits(a) => credits_account(&a.tenant),
+        ShareOf::Spend(a) => spend_account(a.month, &a.tenant, &a.user),
     }
 }
 

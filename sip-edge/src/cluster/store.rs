@@ -175,6 +175,11 @@ pub fn pool_account(month: MonthKey, key: &PoolKey) -> String {
     )
 }
 
+/// The account of one user's spending in one month under the tenant's spend limit.
+pub fn spend_account(month: MonthKey, tenant: &str, user: &str) -> String {
+    format!("spend/{month}/{}/{}", part(tenant), part(user))
+}
+
 /// The account of a tenant's Communications Credits.
 pub fn credits_account(tenant: &str) -> String {
     format!("credits/{}", part(tenant))
