@@ -443,6 +443,10 @@ fn a_load_run_is_settled_call_by_call() {
 fn fake_node_without_max_duration(gateway: SocketAddr) -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind fake node");
     let addr = socket.local_addr().expect("addr");
+    // The node stops after 30 s without a request.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 65_535];
         while let Ok((n, from)) = socket.recv_from(&mut buf) {
