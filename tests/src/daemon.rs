@@ -361,6 +361,27 @@ pub fn udp_exchange_bytes(socket: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Opt
     Some(SipResponse::new(buf.get(..n)?.to_vec()))
 }
 
+/// Sends `msg` from `socket` and collects the answers up to the first final one (200 or
+/// more), waiting for each up to the socket's read timeout: a stateful proxy answers
+/// `100 Trying` before the final answer. Empty if nothing came.
+pub fn udp_responses(socket: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Vec<SipResponse> {
+    let mut answers = Vec::new();
+    if socket.send_to(msg, to).is_err() {
+        return answers;
+    }
+    let mut buf = vec![0u8; 65_535];
+    while let Ok((n, _)) = socket.recv_from(&mut buf) {
+        let Some(bytes) = buf.get(..n) else { break };
+        let r = SipResponse::new(bytes.to_vec());
+        let last = r.status() >= 200;
+        answers.push(r);
+        if last {
+            break;
+        }
+    }
+    answers
+}
+
 /// Reads one response (our responses have no body) from a TCP stream.
 pub fn read_tcp_response(s: &mut TcpStream) -> Option<SipResponse> {
     s.set_read_timeout(Some(TIMEOUT)).ok()?;

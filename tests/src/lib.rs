@@ -1,5 +1,7 @@
 //! Helpers for the end-to-end tests in `tests/tests/`: locating and running the real binary,
-//! a running daemon with SIP and HTTP clients ([`daemon`]), and the load generator ([`load`]).
+//! a running daemon with SIP and HTTP clients ([`daemon`]), the load generator ([`load`]), a
+//! throwaway PostgreSQL ([`postgres`]), Kamailio on the shipped configuration ([`kamailio`])
+//! and sipp with the scenarios of `tests/scenarios/` ([`sipp`]).
 
 use std::path::PathBuf;
 
@@ -78,5 +80,7 @@ pub fn decide_json(config: &std::path::Path, caller: &str, dial: &str) -> serde_
 }
 
 pub mod daemon;
+pub mod kamailio;
 pub mod load;
 pub mod postgres;
+pub mod sipp;
