@@ -42,6 +42,9 @@ pub struct Options<'a> {
     /// The host `[http].listen` binds (default `127.0.0.1`), e.g. `[::]`; clients still
     /// connect to `127.0.0.1` on its port.
     pub http_host: Option<&'a str>,
+    /// Starts the daemon's wall clock at this UTC time (`YYYY-MM-DD hh:mm:ss`), from where it
+    /// runs on (`faketime`, Debian package `faketime`): to cross a month end in a test.
+    pub clock: Option<&'a str>,
 }
 
 /// `tollgate serve`, killed (and its temporary directory removed) on drop.
@@ -54,6 +57,10 @@ pub struct Daemon {
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// libfaketime as Debian installs it (package `libfaketime`, pulled in by `faketime`), the
+/// multi-threaded variant: [`Options::clock`].
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 /// A port free on loopback for both TCP and UDP, right now.
 pub fn free_port() -> u16 {
@@ -127,7 +134,22 @@ impl Daemon {
         let config_path = dir.join("tollgate.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("stderr.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(tollgate_bin())
+        let mut command = Command::new(tollgate_bin());
+        if let Some(t) = opts.clock {
+            // libfaketime preloaded into the daemon itself (not the `faketime` wrapper, which
+            // forks: the daemon must stay the child, for signals and for its end at drop).
+            // Timers and timeouts keep the real monotonic clock.
+            let lib = FAKETIME_LIB;
+            assert!(
+                std::path::Path::new(lib).exists(),
+                "{lib} is missing: run scripts/test, which installs faketime"
+            );
+            command
+                .env("LD_PRELOAD", lib)
+                .env("FAKETIME", format!("@{t}"))
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)

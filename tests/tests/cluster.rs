@@ -71,6 +71,17 @@ fn start(
     directory: &std::path::Path,
     ledger: Option<&std::path::Path>,
 ) -> Node {
+    start_at(url, id, directory, ledger, None)
+}
+
+/// [`start`], the node's wall clock starting at `clock` (see [`Options::clock`]).
+fn start_at(
+    url: &str,
+    id: &str,
+    directory: &std::path::Path,
+    ledger: Option<&std::path::Path>,
+    clock: Option<&str>,
+) -> Node {
     let extra = format!(
         "[grants]\ngrant_seconds = {GRANT}\n[cluster]\nstore = \"{url}\"\nnode_id = \"{id}\"\nlease_seconds = 10\n"
     );
@@ -79,6 +90,7 @@ fn start(
         directory_extra: "watch = false",
         ledger,
         extra: &extra,
+        clock,
         ..Options::default()
     });
     Node {
@@ -543,6 +555,75 @@ fn a_store_of_schema_1_is_migrated() {
         "y"
     );
     assert_eq!(call(&a, "a1@acme.example", "after-migration").0, 302);
+}
+
+/// Two nodes cross a month end together (their clocks set to the last seconds of December):
+/// each opens January's pools from the same directory (the same capacities), gives back its
+/// December shares, and a call admitted in December still ends in December's pool, on either
+/// node.
+#[test]
+fn the_month_rolls_over_on_every_node_alike() {
+    let pg = postgres();
+    let db = "rollover";
+    let url = pg.database(db);
+    let dir = directory();
+    let clock = Some("2026-12-31 23:59:52");
+    let a = start_at(&url, "a", &dir, None, clock);
+    let b = start_at(&url, "b", &dir, None, clock);
+    let month = |n: &Node| {
+        json(n, "GET", "/v1/pools?tenant=acme", "").1["pools"][0]["month"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!((month(&a), month(&b)), ("2026-12".into(), "2026-12".into()));
+    assert_eq!(call(&a, "a1@acme.example", "dec-a").0, 302);
+    assert_eq!(call(&b, "a2@acme.example", "dec-b").0, 302);
+    for n in [&a, &b] {
+        eventually(15, "January on every node", || month(n) == "2027-01");
+    }
+    assert_eq!(call(&a, "a3@acme.example", "jan-a").0, 302);
+    assert_eq!(call(&b, "a1@acme.example", "jan-b").0, 302);
+    let figures = |m: &str| {
+        pg.psql(
+            db,
+            &format!(
+                "SELECT capacity || ':' || used || ':' || reserved FROM tg_accounts \
+                 WHERE account LIKE 'pool/{m}/acme/%'"
+            ),
+        )
+    };
+    eventually(5, "both months' reservations in the store", || {
+        figures("2026-12") == format!("{POOL}:0:{}", 2 * GRANT)
+            && figures("2027-01") == format!("{POOL}:0:{}", 2 * GRANT)
+    });
+    // December's shares go back once no node holds December's pools any more.
+    eventually(5, "December's shares returned", || {
+        pg.psql(
+            db,
+            "SELECT count(*) FROM tg_shares WHERE account LIKE 'pool/2026-12/%' AND held > 0",
+        ) == "0"
+    });
+    // December's calls end in December's pool, each on the other node.
+    for (n, id) in [(&b, "dec-a"), (&a, "dec-b")] {
+        let (status, v) = json(
+            n,
+            "POST",
+            &format!("/v1/calls/{id}/end"),
+            r#"{"billable_seconds": 30}"#,
+        );
+        assert_eq!(
+            (status, v["charged_seconds"].as_u64()),
+            (200, Some(GRANT)),
+            "{v}"
+        );
+    }
+    eventually(5, "December settled", || {
+        figures("2026-12") == format!("{POOL}:{}:0", 2 * GRANT)
+    });
+    let v = json(&a, "GET", "/v1/pools?tenant=acme&month=2026-12", "").1;
+    assert_eq!(v["pools"][0]["used_seconds"], 2 * GRANT, "{v}");
+    assert_eq!(overdrawn(&pg, db), "");
 }
 
 #[test]
