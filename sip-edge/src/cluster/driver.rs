@@ -20,9 +20,10 @@
 //! 7. **Expired leases** of silent nodes go back to their accounts (any node may do it; each
 //!    share returns once).
 //!
-//! Calls that found their share short wait here ([`Driver::park`]): the driver draws what they
-//! need (and a few seconds of the account's burn) for all their accounts at once, pipelined,
-//! then has each decided again; a call waits at most [`PARK_MAX`], then is answered
+//! Calls that found their share short wait here ([`Driver::park`]), served on a task and
+//! connection of their own (a tick never delays them): the driver draws what they need (and a
+//! few seconds of the account's burn) for all their accounts at once, pipelined, then has each
+//! decided again; a call waits at most [`PARK_MAX`], then is answered
 //! `503 store_unavailable` (the proxy tries another node).
 
 use std::collections::HashMap;
@@ -157,9 +158,15 @@ struct Tracked {
     name: String,
     of: ShareOf,
     burn: Burn,
+    /// `burn.per_second` (f64 bits), for the task that serves waiting calls.
+    rate: Arc<AtomicU64>,
     /// The capacity last written to the store.
     capacity: u64,
 }
+
+/// Each account's recent burn (f64 bits per second) by name, as the tick last measured it: what
+/// a draw for waiting calls adds on top of their need.
+type Rates = HashMap<String, Arc<AtomicU64>>;
 
 /// The driver's own state between ticks.
 #[derive(Default)]
@@ -167,10 +174,6 @@ struct State {
     /// The accounts of the engine's shares, in the engine's order; rebuilt only when that set
     /// changes (a reload, the month rollover), so a tick formats no name and hashes no string.
     tracked: Vec<Tracked>,
-    /// `tracked` by name (for parked calls).
-    by_name: HashMap<String, usize>,
-    /// Whether the store has the capacities of `tracked`.
-    capacities_written: bool,
     /// Accounts no longer in the engine whose shares have not gone back yet.
     gone: Vec<String>,
     last: Option<Instant>,
@@ -182,47 +185,68 @@ struct State {
 
 impl State {
     /// Follows the engine's accounts: the same set as the last tick (the same counters, in
-    /// the same order) costs a pointer comparison each. Returns the accounts that are gone
-    /// (last month's pools after the rollover, a pool a reload removed): their shares go back.
-    fn follow(&mut self, shares: Vec<ShareOf>) -> Vec<String> {
+    /// the same order) costs a pointer comparison each. Says what changed: the accounts that
+    /// are gone (last month's pools after the rollover, a pool a reload removed: their shares
+    /// go back), whether a capacity changed, and the new set's rates when it was rebuilt.
+    fn follow(&mut self, shares: Vec<ShareOf>) -> Followed {
         let same = shares.len() == self.tracked.len()
             && shares
                 .iter()
                 .zip(&self.tracked)
                 .all(|(a, t)| same_account(a, &t.of));
         if same {
+            let mut capacity_changed = false;
             for t in &mut self.tracked {
                 let c = t.of.capacity();
                 if c != t.capacity {
                     t.capacity = c;
-                    self.capacities_written = false;
+                    capacity_changed = true;
                 }
             }
-            return Vec::new();
+            return Followed {
+                gone: Vec::new(),
+                capacity_changed,
+                rates: None,
+            };
         }
-        let mut old: HashMap<String, Burn> =
-            self.tracked.drain(..).map(|t| (t.name, t.burn)).collect();
+        let mut old: HashMap<String, (Burn, Arc<AtomicU64>)> = self
+            .tracked
+            .drain(..)
+            .map(|t| (t.name, (t.burn, t.rate)))
+            .collect();
         self.tracked = shares
             .into_iter()
             .map(|of| {
                 let name = account_of(&of);
+                let (burn, rate) = old.remove(&name).unwrap_or_default();
                 Tracked {
-                    burn: old.remove(&name).unwrap_or_default(),
+                    burn,
+                    rate,
                     capacity: of.capacity(),
                     name,
                     of,
                 }
             })
             .collect();
-        self.by_name = self
+        let rates = self
             .tracked
             .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.clone(), i))
+            .map(|t| (t.name.clone(), Arc::clone(&t.rate)))
             .collect();
-        self.capacities_written = false;
-        old.into_keys().collect()
+        Followed {
+            gone: old.into_keys().collect(),
+            capacity_changed: true,
+            rates: Some(Arc::new(rates)),
+        }
     }
+}
+
+/// What [`State::follow`] found.
+struct Followed {
+    gone: Vec<String>,
+    capacity_changed: bool,
+    /// The rebuilt set's rates (to publish), if it was rebuilt.
+    rates: Option<Arc<Rates>>,
 }
 
 /// Whether two shares are of the same live account (the same counter).
@@ -254,6 +278,13 @@ pub struct Driver {
     store: tokio::sync::Mutex<Option<ClusterStore>>,
     /// The outbox's own connection.
     outbox_store: tokio::sync::Mutex<Option<ClusterStore>>,
+    /// Waiting calls' own connection: a tick (which may draw for thousands of accounts at
+    /// once after a start) never delays them.
+    parked_store: tokio::sync::Mutex<Option<ClusterStore>>,
+    /// The accounts' recent burn, as the tick last measured it.
+    rates: Mutex<Arc<Rates>>,
+    /// Whether the store has the capacities of the accounts this node holds now.
+    capacities_written: AtomicBool,
     parked: tokio::sync::mpsc::Sender<Parked>,
     parked_rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Parked>>,
     /// Whether the last exchange with the store succeeded (a change is logged once).
@@ -274,6 +305,9 @@ impl Driver {
             outbox: Arc::default(),
             store: tokio::sync::Mutex::new(None),
             outbox_store: tokio::sync::Mutex::new(None),
+            parked_store: tokio::sync::Mutex::new(None),
+            rates: Mutex::default(),
+            capacities_written: AtomicBool::new(false),
             parked: tx,
             parked_rx: tokio::sync::Mutex::new(rx),
             up: AtomicBool::new(false),
@@ -310,8 +344,12 @@ impl Driver {
         let mut state = State::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut rx = self.parked_rx.lock().await;
-        let mut waiting: Vec<Parked> = Vec::new();
+        // Waiting calls, on a task and connection of their own.
+        let parked = {
+            let (driver, server, shutdown) =
+                (Arc::clone(&self), Arc::clone(&server), shutdown.clone());
+            tokio::spawn(async move { driver.serve_waiting(&server, shutdown).await })
+        };
         // The outbox, on its own connection, a few times a second.
         let outbox = {
             let (driver, server, mut shutdown) =
@@ -339,6 +377,23 @@ impl Driver {
                     let r = self.tick(&server, &mut state).await;
                     self.note(&server, r);
                 }
+                () = crate::transport::stopped(&mut shutdown) => {
+                    let _ = parked.await;
+                    let _ = outbox.await;
+                    let r = self.deliver(&server).await;
+                    self.note(&server, r);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves waiting calls as they come, until `shutdown` (then they are answered at once).
+    async fn serve_waiting(&self, server: &Server, mut shutdown: crate::transport::Shutdown) {
+        let mut rx = self.parked_rx.lock().await;
+        let mut waiting: Vec<Parked> = Vec::new();
+        loop {
+            tokio::select! {
                 Some(p) = rx.recv() => {
                     waiting.push(p);
                     while waiting.len() < PARKED_MAX {
@@ -352,21 +407,18 @@ impl Driver {
                     for p in waiting.drain(..) {
                         (p.retry)(false);
                     }
-                    let _ = outbox.await;
-                    let r = self.deliver(&server).await;
-                    self.note(&server, r);
                     return;
                 }
             }
-            if !waiting.is_empty() && !state.adopted {
+            if !self.in_step() {
                 // Not in step with the store yet: nothing to draw against.
                 for p in waiting.drain(..) {
                     (p.retry)(false);
                 }
             }
-            if !waiting.is_empty() {
-                let r = self.serve_parked(&server, &state, &mut waiting).await;
-                self.note(&server, r);
+            while !waiting.is_empty() {
+                let r = self.serve_parked(server, &mut waiting).await;
+                self.note(server, r);
                 if !waiting.is_empty() {
                     // Another node is giving its share back: look again shortly.
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -479,20 +531,26 @@ impl Driver {
         let dt = st.last.map_or(1.0, |l| at.duration_since(l).as_secs_f64());
         st.last = Some(at);
         let s = &self.settings;
-        let gone = st.follow(engine.shares(now));
-        st.gone.extend(gone);
+        let followed = st.follow(engine.shares(now));
+        st.gone.extend(followed.gone);
+        if followed.capacity_changed {
+            self.capacities_written.store(false, Ordering::Release);
+        }
+        if let Some(rates) = followed.rates {
+            *self.rates.lock().unwrap_or_else(|p| p.into_inner()) = rates;
+        }
         self.with_store(async |store| {
             store
                 .heartbeat(&s.node_id, &s.http, s.lease_seconds, now)
                 .await?;
-            if !st.capacities_written {
+            if !self.capacities_written.load(Ordering::Acquire) {
                 let capacities: Vec<(&str, u64)> = st
                     .tracked
                     .iter()
                     .map(|t| (t.name.as_str(), t.capacity))
                     .collect();
                 store.set_capacities(&capacities).await?;
-                st.capacities_written = true;
+                self.capacities_written.store(true, Ordering::Release);
             }
             Ok(())
         })
@@ -521,6 +579,7 @@ impl Driver {
             let (name, of) = (t.name.as_str(), &t.of);
             let Some(share) = of.share() else { continue };
             let burn = t.burn.update(share.taken(), dt);
+            t.rate.store(t.burn.per_second.to_bits(), Ordering::Relaxed);
             let Some(account) = account else {
                 continue;
             };
@@ -691,9 +750,10 @@ impl Driver {
     async fn serve_parked(
         &self,
         server: &Server,
-        st: &State,
         waiting: &mut Vec<Parked>,
     ) -> Result<(), ClusterError> {
+        let rates = Arc::clone(&self.rates.lock().unwrap_or_else(|p| p.into_inner()));
+        let capacities_written = self.capacities_written.load(Ordering::Acquire);
         let now = crate::server::now();
         let s = &self.settings;
         let mut needs: HashMap<String, (u64, ShareOf)> = HashMap::new();
@@ -716,11 +776,9 @@ impl Driver {
             let Some(share) = of.share() else { continue };
             let need = total.saturating_sub(share.free());
             if need > 0 {
-                let burn = st
-                    .by_name
+                let burn = rates
                     .get(name)
-                    .and_then(|&i| st.tracked.get(i))
-                    .map_or(0.0, |t| t.burn.per_second);
+                    .map_or(0.0, |r| f64::from_bits(r.load(Ordering::Relaxed)));
                 // No burn known yet (a cold start): two more grants, as the tick's smallest
                 // share, so the account's next calls do not wait too. A user's allowance:
                 // what the calls need, no more.
@@ -729,7 +787,7 @@ impl Driver {
                     _ if burn > 0.0 => (burn * PARKED_TOP_UP_SECONDS) as u64,
                     _ => 2 * unit_grant(of, grant),
                 };
-                if matches!(of, ShareOf::Spend(_)) || !st.capacities_written {
+                if matches!(of, ShareOf::Spend(_)) || !capacities_written {
                     capacities.push((name, of.capacity()));
                 }
                 let want = need.saturating_add(cushion);
@@ -738,7 +796,7 @@ impl Driver {
         }
         server.metrics.share_exchanges.inc_by(asks.len() as u64);
         let r = self
-            .with_store(async |store| {
+            .with_conn(&self.parked_store, async |store| {
                 let store: &ClusterStore = store;
                 if !capacities.is_empty() {
                     store.set_capacities(&capacities).await?;
