@@ -152,37 +152,63 @@ impl ClusterStore {
         let mut ids: Vec<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut old = lock_calls(&tx, node, &ids).await?;
-        // Other nodes' admissions of these Call-IDs (almost always none).
+        // Every row of these Call-IDs, this node's and (almost never) other nodes', locked in
+        // one statement, in (Call-ID, node) order like every delivery.
+        let mut old: HashMap<String, Old> = HashMap::with_capacity(ids.len());
         let mut ended_elsewhere: HashSet<String> = HashSet::new();
         let mut reserved_elsewhere: HashMap<String, Vec<String>> = HashMap::new();
         for r in tx
             .query(
-                "SELECT call_id, node_id, state FROM tg_calls WHERE call_id = ANY($1) \
-                 AND node_id <> $2",
-                &[&ids, &node],
+                "SELECT call_id, node_id = $1, state, version, reserved, \
+                 CASE WHEN node_id = $1 THEN row::text END, node_id FROM tg_calls \
+                 WHERE call_id = ANY($2) ORDER BY call_id, node_id FOR UPDATE",
+                &[&node, &ids],
             )
             .await?
         {
-            match call_state(r.get(2))? {
+            let state = call_state(r.get(2))?;
+            if r.get::<_, bool>(1) {
+                let row: Option<String> = r.get(5);
+                old.insert(
+                    r.get(0),
+                    Old {
+                        state,
+                        version: r.get(3),
+                        reserved: r.get(4),
+                        row: row.unwrap_or_default(),
+                    },
+                );
+                continue;
+            }
+            match state {
                 CallState::Settled | CallState::Released => {
                     ended_elsewhere.insert(r.get(0));
                 }
                 CallState::Reserved => reserved_elsewhere
-                    .entry(r.get(1))
+                    .entry(r.get(6))
                     .or_default()
                     .push(r.get(0)),
                 CallState::Expired => {}
             }
         }
+        // A row needs to be seen by a later row of the same call only if the batch has one.
+        let mut last_of: HashMap<&str, usize> = HashMap::with_capacity(calls.len());
+        for (i, c) in calls.iter().enumerate() {
+            last_of.insert(c.call_id.as_str(), i);
+        }
         let mut deltas = Deltas::default();
         let mut out = Delivered::default();
         let mut upserts: Vec<Box<Upsert>> = Vec::with_capacity(calls.len());
-        for c in calls {
+        for (i, c) in calls.iter().enumerate() {
             let prev = old.get(&c.call_id);
             match apply(node, node, prev, c, &mut deltas)? {
                 Applied::Changed(upsert) => {
                     out.applied += 1;
+                    let later = last_of.get(c.call_id.as_str()).is_some_and(|&l| l > i);
+                    if !later {
+                        upserts.push(upsert);
+                        continue;
+                    }
                     // A later row of the same call in this batch sees this one.
                     let before = prev.map_or(0, |p| p.reserved);
                     old.insert(
@@ -231,10 +257,15 @@ impl ClusterStore {
         if !upserts.is_empty() {
             write_calls(&tx, &upserts).await?;
         }
-        out.duplicates = old
+        // Calls left reserved here by this batch whose Call-ID another node's report ended.
+        out.duplicates = last_of
             .iter()
-            .filter(|(id, o)| o.state == CallState::Reserved && ended_elsewhere.contains(*id))
-            .map(|(id, _)| id.clone())
+            .filter(|(id, &i)| {
+                calls.get(i).is_some_and(|c| c.state == CallState::Reserved)
+                    && ended_elsewhere.contains(**id)
+                    && old.get(**id).is_none_or(|o| o.state == CallState::Reserved)
+            })
+            .map(|(id, _)| id.to_string())
             .collect();
         out.unbacked = settle_deltas(&tx, deltas).await?;
         tx.commit().await?;
