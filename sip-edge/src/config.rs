@@ -574,8 +574,10 @@ mod tests {
                 level: "info".into()
             }
         );
-        let c = DaemonConfig::from_toml("[log]\nformat = \"json\"\nlevel = \"warn,tollgate::server=debug\"\n")
-            .unwrap();
+        let c = DaemonConfig::from_toml(
+            "[log]\nformat = \"json\"\nlevel = \"warn,tollgate::server=debug\"\n",
+        )
+        .unwrap();
         assert_eq!(c.log.format, LogFormat::Json);
         assert!(c.check().is_ok());
         // A format that is neither: a syntax error on its line.
@@ -584,7 +586,13 @@ mod tests {
         let e = DaemonConfig::from_toml("[log]\ncolour = true\n").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
         // Words the filter parser would take for a target are refused, with their line.
-        for bad in ["verbose", "", "info,=debug", "info,a b=debug", "tollgate=loud"] {
+        for bad in [
+            "verbose",
+            "",
+            "info,=debug",
+            "info,a b=debug",
+            "tollgate=loud",
+        ] {
             let text = format!("[sip]\n[log]\nlevel = {bad:?}\n");
             let errors = DaemonConfig::from_toml(&text).unwrap().check().unwrap_err();
             assert_eq!(errors.len(), 1, "{bad:?}: {errors:?}");
@@ -596,7 +604,10 @@ mod tests {
         }
         for good in ["INFO", "off", "debug,tollgate=trace", " warn "] {
             let text = format!("[log]\nlevel = {good:?}\n");
-            assert!(DaemonConfig::from_toml(&text).unwrap().check().is_ok(), "{good:?}");
+            assert!(
+                DaemonConfig::from_toml(&text).unwrap().check().is_ok(),
+                "{good:?}"
+            );
         }
     }
 

@@ -182,7 +182,7 @@ impl Server {
                 if held.fresh {
                     self.engine.abort(&w.call.call_id);
                 }
-                self.refuse(&held, &w.call.call_id, reason, out);
+                self.refuse(&held, &w.call, reason, out);
             }
         }
         true
@@ -407,7 +407,7 @@ impl Server {
                         self.engine.abort(&call.call_id);
                     }
                     let mut out = Vec::with_capacity(held.bytes.len());
-                    self.refuse(&held, &call.call_id, Reason::StoreUnavailable, &mut out);
+                    self.refuse(&held, &call, Reason::StoreUnavailable, &mut out);
                     held.to.send(&out);
                     return None;
                 }
@@ -429,7 +429,9 @@ impl Server {
     }
 
     /// Answers a held admission with `reason` instead, now.
-    fn refuse(&self, held: &Held, call_id: &str, reason: Reason, out: &mut Vec<u8>) {
+    /// The decision log's reject line names the call as the engine admitted it, and why the
+    /// admission did not stand.
+    fn refuse(&self, held: &Held, call: &StoredCall, reason: Reason, out: &mut Vec<u8>) {
         rewrite_response(
             out,
             &held.bytes,
@@ -438,7 +440,21 @@ impl Server {
         );
         self.metrics.rejected(reason);
         self.metrics.message_out(status_of(out), held.transport);
-        tracing::info!(call_id, reason = reason.as_str(), "reject");
+        let rule = if reason == Reason::Overloaded {
+            "ledger: the write queue is full"
+        } else {
+            "ledger: the admission could not be committed"
+        };
+        tracing::info!(
+            call_id = call.call_id,
+            caller = &*call.user,
+            dialed = &*call.dialed,
+            tenant = Some(&*call.tenant).filter(|t| !t.is_empty()),
+            reason = reason.as_str(),
+            rule,
+            status = reason.sip_status(),
+            "reject"
+        );
     }
 
     /// A held response whose write is settled (committed, or an emergency call) is leaving:
