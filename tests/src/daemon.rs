@@ -42,6 +42,9 @@ pub struct Options<'a> {
     /// The host `[http].listen` binds (default `127.0.0.1`), e.g. `[::]`; clients still
     /// connect to `127.0.0.1` on its port.
     pub http_host: Option<&'a str>,
+    /// Variables of the test's environment the daemon must not inherit (e.g. `RUST_LOG`,
+    /// which would override `[log].level` in a test of the log).
+    pub env_remove: &'a [&'a str],
 }
 
 /// `tollgate serve`, killed (and its temporary directory removed) on drop.
@@ -127,7 +130,11 @@ impl Daemon {
         let config_path = dir.join("tollgate.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("stderr.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(tollgate_bin())
+        let mut command = Command::new(tollgate_bin());
+        for var in opts.env_remove {
+            command.env_remove(var);
+        }
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
