@@ -428,9 +428,10 @@ impl Server {
         })
     }
 
-    /// Answers a held admission with `reason` instead, now.
-    /// The decision log's reject line names the call as the engine admitted it, and why the
-    /// admission did not stand.
+    /// Answers a held admission with `reason` instead, now. The decision log's reject line
+    /// names the call as the engine admitted it, and why the admission did not stand; a full
+    /// ledger queue refuses every admission while it lasts, so those lines are at debug and a
+    /// warning at most once a second counts them.
     fn refuse(&self, held: &Held, call: &StoredCall, reason: Reason, out: &mut Vec<u8>) {
         rewrite_response(
             out,
@@ -440,21 +441,38 @@ impl Server {
         );
         self.metrics.rejected(reason);
         self.metrics.message_out(status_of(out), held.transport);
-        let rule = if reason == Reason::Overloaded {
-            "ledger: the write queue is full"
-        } else {
-            "ledger: the admission could not be committed"
-        };
-        tracing::info!(
-            call_id = call.call_id,
-            caller = &*call.user,
-            dialed = &*call.dialed,
-            tenant = Some(&*call.tenant).filter(|t| !t.is_empty()),
-            reason = reason.as_str(),
-            rule,
-            status = reason.sip_status(),
-            "reject"
-        );
+        macro_rules! reject {
+            ($level:expr, $rule:expr) => {
+                tracing::event!(
+                    $level,
+                    call_id = call.call_id,
+                    caller = &*call.user,
+                    dialed = &*call.dialed,
+                    tenant = Some(&*call.tenant).filter(|t| !t.is_empty()),
+                    reason = reason.as_str(),
+                    rule = $rule,
+                    status = reason.sip_status(),
+                    "reject"
+                )
+            };
+        }
+        if reason != Reason::Overloaded {
+            reject!(
+                tracing::Level::INFO,
+                "ledger: the admission could not be committed"
+            );
+            return;
+        }
+        reject!(tracing::Level::DEBUG, "ledger: the write queue is full");
+        self.queue_full.fetch_add(1, Ordering::Relaxed);
+        let t = now();
+        if self.queue_full_logged.swap(t, Ordering::AcqRel) != t {
+            tracing::warn!(
+                reason = reason.as_str(),
+                rejected_since_last = self.queue_full.swap(0, Ordering::Relaxed),
+                "ledger queue full: admissions answered 503 overloaded"
+            );
+        }
     }
 
     /// A held response whose write is settled (committed, or an emergency call) is leaving:

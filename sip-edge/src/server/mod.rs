@@ -111,6 +111,10 @@ pub struct Server {
     shed_logged: std::sync::atomic::AtomicU64,
     /// INVITEs answered `503 overloaded` since shedding was last logged.
     shed: std::sync::atomic::AtomicU64,
+    /// When a full ledger queue was last logged (unix seconds), and the admissions it refused
+    /// since: logged at most once a second with that count.
+    queue_full_logged: std::sync::atomic::AtomicU64,
+    queue_full: std::sync::atomic::AtomicU64,
     /// When a ledger error was last logged (unix seconds), to log at most one a second.
     store_logged: std::sync::atomic::AtomicU64,
     /// The month whose pool capacities the ledger has, and whether a reload changed them.
@@ -154,6 +158,8 @@ impl Server {
             store_logged: std::sync::atomic::AtomicU64::new(0),
             shed_logged: std::sync::atomic::AtomicU64::new(0),
             shed: std::sync::atomic::AtomicU64::new(0),
+            queue_full_logged: std::sync::atomic::AtomicU64::new(0),
+            queue_full: std::sync::atomic::AtomicU64::new(0),
             pools_written: std::sync::atomic::AtomicU32::new(0),
             cluster: std::sync::OnceLock::new(),
             me: std::sync::OnceLock::new(),
