@@ -289,6 +289,17 @@ impl SpendAccount {
     }
 }
 
+/// One user's credits spending this month ([`crate::Engine::user_spend`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSpend {
+    /// The user's tenant id.
+    pub tenant: Arc<str>,
+    /// The UPN.
+    pub user: Arc<str>,
+    /// What settled calls cost and what calls in progress hold.
+    pub spent: Money,
+}
+
 /// The users' [`SpendAccount`]s by user and month.
 type SpendAccounts = DashMap<(Arc<str>, MonthKey), Arc<SpendAccount>>;
 
@@ -438,6 +449,15 @@ impl SpendLedger {
         if let Some(mut e) = self.spent.get_mut(&(Arc::clone(user), month)) {
             *e -= amount.0;
         }
+    }
+
+    /// Every user's spending of `month` (read only, for reports).
+    pub fn of_month(&self, month: MonthKey) -> Vec<(Arc<str>, Money)> {
+        self.spent
+            .iter()
+            .filter(|e| e.key().1 == month)
+            .map(|e| (Arc::clone(&e.key().0), Money(*e.value())))
+            .collect()
     }
 
     pub fn spent(&self, user: &Arc<str>, month: MonthKey) -> Money {

@@ -222,6 +222,27 @@ impl Engine {
         l.accounts.get(i).map(|a| a.balance())
     }
 
+    /// Each user's credits spending of the month of `now` (settled calls and the reservations
+    /// of calls in progress, which count against `user_spend_limit` already), with the user's
+    /// tenant, for reports (`GET /v1/tenants/{id}`, metrics). Users no longer in the directory
+    /// are left out. With several nodes, this node's own figures. Reads only.
+    pub fn user_spend(&self, now: u64) -> Vec<crate::credits::UserSpend> {
+        let l = self.live_for(now);
+        self.spend
+            .of_month(l.pools.month)
+            .into_iter()
+            .filter_map(|(user, spent)| {
+                let (_, u) = l.snap.lookup(&user)?;
+                let tenant = Arc::clone(&l.snap.tenant(u.tenant)?.id);
+                Some(crate::credits::UserSpend {
+                    tenant,
+                    user,
+                    spent,
+                })
+            })
+            .collect()
+    }
+
     /// Decides and, on admit, reserves (DESIGN §2 step 6). A Call-ID that already holds a
     /// reservation gets the same decision again and reserves nothing new.
     ///

@@ -402,6 +402,31 @@ fn rule10_spend_limit() {
     assert_eq!(basis(&call(&e, "lim@v.com", us(), "l3")), Some("credits"));
 }
 
+#[test]
+fn user_spend_reports_each_users_month_with_the_tenant() {
+    let e = engine();
+    assert!(e.user_spend(NOW).is_empty());
+    call(&e, "lim@v.com", us(), "s1");
+    let spend = e.user_spend(NOW);
+    let lim = crate::credits::UserSpend {
+        tenant: "v".into(),
+        user: "lim@v.com".into(),
+        // 26 minutes at 0.019: what the reservation holds counts already.
+        spent: Money(494_000),
+    };
+    assert_eq!(spend, std::slice::from_ref(&lim));
+    e.settle("s1", 60, NOW).unwrap();
+    assert_eq!(
+        e.user_spend(NOW),
+        [crate::credits::UserSpend {
+            spent: Money(19_000),
+            ..lim
+        }]
+    );
+    // Another month has its own figures.
+    assert!(e.user_spend(NOW + 40 * 86_400).is_empty());
+}
+
 /// Through `authorize()` with dialed strings: the real numbering plan.
 #[test]
 fn authorize_with_dialed_strings() {

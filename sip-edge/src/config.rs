@@ -90,6 +90,7 @@ pub struct DaemonConfig {
     pub routes: Routes,
     pub emergency: Emergency,
     pub cluster: ClusterTable,
+    pub log: LogTable,
 }
 
 /// `[cluster]` (DESIGN §3, §6 "Several nodes"): `store`, the PostgreSQL URL of the pools and
@@ -157,6 +158,79 @@ impl ClusterTable {
                 "store",
                 "needs [ledger].enabled = true: a node's calls reach the store from its ledger",
             ));
+        }
+        errors
+    }
+}
+
+/// `[log]` (DESIGN §3): `format`, `text` (one human line per event) or `json` (one JSON
+/// object per line, for a log shipper); `level`, a level name (`info` by default) or
+/// comma-separated `target=level` directives as `RUST_LOG` takes them
+/// (`info,tollgate::server=debug`). `RUST_LOG`, when set, overrides `level`. A reload applies
+/// a new `level`; `format` needs a restart ([`crate::logging`]).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogTable {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogTable {
+    fn default() -> Self {
+        LogTable {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[log].format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The level names `[log].level` takes, alone or after `target=`.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+impl LogTable {
+    /// Every error of the table. Checked here rather than left to the filter parser, which
+    /// reads an unknown word (`level = "verbose"`) as a target name at level `trace`: a typo
+    /// would silently turn on every trace line of nothing, and leave the wanted level off.
+    fn errors(&self) -> Vec<ConfigError> {
+        let bad = |message: String| ConfigError::Invalid {
+            table: "log",
+            field: "level",
+            message,
+        };
+        let level = self.level.trim();
+        if level.is_empty() {
+            return vec![bad(format!(
+                "must be one of {} or target=level directives",
+                LOG_LEVELS.join(", ")
+            ))];
+        }
+        let mut errors = Vec::new();
+        for directive in level.split(',') {
+            let directive = directive.trim();
+            let (target, name) = match directive.rsplit_once('=') {
+                Some((t, n)) => (Some(t.trim()), n.trim()),
+                None => (None, directive),
+            };
+            let target_ok = target.is_none_or(|t| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_:-".contains(&b))
+            });
+            if !target_ok || !LOG_LEVELS.contains(&name.to_ascii_lowercase().as_str()) {
+                errors.push(bad(format!(
+                    "{directive:?}: expected a level ({}) or target=level",
+                    LOG_LEVELS.join(", ")
+                )));
+            }
         }
         errors
     }
@@ -335,6 +409,7 @@ impl DaemonConfig {
         };
         errors.extend(engine.errors().into_iter().map(ConfigError::from));
         errors.extend(self.cluster.errors(&self.ledger));
+        errors.extend(self.log.errors());
         let invalid = |table, field, message: String| ConfigError::Invalid {
             table,
             field,
@@ -488,6 +563,52 @@ mod tests {
         // A default value has no line; neither has a field of another table.
         assert_eq!(field_line(text, "routes", "listen"), None);
         assert_eq!(field_line(text, "sip", "listen"), Some(2));
+    }
+
+    #[test]
+    fn log_table_defaults_parses_and_locates_errors() {
+        assert_eq!(
+            DaemonConfig::from_toml("").unwrap().log,
+            LogTable {
+                format: LogFormat::Text,
+                level: "info".into()
+            }
+        );
+        let c = DaemonConfig::from_toml(
+            "[log]\nformat = \"json\"\nlevel = \"warn,tollgate::server=debug\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(c.check().is_ok());
+        // A format that is neither: a syntax error on its line.
+        let e = DaemonConfig::from_toml("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+        let e = DaemonConfig::from_toml("[log]\ncolour = true\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+        // Words the filter parser would take for a target are refused, with their line.
+        for bad in [
+            "verbose",
+            "",
+            "info,=debug",
+            "info,a b=debug",
+            "tollgate=loud",
+        ] {
+            let text = format!("[sip]\n[log]\nlevel = {bad:?}\n");
+            let errors = DaemonConfig::from_toml(&text).unwrap().check().unwrap_err();
+            assert_eq!(errors.len(), 1, "{bad:?}: {errors:?}");
+            let located = errors[0].located(&text);
+            assert!(
+                located.starts_with("tollgate.toml:3: [log].level: "),
+                "{bad:?}: {located}"
+            );
+        }
+        for good in ["INFO", "off", "debug,tollgate=trace", " warn "] {
+            let text = format!("[log]\nlevel = {good:?}\n");
+            assert!(
+                DaemonConfig::from_toml(&text).unwrap().check().is_ok(),
+                "{good:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod decision;
 pub mod directory;
 pub mod http;
 pub mod ledger;
+pub mod logging;
 pub mod metrics;
 pub mod peers;
 pub mod server;

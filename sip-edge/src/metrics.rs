@@ -40,6 +40,26 @@ pub struct PoolLabels {
     pub kind: &'static str,
 }
 
+/// A tenant of the directory (a bounded set; never a user).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+/// A tenant's credits figures at a scrape ([`Metrics::set_credits`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantCredits {
+    pub tenant: String,
+    /// The live balance and the configured one, in units of the tenant's currency.
+    pub balance: f64,
+    pub configured: f64,
+    /// Users whose credits spending this month reached `user_spend_limit` (0 without one).
+    pub users_at_spend_limit: i64,
+}
+
+/// A gauge of money in currency units: a fraction, so not the `i64` gauge of the rest.
+type MoneyGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
@@ -127,6 +147,12 @@ pub struct Metrics {
     pub pool_capacity_seconds: Family<PoolLabels, Gauge>,
     pub pool_used_seconds: Family<PoolLabels, Gauge>,
     pub pool_reserved_seconds: Family<PoolLabels, Gauge>,
+    /// Communications Credits by tenant (beyond DESIGN §5's list): the live balance beside
+    /// the configured one, so an alert can fire on a share spent; and the users held at their
+    /// monthly `user_spend_limit` (a count per tenant: users are not a bounded label set).
+    pub credits_balance: Family<TenantLabels, MoneyGauge>,
+    pub credits_configured: Family<TenantLabels, MoneyGauge>,
+    pub users_at_spend_limit: Family<TenantLabels, Gauge>,
     pub reloads: Family<ResultLabels, Counter>,
     pub ledger_commit_seconds: Histogram,
     /// Batches the ledger could not commit (beyond DESIGN §5's list: the alarm for
@@ -215,6 +241,24 @@ impl Default for Metrics {
             "pool_reserved_seconds",
             "Seconds of each pool held by calls in progress",
             pool_reserved_seconds.clone(),
+        );
+        let credits_balance = Family::<TenantLabels, MoneyGauge>::default();
+        registry.register(
+            "credits_balance",
+            "Communications Credits left to each tenant, in its currency",
+            credits_balance.clone(),
+        );
+        let credits_configured = Family::<TenantLabels, MoneyGauge>::default();
+        registry.register(
+            "credits_configured",
+            "Communications Credits each tenant is configured with (tenants.toml), in its currency",
+            credits_configured.clone(),
+        );
+        let users_at_spend_limit = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "users_at_spend_limit",
+            "Users of each tenant whose credits spending this month reached user_spend_limit",
+            users_at_spend_limit.clone(),
         );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register("reloads", "Directory reloads by result", reloads.clone());
@@ -314,6 +358,9 @@ impl Default for Metrics {
             pool_capacity_seconds,
             pool_used_seconds,
             pool_reserved_seconds,
+            credits_balance,
+            credits_configured,
+            users_at_spend_limit,
             reloads,
             ledger_commit_seconds,
             ledger_commit_errors,
@@ -392,6 +439,25 @@ impl Metrics {
                     .get_or_create(&labels)
                     .set(i64::try_from(seconds).unwrap_or(i64::MAX));
             }
+        }
+    }
+
+    /// Sets the credits gauges to `tenants` (the series of tenants gone since are removed).
+    pub fn set_credits(&self, tenants: &[TenantCredits]) {
+        self.credits_balance.clear();
+        self.credits_configured.clear();
+        self.users_at_spend_limit.clear();
+        for t in tenants {
+            let labels = TenantLabels {
+                tenant: t.tenant.clone(),
+            };
+            self.credits_balance.get_or_create(&labels).set(t.balance);
+            self.credits_configured
+                .get_or_create(&labels)
+                .set(t.configured);
+            self.users_at_spend_limit
+                .get_or_create(&labels)
+                .set(t.users_at_spend_limit);
         }
     }
 
@@ -524,6 +590,29 @@ mod tests {
             !text.contains("fabrikam"),
             "a gone pool's series stays:\n{text}"
         );
+    }
+
+    #[test]
+    fn credits_gauges_per_tenant_and_forget_gone_tenants() {
+        let m = Metrics::default();
+        let t = |tenant: &str, balance, at_limit| TenantCredits {
+            tenant: tenant.into(),
+            balance,
+            configured: 250.0,
+            users_at_spend_limit: at_limit,
+        };
+        m.set_credits(&[t("contoso", 249.43, 1), t("fabrikam", 0.0, 0)]);
+        let text = m.encode();
+        for line in [
+            "tollgate_credits_balance{tenant=\"contoso\"} 249.43\n",
+            "tollgate_credits_configured{tenant=\"contoso\"} 250.0\n",
+            "tollgate_users_at_spend_limit{tenant=\"contoso\"} 1\n",
+            "tollgate_users_at_spend_limit{tenant=\"fabrikam\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing in\n{text}");
+        }
+        m.set_credits(&[t("contoso", 1.0, 0)]);
+        assert!(!m.encode().contains("fabrikam"));
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct Options<'a> {
     /// Starts the daemon's wall clock at this UTC time (`YYYY-MM-DD hh:mm:ss`), from where it
     /// runs on (`faketime`, Debian package `faketime`): to cross a month end in a test.
     pub clock: Option<&'a str>,
+    /// Variables of the test's environment the daemon must not inherit (e.g. `RUST_LOG`,
+    /// which would override `[log].level` in a test of the log).
+    pub env_remove: &'a [&'a str],
 }
 
 /// `tollgate serve`, killed (and its temporary directory removed) on drop.
@@ -148,6 +151,9 @@ impl Daemon {
                 .env("LD_PRELOAD", lib)
                 .env("FAKETIME", format!("@{t}"))
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        for var in opts.env_remove {
+            command.env_remove(var);
         }
         let child = command
             .arg("serve")

@@ -337,6 +337,8 @@ fn every_metric_in_the_alerts_and_the_dashboard_is_exported() {
         "tollgate_decisions_total",
         "tollgate_decision_seconds_bucket",
         "tollgate_pool_remaining_seconds",
+        "tollgate_credits_balance",
+        "tollgate_users_at_spend_limit",
         "tollgate_pool_used_seconds",
         "tollgate_reservations_active",
         "tollgate_ledger_commit_errors_total",

@@ -14,7 +14,6 @@
 //! grant + grace while the daemon was down settle as `expired` at once. On shutdown the ledger
 //! commits what is queued before the process exits.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,10 +42,12 @@ pub struct Args {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    init_tracing();
+    // Configuration errors are printed (one line each) before any log exists: the log's own
+    // settings are in the file being checked.
     let Some(setup) = setup::load_or_report(&args.config, true) else {
         return Ok(2);
     };
+    crate::logging::init(&setup.daemon.file.log);
     let daemon = setup.daemon.clone();
     let directory = setup.directory.clone();
     let token = setup.token.clone();
@@ -121,16 +122,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(serve(server, daemon, token, watch))
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 async fn serve(

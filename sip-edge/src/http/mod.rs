@@ -44,6 +44,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/calls/{call_id}/extend", post(extend))
         .route("/v1/calls/{call_id}/release", post(release))
         .route("/v1/pools", get(pools))
+        .route("/v1/tenants/{tenant}", get(tenant))
         .route("/v1/cluster", get(cluster::view))
         .route("/v1/decide", get(decide))
         .route("/v1/reload", post(reload))
@@ -442,6 +443,49 @@ struct PoolsQuery {
     tenant: Option<String>,
     /// `YYYY-MM`; another month than the current one is read from the ledger.
     month: Option<String>,
+}
+
+/// `GET /v1/tenants/{id}` (DESIGN §5): the tenant's credits (the live `balance` and the
+/// `configured` figure of `tenants.toml`, money as strings like every amount of the API),
+/// `user_spend_limit`, this month's credits `spend` per user (settled calls and what live
+/// calls hold, as the limit counts it; users who spent nothing are left out) and `live_calls`,
+/// its calls holding a reservation. From this node's memory: with several nodes, this node's
+/// share of the balance and its own calls and spending.
+async fn tenant(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let engine = &api.server.engine;
+    let t = now();
+    let snap = engine.snapshot();
+    let Some(tenant) = snap.tenants.iter().find(|x| *x.id == *id) else {
+        return error(StatusCode::NOT_FOUND, "unknown tenant", "unknown_tenant");
+    };
+    let mut spend: Vec<_> = engine
+        .user_spend(t)
+        .into_iter()
+        .filter(|s| *s.tenant == *id && s.spent.0 != 0)
+        .collect();
+    spend.sort_by(|a, b| a.user.cmp(&b.user));
+    let spend: Vec<Value> = spend
+        .iter()
+        .map(|s| json!({ "user": &*s.user, "spent": s.spent.to_string() }))
+        .collect();
+    let mut live_calls = 0u64;
+    engine.reservations().for_each(|_, r| {
+        if r.state == tollgate_engine::CallState::Reserved && *r.grant.tenant == *id {
+            live_calls += 1;
+        }
+    });
+    Json(json!({
+        "tenant": &*tenant.id,
+        "name": tenant.name,
+        "currency": tenant.currency,
+        "balance": engine.credits_balance(&id).map(|m| m.to_string()),
+        "configured": tenant.credits.to_string(),
+        "user_spend_limit": tenant.user_spend_limit.map(|m| m.to_string()),
+        "month": engine.month(t).to_string(),
+        "spend": spend,
+        "live_calls": live_calls,
+    }))
+    .into_response()
 }
 
 /// `GET /v1/pools[?tenant=][&month=YYYY-MM]`.

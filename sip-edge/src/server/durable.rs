@@ -182,7 +182,7 @@ impl Server {
                 if held.fresh {
                     self.engine.abort(&w.call.call_id);
                 }
-                self.refuse(&held, &w.call.call_id, reason, out);
+                self.refuse(&held, &w.call, reason, out);
             }
         }
         true
@@ -407,7 +407,7 @@ impl Server {
                         self.engine.abort(&call.call_id);
                     }
                     let mut out = Vec::with_capacity(held.bytes.len());
-                    self.refuse(&held, &call.call_id, Reason::StoreUnavailable, &mut out);
+                    self.refuse(&held, &call, Reason::StoreUnavailable, &mut out);
                     held.to.send(&out);
                     return None;
                 }
@@ -428,8 +428,11 @@ impl Server {
         })
     }
 
-    /// Answers a held admission with `reason` instead, now.
-    fn refuse(&self, held: &Held, call_id: &str, reason: Reason, out: &mut Vec<u8>) {
+    /// Answers a held admission with `reason` instead, now. The decision log's reject line
+    /// names the call as the engine admitted it, and why the admission did not stand; a full
+    /// ledger queue refuses every admission while it lasts, so those lines are at debug and a
+    /// warning at most once a second counts them.
+    fn refuse(&self, held: &Held, call: &StoredCall, reason: Reason, out: &mut Vec<u8>) {
         rewrite_response(
             out,
             &held.bytes,
@@ -438,7 +441,38 @@ impl Server {
         );
         self.metrics.rejected(reason);
         self.metrics.message_out(status_of(out), held.transport);
-        tracing::info!(call_id, reason = reason.as_str(), "reject");
+        macro_rules! reject {
+            ($level:expr, $rule:expr) => {
+                tracing::event!(
+                    $level,
+                    call_id = call.call_id,
+                    caller = &*call.user,
+                    dialed = &*call.dialed,
+                    tenant = Some(&*call.tenant).filter(|t| !t.is_empty()),
+                    reason = reason.as_str(),
+                    rule = $rule,
+                    status = reason.sip_status(),
+                    "reject"
+                )
+            };
+        }
+        if reason != Reason::Overloaded {
+            reject!(
+                tracing::Level::INFO,
+                "ledger: the admission could not be committed"
+            );
+            return;
+        }
+        reject!(tracing::Level::DEBUG, "ledger: the write queue is full");
+        self.queue_full.fetch_add(1, Ordering::Relaxed);
+        let t = now();
+        if self.queue_full_logged.swap(t, Ordering::AcqRel) != t {
+            tracing::warn!(
+                reason = reason.as_str(),
+                rejected_since_last = self.queue_full.swap(0, Ordering::Relaxed),
+                "ledger queue full: admissions answered 503 overloaded"
+            );
+        }
     }
 
     /// A held response whose write is settled (committed, or an emergency call) is leaving:

@@ -56,6 +56,12 @@ const MAX_TRANSACTIONS: usize = 262_144;
 /// How long an ended call stays in memory (settling it again answers from there; later, from
 /// the ledger), seconds.
 const KEEP_ENDED: u64 = 600;
+/// The `rule` of the decision log for rejects the engine did not decide.
+const RULE_UNTRUSTED: &str = "peer: the source is not in [sip].trusted_peers";
+const RULE_SHARE_SHORT: &str =
+    "several nodes: this node's share was short and the cluster store gave no more in time";
+const RULE_SHED: &str = "overload: the receive queue is deep, new INVITEs are shed";
+
 /// `Retry-After` on a 503, seconds.
 const RETRY_AFTER: u32 = 5;
 
@@ -103,6 +109,12 @@ pub struct Server {
     store_ok: std::sync::atomic::AtomicBool,
     /// When shedding was last logged (unix seconds), to log it at most once a second.
     shed_logged: std::sync::atomic::AtomicU64,
+    /// INVITEs answered `503 overloaded` since shedding was last logged.
+    shed: std::sync::atomic::AtomicU64,
+    /// When a full ledger queue was last logged (unix seconds), and the admissions it refused
+    /// since: logged at most once a second with that count.
+    queue_full_logged: std::sync::atomic::AtomicU64,
+    queue_full: std::sync::atomic::AtomicU64,
     /// When a ledger error was last logged (unix seconds), to log at most one a second.
     store_logged: std::sync::atomic::AtomicU64,
     /// The month whose pool capacities the ledger has, and whether a reload changed them.
@@ -145,6 +157,9 @@ impl Server {
             store_ok: std::sync::atomic::AtomicBool::new(true),
             store_logged: std::sync::atomic::AtomicU64::new(0),
             shed_logged: std::sync::atomic::AtomicU64::new(0),
+            shed: std::sync::atomic::AtomicU64::new(0),
+            queue_full_logged: std::sync::atomic::AtomicU64::new(0),
+            queue_full: std::sync::atomic::AtomicU64::new(0),
             pools_written: std::sync::atomic::AtomicU32::new(0),
             cluster: std::sync::OnceLock::new(),
             me: std::sync::OnceLock::new(),
@@ -221,7 +236,14 @@ impl Server {
             if req.method == Method::Ack {
                 return false;
             }
-            self.reject(out, &req, Reason::UntrustedPeer, source, label);
+            self.reject(
+                out,
+                &req,
+                Reason::UntrustedPeer,
+                RULE_UNTRUSTED,
+                source,
+                label,
+            );
             return true;
         }
         match req.method {
@@ -312,14 +334,25 @@ impl Server {
         let label = transport_label(transport);
         self.metrics.message_in(&req.method, label);
         self.metrics.rejected(Reason::Overloaded);
-        tracing::debug!(call_id = req.call_id, "reject overloaded");
+        // Under overload these come by the thousand a second: each one at debug only, and the
+        // once-a-second warning of `shedding` carries their count.
+        self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(
+            call_id = req.call_id,
+            caller = &*identity::caller(&req),
+            dialed = identity::dialed(&req.uri),
+            reason = Reason::Overloaded.as_str(),
+            rule = RULE_SHED,
+            "reject"
+        );
         write_reject(out, &req.headers, Reason::Overloaded, source);
         self.metrics
             .message_out(Reason::Overloaded.sip_status(), label);
         true
     }
 
-    /// A transport found its queue too deep and sheds this batch: logged at most once a second.
+    /// A transport found its queue too deep and sheds this batch: logged at most once a second,
+    /// with the INVITEs shed since the previous such line (`rejected_since_last`).
     pub fn shedding(&self) {
         let t = now();
         if self
@@ -327,7 +360,12 @@ impl Server {
             .swap(t, std::sync::atomic::Ordering::AcqRel)
             != t
         {
-            tracing::warn!("overloaded: receive queue deep, new INVITEs answered 503 overloaded");
+            let rejected = self.shed.swap(0, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                reason = Reason::Overloaded.as_str(),
+                rejected_since_last = rejected,
+                "overloaded: receive queue deep, new INVITEs answered 503 overloaded"
+            );
         }
     }
 
@@ -428,17 +466,43 @@ impl Server {
                         return false;
                     }
                 }
-                self.reject(out, req, Reason::StoreUnavailable, source, label);
+                self.reject(
+                    out,
+                    req,
+                    Reason::StoreUnavailable,
+                    RULE_SHARE_SHORT,
+                    source,
+                    label,
+                );
                 return true;
             }
             Outcome::Reject(reason) => {
-                self.reject(out, req, reason, source, label);
+                self.reject(out, req, reason, d.rule.describe(), source, label);
                 if d.lacking.is_none() {
                     self.transactions.insert(key, Answer::Reject(reason), at);
                 }
                 return true;
             }
         };
+        if !d.is_replay() {
+            // Once per decision: a retransmission is answered from the transaction cache, or
+            // replayed by the engine (`Rule::Replay`), and logs nothing. The fields are only
+            // evaluated when debug is on.
+            let grant = d.grant.as_ref();
+            tracing::debug!(
+                call_id = req.call_id,
+                caller = grant
+                    .map(|g| &*g.user)
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or(&caller),
+                dialed,
+                tenant = grant.map(|g| &*g.tenant).filter(|t| !t.is_empty()),
+                basis = basis.as_str(),
+                max_duration = d.max_duration,
+                rule = d.rule.describe(),
+                "admit"
+            );
+        }
         CONTACT.with_borrow_mut(|contact| {
             contact.clear();
             self.contact(&d, dialed, contact);
@@ -484,7 +548,8 @@ impl Server {
     ) {
         self.metrics.admitted(basis);
         self.metrics.message_out(status_of(out), label);
-        tracing::debug!(call_id, basis = basis.as_str(), "admit");
+        // The decision was logged when it was made (`invite`); this is the 302 leaving.
+        tracing::trace!(call_id, basis = basis.as_str(), "302 sent");
     }
 
     /// CANCEL (RFC 3261 §9.2): the INVITE it names (same Call-ID, CSeq number and top Via
@@ -523,19 +588,50 @@ impl Server {
 
     /// The reject of the DESIGN §2 table: status, `Reason` (RFC 3326), `X-Tollgate-Reason`,
     /// `Retry-After` on 503 (RFC 3261 §20.33).
+    /// Logged at info with what an operator needs to answer "why was this call refused"
+    /// (DESIGN §2: `reason` is the `X-Tollgate-Reason` of the answer); the directory lookup
+    /// for the caller's UPN and tenant only runs when the line is wanted.
     fn reject(
         &self,
         out: &mut Vec<u8>,
         req: &Request<'_>,
         reason: Reason,
+        rule: &'static str,
         source: SocketAddr,
         label: &'static str,
     ) {
         self.metrics.rejected(reason);
         let status = reason.sip_status();
-        tracing::info!(call_id = req.call_id, reason = reason.as_str(), status, %source, "reject");
+        if tracing::enabled!(tracing::Level::INFO) {
+            let (caller, tenant) = self.who(&identity::caller(req));
+            tracing::info!(
+                call_id = req.call_id,
+                caller = &*caller,
+                dialed = identity::dialed(&req.uri),
+                tenant = tenant.as_deref(),
+                reason = reason.as_str(),
+                rule,
+                status,
+                %source,
+                "reject"
+            );
+        }
         write_reject(out, &req.headers, reason, source);
         self.metrics.message_out(status, label);
+    }
+
+    /// For the decision log: the directory's UPN and tenant of a caller as presented
+    /// (`P-Asserted-Identity` or `From`), or that identity and no tenant when the directory
+    /// does not know it.
+    fn who(&self, presented: &str) -> (Arc<str>, Option<Arc<str>>) {
+        let snap = self.engine.snapshot();
+        match snap.lookup(presented) {
+            Some((_, user)) => (
+                Arc::clone(&user.upn),
+                snap.tenant(user.tenant).map(|t| Arc::clone(&t.id)),
+            ),
+            None => (Arc::from(presented), None),
+        }
     }
 
     /// A response with nothing but the copied headers.
@@ -606,6 +702,15 @@ impl Server {
                 tracing::info!(trusted_peers = ?r.peers.trusted, untrusted = ?r.peers.untrusted, "peers reloaded");
                 self.peers.store(Arc::new(r.peers.clone()));
             }
+            if let Some(level) = &r.log_level {
+                match crate::logging::set_level(level) {
+                    Ok(crate::logging::LevelChange::Overridden) => {
+                        tracing::warn!(level = %level, "[log].level changed, but RUST_LOG is set and keeps deciding");
+                    }
+                    Ok(_) => tracing::info!(level = %level, "log level reloaded"),
+                    Err(e) => tracing::error!(level = %level, error = %e, "log level not reloaded"),
+                }
+            }
             if !r.restart_needed.is_empty() {
                 tracing::warn!(
                     config = %file.path().display(),
@@ -645,7 +750,38 @@ impl Server {
         self.metrics
             .reservations_active
             .set(self.engine.reservations().active() as i64);
-        self.metrics.set_pools(&self.engine.pools(now()));
+        let t = now();
+        self.metrics.set_pools(&self.engine.pools(t));
+        self.metrics.set_credits(&self.tenant_credits(t));
+    }
+
+    /// Each tenant's credits for the gauges: balance, configured figure, and how many of its
+    /// users this month's spending has brought to `user_spend_limit`.
+    fn tenant_credits(&self, t: u64) -> Vec<crate::metrics::TenantCredits> {
+        let units = |m: tollgate_engine::credits::Money| m.0 as f64 / 1e6;
+        let snap = self.engine.snapshot();
+        let spend = self.engine.user_spend(t);
+        snap.tenants
+            .iter()
+            .map(|tenant| {
+                let at_limit = tenant.user_spend_limit.map_or(0, |limit| {
+                    spend
+                        .iter()
+                        .filter(|s| s.tenant == tenant.id && s.spent >= limit)
+                        .count()
+                });
+                crate::metrics::TenantCredits {
+                    tenant: tenant.id.to_string(),
+                    balance: units(
+                        self.engine
+                            .credits_balance(&tenant.id)
+                            .unwrap_or(tenant.credits),
+                    ),
+                    configured: units(tenant.credits),
+                    users_at_spend_limit: i64::try_from(at_limit).unwrap_or(i64::MAX),
+                }
+            })
+            .collect()
     }
 }
 

@@ -5,9 +5,11 @@
 //! with and checks it whole; then:
 //! - `[sip].trusted_peers` and `[sip].untrusted` take effect at once (the next datagram is
 //!   judged by them: they are swapped in behind an `ArcSwap`, readers never wait);
+//! - `[log].level` takes effect at once too (an operator turns debug on to look at one
+//!   tenant's calls, then off, without a restart: [`crate::logging`]), unless `RUST_LOG` is set;
 //! - every other table (`listen` addresses, `[http]`, `[directory]`, `[ledger]`, `[grants]`,
-//!   `[routes]`) is bound to sockets, threads or the engine at start-up: a change there is
-//!   logged as needing a restart, and the running values stay;
+//!   `[routes]`, `[log].format`) is bound to sockets, threads, the engine or the log's writer
+//!   at start-up: a change there is logged as needing a restart, and the running values stay;
 //! - a file that does not parse or check fails the whole reload, like a bad directory does:
 //!   nothing changes, the errors are logged and `tollgate_reloads_total{result="error"}`
 //!   counts (DESIGN §3).
@@ -45,6 +47,8 @@ pub struct Reread {
     pub peers: Peers,
     /// The tables that changed but take effect only on a restart, as `[sip].listen`.
     pub restart_needed: Vec<&'static str>,
+    /// A `[log].level` other than the running one.
+    pub log_level: Option<String>,
     file: DaemonConfig,
 }
 
@@ -77,6 +81,7 @@ impl ConfigFile {
                 untrusted: file.sip.untrusted,
             },
             restart_needed: restart_needed(&running, &file),
+            log_level: (running.log.level != file.log.level).then(|| file.log.level.clone()),
             file,
         })
     }
@@ -86,6 +91,7 @@ impl ConfigFile {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.sip.trusted_peers = r.file.sip.trusted_peers.clone();
         running.sip.untrusted = r.file.sip.untrusted;
+        running.log.level = r.file.log.level.clone();
     }
 }
 
@@ -104,6 +110,7 @@ fn restart_needed(running: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static st
         ("[ledger]", running.ledger != new.ledger),
         ("[grants]", running.grants != new.grants),
         ("[routes]", running.routes != new.routes),
+        ("[log].format", running.log.format != new.log.format),
     ]
     .into_iter()
     .filter_map(|(table, changed)| changed.then_some(table))
@@ -142,6 +149,24 @@ mod tests {
         c.applied(&r);
         // Applied peers are the running ones now; the rest still differs.
         assert_eq!(c.reread().unwrap().restart_needed, ["[sip]", "[grants]"]);
+    }
+
+    #[test]
+    fn log_level_applies_and_log_format_waits_for_a_restart() {
+        let (_dir, c) = file("[log]\nlevel = \"info\"\n");
+        let r = c.reread().unwrap();
+        assert_eq!(r.log_level, None, "unchanged: nothing to apply");
+        std::fs::write(c.path(), "[log]\nlevel = \"debug\"\nformat = \"json\"\n").unwrap();
+        let r = c.reread().unwrap();
+        assert_eq!(r.log_level.as_deref(), Some("debug"));
+        assert_eq!(r.restart_needed, ["[log].format"]);
+        c.applied(&r);
+        let r = c.reread().unwrap();
+        assert_eq!(r.log_level, None, "applied: the running level");
+        assert_eq!(r.restart_needed, ["[log].format"]);
+        std::fs::write(c.path(), "[log]\nlevel = \"loud\"\n").unwrap();
+        let e = c.reread().unwrap_err();
+        assert!(e[0].contains("[log].level"), "{e:?}");
     }
 
     #[test]
