@@ -4,7 +4,10 @@
 //! A call this node does not hold is looked up in the cluster store. An end or release for it
 //! is computed by the engine from the stored row ([`tollgate_engine::Engine::end_stored`]) and
 //! applied by the store only while the call is still reserved there, so it takes effect
-//! exactly once whichever node receives it, the admitting node alive or dead. A call admitted
+//! exactly once whichever node receives it, the admitting node alive or dead; an extension is
+//! made in the store ([`tollgate_engine::Engine::extend_stored`]) and adopted by the admitting
+//! node. A Call-ID two nodes admitted (a proxy's failover) names one call: its end settles one
+//! admission and releases the others ([`release_duplicates`]). A call admitted
 //! in the last second may not have reached the store yet (its node delivers its rows about
 //! once a second): the lookup waits for it up to [`ARRIVAL_WAIT`] before answering 404.
 
