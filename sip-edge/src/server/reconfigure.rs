@@ -5,8 +5,11 @@
 //! with and checks it whole; then:
 //! - `[sip].trusted_peers` and `[sip].untrusted` take effect at once (the next datagram is
 //!   judged by them: they are swapped in behind an `ArcSwap`, readers never wait);
-//! - every other table (`listen` addresses, `[http]`, `[directory]`, `[ledger]`, `[grants]`,
-//!   `[routes]`) is bound to sockets, threads or the engine at start-up: a change there is
+//! - `[tls]`: its files (certificate, key, client CA) are read again, from the paths the file
+//!   names now, and serve every connection accepted from then on ([`crate::tls`]); a file that
+//!   does not read fails the reload as below and the running certificate stays;
+//! - every other table (`listen` addresses, `[http]` with `tls`, `[directory]`, `[ledger]`,
+//!   `[grants]`, `[routes]`) is bound to sockets, threads or the engine at start-up: a change there is
 //!   logged as needing a restart, and the running values stay;
 //! - a file that does not parse or check fails the whole reload, like a bad directory does:
 //!   nothing changes, the errors are logged and `tollgate_reloads_total{result="error"}`
@@ -16,7 +19,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::config::{DaemonConfig, SipTable, Untrusted};
+use crate::config::{DaemonConfig, SipTable, TlsTable, Untrusted};
 use crate::peers::{self, Cidr};
 
 /// Who may ask (DESIGN §2 step 1).
@@ -45,6 +48,8 @@ pub struct Reread {
     pub peers: Peers,
     /// The tables that changed but take effect only on a restart, as `[sip].listen`.
     pub restart_needed: Vec<&'static str>,
+    /// `[tls]` as the file says now (its files are re-read by the caller).
+    pub tls: TlsTable,
     file: DaemonConfig,
 }
 
@@ -77,6 +82,7 @@ impl ConfigFile {
                 untrusted: file.sip.untrusted,
             },
             restart_needed: restart_needed(&running, &file),
+            tls: file.tls.clone(),
             file,
         })
     }
@@ -86,6 +92,7 @@ impl ConfigFile {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.sip.trusted_peers = r.file.sip.trusted_peers.clone();
         running.sip.untrusted = r.file.sip.untrusted;
+        running.tls = r.file.tls.clone();
     }
 }
 
