@@ -97,8 +97,8 @@ pub struct DaemonConfig {
 /// `[tls]` (DESIGN §3): the certificate of `tls:` SIP listeners and, with `[http].tls = true`,
 /// of the HTTP API. `cert` is a PEM chain (the server's certificate first), `key` its PEM
 /// private key (PKCS#8, PKCS#1 or SEC1); `client_ca` a PEM file of CA certificates: when set,
-/// every TLS client must present a certificate signed by one of them (for proxies, RFC 5630
-/// §3.2 mutual TLS). Paths are relative as `[directory].path`. The files are re-read on every
+/// every TLS client must present a certificate signed by one of them (mutual TLS between
+/// proxies, RFC 3261 §26.3.2.2). Paths are relative as `[directory].path`. The files are re-read on every
 /// reload ([`crate::tls`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

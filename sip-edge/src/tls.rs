@@ -8,8 +8,8 @@
 //! do not match keeps the running config, and the reload reports the error.
 //!
 //! With `client_ca`, a client must present a certificate signed by one of its CAs (verified by
-//! rustls' `WebPkiClientVerifier`): how a proxy proves who it is (RFC 5630 §3.2; RFC 3261
-//! §26.3.2.2 leaves mutual TLS between proxies to the deployment).
+//! rustls' `WebPkiClientVerifier`): how a proxy proves who it is, the mutual TLS between
+//! SIP servers of RFC 3261 §26.3.2.2.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -281,6 +281,13 @@ pub async fn serve(
     let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
 }
 
+/// Writes `bytes` and flushes them: over TLS a write may leave records buffered in the session
+/// when the socket is full, and nothing else would push them out before the next answer.
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
 /// Serves one connection until EOF, an error, `idle` without a byte, or shutdown; with
 /// `one_answer` (an untrusted peer's), until its first answer is written. `S` is a TCP stream
 /// or a TLS stream over one: the framing is the same (RFC 3261 §18.3).
@@ -310,7 +317,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         None => return,
                     };
-                    if now && stream.write_all(&out).await.is_err() {
+                    if now && send(&mut stream, &out).await.is_err() {
                         return;
                     }
                     if now && one_answer {
@@ -322,7 +329,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(None) => break,
                 Err(_) => {
                     if server.unframeable(&buf, peer, &mut out) {
-                        let _ = stream.write_all(&out).await;
+                        let _ = send(&mut stream, &out).await;
                     }
                     return;
                 }
@@ -331,7 +338,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         let read = tokio::select! {
             r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r,
             Some(bytes) = held.recv() => {
-                if stream.write_all(&bytes).await.is_err() {
+                if send(&mut stream, &bytes).await.is_err() {
                     return;
                 }
                 continue;
@@ -341,7 +348,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 while let Ok(Some(bytes)) =
                     tokio::time::timeout(Duration::from_millis(500), held.recv()).await
                 {
-                    if stream.write_all(&bytes).await.is_err() {
+                    if send(&mut stream, &bytes).await.is_err() {
                         return;
                     }
                 }
