@@ -3,7 +3,8 @@
 //! ([`tollgate_engine::config`]).
 //!
 //! Beyond DESIGN §3 (which is silent on them), `[sip]` takes `tcp_max_connections`,
-//! `tcp_max_connections_per_peer` and `tcp_idle_timeout_seconds`, and `[http]` nothing more.
+//! `tcp_max_connections_per_peer` and `tcp_idle_timeout_seconds` (which hold for `tls:`
+//! listeners too), and `[http]` nothing more.
 
 use std::net::SocketAddr;
 
@@ -91,6 +92,63 @@ pub struct DaemonConfig {
     pub emergency: Emergency,
     pub cluster: ClusterTable,
     pub log: LogTable,
+    pub tls: TlsTable,
+}
+
+/// `[tls]` (DESIGN §3): the certificate of `tls:` SIP listeners and, with `[http].tls = true`,
+/// of the HTTP API. `cert` is a PEM chain (the server's certificate first), `key` its PEM
+/// private key (PKCS#8, PKCS#1 or SEC1); `client_ca` a PEM file of CA certificates: when set,
+/// every TLS client must present a certificate signed by one of them (mutual TLS between
+/// proxies, RFC 3261 §26.3.2.2). Paths are relative as `[directory].path`. The files are re-read on every
+/// reload ([`crate::tls`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsTable {
+    pub cert: String,
+    pub key: String,
+    pub client_ca: String,
+}
+
+impl TlsTable {
+    /// Whether a certificate and its key are configured.
+    pub fn configured(&self) -> bool {
+        !self.cert.is_empty() && !self.key.is_empty()
+    }
+
+    /// Every error of the table, given whether anything serves TLS.
+    fn errors(&self, needed_by: &[(&'static str, &'static str, String)]) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if !self.configured() {
+            for (table, field, what) in needed_by {
+                errors.push(ConfigError::Invalid {
+                    table,
+                    field,
+                    message: format!("{what} needs [tls].cert and [tls].key"),
+                });
+            }
+        }
+        let one_of = |field, other: &str| ConfigError::Invalid {
+            table: "tls",
+            field,
+            message: format!("is set but [tls].{other} is not: a certificate needs its key"),
+        };
+        if self.cert.is_empty() && !self.key.is_empty() {
+            errors.push(one_of("key", "cert"));
+        }
+        if self.key.is_empty() && !self.cert.is_empty() {
+            errors.push(one_of("cert", "key"));
+        }
+        if !self.client_ca.is_empty() && !self.configured() {
+            errors.push(ConfigError::Invalid {
+                table: "tls",
+                field: "client_ca",
+                message: "needs [tls].cert and [tls].key: client certificates are asked for \
+                          in a TLS handshake"
+                    .into(),
+            });
+        }
+        errors
+    }
 }
 
 /// `[cluster]` (DESIGN §3, §6 "Several nodes"): `store`, the PostgreSQL URL of the pools and
@@ -251,7 +309,7 @@ pub enum Untrusted {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipTable {
-    /// `udp:HOST:PORT` / `tcp:HOST:PORT` (IPv6 hosts in brackets).
+    /// `udp:HOST:PORT` / `tcp:HOST:PORT` / `tls:HOST:PORT` (IPv6 hosts in brackets).
     pub listen: Vec<String>,
     /// CIDR ranges (or single addresses) allowed to ask.
     pub trusted_peers: Vec<String>,
@@ -285,6 +343,8 @@ pub struct HttpTable {
     pub listen: String,
     /// A file holding the bearer token for `/v1` (empty: `/v1` open to loopback clients only).
     pub token_file: String,
+    /// HTTPS with the `[tls]` certificate.
+    pub tls: bool,
 }
 
 impl Default for HttpTable {
@@ -292,6 +352,7 @@ impl Default for HttpTable {
         HttpTable {
             listen: "127.0.0.1:9090".into(),
             token_file: String::new(),
+            tls: false,
         }
     }
 }
@@ -367,6 +428,8 @@ impl Default for LedgerTable {
 pub enum ListenKind {
     Udp,
     Tcp,
+    /// TCP with TLS (RFC 3261 §26.2.1), with the `[tls]` certificate.
+    Tls,
 }
 
 /// One parsed `[sip].listen` entry.
@@ -422,6 +485,14 @@ impl DaemonConfig {
                 Err(m) => errors.push(invalid("sip", "listen", format!("{l:?}: {m}"))),
             }
         }
+        let mut needs_tls = Vec::new();
+        for l in listen.iter().filter(|l| l.kind == ListenKind::Tls) {
+            needs_tls.push(("sip", "listen", format!("tls:{}", l.addr)));
+        }
+        if self.http.tls {
+            needs_tls.push(("http", "tls", "HTTPS".to_string()));
+        }
+        errors.extend(self.tls.errors(&needs_tls));
         let mut trusted = Vec::new();
         for p in &self.sip.trusted_peers {
             match p.parse::<Cidr>() {
@@ -472,15 +543,16 @@ impl DaemonConfig {
     }
 }
 
-/// `udp:127.0.0.1:5060`, `tcp:[::1]:5060`.
+/// `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:127.0.0.1:5061`.
 fn parse_listen(s: &str) -> Result<Listen, String> {
     let (scheme, addr) = s
         .split_once(':')
-        .ok_or("expected udp:HOST:PORT or tcp:HOST:PORT")?;
+        .ok_or("expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT")?;
     let kind = match scheme {
         "udp" => ListenKind::Udp,
         "tcp" => ListenKind::Tcp,
-        other => return Err(format!("unknown transport {other:?} (udp or tcp)")),
+        "tls" => ListenKind::Tls,
+        other => return Err(format!("unknown transport {other:?} (udp, tcp or tls)")),
     };
     let addr = addr.parse::<SocketAddr>().map_err(|e| e.to_string())?;
     Ok(Listen { kind, addr })
@@ -618,5 +690,50 @@ mod tests {
             "[::1]:5070".parse().unwrap()
         );
         assert_eq!(parse_listen("udp:0.0.0.0:0").unwrap().kind, ListenKind::Udp);
+        assert_eq!(
+            parse_listen("tls:[::1]:5061").unwrap().kind,
+            ListenKind::Tls
+        );
+        assert!(parse_listen("tls:nohost").is_err());
+        assert!(parse_listen("wss:127.0.0.1:443")
+            .unwrap_err()
+            .contains("udp, tcp or tls"));
+    }
+
+    #[test]
+    fn tls_settings_are_checked_and_located() {
+        let ok = "[sip]\nlisten = [\"tls:127.0.0.1:5061\"]\n[http]\ntls = true\n\
+                  [tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n";
+        let c = DaemonConfig::from_toml(ok).unwrap().check().unwrap();
+        assert_eq!(c.listen[0].kind, ListenKind::Tls);
+        assert!(c.file.http.tls);
+        assert_eq!(c.file.tls.client_ca, "ca.pem");
+
+        // A tls: listener and HTTPS without a certificate: both named, at their lines.
+        let text = "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"tls:127.0.0.1:5061\"]\n\
+                    [http]\ntls = true\n";
+        let errors = DaemonConfig::from_toml(text).unwrap().check().unwrap_err();
+        let located: Vec<String> = errors.iter().map(|e| e.located(text)).collect();
+        assert_eq!(
+            located,
+            [
+                "tollgate.toml:2: [sip].listen: tls:127.0.0.1:5061 needs [tls].cert and [tls].key",
+                "tollgate.toml:4: [http].tls: HTTPS needs [tls].cert and [tls].key",
+            ]
+        );
+
+        // Half a pair, and a client CA without a certificate.
+        let text = "[tls]\ncert = \"c.pem\"\nclient_ca = \"ca.pem\"\n";
+        let errors = DaemonConfig::from_toml(text).unwrap().check().unwrap_err();
+        let located: Vec<String> = errors.iter().map(|e| e.located(text)).collect();
+        assert_eq!(located.len(), 2, "{located:?}");
+        assert!(located[0].starts_with("tollgate.toml:2: [tls].cert: is set but [tls].key is not"));
+        assert!(located[1].starts_with("tollgate.toml:3: [tls].client_ca: needs [tls].cert"));
+
+        // Unknown fields of the table are refused with their line.
+        let e = DaemonConfig::from_toml("[tls]\ncert = \"c\"\nkey_file = \"k\"\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 3, .. }), "{e}");
+        // Without TLS anywhere the table may stay empty (the shipped config).
+        assert!(DaemonConfig::default().check().is_ok());
     }
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod peers;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod transport;
 pub mod watch;
 

@@ -48,6 +48,12 @@ pub struct Options<'a> {
     /// Variables of the test's environment the daemon must not inherit (e.g. `RUST_LOG`,
     /// which would override `[log].level` in a test of the log).
     pub env_remove: &'a [&'a str],
+    /// Also listen for SIP over TLS (`tls:127.0.0.1:PORT`, another free port: [`Daemon::tls`]);
+    /// the `[tls]` table goes in `extra`.
+    pub tls_listener: bool,
+    /// How to tell the daemon is ready (default: `GET /readyz` answers 200 over plain HTTP),
+    /// e.g. over HTTPS with `[http].tls = true`.
+    pub ready: Option<fn(&Daemon) -> bool>,
 }
 
 /// `tollgate serve`, killed (and its temporary directory removed) on drop.
@@ -56,6 +62,8 @@ pub struct Daemon {
     /// SIP, over UDP and TCP.
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    /// SIP over TLS, with [`Options::tls_listener`].
+    pub tls: Option<SocketAddr>,
     dir: PathBuf,
 }
 
@@ -128,8 +136,12 @@ impl Daemon {
         let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http_listen = format!("{}:{}", opts.http_host.unwrap_or("127.0.0.1"), http.port());
+        let tls = opts
+            .tls_listener
+            .then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let tls_listen = tls.map_or_else(String::new, |a| format!(", \"tls:{a}\""));
         let config = format!(
-            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"]\n{extra_sip}\n[http]\nlisten = \"{http_listen}\"\n{extra_http}\n[directory]\npath = \"{}\"\n{}\n[ledger]\npath = \"{}\"\n",
+            "[sip]\nlisten = [\"udp:{sip}\", \"tcp:{sip}\"{tls_listen}]\n{extra_sip}\n[http]\nlisten = \"{http_listen}\"\n{extra_http}\n[directory]\npath = \"{}\"\n{}\n[ledger]\npath = \"{}\"\n",
             directory.display(),
             opts.directory_extra,
             ledger.display()
@@ -168,6 +180,7 @@ impl Daemon {
             child: Some(child),
             sip,
             http,
+            tls,
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -175,7 +188,11 @@ impl Daemon {
             if let Some(Ok(Some(status))) = d.child.as_mut().map(|c| c.try_wait()) {
                 return Err(format!("exited with {status}: {}", d.stderr()));
             }
-            if let Ok((200, _)) = d.try_http("GET", "/readyz", "", "") {
+            let ready = match opts.ready {
+                Some(ready) => ready(&d),
+                None => matches!(d.try_http("GET", "/readyz", "", ""), Ok((200, _))),
+            };
+            if ready {
                 return Ok(d);
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -7,6 +7,8 @@ pub mod numbers;
 pub mod serve;
 mod setup;
 
+pub use setup::resolve_path;
+
 use clap::{Parser, Subcommand};
 
 /// Tollgate: outbound call authorization for SIP proxies.

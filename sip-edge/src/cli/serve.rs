@@ -14,7 +14,6 @@
 //! grant + grace while the daemon was down settle as `expired` at once. On shutdown the ledger
 //! commits what is queued before the process exits.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let daemon = setup.daemon.clone();
     let directory = setup.directory.clone();
     let token = setup.token.clone();
+    let tls = setup.tls.clone();
     let ledger_settings = setup::ledger_settings(&args.config, &daemon.file);
     let watch = daemon.file.directory.watch.then(|| directory.clone());
     let engine = setup::engine(setup)?;
@@ -105,7 +105,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             ledger,
         )
         .with_reload_guard(daemon.file.directory.reload_guard())
-        .with_config_file(args.config.clone(), daemon.file.clone()),
+        .with_config_file(args.config.clone(), daemon.file.clone())
+        .with_tls(tls),
     );
     server.start_ledger().context("starting the ledger")?;
     if let Some(c) = cluster {
@@ -167,6 +168,26 @@ async fn serve(
                     Arc::clone(&server),
                     listener,
                     limits,
+                    None,
+                    shutdown.clone(),
+                ));
+            }
+            ListenKind::Tls => {
+                // `check` refuses a tls: listener without `[tls]`, and serving reads it.
+                let tls = server
+                    .tls()
+                    .cloned()
+                    .context("tls: listener without [tls]")?;
+                let listener = tokio::net::TcpListener::bind(l.addr)
+                    .await
+                    .with_context(|| format!("binding tls:{}", l.addr))?;
+                let addr = listener.local_addr()?;
+                tracing::info!(transport = "tls", %addr, "listening");
+                tasks.spawn(tcp::serve(
+                    Arc::clone(&server),
+                    listener,
+                    limits,
+                    Some(tls),
                     shutdown.clone(),
                 ));
             }
@@ -178,19 +199,22 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(daemon.http)
         .await
         .with_context(|| format!("binding http {}", daemon.http))?;
-    tracing::info!(transport = "http", addr = %listener.local_addr()?, "listening");
+    let https = daemon.file.http.tls;
+    let transport = if https { "https" } else { "http" };
+    tracing::info!(transport, addr = %listener.local_addr()?, "listening");
     let app = http::router(Api {
         server: Arc::clone(&server),
         token,
     });
-    let mut http_stop = shutdown.clone();
+    let tls = match (https, server.tls()) {
+        (false, _) => None,
+        (true, Some(tls)) => Some(Arc::clone(tls)),
+        // `check` refuses `[http].tls = true` without `[tls]`, and serving reads it.
+        (true, None) => anyhow::bail!("[http].tls = true without [tls]"),
+    };
+    let http_stop = shutdown.clone();
     tasks.spawn(async move {
-        let r = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { transport::stopped(&mut http_stop).await })
-        .await;
+        let r = http::serve(listener, tls, app, http_stop).await;
         if let Err(e) = r {
             tracing::error!(error = %e, "http server");
         }

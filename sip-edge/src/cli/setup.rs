@@ -22,11 +22,13 @@ pub struct Setup {
     pub snapshot: Snapshot,
     /// The bearer token of `[http].token_file`, read when serving only.
     pub token: Option<Arc<str>>,
+    /// The `[tls]` certificate, read when serving only, and only when `[tls]` names one.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Reads `config_path` and the directory it names, and with `serving` also what `serve` reads
-/// besides ([`read_token`]: `check` must refuse whatever `serve` would refuse); collects every
-/// error.
+/// besides ([`read_token`], the `[tls]` files: `check` must refuse whatever `serve` would
+/// refuse); collects every error.
 pub fn load(config_path: &Path, serving: bool) -> Result<Setup, Vec<String>> {
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| vec![format!("{}: cannot read: {e}", config_path.display())])?;
@@ -38,6 +40,22 @@ pub fn load(config_path: &Path, serving: bool) -> Result<Setup, Vec<String>> {
             errors.push(crate::config::locate(e, &text, "http", "token_file"));
             None
         })
+    } else {
+        None
+    };
+    // A `[tls]` that names a certificate is read even if nothing serves TLS yet, so that `check`
+    // finds a broken file before `[http].tls` or a `tls:` listener is turned on.
+    let tls = if serving && file.tls.configured() {
+        let files = crate::tls::TlsFiles::of(config_path, &file.tls);
+        crate::tls::Tls::load(files).map(Arc::new).map_or_else(
+            |es| {
+                errors.extend(es.iter().map(|e| {
+                    crate::config::locate(format!("tollgate.toml: {e}"), &text, "tls", e.field())
+                }));
+                None
+            },
+            Some,
+        )
     } else {
         None
     };
@@ -55,6 +73,7 @@ pub fn load(config_path: &Path, serving: bool) -> Result<Setup, Vec<String>> {
             directory,
             snapshot,
             token,
+            tls,
         }),
         _ => Err(errors),
     }

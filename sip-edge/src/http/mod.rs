@@ -67,6 +67,37 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
+/// Serves `app` on `listener` until `shutdown`: HTTPS with `tls` (each handshake in a task of
+/// its own, [`crate::tls::TlsListener`]), else plain HTTP.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<crate::tls::Tls>>,
+    app: Router,
+    mut shutdown: crate::transport::Shutdown,
+) -> std::io::Result<()> {
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(tls) => {
+            let https = crate::tls::TlsListener::spawn(listener, tls, shutdown.clone())?;
+            // `tap_io` does nothing to the stream: it gives a listener of ours axum's
+            // `ConnectInfo<SocketAddr>` (the loopback check of `/v1` needs the peer).
+            use axum::serve::ListenerExt;
+            axum::serve(https.tap_io(|_| ()), service)
+                .with_graceful_shutdown(
+                    async move { crate::transport::stopped(&mut shutdown).await },
+                )
+                .await
+        }
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(
+                    async move { crate::transport::stopped(&mut shutdown).await },
+                )
+                .await
+        }
+    }
+}
+
 /// Bodies of refusals axum writes itself, at most (they are a line of text).
 const REFUSAL_BODY_LIMIT: usize = 64 * 1024;
 

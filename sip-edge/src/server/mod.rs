@@ -99,6 +99,8 @@ pub struct Server {
     peers: ArcSwap<Peers>,
     /// The `tollgate.toml` a reload re-reads (none: only the directory reloads).
     config_file: Option<ConfigFile>,
+    /// The `[tls]` certificate when something serves TLS; a reload reads its files again.
+    tls: Option<Arc<crate::tls::Tls>>,
     pub transactions: Transactions,
     /// The directory reloaded on SIGHUP and `POST /v1/reload`.
     directory: PathBuf,
@@ -150,6 +152,7 @@ impl Server {
             metrics,
             peers: ArcSwap::from_pointee(Peers { trusted, untrusted }),
             config_file: None,
+            tls: None,
             transactions: Transactions::new(MAX_TRANSACTIONS),
             directory,
             reload_guard: ReloadGuard::default(),
@@ -176,6 +179,17 @@ impl Server {
     pub fn with_config_file(mut self, path: PathBuf, running: DaemonConfig) -> Server {
         self.config_file = Some(ConfigFile::new(path, running));
         self
+    }
+
+    /// Serves TLS with `tls`, whose files a reload reads again.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Tls>>) -> Server {
+        self.tls = tls;
+        self
+    }
+
+    /// The TLS config of `tls:` listeners and HTTPS, if any.
+    pub fn tls(&self) -> Option<&Arc<crate::tls::Tls>> {
+        self.tls.as_ref()
     }
 
     /// Whether `ip` is a trusted peer, and what to do with it if not: the live
@@ -688,10 +702,37 @@ impl Server {
             }
             Ok(()) => Ok(snap),
         });
-        let (reread, snap) = match (reread, loaded) {
-            (Ok(r), Ok(snap)) => (r, snap),
-            (r, l) => {
-                let errors: Vec<String> = r.err().into_iter().chain(l.err()).flatten().collect();
+        // The TLS files named by the file as re-read; the running ones without a file, or when
+        // the file no longer names any (turning TLS off takes a restart, as `[sip].listen` and
+        // `[http]` do).
+        let tls = match (&self.tls, &reread, &self.config_file) {
+            (Some(tls), Ok(r), file) => {
+                let files = match (r, file) {
+                    (Some(r), Some(file)) if r.tls.configured() => {
+                        crate::tls::TlsFiles::of(file.path(), &r.tls)
+                    }
+                    _ => tls.files(),
+                };
+                let origin = self.config_file.as_ref().map_or_else(
+                    || "tollgate.toml".to_string(),
+                    |f| f.path().display().to_string(),
+                );
+                tls.prepare(files)
+                    .map(Some)
+                    .map_err(|es| es.iter().map(|e| format!("{origin}: {e}")).collect())
+            }
+            _ => Ok(None),
+        };
+        let (reread, snap, tls) = match (reread, loaded, tls) {
+            (Ok(r), Ok(snap), Ok(tls)) => (r, snap, tls),
+            (r, l, t) => {
+                let errors: Vec<String> = r
+                    .err()
+                    .into_iter()
+                    .chain(l.err())
+                    .chain(t.err())
+                    .flatten()
+                    .collect();
                 self.metrics.reload(false);
                 tracing::error!(errors = ?errors, "reload failed, keeping the running configuration and directory");
                 return Err(errors);
@@ -719,6 +760,10 @@ impl Server {
                 );
             }
             file.applied(&r);
+        }
+        if let (Some(running), Some(prepared)) = (&self.tls, tls) {
+            running.apply(prepared);
+            tracing::info!("tls certificate reloaded");
         }
         let users = snap.users.len();
         self.engine.reload(snap);

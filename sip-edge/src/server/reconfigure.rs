@@ -7,9 +7,13 @@
 //!   judged by them: they are swapped in behind an `ArcSwap`, readers never wait);
 //! - `[log].level` takes effect at once too (an operator turns debug on to look at one
 //!   tenant's calls, then off, without a restart: [`crate::logging`]), unless `RUST_LOG` is set;
-//! - every other table (`listen` addresses, `[http]`, `[directory]`, `[ledger]`, `[grants]`,
-//!   `[routes]`, `[log].format`) is bound to sockets, threads, the engine or the log's writer
-//!   at start-up: a change there is logged as needing a restart, and the running values stay;
+//! - `[tls]`: its files (certificate, key, client CA) are read again, from the paths the file
+//!   names now, and serve every connection accepted from then on ([`crate::tls`]); a file that
+//!   does not read fails the reload as below and the running certificate stays;
+//! - every other table (`listen` addresses, `[http]` with `tls`, `[directory]`, `[ledger]`,
+//!   `[grants]`, `[routes]`, `[log].format`) is bound to sockets, threads, the engine or the
+//!   log's writer at start-up: a change there is logged as needing a restart, and the running
+//!   values stay;
 //! - a file that does not parse or check fails the whole reload, like a bad directory does:
 //!   nothing changes, the errors are logged and `tollgate_reloads_total{result="error"}`
 //!   counts (DESIGN §3).
@@ -18,7 +22,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::config::{DaemonConfig, SipTable, Untrusted};
+use crate::config::{DaemonConfig, SipTable, TlsTable, Untrusted};
 use crate::peers::{self, Cidr};
 
 /// Who may ask (DESIGN §2 step 1).
@@ -49,6 +53,8 @@ pub struct Reread {
     pub restart_needed: Vec<&'static str>,
     /// A `[log].level` other than the running one.
     pub log_level: Option<String>,
+    /// `[tls]` as the file says now (its files are re-read by the caller).
+    pub tls: TlsTable,
     file: DaemonConfig,
 }
 
@@ -82,6 +88,7 @@ impl ConfigFile {
             },
             restart_needed: restart_needed(&running, &file),
             log_level: (running.log.level != file.log.level).then(|| file.log.level.clone()),
+            tls: file.tls.clone(),
             file,
         })
     }
@@ -92,6 +99,7 @@ impl ConfigFile {
         running.sip.trusted_peers = r.file.sip.trusted_peers.clone();
         running.sip.untrusted = r.file.sip.untrusted;
         running.log.level = r.file.log.level.clone();
+        running.tls = r.file.tls.clone();
     }
 }
 

@@ -2,6 +2,11 @@
 //! per connection, each closed after `tcp_idle_timeout_seconds` without a byte. A stream that
 //! cannot be framed any more gets the error's answer when it can be addressed, then is closed.
 //!
+//! TLS listeners (`tls:`, RFC 3261 §26.2.1) are the same: the same slots and limits, judged at
+//! `accept` before any handshake, then the TLS handshake in the connection's own task (bounded
+//! by [`crate::tls::HANDSHAKE_TIMEOUT`], so garbage or a stalled client only ever costs its own
+//! slot), then the same framing over the decrypted stream.
+//!
 //! Connection slots are judged at `accept`, before a connection holds anything, so that no
 //! one outside `[sip].trusted_peers` can lock the trusted proxies out by opening idle
 //! connections:
@@ -24,8 +29,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -34,6 +39,7 @@ use crate::config::Untrusted;
 use crate::metrics::{RefusedLabels, TCP_REFUSED_REASONS};
 use crate::server::{ReplyTo, Server};
 use crate::sip::{frame_len, Transport};
+use crate::tls::Tls;
 
 /// Responses held for one connection by the ledger at most: as many as the ledger's default
 /// queue holds, so a busy pipelining proxy never loses one (over TCP a dropped answer is not
@@ -172,8 +178,15 @@ struct Slot {
     _peer: Option<PeerSlot>,
 }
 
-/// Accepts connections until shutdown, then drains them (at most [`DRAIN`]).
-pub async fn serve(server: Arc<Server>, listener: TcpListener, limits: Limits, shutdown: Shutdown) {
+/// Accepts connections until shutdown, then drains them (at most [`DRAIN`]); with `tls`, each
+/// connection is a TLS one, with the certificate in effect when it is accepted.
+pub async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    limits: Limits,
+    tls: Option<Arc<Tls>>,
+    shutdown: Shutdown,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let untrusted_slots = Arc::new(Semaphore::new(UNTRUSTED_SLOTS));
     let per_peer = Arc::new(PerPeer::default());
@@ -236,11 +249,28 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, limits: Limits, s
         };
         match admitted {
             Ok((slot, idle, one_answer)) => {
+                let _ = stream.set_nodelay(true);
                 let server = Arc::clone(&server);
                 let shutdown = shutdown.clone();
-                conns.spawn(connection(
-                    server, stream, peer, idle, one_answer, shutdown, slot,
-                ));
+                match &tls {
+                    None => {
+                        conns.spawn(connection(
+                            server, stream, peer, idle, one_answer, shutdown, slot,
+                        ));
+                    }
+                    Some(tls) => {
+                        let acceptor = tls.acceptor();
+                        conns.spawn(async move {
+                            let Some(stream) =
+                                crate::tls::handshake(acceptor, stream, peer, idle).await
+                            else {
+                                return;
+                            };
+                            connection(server, stream, peer, idle, one_answer, shutdown, slot)
+                                .await;
+                        });
+                    }
+                }
             }
             // Dropping the stream closes it.
             Err(why) => refusals.refuse(&server, why, peer),
@@ -251,18 +281,25 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, limits: Limits, s
     let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
 }
 
+/// Writes `bytes` and flushes them: over TLS a write may leave records buffered in the session
+/// when the socket is full, and nothing else would push them out before the next answer.
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
 /// Serves one connection until EOF, an error, `idle` without a byte, or shutdown; with
-/// `one_answer` (an untrusted peer's), until its first answer is written.
-async fn connection(
+/// `one_answer` (an untrusted peer's), until its first answer is written. `S` is a TCP stream
+/// or a TLS stream over one: the framing is the same (RFC 3261 §18.3).
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     server: Arc<Server>,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     idle: Duration,
     one_answer: bool,
     mut shutdown: Shutdown,
     _slot: Slot,
 ) {
-    let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(1024);
     // Responses the ledger held until their batch committed come back through here, so this
@@ -280,7 +317,7 @@ async fn connection(
                         }
                         None => return,
                     };
-                    if now && stream.write_all(&out).await.is_err() {
+                    if now && send(&mut stream, &out).await.is_err() {
                         return;
                     }
                     if now && one_answer {
@@ -292,7 +329,7 @@ async fn connection(
                 Ok(None) => break,
                 Err(_) => {
                     if server.unframeable(&buf, peer, &mut out) {
-                        let _ = stream.write_all(&out).await;
+                        let _ = send(&mut stream, &out).await;
                     }
                     return;
                 }
@@ -301,7 +338,7 @@ async fn connection(
         let read = tokio::select! {
             r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r,
             Some(bytes) = held.recv() => {
-                if stream.write_all(&bytes).await.is_err() {
+                if send(&mut stream, &bytes).await.is_err() {
                     return;
                 }
                 continue;
@@ -311,7 +348,7 @@ async fn connection(
                 while let Ok(Some(bytes)) =
                     tokio::time::timeout(Duration::from_millis(500), held.recv()).await
                 {
-                    if stream.write_all(&bytes).await.is_err() {
+                    if send(&mut stream, &bytes).await.is_err() {
                         return;
                     }
                 }
