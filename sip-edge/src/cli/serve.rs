@@ -158,36 +158,31 @@ async fn serve(
                     udp_threads.push(thread);
                 }
             }
-            ListenKind::Tcp => {
+            ListenKind::Tcp | ListenKind::Tls => {
+                // A tls: listener is a tcp: one with a handshake first; `check` refuses it
+                // without `[tls]`, and serving reads it.
+                let (name, tls) = match l.kind {
+                    ListenKind::Tls => (
+                        "tls",
+                        Some(
+                            server
+                                .tls()
+                                .cloned()
+                                .context("tls: listener without [tls]")?,
+                        ),
+                    ),
+                    _ => ("tcp", None),
+                };
                 let listener = tokio::net::TcpListener::bind(l.addr)
                     .await
-                    .with_context(|| format!("binding tcp:{}", l.addr))?;
+                    .with_context(|| format!("binding {name}:{}", l.addr))?;
                 let addr = listener.local_addr()?;
-                tracing::info!(transport = "tcp", %addr, "listening");
+                tracing::info!(transport = name, %addr, "listening");
                 tasks.spawn(tcp::serve(
                     Arc::clone(&server),
                     listener,
                     limits,
-                    None,
-                    shutdown.clone(),
-                ));
-            }
-            ListenKind::Tls => {
-                // `check` refuses a tls: listener without `[tls]`, and serving reads it.
-                let tls = server
-                    .tls()
-                    .cloned()
-                    .context("tls: listener without [tls]")?;
-                let listener = tokio::net::TcpListener::bind(l.addr)
-                    .await
-                    .with_context(|| format!("binding tls:{}", l.addr))?;
-                let addr = listener.local_addr()?;
-                tracing::info!(transport = "tls", %addr, "listening");
-                tasks.spawn(tcp::serve(
-                    Arc::clone(&server),
-                    listener,
-                    limits,
-                    Some(tls),
+                    tls,
                     shutdown.clone(),
                 ));
             }
