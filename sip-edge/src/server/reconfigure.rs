@@ -118,6 +118,8 @@ fn restart_needed(running: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static st
         ("[ledger]", running.ledger != new.ledger),
         ("[grants]", running.grants != new.grants),
         ("[routes]", running.routes != new.routes),
+        ("[emergency]", running.emergency != new.emergency),
+        ("[cluster]", running.cluster != new.cluster),
         ("[log].format", running.log.format != new.log.format),
     ]
     .into_iter()
@@ -147,16 +149,18 @@ mod tests {
         std::fs::write(
             c.path(),
             "[sip]\ntrusted_peers = [\"127.0.0.0/8\"]\nuntrusted = \"drop\"\n\
-             listen = [\"udp:127.0.0.1:5999\"]\n[grants]\ngrant_seconds = 600\n",
+             listen = [\"udp:127.0.0.1:5999\"]\n[grants]\ngrant_seconds = 600\n\
+             [emergency]\ndefault_region = \"GB\"\n[cluster]\nnode_id = \"tg-9\"\n",
         )
         .unwrap();
         let r = c.reread().unwrap();
         assert!(r.peers.trusts("127.0.0.1".parse().unwrap()));
         assert_eq!(r.peers.untrusted, Untrusted::Drop);
-        assert_eq!(r.restart_needed, ["[sip]", "[grants]"]);
+        let waiting = ["[sip]", "[grants]", "[emergency]", "[cluster]"];
+        assert_eq!(r.restart_needed, waiting);
         c.applied(&r);
         // Applied peers are the running ones now; the rest still differs.
-        assert_eq!(c.reread().unwrap().restart_needed, ["[sip]", "[grants]"]);
+        assert_eq!(c.reread().unwrap().restart_needed, waiting);
     }
 
     #[test]
