@@ -11,7 +11,7 @@
 //!   names now, and serve every connection accepted from then on ([`crate::tls`]); a file that
 //!   does not read fails the reload as below and the running certificate stays;
 //! - every other table (`listen` addresses, `[http]` with `tls`, `[directory]`, `[ledger]`,
-//!   `[grants]`, `[routes]`, `[log].format`) is bound to sockets, threads, the engine or the
+//!   `[grants]`, `[routes]`, `[emergency]`, `[cluster]`, `[log].format`) is bound to sockets, threads, the engine or the
 //!   log's writer at start-up: a change there is logged as needing a restart, and the running
 //!   values stay;
 //! - a file that does not parse or check fails the whole reload, like a bad directory does:
