@@ -11,9 +11,9 @@
 //!   names now, and serve every connection accepted from then on ([`crate::tls`]); a file that
 //!   does not read fails the reload as below and the running certificate stays;
 //! - every other table (`listen` addresses, `[http]` with `tls`, `[directory]`, `[ledger]`,
-//!   `[grants]`, `[routes]`, `[emergency]`, `[cluster]`, `[log].format`) is bound to sockets, threads, the engine or the
-//!   log's writer at start-up: a change there is logged as needing a restart, and the running
-//!   values stay;
+//!   `[grants]`, `[routes]`, `[emergency]`, `[cluster]`, `[log].format`) is bound to sockets,
+//!   threads, the engine or the log's writer at start-up: a change there is logged as needing a
+//!   restart, and the running values stay;
 //! - a file that does not parse or check fails the whole reload, like a bad directory does:
 //!   nothing changes, the errors are logged and `tollgate_reloads_total{result="error"}`
 //!   counts (DESIGN §3).
