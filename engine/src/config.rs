@@ -26,6 +26,15 @@ pub struct Grants {
     pub billing_increment_seconds: u64,
 }
 
+impl Grants {
+    /// The seconds an extension of a call that holds `reserved_seconds` asks for: one grant,
+    /// within `max_call_seconds` (0 once the call is at it).
+    pub fn extension(&self, reserved_seconds: u64) -> u64 {
+        self.grant_seconds
+            .min(self.max_call_seconds.saturating_sub(reserved_seconds))
+    }
+}
+
 impl Default for Grants {
     fn default() -> Self {
         Grants {

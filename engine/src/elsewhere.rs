@@ -58,7 +58,8 @@ impl Engine {
     /// (locked), with the arithmetic of [`Engine::extend`], paid from what the account has
     /// `available` in the store (not this node's share: the call is not this node's). Returns
     /// the row to write, the answer, and what to take from the account (seconds of a pool,
-    /// micro-units of credits). The per-user spend limit is counted by the admitting node only.
+    /// micro-units of credits). Under a user spend limit, `available` is already the smaller
+    /// of the balance and the user's allowance, and the store takes `amount` from both.
     pub fn extend_stored(
         &self,
         mut stored: StoredCall,
@@ -70,9 +71,7 @@ impl Engine {
         }
         let g = &self.config.grants;
         let inc = g.billing_increment_seconds.max(1);
-        let want = g
-            .grant_seconds
-            .min(g.max_call_seconds.saturating_sub(stored.reserved_seconds));
+        let want = g.extension(stored.reserved_seconds);
         let (granted, amount) = match &stored.funding {
             _ if want == 0 => (0, 0),
             StoredFunding::None => (0, 0),
@@ -143,10 +142,7 @@ impl Engine {
     /// it, then the extension is tried again.
     pub fn extension_short(&self, call_id: &str) -> Option<Short> {
         let r = self.reservations.map.get(call_id)?;
-        let g = &self.config.grants;
-        let want = g
-            .grant_seconds
-            .min(g.max_call_seconds.saturating_sub(r.grant.reserved_seconds));
+        let want = self.config.grants.extension(r.grant.reserved_seconds);
         match &r.grant.funding {
             Funding::None => None,
             Funding::Pool(c) => Some(Short {

@@ -512,8 +512,7 @@ impl Engine {
         if r.state != CallState::Reserved {
             return Err(CallError::NotActive(r.state));
         }
-        let room = g.max_call_seconds.saturating_sub(r.grant.reserved_seconds);
-        let want = g.grant_seconds.min(room);
+        let want = g.extension(r.grant.reserved_seconds);
         let granted = if want == 0 {
             0
         } else {

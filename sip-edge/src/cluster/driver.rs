@@ -179,8 +179,6 @@ struct State {
     last: Option<Instant>,
     /// Changes to this node's calls made by others, seen up to here.
     changed_cursor: i64,
-    /// Whether the shares this node held before it (re)started are back in its engine.
-    adopted: bool,
 }
 
 impl State {
@@ -393,6 +391,15 @@ impl Driver {
         let mut rx = self.parked_rx.lock().await;
         let mut waiting: Vec<Parked> = Vec::new();
         loop {
+            // Calls still waiting wait for another node to give its share back: they are looked
+            // at again after 100 ms, or sooner with the next call that comes.
+            let idle = waiting.is_empty();
+            let again = async move {
+                if idle {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
             tokio::select! {
                 Some(p) = rx.recv() => {
                     waiting.push(p);
@@ -403,6 +410,7 @@ impl Driver {
                         }
                     }
                 }
+                () = again => {}
                 () = crate::transport::stopped(&mut shutdown) => {
                     for p in waiting.drain(..) {
                         (p.retry)(false);
@@ -416,13 +424,9 @@ impl Driver {
                     (p.retry)(false);
                 }
             }
-            while !waiting.is_empty() {
+            if !waiting.is_empty() {
                 let r = self.serve_parked(server, &mut waiting).await;
                 self.note(server, r);
-                if !waiting.is_empty() {
-                    // Another node is giving its share back: look again shortly.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
             }
         }
     }
@@ -555,12 +559,11 @@ impl Driver {
             Ok(())
         })
         .await?;
-        if !st.adopted {
+        if !self.in_step() {
             // This node's rows first (a restart's ledger), then its shares: the delivered
             // calls took theirs out of what the store says it holds.
             self.deliver(server).await?;
             self.adopt(engine, now).await?;
-            st.adopted = true;
             self.in_step.store(true, Ordering::Release);
         }
         let grant = engine.config().grants.grant_seconds;
