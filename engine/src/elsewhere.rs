@@ -31,7 +31,7 @@ impl Engine {
             Ending::Settled { billable_seconds } => (
                 CallState::Settled,
                 billable_seconds,
-                self.config.round_up(billable_seconds),
+                self.config().round_up(billable_seconds),
             ),
             Ending::Released => (CallState::Released, 0, 0),
         };
@@ -69,7 +69,8 @@ impl Engine {
         if stored.state != CallState::Reserved {
             return Err(CallError::NotActive(stored.state));
         }
-        let g = &self.config.grants;
+        let config = self.config();
+        let g = &config.grants;
         let inc = g.billing_increment_seconds.max(1);
         let want = g.extension(stored.reserved_seconds);
         let (granted, amount) = match &stored.funding {
@@ -142,7 +143,7 @@ impl Engine {
     /// it, then the extension is tried again.
     pub fn extension_short(&self, call_id: &str) -> Option<Short> {
         let r = self.reservations.map.get(call_id)?;
-        let want = self.config.grants.extension(r.grant.reserved_seconds);
+        let want = self.config().grants.extension(r.grant.reserved_seconds);
         match &r.grant.funding {
             Funding::None => None,
             Funding::Pool(c) => Some(Short {

@@ -47,7 +47,12 @@ struct Live {
 /// every method that depends on time takes `now`, unix seconds UTC.
 pub struct Engine {
     numbering: Arc<NumberingPlan>,
-    config: EngineConfig,
+    /// `[grants]`, `[routes]` and `[emergency]`, swapped whole by [`Engine::reconfigure`]: a
+    /// reader loads them once per use and never waits.
+    config: ArcSwap<EngineConfig>,
+    /// Whether pools and balances are shares of a store ([`EngineConfig::shares`]): fixed for
+    /// the engine's life, whatever a reconfiguration says.
+    pub(crate) shared: bool,
     live: ArcSwap<Live>,
     reservations: Reservations,
     spend: SpendLedger,
@@ -105,7 +110,8 @@ impl Engine {
         let spend = SpendLedger::new(config.shares);
         Engine {
             numbering,
-            config,
+            shared: config.shares,
+            config: ArcSwap::from_pointee(config),
             live: ArcSwap::from_pointee(live),
             reservations,
             spend,
@@ -120,9 +126,21 @@ impl Engine {
         self.seq.floor(next);
     }
 
-    /// The settings the engine was built with.
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
+    /// The settings in effect.
+    pub fn config(&self) -> Arc<EngineConfig> {
+        self.config.load_full()
+    }
+
+    /// Puts new `[grants]`, `[routes]` and `[emergency]` settings in effect (a reload). They
+    /// apply to what happens from now on: admissions and extensions are sized by the new
+    /// grants, 302s name the new routes, settlements round to the new billing increment. A
+    /// reservation already made keeps what it holds and its expiry. `shares` cannot change
+    /// (it is bound to the store the daemon started with) and is kept as it was.
+    pub fn reconfigure(&self, config: EngineConfig) {
+        self.config.store(Arc::new(EngineConfig {
+            shares: self.shared,
+            ..config
+        }));
     }
 
     /// The numbering plan decisions classify with.
@@ -141,7 +159,7 @@ impl Engine {
     pub fn reload(&self, snap: Snapshot) {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let cur = self.live.load();
-        let live = build_live(snap, cur.pools.month, Some(&cur), self.config.shares);
+        let live = build_live(snap, cur.pools.month, Some(&cur), self.shared);
         drop(cur);
         let old = self.live.swap(Arc::new(live));
         // Free the old snapshot here, not in whichever reader lets go of it last: wait (briefly)
@@ -174,12 +192,7 @@ impl Engine {
             if month > cur.pools.month {
                 let live = Live {
                     snap: Arc::clone(&cur.snap),
-                    pools: Arc::new(PoolTable::build(
-                        month,
-                        &cur.snap.pools,
-                        None,
-                        self.config.shares,
-                    )),
+                    pools: Arc::new(PoolTable::build(month, &cur.snap.pools, None, self.shared)),
                     accounts: cur.accounts.clone(),
                 };
                 self.live.store(Arc::new(live));
@@ -371,7 +384,7 @@ impl Engine {
             .flatten()
             .map(|d| d.region)
             .filter(|r| *r != Region::NON_GEO)
-            .or_else(|| self.config.emergency.default_region())
+            .or_else(|| self.config.load().emergency.default_region())
     }
 
     /// `dialed` classified for `region` (without one, only 112 and 911, which the plan knows
@@ -436,7 +449,8 @@ impl Engine {
             }
         };
         // Admitted without funding: emergency, Direct Routing, free.
-        let max = self.config.grants.max_call_seconds;
+        let grants = self.config.load().grants.clone();
+        let max = grants.max_call_seconds;
         let Outcome::Admit(basis) = outcome else {
             return Decision::reject(Reason::BadRequest, Rule::Request, destination);
         };
@@ -466,7 +480,7 @@ impl Engine {
                 reserved_seconds: max,
                 reserved_money: Money::ZERO,
                 started_at: now,
-                expires_at: now + max + self.config.grants.settle_grace_seconds,
+                expires_at: now + max + grants.settle_grace_seconds,
             };
             return self.record(call_id, decision, grant, || {});
         }
@@ -502,7 +516,8 @@ impl Engine {
     /// `POST /v1/calls/{id}/extend`: another grant for a call still reserved, up to
     /// `max_call_seconds` in all, from the same pool or balance.
     pub fn extend(&self, call_id: &str, now: u64) -> Result<Extension, CallError> {
-        let g = &self.config.grants;
+        let config = self.config.load();
+        let g = &config.grants;
         let inc = g.billing_increment_seconds;
         let mut r = self
             .reservations
@@ -609,11 +624,12 @@ impl Engine {
         billable_seconds: u64,
         now: u64,
     ) -> Result<Settlement, CallError> {
+        let config = self.config.load();
         self.reservations.settle(
             call_id,
             billable_seconds,
             now,
-            |s| self.config.round_up(s),
+            |s| config.round_up(s),
             &self.spend,
         )
     }
@@ -650,7 +666,7 @@ impl Engine {
     /// month of `now` and the tenants' credit balances (see [`crate::shares`]). Empty for a
     /// single node.
     pub fn shares(&self, now: u64) -> Vec<ShareOf> {
-        if !self.config.shares {
+        if !self.shared {
             return Vec::new();
         }
         let live = self.live_for(now);
@@ -686,9 +702,10 @@ impl Engine {
     /// [`Engine::route_host`] appended to `out` (the 302's Contact is built without
     /// allocating).
     pub fn push_route_host(&self, route: &Route, out: &mut String) {
+        let config = self.config.load();
         match route {
-            Route::Emergency => out.push_str(&self.config.routes.emergency),
-            Route::CallingPlan(r) => self.config.routes.push_calling_plan_host(*r, out),
+            Route::Emergency => out.push_str(&config.routes.emergency),
+            Route::CallingPlan(r) => config.routes.push_calling_plan_host(*r, out),
             Route::Direct(gw) => out.push_str(gw),
         }
     }

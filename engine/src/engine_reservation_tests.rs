@@ -181,6 +181,50 @@ fn reload_keeps_live_counts_and_credits() {
     );
 }
 
+#[test]
+fn a_reconfiguration_applies_from_the_next_call_and_keeps_what_is_held() {
+    let e = engine();
+    let a = call(&e, "us1@t.com", us(), "a");
+    assert_eq!(a.max_duration, Some(1800));
+    let mut config = EngineConfig::default();
+    config.grants.grant_seconds = 600;
+    config.grants.max_call_seconds = 3000;
+    config.grants.billing_increment_seconds = 1;
+    config.routes.calling_plan = "gw-{region}.example.org:5070".into();
+    config.routes.emergency = "psap.example.org".into();
+    e.reconfigure(config);
+    // The next admission is sized and routed by the new settings.
+    let b = call(&e, "us1@t.com", us(), "b");
+    assert_eq!(b.max_duration, Some(600));
+    assert_eq!(
+        e.route_host(b.route.as_ref().unwrap()),
+        "gw-us.example.org:5070"
+    );
+    let em = call(&e, "none@t.com", emergency(), "em");
+    assert_eq!(em.max_duration, Some(3000));
+    assert_eq!(e.route_host(em.route.as_ref().unwrap()), "psap.example.org");
+    // The call admitted before keeps its reservation; its extension is one new grant, within
+    // the new maximum over the whole call.
+    assert_eq!(
+        pool(&e, "t", "US", "MCOPSTN1", PoolKind::Domestic).reserved_seconds,
+        2400
+    );
+    let x = e.extend("a", NOW + 1700).unwrap();
+    assert_eq!((x.granted_seconds, x.max_duration), (600, 2400));
+    let x = e.extend("a", NOW + 2300).unwrap();
+    assert_eq!((x.granted_seconds, x.max_duration), (600, 3000));
+    assert_eq!(e.extend("a", NOW + 2900).unwrap().granted_seconds, 0);
+    // Settlements round to the increment in effect.
+    assert_eq!(e.settle("a", 61, NOW + 61).unwrap().charged_seconds, 61);
+    // The store seam is the engine's for life.
+    e.reconfigure(EngineConfig {
+        shares: true,
+        ..EngineConfig::default()
+    });
+    assert!(!e.config().shares);
+    assert!(e.shares(NOW).is_empty());
+}
+
 /// Every call of `e` as the ledger would store it.
 fn stored(e: &Engine) -> Vec<crate::restore::StoredCall> {
     let mut v = Vec::new();

@@ -38,7 +38,8 @@ impl Engine {
         else {
             return Decision::reject(Reason::BadRequest, Rule::Request, Some(d));
         };
-        let g = &self.config.grants;
+        let config = self.config.load();
+        let g = &config.grants;
         let inc = g.billing_increment_seconds;
         // A Call-ID already known: same answer, nothing new reserved. Otherwise its slot is
         // held (the shard locked) until the funding is decided: one hash and one lock for the

@@ -208,7 +208,7 @@ impl Engine {
         // Counters of other months (or of pools the directory no longer has), created once.
         let mut detached: HashMap<(PoolKey, MonthKey), Arc<PoolCounter>> = HashMap::new();
         let mut out = Restored::default();
-        let shared = self.config().shares;
+        let shared = self.shared;
         for c in calls {
             self.seq_floor(c.seq.saturating_add(1));
             let open = c.state == CallState::Reserved;

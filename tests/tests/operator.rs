@@ -313,3 +313,120 @@ fn tenant_view_is_under_the_v1_token() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `tollgate.toml` as written now, with `from` replaced by `to` (which must change it).
+fn edit_config(d: &Daemon, from: &str, to: &str) {
+    let config = std::fs::read_to_string(d.config_path()).expect("config");
+    let edited = config.replace(from, to);
+    assert_ne!(config, edited, "{from:?} is not in\n{config}");
+    std::fs::write(d.config_path(), edited).expect("write config");
+}
+
+/// An INVITE and its answer over a TCP connection of its own; `None` if the connection is
+/// closed unanswered (refused at `accept`).
+fn tcp_invite(
+    s: &mut std::net::TcpStream,
+    call_id: &str,
+) -> Option<tollgate_tests::daemon::SipResponse> {
+    use std::io::Write;
+    let msg = SipRequest::invite("sip:alice@contoso.com", "+12065550100", call_id)
+        .tcp()
+        .render();
+    s.write_all(msg.as_bytes()).ok()?;
+    tollgate_tests::daemon::read_tcp_response(s)
+}
+
+/// A reload applies `[grants]`, `[routes]`, the TCP connection limits and the API token
+/// without a restart: the next call is sized and routed by the new figures, a call admitted
+/// before keeps its reservation, a second TCP connection is let in once the limit is raised,
+/// and the old token stops working. Nothing is logged as waiting for a restart.
+#[test]
+fn a_reload_applies_grants_routes_connection_limits_and_the_token() {
+    let dir = temp_dir("operator-reload");
+    let token = dir.join("token");
+    std::fs::write(&token, "old-token\n").expect("token");
+    let http = format!("token_file = \"{}\"", token.display());
+    let d = Daemon::start_opts(&Options {
+        sip: "tcp_max_connections = 1",
+        http: &http,
+        directory_extra: "watch = false",
+        extra: "[grants]\ngrant_seconds = 1800\n[routes]\ncalling_plan = \"pstn-{region}.example.net\"\n",
+        ..Options::default()
+    });
+    let old = "Authorization: Bearer old-token\r\n";
+    let before = SipRequest::invite("sip:alice@contoso.com", "+12065550100", "op-reload-1");
+    let r = d.udp(&before.render());
+    assert_eq!(r.status(), 302, "{}", r.text);
+    assert_eq!(r.header("X-Tollgate-Max-Duration"), Some("1800"));
+    assert!(
+        r.header("Contact")
+            .unwrap_or("")
+            .contains("@pstn-us.example.net"),
+        "{}",
+        r.text
+    );
+    // One connection holds the only TCP slot: a second is closed unanswered.
+    let mut first = d.tcp_from([127, 0, 0, 1].into()).expect("connect");
+    assert_eq!(
+        tcp_invite(&mut first, "op-reload-tcp-1").map(|r| r.status()),
+        Some(302)
+    );
+    let mut second = d.tcp_from([127, 0, 0, 1].into()).expect("connect");
+    assert!(tcp_invite(&mut second, "op-reload-tcp-2").is_none());
+
+    edit_config(&d, "grant_seconds = 1800", "grant_seconds = 600");
+    edit_config(
+        &d,
+        "pstn-{region}.example.net",
+        "carrier-{region}.example.org:5070",
+    );
+    edit_config(&d, "tcp_max_connections = 1", "tcp_max_connections = 4");
+    std::fs::write(&token, "new-token\n").expect("token");
+    let (status, body) = d.http_with("POST", "/v1/reload", old, "");
+    assert_eq!(status, 200, "{body}");
+
+    let after = SipRequest::invite("sip:alice@contoso.com", "+12065550100", "op-reload-2");
+    let r = d.udp(&after.render());
+    assert_eq!(r.status(), 302, "{}", r.text);
+    assert_eq!(r.header("X-Tollgate-Max-Duration"), Some("600"));
+    assert!(
+        r.header("Contact")
+            .unwrap_or("")
+            .contains("@carrier-us.example.org:5070"),
+        "{}",
+        r.text
+    );
+    let mut third = d.tcp_from([127, 0, 0, 1].into()).expect("connect");
+    assert_eq!(
+        tcp_invite(&mut third, "op-reload-tcp-3").map(|r| r.status()),
+        Some(302)
+    );
+    drop((first, second, third));
+    // The old token is refused, the new one works.
+    let (status, _) = d.http_with("GET", "/v1/calls/op-reload-1", old, "");
+    assert_eq!(status, 401);
+    let new = "Authorization: Bearer new-token\r\n";
+    let (status, body) = d.http_with("GET", "/v1/calls/op-reload-1", new, "");
+    assert_eq!(status, 200, "{body}");
+    let call: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        call["reserved_seconds"], 1800,
+        "kept its reservation: {body}"
+    );
+    // Its extension is one grant of the new size.
+    let (status, body) = d.http_with("POST", "/v1/calls/op-reload-1/extend", new, "");
+    assert_eq!(status, 200, "{body}");
+    let x: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (x["granted_seconds"].as_u64(), x["max_duration"].as_u64()),
+        (Some(600), Some(2400)),
+        "{body}"
+    );
+    assert!(
+        !d.stderr().contains("takes effect on restart"),
+        "{}",
+        d.stderr()
+    );
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

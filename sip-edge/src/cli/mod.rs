@@ -5,7 +5,7 @@ pub mod decide;
 pub mod ledger;
 pub mod numbers;
 pub mod serve;
-mod setup;
+pub(crate) mod setup;
 
 pub use setup::resolve_path;
 

@@ -106,6 +106,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         )
         .with_reload_guard(daemon.file.directory.reload_guard())
         .with_config_file(args.config.clone(), daemon.file.clone())
+        .with_tcp_limits(tcp::Limits::of(&daemon.file.sip))
+        .with_api_token(token)
         .with_tls(tls),
     );
     server.start_ledger().context("starting the ledger")?;
@@ -122,24 +124,18 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(server, daemon, token, watch))
+    runtime.block_on(serve(server, daemon, watch))
 }
 
 async fn serve(
     server: Arc<Server>,
     daemon: Checked,
-    token: Option<Arc<str>>,
     watch: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut udp_threads = Vec::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let limits = tcp::Limits {
-        max_connections: daemon.file.sip.tcp_max_connections,
-        per_peer: daemon.file.sip.tcp_max_connections_per_peer,
-        idle: Duration::from_secs(daemon.file.sip.tcp_idle_timeout_seconds.max(1)),
-    };
     for l in &daemon.listen {
         match l.kind {
             ListenKind::Udp => {
@@ -181,7 +177,6 @@ async fn serve(
                 tasks.spawn(tcp::serve(
                     Arc::clone(&server),
                     listener,
-                    limits,
                     tls,
                     shutdown.clone(),
                 ));
@@ -199,7 +194,6 @@ async fn serve(
     tracing::info!(transport, addr = %listener.local_addr()?, "listening");
     let app = http::router(Api {
         server: Arc::clone(&server),
-        token,
     });
     let tls = match (https, server.tls()) {
         (false, _) => None,

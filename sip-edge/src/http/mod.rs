@@ -31,9 +31,9 @@ mod cluster;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct Api {
+    /// The bearer token for `/v1` is the server's ([`Server::api_token`]): a reload may
+    /// change it.
     pub server: Arc<Server>,
-    /// The bearer token for `/v1`, when configured.
-    pub token: Option<Arc<str>>,
 }
 
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -160,7 +160,8 @@ fn error(status: StatusCode, error: &str, reason: &str) -> Response {
 }
 
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
-    match &api.token {
+    let token = api.server.api_token();
+    match &*token {
         Some(token) => {
             let given = req
                 .headers()

@@ -97,6 +97,10 @@ pub struct Server {
     pub metrics: Metrics,
     /// `[sip].trusted_peers` and `untrusted`: a reload may change them ([`reconfigure`]).
     peers: ArcSwap<Peers>,
+    /// `[sip].tcp_*`: a reload may change them too.
+    tcp_limits: ArcSwap<crate::transport::tcp::Limits>,
+    /// The bearer token of `/v1` (`[http].token_file`): a reload reads it again.
+    api_token: ArcSwap<Option<Arc<str>>>,
     /// The `tollgate.toml` a reload re-reads (none: only the directory reloads).
     config_file: Option<ConfigFile>,
     /// The `[tls]` certificate when something serves TLS; a reload reads its files again.
@@ -151,6 +155,10 @@ impl Server {
             engine,
             metrics,
             peers: ArcSwap::from_pointee(Peers { trusted, untrusted }),
+            tcp_limits: ArcSwap::from_pointee(crate::transport::tcp::Limits::of(
+                &crate::config::SipTable::default(),
+            )),
+            api_token: ArcSwap::from_pointee(None),
             config_file: None,
             tls: None,
             transactions: Transactions::new(MAX_TRANSACTIONS),
@@ -179,6 +187,28 @@ impl Server {
     pub fn with_config_file(mut self, path: PathBuf, running: DaemonConfig) -> Server {
         self.config_file = Some(ConfigFile::new(path, running));
         self
+    }
+
+    /// Judges TCP and TLS connections by `limits` (until a reload changes them).
+    pub fn with_tcp_limits(self, limits: crate::transport::tcp::Limits) -> Server {
+        self.tcp_limits.store(Arc::new(limits));
+        self
+    }
+
+    /// Guards `/v1` with `token` (until a reload reads another).
+    pub fn with_api_token(self, token: Option<Arc<str>>) -> Server {
+        self.api_token.store(Arc::new(token));
+        self
+    }
+
+    /// The bearer token `/v1` needs now, if any.
+    pub fn api_token(&self) -> Arc<Option<Arc<str>>> {
+        self.api_token.load_full()
+    }
+
+    /// The TCP connection limits in effect, for a connection being accepted.
+    pub fn tcp_limits(&self) -> crate::transport::tcp::Limits {
+        **self.tcp_limits.load()
     }
 
     /// Serves TLS with `tls`, whose files a reload reads again.
@@ -742,6 +772,19 @@ impl Server {
             if **self.peers.load() != r.peers {
                 tracing::info!(trusted_peers = ?r.peers.trusted, untrusted = ?r.peers.untrusted, "peers reloaded");
                 self.peers.store(Arc::new(r.peers.clone()));
+            }
+            if let Some(limits) = r.tcp_limits {
+                tracing::info!(?limits, "tcp connection limits reloaded");
+                self.tcp_limits.store(Arc::new(limits));
+            }
+            if let Some(config) = &r.engine {
+                tracing::info!(grants = ?config.grants, routes = ?config.routes, emergency = ?config.emergency, "[grants], [routes] and [emergency] reloaded");
+                self.engine.reconfigure(config.clone());
+            }
+            if **self.api_token.load() != r.token {
+                // Never the token itself.
+                tracing::info!(guarded = r.token.is_some(), "api token reloaded");
+                self.api_token.store(Arc::new(r.token.clone()));
             }
             if let Some(level) = &r.log_level {
                 match crate::logging::set_level(level) {

@@ -1,29 +1,40 @@
 //! Re-reading `tollgate.toml` on a reload (SIGHUP, `POST /v1/reload`).
 //!
-//! An operator who adds a proxy to `[sip].trusted_peers` expects a reload to let it in, not a
-//! restart that drops every call in flight. So a reload re-reads the file the daemon started
-//! with and checks it whole; then:
-//! - `[sip].trusted_peers` and `[sip].untrusted` take effect at once (the next datagram is
-//!   judged by them: they are swapped in behind an `ArcSwap`, readers never wait);
-//! - `[log].level` takes effect at once too (an operator turns debug on to look at one
-//!   tenant's calls, then off, without a restart: [`crate::logging`]), unless `RUST_LOG` is set;
+//! An operator who adds a proxy to `[sip].trusted_peers`, shortens the grants or moves a
+//! gateway expects a reload to do it, not a restart that drops every call in flight. So a
+//! reload re-reads the file the daemon started with and checks it whole; then what is not bound
+//! to a socket, a thread or the store takes effect at once (swapped in behind an `ArcSwap`:
+//! readers never wait):
+//! - `[sip].trusted_peers` and `[sip].untrusted`: the next datagram, and the next connection
+//!   accepted, are judged by them;
+//! - `[sip].tcp_max_connections`, `tcp_max_connections_per_peer`, `tcp_idle_timeout_seconds`:
+//!   for connections accepted from then on (lowering a limit closes none that are open);
+//! - `[grants]`, `[routes]`, `[emergency]`: for admissions, extensions and settlements from
+//!   then on ([`tollgate_engine::Engine::reconfigure`]); a reservation already made keeps what
+//!   it holds and its expiry;
+//! - `[http].token_file`, and the token in it: read again (rotating the token takes a reload);
+//! - `[log].level` (an operator turns debug on to look at one tenant's calls, then off, without
+//!   a restart: [`crate::logging`]), unless `RUST_LOG` is set;
 //! - `[tls]`: its files (certificate, key, client CA) are read again, from the paths the file
-//!   names now, and serve every connection accepted from then on ([`crate::tls`]); a file that
-//!   does not read fails the reload as below and the running certificate stays;
-//! - every other table (`listen` addresses, `[http]` with `tls`, `[directory]`, `[ledger]`,
-//!   `[grants]`, `[routes]`, `[emergency]`, `[cluster]`, `[log].format`) is bound to sockets,
-//!   threads, the engine or the log's writer at start-up: a change there is logged as needing a
-//!   restart, and the running values stay;
-//! - a file that does not parse or check fails the whole reload, like a bad directory does:
-//!   nothing changes, the errors are logged and `tollgate_reloads_total{result="error"}`
-//!   counts (DESIGN §3).
+//!   names now, and serve every connection accepted from then on ([`crate::tls`]).
+//!
+//! What is bound at start-up — `[sip].listen`, `[http].listen` and `tls`, `[directory]`,
+//! `[ledger]`, `[cluster]`, `[log].format` — is logged as needing a restart, and the running
+//! values stay. A file that does not parse or check (or a token file or TLS file that does
+//! not read) fails the whole reload, like a bad directory does: nothing changes, the errors are
+//! logged and `tollgate_reloads_total{result="error"}` counts (DESIGN §3).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::config::{DaemonConfig, SipTable, TlsTable, Untrusted};
+use std::sync::Arc;
+
+use tollgate_engine::EngineConfig;
+
+use crate::config::{DaemonConfig, HttpTable, SipTable, TlsTable, Untrusted};
 use crate::peers::{self, Cidr};
+use crate::transport::tcp::Limits;
 
 /// Who may ask (DESIGN §2 step 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +66,12 @@ pub struct Reread {
     pub log_level: Option<String>,
     /// `[tls]` as the file says now (its files are re-read by the caller).
     pub tls: TlsTable,
+    /// `[grants]`, `[routes]` and `[emergency]`, when any of them changed.
+    pub engine: Option<EngineConfig>,
+    /// `[sip].tcp_*`, when they changed.
+    pub tcp_limits: Option<Limits>,
+    /// The API token `[http].token_file` holds now (read again whatever changed).
+    pub token: Option<Arc<str>>,
     file: DaemonConfig,
 }
 
@@ -80,7 +97,13 @@ impl ConfigFile {
             .clone()
             .check()
             .map_err(|es| es.iter().map(|e| at(e)).collect::<Vec<_>>())?;
+        let token = crate::cli::setup::read_token(&self.path, &file.http.token_file)
+            .map_err(|e| vec![format!("{}: {e}", self.path.display())])?;
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let engine_changed = running.grants != file.grants
+            || running.routes != file.routes
+            || running.emergency != file.emergency;
+        let limits = Limits::of(&file.sip);
         Ok(Reread {
             peers: Peers {
                 trusted: checked.trusted,
@@ -89,6 +112,9 @@ impl ConfigFile {
             restart_needed: restart_needed(&running, &file),
             log_level: (running.log.level != file.log.level).then(|| file.log.level.clone()),
             tls: file.tls.clone(),
+            engine: engine_changed.then_some(checked.engine),
+            tcp_limits: (Limits::of(&running.sip) != limits).then_some(limits),
+            token,
             file,
         })
     }
@@ -98,6 +124,13 @@ impl ConfigFile {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.sip.trusted_peers = r.file.sip.trusted_peers.clone();
         running.sip.untrusted = r.file.sip.untrusted;
+        running.sip.tcp_max_connections = r.file.sip.tcp_max_connections;
+        running.sip.tcp_max_connections_per_peer = r.file.sip.tcp_max_connections_per_peer;
+        running.sip.tcp_idle_timeout_seconds = r.file.sip.tcp_idle_timeout_seconds;
+        running.http.token_file = r.file.http.token_file.clone();
+        running.grants = r.file.grants.clone();
+        running.routes = r.file.routes.clone();
+        running.emergency = r.file.emergency.clone();
         running.log.level = r.file.log.level.clone();
         running.tls = r.file.tls.clone();
     }
@@ -105,20 +138,24 @@ impl ConfigFile {
 
 /// The tables of `new` that differ from `running` and cannot change without a restart.
 fn restart_needed(running: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
-    // `[sip]` without what a reload applies.
-    let fixed = |s: &SipTable| SipTable {
+    // `[sip]` and `[http]` without what a reload applies.
+    let sip = |s: &SipTable| SipTable {
         trusted_peers: Vec::new(),
         untrusted: Untrusted::Reject,
+        tcp_max_connections: 0,
+        tcp_max_connections_per_peer: 0,
+        tcp_idle_timeout_seconds: 0,
         ..s.clone()
     };
+    let http = |h: &HttpTable| HttpTable {
+        token_file: String::new(),
+        ..h.clone()
+    };
     [
-        ("[sip]", fixed(&running.sip) != fixed(&new.sip)),
-        ("[http]", running.http != new.http),
+        ("[sip]", sip(&running.sip) != sip(&new.sip)),
+        ("[http]", http(&running.http) != http(&new.http)),
         ("[directory]", running.directory != new.directory),
         ("[ledger]", running.ledger != new.ledger),
-        ("[grants]", running.grants != new.grants),
-        ("[routes]", running.routes != new.routes),
-        ("[emergency]", running.emergency != new.emergency),
         ("[cluster]", running.cluster != new.cluster),
         ("[log].format", running.log.format != new.log.format),
     ]
@@ -156,11 +193,16 @@ mod tests {
         let r = c.reread().unwrap();
         assert!(r.peers.trusts("127.0.0.1".parse().unwrap()));
         assert_eq!(r.peers.untrusted, Untrusted::Drop);
-        let waiting = ["[sip]", "[grants]", "[emergency]", "[cluster]"];
+        let waiting = ["[sip]", "[cluster]"];
         assert_eq!(r.restart_needed, waiting);
+        let engine = r.engine.clone().expect("[grants] and [emergency] changed");
+        assert_eq!(engine.grants.grant_seconds, 600);
+        assert_eq!(engine.emergency.default_region, "GB");
         c.applied(&r);
-        // Applied peers are the running ones now; the rest still differs.
-        assert_eq!(c.reread().unwrap().restart_needed, waiting);
+        // Applied tables are the running ones now; the rest still differs.
+        let again = c.reread().unwrap();
+        assert_eq!(again.restart_needed, waiting);
+        assert!(again.engine.is_none() && again.tcp_limits.is_none());
     }
 
     #[test]

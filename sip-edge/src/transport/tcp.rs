@@ -26,12 +26,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::{stopped, Shutdown};
@@ -57,14 +57,53 @@ pub const UNTRUSTED_SLOTS: usize = 16;
 /// How long such a connection waits for its request.
 pub const UNTRUSTED_IDLE: Duration = Duration::from_secs(2);
 
-/// Connection limits.
-#[derive(Clone, Copy, Debug)]
+/// Connection limits (`[sip].tcp_*`). A reload may change them ([`Server::tcp_limits`]): each
+/// connection is judged by the limits in effect when it is accepted and keeps the idle
+/// timeout it was given; lowering a limit closes nothing, it refuses new connections until
+/// enough have ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections of trusted peers at most.
+    /// Connections of trusted peers at most, per listener.
     pub max_connections: usize,
-    /// Connections from one source address at most.
+    /// Connections from one source address at most, per listener.
     pub per_peer: usize,
     pub idle: Duration,
+}
+
+impl Limits {
+    /// The limits `[sip]` sets.
+    pub fn of(sip: &crate::config::SipTable) -> Limits {
+        Limits {
+            max_connections: sip.tcp_max_connections,
+            per_peer: sip.tcp_max_connections_per_peer,
+            idle: Duration::from_secs(sip.tcp_idle_timeout_seconds.max(1)),
+        }
+    }
+}
+
+/// Connections open on a listener, of a kind (trusted, untrusted); a [`Held`] per connection.
+#[derive(Default)]
+struct Open(AtomicUsize);
+
+impl Open {
+    /// One more connection, unless `max` are open already.
+    fn take(self: &Arc<Self>, max: usize) -> Option<Held> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Held(Arc::clone(self)))
+    }
+}
+
+/// A connection's place in [`Open`], given back when the connection ends.
+struct Held(Arc<Open>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Why a connection is closed at `accept`: an index into [`TCP_REFUSED_REASONS`].
@@ -174,7 +213,7 @@ impl Drop for PeerSlot {
 
 /// What a connection holds while it lives.
 struct Slot {
-    _permit: OwnedSemaphorePermit,
+    _open: Held,
     _peer: Option<PeerSlot>,
 }
 
@@ -183,12 +222,11 @@ struct Slot {
 pub async fn serve(
     server: Arc<Server>,
     listener: TcpListener,
-    limits: Limits,
     tls: Option<Arc<Tls>>,
     shutdown: Shutdown,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let untrusted_slots = Arc::new(Semaphore::new(UNTRUSTED_SLOTS));
+    let slots = Arc::new(Open::default());
+    let untrusted_slots = Arc::new(Open::default());
     let per_peer = Arc::new(PerPeer::default());
     let mut refusals = Refusals::new();
     let mut flush = tokio::time::interval(Duration::from_secs(1));
@@ -217,32 +255,33 @@ pub async fn serve(
         // Reap finished connections so the set stays small.
         while conns.try_join_next().is_some() {}
         let (trusted, untrusted) = server.peer_policy(peer.ip());
+        let limits = server.tcp_limits();
         let admitted = if trusted {
             match per_peer.take(peer.ip(), limits.per_peer) {
                 None => Err(Refusal::PerPeer),
-                Some(p) => match Arc::clone(&slots).try_acquire_owned() {
-                    Ok(permit) => Ok((
+                Some(p) => match slots.take(limits.max_connections) {
+                    Some(open) => Ok((
                         Slot {
-                            _permit: permit,
+                            _open: open,
                             _peer: Some(p),
                         },
                         limits.idle,
                         false,
                     )),
-                    Err(_) => Err(Refusal::Full),
+                    None => Err(Refusal::Full),
                 },
             }
         } else if untrusted == Untrusted::Reject {
-            match Arc::clone(&untrusted_slots).try_acquire_owned() {
-                Ok(permit) => Ok((
+            match untrusted_slots.take(UNTRUSTED_SLOTS) {
+                Some(open) => Ok((
                     Slot {
-                        _permit: permit,
+                        _open: open,
                         _peer: None,
                     },
                     UNTRUSTED_IDLE.min(limits.idle),
                     true,
                 )),
-                Err(_) => Err(Refusal::Untrusted),
+                None => Err(Refusal::Untrusted),
             }
         } else {
             Err(Refusal::Untrusted)
