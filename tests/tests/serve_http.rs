@@ -226,12 +226,9 @@ fn reload_applies_trusted_peers() {
     wait_for_metric(&d, "tollgate_reloads_total{result=\"error\"} 1");
     assert_eq!(invite("peers-3").status(), 302);
 
-    // SIGHUP: back to 10/8, and a grant change that needs a restart (logged, not applied).
-    std::fs::write(
-        &path,
-        format!("{original}\n[grants]\ngrant_seconds = 600\n"),
-    )
-    .unwrap();
+    // SIGHUP: back to 10/8, and a log format change that needs a restart (logged, not
+    // applied).
+    std::fs::write(&path, format!("{original}\n[log]\nformat = \"json\"\n")).unwrap();
     d.signal("HUP");
     wait_for_metric(&d, "tollgate_reloads_total{result=\"ok\"} 2");
     assert_eq!(invite("peers-4").status(), 403);
