@@ -71,6 +71,23 @@ pub struct RefusedLabels {
     pub reason: &'static str,
 }
 
+/// The labels of `tollgate_tls_handshake_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    /// `sip` (a `tls:` listener) or `https` (`[http].tls`).
+    pub listener: &'static str,
+    /// One of [`TLS_HANDSHAKE_FAILURES`].
+    pub reason: &'static str,
+}
+
+/// `tollgate_tls_handshake_failures_total`.
+pub type HandshakeFailures = Family<HandshakeLabels, Counter>;
+
+/// Why a TLS handshake did not complete: the peer sent something that is not a TLS handshake
+/// we accept (plain text, a certificate `client_ca` refuses, no common version or cipher), or
+/// did not finish within [`crate::tls::HANDSHAKE_TIMEOUT`].
+pub const TLS_HANDSHAKE_FAILURES: [&str; 2] = ["error", "timeout"];
+
 /// Why a TCP connection was closed at `accept` (`transport::tcp`): the peer is not trusted
 /// (and `untrusted = "drop"`, or the few connections kept to answer untrusted peers are in
 /// use), its address holds `tcp_max_connections_per_peer` already, or all
@@ -174,6 +191,10 @@ pub struct Metrics {
     /// TCP connections closed at `accept`, by [`TCP_REFUSED_REASONS`] (beyond DESIGN §5's
     /// list: the alarm for a peer hogging the connection slots).
     pub tcp_refused: Family<RefusedLabels, Counter>,
+    /// TLS connections whose handshake failed or timed out, by listener and
+    /// [`TLS_HANDSHAKE_FAILURES`]: a proxy with a wrong certificate or CA shows here, and only
+    /// here (its connection never carries a request).
+    pub tls_handshake_failures: HandshakeFailures,
 }
 
 impl Default for Metrics {
@@ -313,6 +334,17 @@ impl Default for Metrics {
         for reason in TCP_REFUSED_REASONS {
             drop(tcp_refused.get_or_create(&RefusedLabels { reason }));
         }
+        let tls_handshake_failures = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by listener and reason",
+            tls_handshake_failures.clone(),
+        );
+        for listener in ["sip", "https"] {
+            for reason in TLS_HANDSHAKE_FAILURES {
+                drop(tls_handshake_failures.get_or_create(&HandshakeLabels { listener, reason }));
+            }
+        }
         // Every series of the bounded sets exists from the start, at 0.
         let decision = |outcome, reason| {
             decisions
@@ -370,6 +402,7 @@ impl Default for Metrics {
             share_exchanges,
             cluster_store_up,
             tcp_refused,
+            tls_handshake_failures,
         }
     }
 }

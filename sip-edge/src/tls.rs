@@ -28,6 +28,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsTable;
+use crate::metrics::{HandshakeFailures, HandshakeLabels};
 use crate::transport::{stopped, Shutdown};
 
 /// How long a TLS handshake may take: a client that connects and then sends nothing (or half a
@@ -276,18 +277,37 @@ pub async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
     limit: Duration,
+    failures: &Failures,
 ) -> Option<TlsStream<TcpStream>> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT.min(limit), acceptor.accept(stream)).await {
-        Ok(Ok(s)) => Some(s),
+    let reason = match tokio::time::timeout(HANDSHAKE_TIMEOUT.min(limit), acceptor.accept(stream))
+        .await
+    {
+        Ok(Ok(s)) => return Some(s),
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "tls handshake failed");
-            None
+            tracing::debug!(%peer, listener = failures.listener, error = %e, "tls handshake failed");
+            "error"
         }
         Err(_) => {
-            tracing::debug!(%peer, "tls handshake timed out");
-            None
+            tracing::debug!(%peer, listener = failures.listener, "tls handshake timed out");
+            "timeout"
         }
-    }
+    };
+    failures
+        .counters
+        .get_or_create(&HandshakeLabels {
+            listener: failures.listener,
+            reason,
+        })
+        .inc();
+    None
+}
+
+/// Where a listener counts its failed handshakes (`tollgate_tls_handshake_failures_total`).
+#[derive(Clone)]
+pub struct Failures {
+    pub counters: HandshakeFailures,
+    /// `sip` or `https`.
+    pub listener: &'static str,
 }
 
 /// An HTTPS listener for `axum::serve`: a task accepts TCP connections and runs each handshake
@@ -303,6 +323,7 @@ impl TlsListener {
     pub fn spawn(
         listener: TcpListener,
         tls: Arc<Tls>,
+        failures: Failures,
         mut shutdown: Shutdown,
     ) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
@@ -325,9 +346,9 @@ impl TlsListener {
                 let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
                     continue;
                 };
-                let (acceptor, tx) = (tls.acceptor(), tx.clone());
+                let (acceptor, tx, failures) = (tls.acceptor(), tx.clone(), failures.clone());
                 tokio::spawn(async move {
-                    let s = handshake(acceptor, stream, peer, HANDSHAKE_TIMEOUT).await;
+                    let s = handshake(acceptor, stream, peer, HANDSHAKE_TIMEOUT, &failures).await;
                     drop(permit);
                     if let Some(s) = s {
                         let _ = tx.send((s, peer)).await;

@@ -360,6 +360,35 @@ fn tls_bad_handshakes_harm_no_other_connection() {
     assert!(invite(tls, client(None), "after")
         .unwrap()
         .starts_with("SIP/2.0 302"));
+    // Each failed handshake is counted, by listener and reason (the stalled HTTPS one is still
+    // waiting: its 10 s bound is not up). A connection is closed just before its failure is
+    // counted: the scrape is read again until the counts are there (3 s at most).
+    let want = [
+        ("listener=\"sip\",reason=\"error\"", 1),
+        ("listener=\"sip\",reason=\"timeout\"", 2),
+        ("listener=\"https\",reason=\"error\"", 1),
+    ];
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (status, scrape) = https_get(&d, "/metrics").unwrap();
+        assert_eq!(status, 200);
+        let count = |labels: &str| -> Option<u64> {
+            let series = format!("tollgate_tls_handshake_failures_total{{{labels}}} ");
+            scrape
+                .lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let seen: Vec<_> = want.iter().map(|(l, _)| count(l)).collect();
+        if want.iter().zip(&seen).all(|((_, n), s)| *s == Some(*n)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counted {seen:?}, want {want:?}:\n{scrape}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(http_stalled);
     let stderr = d.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");

@@ -202,8 +202,9 @@ async fn serve(
         (true, None) => anyhow::bail!("[http].tls = true without [tls]"),
     };
     let http_stop = shutdown.clone();
+    let failures = server.metrics.tls_handshake_failures.clone();
     tasks.spawn(async move {
-        let r = http::serve(listener, tls, app, http_stop).await;
+        let r = http::serve(listener, tls, failures, app, http_stop).await;
         if let Err(e) = r {
             tracing::error!(error = %e, "http server");
         }

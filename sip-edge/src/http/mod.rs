@@ -72,13 +72,18 @@ pub fn router(api: Api) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<crate::tls::Tls>>,
+    failures: crate::metrics::HandshakeFailures,
     app: Router,
     mut shutdown: crate::transport::Shutdown,
 ) -> std::io::Result<()> {
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         Some(tls) => {
-            let https = crate::tls::TlsListener::spawn(listener, tls, shutdown.clone())?;
+            let failures = crate::tls::Failures {
+                counters: failures,
+                listener: "https",
+            };
+            let https = crate::tls::TlsListener::spawn(listener, tls, failures, shutdown.clone())?;
             // `tap_io` does nothing to the stream: it gives a listener of ours axum's
             // `ConnectInfo<SocketAddr>` (the loopback check of `/v1` needs the peer).
             use axum::serve::ListenerExt;

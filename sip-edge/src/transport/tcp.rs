@@ -299,9 +299,14 @@ pub async fn serve(
                     }
                     Some(tls) => {
                         let acceptor = tls.acceptor();
+                        let failures = crate::tls::Failures {
+                            counters: server.metrics.tls_handshake_failures.clone(),
+                            listener: "sip",
+                        };
                         conns.spawn(async move {
                             let Some(stream) =
-                                crate::tls::handshake(acceptor, stream, peer, idle).await
+                                crate::tls::handshake(acceptor, stream, peer, idle, &failures)
+                                    .await
                             else {
                                 return;
                             };
