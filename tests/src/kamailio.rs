@@ -33,6 +33,9 @@ pub struct Setup {
     pub api: SocketAddr,
     /// `EMERGENCY_GW`: where emergency calls go when no Tollgate node answers.
     pub emergency_gw: SocketAddr,
+    /// Reach the nodes over TCP (`LISTEN_TCP` on the same port as UDP, and
+    /// `;transport=tcp` in the dispatcher list); else UDP.
+    pub tcp: bool,
 }
 
 /// `kamailio -DD -E` with the shipped configuration; stopped on drop.
@@ -64,12 +67,13 @@ impl Kamailio {
 
     fn try_start(setup: &Setup) -> Result<Kamailio, String> {
         let dir = temp_dir("kamailio");
+        let transport = if setup.tcp { ";transport=tcp" } else { "" };
         let list: String = setup
             .nodes
             .iter()
             .map(|n| match n.http {
-                Some(h) => format!("1 sip:{} 0 0 api=http://{h}\n", n.sip),
-                None => format!("1 sip:{}\n", n.sip),
+                Some(h) => format!("1 sip:{}{transport} 0 0 api=http://{h}\n", n.sip),
+                None => format!("1 sip:{}{transport}\n", n.sip),
             })
             .collect();
         std::fs::write(dir.join("tollgate-nodes.list"), list).map_err(|e| e.to_string())?;
@@ -80,7 +84,7 @@ impl Kamailio {
         std::fs::create_dir_all(dir.join("run")).map_err(|e| e.to_string())?;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::fs::File::create(dir.join("kamailio.log")).map_err(|e| e.to_string())?;
-        let defines = [
+        let mut defines = vec![
             format!("LISTEN=udp:{addr}"),
             format!(
                 "DISPATCHER_LIST=\"{}\"",
@@ -90,6 +94,9 @@ impl Kamailio {
             format!("EMERGENCY_GW=\"{}\"", setup.emergency_gw),
             format!("CTL_SOCKET=\"unix:{}\"", dir.join("ctl").display()),
         ];
+        if setup.tcp {
+            defines.push(format!("LISTEN_TCP=tcp:{addr}"));
+        }
         let mut cmd = Command::new("kamailio");
         cmd.arg("-f").arg(config_path()).args(["-DD", "-E"]);
         for d in &defines {

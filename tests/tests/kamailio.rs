@@ -81,6 +81,11 @@ fn tollgate(
 
 /// Kamailio over `nodes`, reporting to the admitting node, else to `api`.
 fn proxy(nodes: &[&Daemon], api: &Daemon, emergency_gw: u16) -> Kamailio {
+    proxy_over(nodes, api, emergency_gw, false)
+}
+
+/// [`proxy`], reaching the nodes over TCP with `tcp`.
+fn proxy_over(nodes: &[&Daemon], api: &Daemon, emergency_gw: u16, tcp: bool) -> Kamailio {
     Kamailio::start(&Setup {
         nodes: nodes
             .iter()
@@ -91,6 +96,7 @@ fn proxy(nodes: &[&Daemon], api: &Daemon, emergency_gw: u16) -> Kamailio {
             .collect(),
         api: api.http,
         emergency_gw: SocketAddr::from(([127, 0, 0, 1], emergency_gw)),
+        tcp,
     })
 }
 
@@ -228,6 +234,62 @@ fn an_answered_call_is_settled_with_its_real_duration() {
     let p = pool(&tg);
     assert_eq!(u64_of(&p, "used_seconds"), billable, "{p}");
     assert_eq!(u64_of(&p, "reserved_seconds"), 0, "{p}");
+}
+
+/// The number of SIP messages `d` counted over `transport` in `direction`.
+fn sip_messages(d: &Daemon, transport: &str, direction: &str) -> u64 {
+    let (status, text) = d.http("GET", "/metrics", "");
+    assert_eq!(status, 200);
+    text.lines()
+        .filter(|l| {
+            l.starts_with("tollgate_sip_messages_total{")
+                && l.contains(&format!("transport=\"{transport}\""))
+                && l.contains(&format!("direction=\"{direction}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// With `LISTEN_TCP` and `;transport=tcp` in the dispatcher list, Kamailio reaches Tollgate
+/// over TCP: the INVITE, its 302 and the OPTIONS probes all go over the connection, and the call
+/// is settled as over UDP.
+#[test]
+fn the_proxy_reaches_tollgate_over_tcp() {
+    let _serial = serial();
+    let dir = directory();
+    let gw = free_port();
+    let tg = tollgate(&dir, gw, 60, None, "");
+    let k = proxy_over(&[&tg], &tg, gw, true);
+    let gateway = Sipp::gateway("uas_answer.xml", gw, 1, LIMIT);
+    let caller = Sipp::caller(
+        "uac_call.xml",
+        k.addr,
+        "a1@acme.example",
+        US_NUMBER,
+        "tcp",
+        1,
+        1,
+        &["-d", "1000"],
+        LIMIT,
+    );
+    assert_ok(&caller.wait(LIMIT), &k);
+    assert_ok(&gateway.wait(LIMIT), &k);
+    let id = "tcp-1@127.0.0.1";
+    eventually(&k, 5, "the call settled", || {
+        call(&tg, id).1["state"] == "settled"
+    });
+    let (_, v) = call(&tg, id);
+    let billable = u64_of(&v, "billable_seconds");
+    assert!((1..=2).contains(&billable), "billable {billable}: {v}");
+    assert_eq!(u64_of(&pool(&tg), "used_seconds"), billable);
+    // Everything Tollgate saw and answered came over TCP.
+    assert!(
+        sip_messages(&tg, "tcp", "in") >= 1,
+        "{}",
+        tg.http("GET", "/metrics", "").1
+    );
+    assert!(sip_messages(&tg, "tcp", "out") >= 1);
+    assert_eq!(sip_messages(&tg, "udp", "in"), 0);
 }
 
 #[test]
@@ -492,6 +554,7 @@ fn a_302_without_max_duration_is_not_routed() {
         }],
         api: tg.http,
         emergency_gw: gateway.local_addr().expect("addr"),
+        tcp: false,
     });
     let answers = invite(&k, "sip:a1@acme.example", US_NUMBER, "uncapped@test");
     let r = final_answer(&k, &answers);
@@ -524,6 +587,7 @@ fn with_no_node_answering_emergency_calls_still_route_and_others_get_503() {
         }],
         api: tg.http,
         emergency_gw: SocketAddr::from(([127, 0, 0, 1], gw)),
+        tcp: false,
     });
     // The emergency gateway answers busy: a 486 at the caller shows the call got there.
     let gateway = Sipp::gateway("uas_busy.xml", gw, 2, LIMIT);
