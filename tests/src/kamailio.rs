@@ -33,6 +33,8 @@ pub struct Setup {
     pub api: SocketAddr,
     /// `EMERGENCY_GW`: where emergency calls go when no Tollgate node answers.
     pub emergency_gw: SocketAddr,
+    /// `TOLLGATE_HTTP_HEADER`, when not the default (e.g. `Authorization: Bearer …`).
+    pub http_header: Option<String>,
     /// Reach the nodes over TCP (`LISTEN_TCP` on the same port as UDP, and
     /// `;transport=tcp` in the dispatcher list); else UDP.
     pub tcp: bool,
@@ -96,6 +98,9 @@ impl Kamailio {
         ];
         if setup.tcp {
             defines.push(format!("LISTEN_TCP=tcp:{addr}"));
+        }
+        if let Some(h) = &setup.http_header {
+            defines.push(format!("TOLLGATE_HTTP_HEADER=\"{h}\""));
         }
         let mut cmd = Command::new("kamailio");
         cmd.arg("-f").arg(config_path()).args(["-DD", "-E"]);

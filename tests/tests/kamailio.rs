@@ -81,11 +81,17 @@ fn tollgate(
 
 /// Kamailio over `nodes`, reporting to the admitting node, else to `api`.
 fn proxy(nodes: &[&Daemon], api: &Daemon, emergency_gw: u16) -> Kamailio {
-    proxy_over(nodes, api, emergency_gw, false)
+    proxy_over(nodes, api, emergency_gw, false, None)
 }
 
-/// [`proxy`], reaching the nodes over TCP with `tcp`.
-fn proxy_over(nodes: &[&Daemon], api: &Daemon, emergency_gw: u16, tcp: bool) -> Kamailio {
+/// [`proxy`], reaching the nodes over TCP with `tcp`, sending `http_header` with each report.
+fn proxy_over(
+    nodes: &[&Daemon],
+    api: &Daemon,
+    emergency_gw: u16,
+    tcp: bool,
+    http_header: Option<String>,
+) -> Kamailio {
     Kamailio::start(&Setup {
         nodes: nodes
             .iter()
@@ -97,6 +103,7 @@ fn proxy_over(nodes: &[&Daemon], api: &Daemon, emergency_gw: u16, tcp: bool) -> 
         api: api.http,
         emergency_gw: SocketAddr::from(([127, 0, 0, 1], emergency_gw)),
         tcp,
+        http_header,
     })
 }
 
@@ -252,14 +259,31 @@ fn sip_messages(d: &Daemon, transport: &str, direction: &str) -> u64 {
 
 /// With `LISTEN_TCP` and `;transport=tcp` in the dispatcher list, Kamailio reaches Tollgate
 /// over TCP: the INVITE, its 302 and the OPTIONS probes all go over the connection, and the call
-/// is settled as over UDP.
+/// is settled as over UDP. The API is guarded by a token (`[http].token_file`), which the
+/// proxy sends as `TOLLGATE_HTTP_HEADER`.
 #[test]
-fn the_proxy_reaches_tollgate_over_tcp() {
+fn the_proxy_reaches_tollgate_over_tcp_with_a_token() {
     let _serial = serial();
     let dir = directory();
     let gw = free_port();
-    let tg = tollgate(&dir, gw, 60, None, "");
-    let k = proxy_over(&[&tg], &tg, gw, true);
+    std::fs::write(dir.join("api-token"), "k4m-t0ken\n").expect("token");
+    let tg = Daemon::start_opts(&Options {
+        directory: Some(&dir),
+        directory_extra: "watch = false",
+        http: &format!("token_file = \"{}\"", dir.join("api-token").display()),
+        extra: &format!(
+            "[grants]\ngrant_seconds = 60\nbilling_increment_seconds = 1\n\
+             [routes]\ncalling_plan = \"127.0.0.1:{gw}\"\nemergency = \"127.0.0.1:{gw}\"\n"
+        ),
+        ..Options::default()
+    });
+    let k = proxy_over(
+        &[&tg],
+        &tg,
+        gw,
+        true,
+        Some("Authorization: Bearer k4m-t0ken".into()),
+    );
     let gateway = Sipp::gateway("uas_answer.xml", gw, 1, LIMIT);
     let caller = Sipp::caller(
         "uac_call.xml",
@@ -275,13 +299,18 @@ fn the_proxy_reaches_tollgate_over_tcp() {
     assert_ok(&caller.wait(LIMIT), &k);
     assert_ok(&gateway.wait(LIMIT), &k);
     let id = "tcp-1@127.0.0.1";
-    eventually(&k, 5, "the call settled", || {
-        call(&tg, id).1["state"] == "settled"
-    });
-    let (_, v) = call(&tg, id);
+    let auth = "Authorization: Bearer k4m-t0ken\r\n";
+    let call = |id: &str| -> Value {
+        let (_, body) = tg.http_with("GET", &format!("/v1/calls/{}", encode(id)), auth, "");
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    };
+    eventually(&k, 5, "the call settled", || call(id)["state"] == "settled");
+    let v = call(id);
     let billable = u64_of(&v, "billable_seconds");
     assert!((1..=2).contains(&billable), "billable {billable}: {v}");
-    assert_eq!(u64_of(&pool(&tg), "used_seconds"), billable);
+    let (_, body) = tg.http_with("GET", "/v1/pools?tenant=acme", auth, "");
+    let pools: Value = serde_json::from_str(&body).expect("pools");
+    assert_eq!(u64_of(&pools["pools"][0], "used_seconds"), billable);
     // Everything Tollgate saw and answered came over TCP.
     assert!(
         sip_messages(&tg, "tcp", "in") >= 1,
@@ -555,6 +584,7 @@ fn a_302_without_max_duration_is_not_routed() {
         api: tg.http,
         emergency_gw: gateway.local_addr().expect("addr"),
         tcp: false,
+        http_header: None,
     });
     let answers = invite(&k, "sip:a1@acme.example", US_NUMBER, "uncapped@test");
     let r = final_answer(&k, &answers);
@@ -588,6 +618,7 @@ fn with_no_node_answering_emergency_calls_still_route_and_others_get_503() {
         api: tg.http,
         emergency_gw: SocketAddr::from(([127, 0, 0, 1], gw)),
         tcp: false,
+        http_header: None,
     });
     // The emergency gateway answers busy: a 486 at the caller shows the call got there.
     let gateway = Sipp::gateway("uas_busy.xml", gw, 2, LIMIT);
