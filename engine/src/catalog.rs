@@ -38,6 +38,9 @@ pub struct Sku {
     pub international_minutes: u32,
     /// Communications Credits (MCOPSTNC): DESIGN §4 rule 10.
     pub credits: bool,
+    /// Audio Conferencing dial-out minutes per license per month (MCOMEETADV, E5: 60),
+    /// added to the tenant's conferencing pool ([`crate::conference`]).
+    pub conferencing_minutes: u32,
 }
 
 impl Sku {
@@ -61,6 +64,8 @@ pub struct Catalog {
     domestic_group: FxMap<Region, u16>,
     /// Reachable international destinations; empty = all.
     international: Vec<Region>,
+    /// Audio Conferencing Zone A ([`crate::conference`]).
+    zone_a: Vec<Region>,
     free_domestic: Vec<NumberType>,
     barred: Vec<NumberType>,
     barred_prefixes: Vec<String>,
@@ -108,6 +113,11 @@ impl Catalog {
         for code in &rec.regions.international {
             if let Some(r) = region(code, "regions.international", rl, errors) {
                 c.international.push(r);
+            }
+        }
+        for code in &rec.regions.zone_a {
+            if let Some(r) = region(code, "regions.zone_a", rl, errors) {
+                c.zone_a.push(r);
             }
         }
         let nl = Some(rec.numbers_line);
@@ -187,9 +197,16 @@ impl Catalog {
                 minutes,
                 international_minutes: s.international_minutes,
                 credits: s.credits,
+                conferencing_minutes: s.conferencing_minutes,
             });
         }
         c
+    }
+
+    /// Whether `region` is in Audio Conferencing's Zone A, where a meeting's dial-out may draw
+    /// on the tenant's conferencing pool.
+    pub fn is_zone_a(&self, region: Region) -> bool {
+        self.zone_a.contains(&region)
     }
 
     /// Index of a SKU by part number (case-insensitive). Unknown SKUs are `None` and ignored by

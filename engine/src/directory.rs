@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::bytes::{find_either, trim};
 use crate::catalog::{Catalog, PlanKind};
+use crate::conference::Cpc;
 use crate::credits::{Money, Rates};
 use crate::fxhash::FxMap;
 use crate::load::{
@@ -112,8 +113,11 @@ pub struct User {
     pub gateway: Option<u32>,
     /// The PSTN axis of the user's OnlineDialOutPolicy (rule 5).
     pub dial_out: DialOut,
+    /// The CPC axis of the same policy: their meetings' dial-out ([`crate::conference`]).
+    pub cpc: Cpc,
     pub(crate) domestic_pool: u32,
     pub(crate) international_pool: u32,
+    pub(crate) conference_pool: u32,
 }
 
 impl User {
@@ -126,7 +130,24 @@ impl User {
     pub fn international_pool(&self) -> Option<u32> {
         (self.international_pool != NO_POOL).then_some(self.international_pool)
     }
+
+    /// The id of the tenant's Audio Conferencing pool, if the user holds a licence that
+    /// draws on it ([`crate::conference`]).
+    pub fn conference_pool(&self) -> Option<u32> {
+        (self.conference_pool != NO_POOL).then_some(self.conference_pool)
+    }
 }
+
+/// The SKU slot of a tenant's Audio Conferencing pool while the snapshot is built: one pool
+/// for every conferencing SKU (MCOMEETADV, E5), named [`CONFERENCE_SKU_NAME`].
+const CONFERENCE_SKU: u16 = u16::MAX;
+
+/// A user's `conference_pool` while the snapshot is built: they hold a conferencing licence,
+/// and the pool's id is not known yet.
+const LICENSED: u32 = u32::MAX - 1;
+
+/// The SKU name of a tenant's Audio Conferencing pool in its [`PoolKey`].
+pub const CONFERENCE_SKU_NAME: &str = "AudioConferencing";
 
 /// An immutable, indexed directory.
 #[derive(Debug, Default)]
@@ -230,6 +251,17 @@ impl Snapshot {
             .map(|(i, (k, _))| (*k, i as u32))
             .collect();
         for u in &mut s.users {
+            if u.conference_pool == LICENSED {
+                u.conference_pool = ids
+                    .get(&(
+                        u.tenant,
+                        Region::NON_GEO,
+                        CONFERENCE_SKU,
+                        PoolKind::Conference,
+                    ))
+                    .copied()
+                    .unwrap_or(NO_POOL);
+            }
             if let Some((sku, kind)) = u.plan {
                 let id = |k| ids.get(&(u.tenant, u.pool_region, sku, k)).copied();
                 u.domestic_pool = id(PoolKind::Domestic).unwrap_or(NO_POOL);
@@ -244,13 +276,18 @@ impl Snapshot {
             .iter()
             .map(|k| Arc::from(k.name.as_str()))
             .collect();
+        let conference: Arc<str> = Arc::from(CONFERENCE_SKU_NAME);
         s.pools = pools
             .into_iter()
             .filter_map(|((t, region, sku, kind), cap)| {
+                let sku = match sku {
+                    CONFERENCE_SKU => Arc::clone(&conference),
+                    i => Arc::clone(sku_names.get(i as usize)?),
+                };
                 let key = PoolKey {
                     tenant: Arc::clone(&s.tenants.get(t as usize)?.id),
                     region,
-                    sku: Arc::clone(sku_names.get(sku as usize)?),
+                    sku,
                     kind,
                 };
                 Some((key, cap))
@@ -442,6 +479,7 @@ impl Snapshot {
         }
         let mut phone_system = false;
         let mut credits = false;
+        let mut conferencing_minutes = 0;
         let mut plan: Option<(u16, PlanKind)> = None;
         for &i in skus.iter() {
             let Some(sku) = self.catalog.sku(i) else {
@@ -449,6 +487,7 @@ impl Snapshot {
             };
             phone_system |= sku.phone_system;
             credits |= sku.credits;
+            conferencing_minutes = conferencing_minutes.max(sku.conferencing_minutes);
             if let Some(kind) = sku.plan {
                 plan = Some(match plan {
                     Some(best) if self.better_plan(best, (i, kind), usage_location) => best,
@@ -490,7 +529,8 @@ impl Snapshot {
             },
         };
         let dial_out = DialOut::from_policy(&u.dial_out_policy);
-        if dial_out.is_none() {
+        let cpc = Cpc::from_policy(&u.dial_out_policy);
+        if dial_out.is_none() || cpc.is_none() {
             errors.push(
                 f,
                 line,
@@ -498,11 +538,28 @@ impl Snapshot {
                 format!("{:?} is not an OnlineDialOutPolicy name", u.dial_out_policy),
             );
         }
-        let (Some(tenant), Some(usage_location), Some(dial_out), true) =
-            (tenant, usage_location, dial_out, errors.0.len() == before)
-        else {
+        let (Some(tenant), Some(usage_location), Some(dial_out), Some(cpc), true) = (
+            tenant,
+            usage_location,
+            dial_out,
+            cpc,
+            errors.0.len() == before,
+        ) else {
             return;
         };
+        // The tenant's conferencing pool: licences × their minutes, whatever the country
+        // ("shared regardless of organizer location"). A user holding two conferencing SKUs
+        // (E5 and MCOMEETADV) counts once, with the larger figure.
+        if conferencing_minutes > 0 {
+            *pools
+                .entry((
+                    tenant,
+                    Region::NON_GEO,
+                    CONFERENCE_SKU,
+                    PoolKind::Conference,
+                ))
+                .or_insert(0) += u64::from(conferencing_minutes) * 60;
+        }
         let pool_region = self.catalog.pool_region(usage_location);
         // Capacity counts assigned licenses: minutes(SKU, usage location) per user holding it.
         if let Some((sku_i, kind)) = plan {
@@ -534,8 +591,15 @@ impl Snapshot {
             credits,
             gateway,
             dial_out,
+            cpc,
             domestic_pool: NO_POOL,
             international_pool: NO_POOL,
+            // Its id once pool ids are known.
+            conference_pool: if conferencing_minutes > 0 {
+                LICENSED
+            } else {
+                NO_POOL
+            },
         });
     }
 

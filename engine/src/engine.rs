@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use dashmap::mapref::entry::Entry;
 
+use crate::conference::Service;
 use crate::config::EngineConfig;
 use crate::credits::{CreditAccount, Money, SpendLedger};
 use crate::directory::{Snapshot, User};
@@ -316,22 +317,46 @@ impl Engine {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn authorize(&self, req: &Request<'_>, now: u64) -> Decision {
+        self.authorize_as(req, Service::Call, now)
+    }
+
+    /// [`Engine::authorize`] for an INVITE that asks for `service` (`X-Tollgate-Service`): a
+    /// meeting's dial-out follows the rules of [`crate::conference`].
+    pub fn authorize_as(&self, req: &Request<'_>, service: Service, now: u64) -> Decision {
         if req.call_id.is_empty() {
             return Decision::reject(Reason::BadRequest, Rule::Request, None);
         }
-        self.decide_with(req.caller, req.dialed, now, Mode::Reserve(req.call_id))
+        self.decide_with(
+            req.caller,
+            req.dialed,
+            service,
+            now,
+            Mode::Reserve(req.call_id),
+        )
     }
 
     /// A dry run: the decision `authorize` would take now, reserving nothing (`tollgate decide`).
     pub fn decide(&self, caller: &str, dialed: &str, now: u64) -> Decision {
-        self.decide_with(caller, dialed, now, Mode::DryRun)
+        self.decide_as(caller, dialed, Service::Call, now)
     }
 
-    fn decide_with(&self, caller: &str, dialed: &str, now: u64, mode: Mode<'_>) -> Decision {
+    /// [`Engine::decide`] for `service`.
+    pub fn decide_as(&self, caller: &str, dialed: &str, service: Service, now: u64) -> Decision {
+        self.decide_with(caller, dialed, service, now, Mode::DryRun)
+    }
+
+    fn decide_with(
+        &self,
+        caller: &str,
+        dialed: &str,
+        service: Service,
+        now: u64,
+        mode: Mode<'_>,
+    ) -> Decision {
         let live = self.live_for(now);
         let user = live.snap.lookup(caller).map(|(_, u)| u);
         let dest = self.classify_for(user, caller, dialed);
-        self.decide_in(&live, user, dialed, dest, now, mode)
+        self.decide_in(&live, user, dialed, dest, service, now, mode)
     }
 
     /// Whether an INVITE may be refused unexamined while the daemon sheds load (`503
@@ -413,22 +438,36 @@ impl Engine {
         now: u64,
         mode: Mode<'_>,
     ) -> Decision {
+        self.decide_classified_as(caller, dest, Service::Call, now, mode)
+    }
+
+    /// [`Engine::decide_classified`] for `service`.
+    pub fn decide_classified_as(
+        &self,
+        caller: &str,
+        dest: Result<Destination, NumberError>,
+        service: Service,
+        now: u64,
+        mode: Mode<'_>,
+    ) -> Decision {
         let live = self.live_for(now);
         let user = live.snap.lookup(caller).map(|(_, u)| u);
         let dialed = dest.as_ref().map_or("", |d| d.e164()).to_string();
-        self.decide_in(&live, user, &dialed, dest, now, mode)
+        self.decide_in(&live, user, &dialed, dest, service, now, mode)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn decide_in(
         &self,
         live: &Live,
         user: Option<&User>,
         dialed: &str,
         dest: Result<Destination, NumberError>,
+        service: Service,
         now: u64,
         mode: Mode<'_>,
     ) -> Decision {
-        let verdict = evaluate(&live.snap, user, &dest);
+        let verdict = evaluate(&live.snap, user, &dest, service);
         let destination = dest.ok();
         let (outcome, rule, route) = match verdict {
             Verdict::Final {
@@ -754,3 +793,7 @@ mod reservation_tests;
 #[cfg(test)]
 #[path = "engine_share_tests.rs"]
 mod share_tests;
+
+#[cfg(test)]
+#[path = "engine_conference_tests.rs"]
+mod conference_tests;

@@ -44,6 +44,7 @@
 
 mod bytes;
 pub mod catalog;
+pub mod conference;
 pub mod config;
 pub mod credits;
 pub mod directory;

@@ -166,6 +166,10 @@ pub struct RegionsRecord {
     /// Reachable international destinations; empty: all (rule 6 bars the rest).
     #[serde(default)]
     pub international: Vec<String>,
+    /// Audio Conferencing's Zone A: where a meeting's dial-out may draw on the tenant's
+    /// conferencing pool ([`crate::conference`]).
+    #[serde(default)]
+    pub zone_a: Vec<String>,
 }
 
 /// The `[numbers]` table of `catalog.toml`.
@@ -207,6 +211,10 @@ pub struct SkuRecord {
     /// Whether it is Communications Credits (rule 10).
     #[serde(default)]
     pub credits: bool,
+    /// Audio Conferencing dial-out minutes per license per month, pooled tenant-wide
+    /// ([`crate::conference`]).
+    #[serde(default)]
+    pub conferencing_minutes: u32,
     /// Line of the `[[sku]]` table (filled by the loader).
     #[serde(skip)]
     pub line: usize,

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::catalog::PlanKind;
+use crate::conference::Service;
 use crate::directory::{DialOut, Snapshot, User};
 use crate::numbering::{Destination, NumberError, NumberType, Region};
 use crate::reservations::Grant;
@@ -59,12 +60,15 @@ pub enum Reason {
     StoreUnavailable,
     /// The request itself is unusable (empty Call-ID, ...): SIP 400 ([`Rule::Request`]).
     BadRequest,
+    /// A meeting dial-out whose organizer's OnlineDialOutPolicy is `…CPCDisabled…`
+    /// ([`crate::conference`]).
+    ConferenceDialoutDisabledByPolicy,
 }
 
 impl Reason {
     /// Every reason, in the order of the DESIGN §2 table (for metrics, which pre-register a
     /// label per reason, and tests).
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::UntrustedPeer,
         Reason::UnknownCaller,
         Reason::NoPhoneSystem,
@@ -81,6 +85,7 @@ impl Reason {
         Reason::Overloaded,
         Reason::StoreUnavailable,
         Reason::BadRequest,
+        Reason::ConferenceDialoutDisabledByPolicy,
     ];
 
     /// The pinned name (DESIGN §2).
@@ -102,6 +107,7 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::StoreUnavailable => "store_unavailable",
             Reason::BadRequest => "bad_request",
+            Reason::ConferenceDialoutDisabledByPolicy => "conference_dialout_disabled_by_policy",
         }
     }
 
@@ -132,6 +138,9 @@ pub enum Basis {
     Credits,
     /// Rule 8: a domestic number of a type the catalog makes free (toll-free by default).
     Free,
+    /// A meeting's dial-out drawn from the tenant's Audio Conferencing pool
+    /// ([`crate::conference`]).
+    ConferencePool,
 }
 
 impl Basis {
@@ -144,13 +153,14 @@ impl Basis {
     }
 
     /// Every basis, in a stable order (metrics labels, tests).
-    pub const ALL: [Basis; 6] = [
+    pub const ALL: [Basis; 7] = [
         Basis::Emergency,
         Basis::DirectRouting,
         Basis::DomesticPool,
         Basis::InternationalPool,
         Basis::Credits,
         Basis::Free,
+        Basis::ConferencePool,
     ];
 
     /// The pinned name of `X-Tollgate-Basis` (DESIGN §2): `"domestic_pool"`, ...
@@ -162,6 +172,7 @@ impl Basis {
             Basis::InternationalPool => "international_pool",
             Basis::Credits => "credits",
             Basis::Free => "free",
+            Basis::ConferencePool => "conference_pool",
         }
     }
 }
@@ -215,11 +226,15 @@ impl Rule {
             Rule::UnknownCaller => "2: the caller is not in the directory",
             Rule::PhoneSystem => "3: the caller needs a Phone System license",
             Rule::Number => "4: the dialed number must be a complete, valid number",
-            Rule::DialOutPolicy => "5: the caller's dial-out policy",
+            Rule::DialOutPolicy => {
+                "5: the caller's dial-out policy (its CPC part for a meeting's dial-out)"
+            }
             Rule::Barred => "6: barred destination (premium rate, UK 449, not reachable)",
             Rule::DirectRouting => "7: Direct Routing users go to their gateway",
             Rule::Domestic => "8: domestic toll-free numbers are free",
-            Rule::Pool => "9: the calling plan's minute pool",
+            Rule::Pool => {
+                "9: a minute pool (the calling plan's; the tenant's conferencing pool for a meeting's dial-out)"
+            }
             Rule::Credits => "10: Communications Credits when no pool can serve (else why not)",
             Rule::Request => "0: the request itself",
             Rule::Replay => "the Call-ID was already admitted: the same answer, nothing reserved",
@@ -344,6 +359,7 @@ pub(crate) fn evaluate(
     snap: &Snapshot,
     user: Option<&User>,
     dest: &Result<Destination, NumberError>,
+    service: Service,
 ) -> Verdict {
     let fin = |outcome, rule, route| Verdict::Final {
         outcome,
@@ -365,16 +381,28 @@ pub(crate) fn evaluate(
     let Some(user) = user else {
         return reject(Reason::UnknownCaller, Rule::UnknownCaller);
     };
+    let number = |dest: &Result<Destination, NumberError>| match dest {
+        Ok(d) => Ok(*d),
+        Err(NumberError::Incomplete(_)) => Err(reject(Reason::IncompleteNumber, Rule::Number)),
+        Err(NumberError::Invalid(_)) => Err(reject(Reason::InvalidNumber, Rule::Number)),
+    };
+    // A meeting's dial-out has rules of its own after these (no Phone System needed).
+    if service == Service::ConferenceDialout {
+        return match number(dest) {
+            Ok(d) => crate::conference::evaluate(snap, user, &d),
+            Err(v) => v,
+        };
+    }
     // Rule 3: "You must first purchase a Phone System add-on license".
     if !user.phone_system {
         return reject(Reason::NoPhoneSystem, Rule::PhoneSystem);
     }
     // Rule 4.
-    let d = match dest {
+    let d = match number(dest) {
         Ok(d) => d,
-        Err(NumberError::Incomplete(_)) => return reject(Reason::IncompleteNumber, Rule::Number),
-        Err(NumberError::Invalid(_)) => return reject(Reason::InvalidNumber, Rule::Number),
+        Err(v) => return v,
     };
+    let d = &d;
     let domestic = snap.catalog.is_domestic(user.usage_location, d.region);
     // Rule 5: OnlineDialOutPolicy, PSTN axis.
     match user.dial_out {
@@ -451,7 +479,9 @@ mod tests {
             "overloaded",
             "store_unavailable",
             "bad_request",
+            "conference_dialout_disabled_by_policy",
         ];
+        assert_eq!(Reason::ALL.len(), expect.len());
         for (r, name) in Reason::ALL.iter().zip(expect) {
             assert_eq!(r.as_str(), name);
             assert_eq!(Reason::from_name(name), Some(*r));
@@ -465,7 +495,8 @@ mod tests {
                 "domestic_pool",
                 "international_pool",
                 "credits",
-                "free"
+                "free",
+                "conference_pool"
             ]
         );
     }

@@ -27,14 +27,25 @@ pub enum PoolKind {
     Domestic,
     /// The separate international minutes of an International plan (calling-plan-rules §1).
     International,
+    /// A tenant's Audio Conferencing dial-out minutes, one pool for the whole tenant
+    /// ([`crate::conference`]).
+    Conference,
 }
 
 impl PoolKind {
-    /// `"domestic"` or `"international"` (the `kind` of `GET /v1/pools`).
+    /// Every kind (parsing the ledger's and the store's names back).
+    pub const ALL: [PoolKind; 3] = [
+        PoolKind::Domestic,
+        PoolKind::International,
+        PoolKind::Conference,
+    ];
+
+    /// `"domestic"`, `"international"` or `"conference"` (the `kind` of `GET /v1/pools`).
     pub fn as_str(&self) -> &'static str {
         match self {
             PoolKind::Domestic => "domestic",
             PoolKind::International => "international",
+            PoolKind::Conference => "conference",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! what is known of the destination and the route.
 
 use serde::Serialize;
+use tollgate_engine::conference::Service;
 use tollgate_engine::{Decision, Engine, Outcome};
 
 use crate::server::status::SipStatus;
@@ -12,6 +13,9 @@ use crate::server::status::SipStatus;
 pub struct Line<'a> {
     pub caller: &'a str,
     pub dial: &'a str,
+    /// `conference-dialout` for a meeting's dial-out (absent: a user's call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<&'static str>,
     pub outcome: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,7 +43,13 @@ pub struct Line<'a> {
 }
 
 /// The JSON form of a decision.
-pub fn line<'a>(engine: &Engine, caller: &'a str, dial: &'a str, d: &Decision) -> Line<'a> {
+pub fn line<'a>(
+    engine: &Engine,
+    caller: &'a str,
+    dial: &'a str,
+    service: Service,
+    d: &Decision,
+) -> Line<'a> {
     let (outcome, basis, reason) = match d.outcome {
         Outcome::Admit(b) => ("admit", Some(b.as_str()), None),
         Outcome::Reject(r) => ("reject", None, Some(r.as_str())),
@@ -47,6 +57,7 @@ pub fn line<'a>(engine: &Engine, caller: &'a str, dial: &'a str, d: &Decision) -
     Line {
         caller,
         dial,
+        service: (service != Service::Call).then_some(service.as_str()),
         outcome,
         status: d.sip_status(),
         basis,

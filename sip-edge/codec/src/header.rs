@@ -54,6 +54,9 @@ pub enum HeaderName {
     Allow,
     /// `P-Asserted-Identity` (RFC 3325).
     PAssertedIdentity,
+    /// `X-Tollgate-Service`: what a trusted proxy asks for (`conference-dialout`: a meeting's
+    /// dial-out; DESIGN §3).
+    XTollgateService,
     /// Any other header.
     Other,
 }
@@ -109,6 +112,7 @@ impl HeaderName {
             (b'a', 5) => confirm(name, b"Allow", Self::Allow),
             (b'a', 12) => confirm(name, b"Allow-Events", Self::AllowEvents),
             (b'p', 19) => confirm(name, b"P-Asserted-Identity", Self::PAssertedIdentity),
+            (b'x', 18) => confirm(name, b"X-Tollgate-Service", Self::XTollgateService),
             _ => Self::Other,
         }
     }
@@ -154,6 +158,7 @@ impl HeaderName {
                 _ => prefix(line, b"Allow:", Self::Allow),
             },
             b'P' => prefix(line, b"P-Asserted-Identity:", Self::PAssertedIdentity),
+            b'X' => prefix(line, b"X-Tollgate-Service:", Self::XTollgateService),
             _ => None,
         }
     }
@@ -183,6 +188,7 @@ impl HeaderName {
             Self::RecordRoute => "Record-Route",
             Self::Allow => "Allow",
             Self::PAssertedIdentity => "P-Asserted-Identity",
+            Self::XTollgateService => "X-Tollgate-Service",
             Self::Other => return None,
         })
     }
@@ -385,7 +391,7 @@ mod tests {
     use super::*;
 
     /// Full names, lower-case.
-    const NAMES: [(&str, HeaderName); 22] = [
+    const NAMES: [(&str, HeaderName); 23] = [
         ("via", HeaderName::Via),
         ("from", HeaderName::From),
         ("to", HeaderName::To),
@@ -408,6 +414,7 @@ mod tests {
         ("record-route", HeaderName::RecordRoute),
         ("allow", HeaderName::Allow),
         ("p-asserted-identity", HeaderName::PAssertedIdentity),
+        ("x-tollgate-service", HeaderName::XTollgateService),
     ];
 
     #[test]

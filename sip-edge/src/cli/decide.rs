@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use tollgate_engine::conference::Service;
 use tollgate_engine::pools::MonthKey;
 use tollgate_engine::Engine;
 
@@ -35,6 +36,10 @@ pub struct Args {
     /// The dialed string, as in the Request-URI user part.
     #[arg(long)]
     pub dial: Option<String>,
+    /// `conference-dialout`: decide a meeting's dial-out with the caller as its organizer
+    /// (as `X-Tollgate-Service` asks); default `call`.
+    #[arg(long, default_value = "call", value_parser = parse_service)]
+    pub service: Service,
     /// Print the decision as JSON (always so in stdin mode).
     #[arg(long)]
     pub json: bool,
@@ -93,11 +98,19 @@ fn consult_ledger(config: &Path, file: &DaemonConfig, engine: &Engine, now: u64)
     }
 }
 
+fn parse_service(s: &str) -> Result<Service, String> {
+    Service::from_header(s)
+        .ok_or_else(|| format!("{s:?} is neither `call` nor `conference-dialout`"))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Input {
     caller: String,
     dial: String,
+    /// `call` (default) or `conference-dialout`.
+    #[serde(default)]
+    service: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -116,8 +129,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let pools = consult_ledger(&args.config, &file, &engine, now);
     match (&args.caller, &args.dial) {
         (Some(caller), Some(dial)) => {
-            let d = engine.decide(caller, dial, now);
-            let mut l = line(&engine, caller, dial, &d);
+            let d = engine.decide_as(caller, dial, args.service, now);
+            let mut l = line(&engine, caller, dial, args.service, &d);
             pools.mark(&mut l);
             let mut out = std::io::stdout().lock();
             if args.json {
@@ -140,6 +153,9 @@ fn print_human(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
     let what = l.basis.or(l.reason).unwrap_or("");
     writeln!(out, "{} {} {what}", l.outcome, l.status)?;
     writeln!(out, "  rule:         {}", l.rule)?;
+    if let Some(service) = l.service {
+        writeln!(out, "  service:      {service}")?;
+    }
     let fields = [
         ("e164", l.e164.clone()),
         ("region", l.region.clone()),
@@ -175,17 +191,25 @@ fn stdin_mode(engine: &Engine, now: u64, pools: &Pools) -> anyhow::Result<i32> {
         if text.is_empty() {
             continue;
         }
-        let json = match serde_json::from_str::<Input>(text) {
-            Ok(i) => {
-                let d = engine.decide(&i.caller, &i.dial, now);
-                let mut l = line(engine, &i.caller, &i.dial, &d);
+        let input = serde_json::from_str::<Input>(text)
+            .map_err(|e| format!("bad input line: {e}"))
+            .and_then(|i| {
+                let service = i
+                    .service
+                    .as_deref()
+                    .map_or(Ok(Service::Call), parse_service);
+                service
+                    .map(|s| (i, s))
+                    .map_err(|e| format!("bad input line: service: {e}"))
+            });
+        let json = match input {
+            Ok((i, service)) => {
+                let d = engine.decide_as(&i.caller, &i.dial, service, now);
+                let mut l = line(engine, &i.caller, &i.dial, service, &d);
                 pools.mark(&mut l);
                 serde_json::to_string(&l)?
             }
-            Err(e) => serde_json::to_string(&ErrorLine {
-                error: format!("bad input line: {e}"),
-                input: text,
-            })?,
+            Err(error) => serde_json::to_string(&ErrorLine { error, input: text })?,
         };
         writeln!(out, "{json}")?;
     }

@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tollgate_engine::{CallError, Ending, Settlement, StoredCall, StoredFunding};
 
+use tollgate_engine::conference::Service;
+
 use crate::server::{now, Server};
 use crate::store::StoreReader;
 
@@ -567,6 +569,8 @@ async fn pools(State(api): State<Api>, Query(q): Query<PoolsQuery>) -> Response 
 struct DecideQuery {
     caller: Option<String>,
     dial: Option<String>,
+    /// `call` (default) or `conference-dialout`.
+    service: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -587,9 +591,23 @@ async fn decide(State(api): State<Api>, Query(q): Query<DecideQuery>) -> Respons
         )
             .into_response();
     };
+    let service = match q.service.as_deref().map(Service::from_header) {
+        None => Service::Call,
+        Some(Some(s)) => s,
+        Some(None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(DecideError {
+                    error: "service is `call` or `conference-dialout`",
+                    reason: "bad_request",
+                }),
+            )
+                .into_response()
+        }
+    };
     let engine = &api.server.engine;
-    let d = engine.decide(&caller, &dial, now());
-    Json(crate::decision::line(engine, &caller, &dial, &d)).into_response()
+    let d = engine.decide_as(&caller, &dial, service, now());
+    Json(crate::decision::line(engine, &caller, &dial, service, &d)).into_response()
 }
 
 #[derive(Deserialize)]

@@ -225,9 +225,7 @@ pub fn parse_state(s: &str) -> Option<CallState> {
 }
 
 pub fn parse_kind(s: &str) -> Option<PoolKind> {
-    [PoolKind::Domestic, PoolKind::International]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+    PoolKind::ALL.into_iter().find(|k| k.as_str() == s)
 }
 
 /// The cells of a row in [`COLUMNS`] order, wherever it was stored: a SQLite row of the

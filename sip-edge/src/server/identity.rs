@@ -10,7 +10,9 @@
 
 use std::borrow::Cow;
 
-use crate::sip::{Request, Scheme, Uri};
+use tollgate_engine::conference::Service;
+
+use crate::sip::{HeaderName, Request, Scheme, Uri};
 
 /// The caller identity to look up.
 pub fn caller<'a>(req: &Request<'a>) -> Cow<'a, str> {
@@ -51,6 +53,15 @@ fn user_at_host<'a>(uri: &Uri<'a>, user: &'a str) -> Option<&'a str> {
         && upn.starts_with(user)
         && upn.ends_with(uri.host))
     .then_some(upn)
+}
+
+/// What the INVITE asks for: `X-Tollgate-Service` (DESIGN §3; only trusted peers get this
+/// far), absent → a user's call; `None` for a value Tollgate does not know.
+pub fn service(req: &Request<'_>) -> Option<Service> {
+    match req.headers.first(HeaderName::XTollgateService) {
+        None => Some(Service::Call),
+        Some(v) => Service::from_header(v),
+    }
 }
 
 /// The Request-URI user part, as dialed.

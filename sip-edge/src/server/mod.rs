@@ -29,7 +29,9 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use tollgate_engine::{Decision, Engine, Outcome, Reason, Request as EngineRequest, StoredCall};
+use tollgate_engine::{
+    Decision, Engine, Outcome, Reason, Request as EngineRequest, Rule, StoredCall,
+};
 
 use tollgate_engine::reload_guard::ReloadGuard;
 
@@ -490,14 +492,20 @@ impl Server {
         }
         let caller = identity::caller(req);
         let dialed = identity::dialed(&req.uri);
-        let mut d = self.engine.authorize(
-            &EngineRequest {
-                call_id: req.call_id,
-                caller: &caller,
-                dialed,
-            },
-            now(),
-        );
+        let service = identity::service(req);
+        let mut d = match service {
+            Some(service) => self.engine.authorize_as(
+                &EngineRequest {
+                    call_id: req.call_id,
+                    caller: &caller,
+                    dialed,
+                },
+                service,
+                now(),
+            ),
+            // A service Tollgate does not know: not to be decided, nor billed, as a user's call.
+            None => Decision::reject(Reason::BadRequest, Rule::Request, None),
+        };
         self.metrics
             .decision_seconds
             .observe(at.elapsed().as_secs_f64());
@@ -542,6 +550,7 @@ impl Server {
                 dialed,
                 tenant = grant.map(|g| &*g.tenant).filter(|t| !t.is_empty()),
                 basis = basis.as_str(),
+                service = service.map(|s| s.as_str()),
                 max_duration = d.max_duration,
                 rule = d.rule.describe(),
                 "admit"

@@ -39,7 +39,8 @@ pub fn q850_cause(reason: Reason) -> Option<u16> {
         Reason::NoPhoneSystem
         | Reason::NoCallingPlan
         | Reason::PstnDisabledByPolicy
-        | Reason::InternationalDisabledByPolicy => 57,
+        | Reason::InternationalDisabledByPolicy
+        | Reason::ConferenceDialoutDisabledByPolicy => 57,
         Reason::InternationalNotInPlan
         | Reason::DestinationNotSupported
         | Reason::PoolExhausted
@@ -76,7 +77,9 @@ mod tests {
             ("overloaded", 503, Some(42)),
             ("store_unavailable", 503, Some(41)),
             ("bad_request", 400, None),
+            ("conference_dialout_disabled_by_policy", 403, Some(57)),
         ];
+        assert_eq!(Reason::ALL.len(), expect.len());
         for (r, (name, status, q)) in Reason::ALL.iter().zip(expect) {
             assert_eq!(
                 (r.as_str(), r.sip_status(), q850_cause(*r)),
