@@ -35,6 +35,8 @@ pub struct Setup {
     pub emergency_gw: SocketAddr,
     /// `TOLLGATE_HTTP_HEADER`, when not the default (e.g. `Authorization: Bearer …`).
     pub http_header: Option<String>,
+    /// `CONFERENCE_BRIDGE_IP`: the one source whose `X-Tollgate-Service` is passed on.
+    pub conference_bridge: Option<std::net::IpAddr>,
     /// Reach the nodes over TCP (`LISTEN_TCP` on the same port as UDP, and
     /// `;transport=tcp` in the dispatcher list); else UDP.
     pub tcp: bool,
@@ -98,6 +100,9 @@ impl Kamailio {
         ];
         if setup.tcp {
             defines.push(format!("LISTEN_TCP=tcp:{addr}"));
+        }
+        if let Some(ip) = setup.conference_bridge {
+            defines.push(format!("CONFERENCE_BRIDGE_IP=\"{ip}\""));
         }
         if let Some(h) = &setup.http_header {
             defines.push(format!("TOLLGATE_HTTP_HEADER=\"{h}\""));

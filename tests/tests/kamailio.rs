@@ -104,6 +104,7 @@ fn proxy_over(
         emergency_gw: SocketAddr::from(([127, 0, 0, 1], emergency_gw)),
         tcp,
         http_header,
+        conference_bridge: None,
     })
 }
 
@@ -172,11 +173,15 @@ fn eventually(k: &Kamailio, secs: u64, what: &str, mut f: impl FnMut() -> bool) 
 /// An INVITE from the test itself to the proxy: every answer up to the final one. The ACK of
 /// a final non-2xx answer is sent, so the proxy stops retransmitting it.
 fn invite(k: &Kamailio, from: &str, dial: &str, call_id: &str) -> Vec<SipResponse> {
+    invite_with(k, SipRequest::invite(from, dial, call_id))
+}
+
+/// [`invite`] of a request built by the caller (extra headers).
+fn invite_with(k: &Kamailio, req: SipRequest) -> Vec<SipResponse> {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let req = SipRequest::invite(from, dial, call_id);
     let answers = udp_responses(&socket, k.addr, req.render().as_bytes());
     if let Some(last) = answers.last().filter(|r| r.status() >= 300) {
         let to = last.header("To").unwrap_or_default();
@@ -319,6 +324,42 @@ fn the_proxy_reaches_tollgate_over_tcp_with_a_token() {
     );
     assert!(sip_messages(&tg, "tcp", "out") >= 1);
     assert_eq!(sip_messages(&tg, "udp", "in"), 0);
+}
+
+/// `X-Tollgate-Service: conference-dialout` reaches Tollgate only from `CONFERENCE_BRIDGE_IP`:
+/// from anyone else the proxy removes it, and the INVITE is decided as the caller's own call.
+/// The caller here holds a calling plan without Phone System: as a call `no_phone_system`, as a
+/// meeting's dial-out (no conferencing licence, no credits) `no_calling_plan`.
+#[test]
+fn only_the_conferencing_bridge_may_mark_a_dial_out() {
+    let _serial = serial();
+    let dir = directory();
+    let gw = free_port();
+    let tg = tollgate(&dir, gw, 60, None, "");
+    let marked = |id: &str| {
+        SipRequest::invite("sip:nolicense@acme.example", US_NUMBER, id)
+            .header("X-Tollgate-Service: conference-dialout")
+    };
+    for (bridge, want) in [
+        (None, "no_phone_system"),
+        (Some([127, 0, 0, 1].into()), "no_calling_plan"),
+    ] {
+        let k = Kamailio::start(&Setup {
+            nodes: vec![Node {
+                sip: tg.sip,
+                http: Some(tg.http),
+            }],
+            api: tg.http,
+            emergency_gw: SocketAddr::from(([127, 0, 0, 1], gw)),
+            tcp: false,
+            http_header: None,
+            conference_bridge: bridge,
+        });
+        let id = format!("bridge-{}@test", bridge.is_some());
+        let r = final_answer(&k, &invite_with(&k, marked(&id)));
+        assert_eq!(r.status(), 403, "{}", r.text);
+        assert_eq!(r.header("X-Tollgate-Reason"), Some(want), "{}", r.text);
+    }
 }
 
 #[test]
@@ -585,6 +626,7 @@ fn a_302_without_max_duration_is_not_routed() {
         emergency_gw: gateway.local_addr().expect("addr"),
         tcp: false,
         http_header: None,
+        conference_bridge: None,
     });
     let answers = invite(&k, "sip:a1@acme.example", US_NUMBER, "uncapped@test");
     let r = final_answer(&k, &answers);
@@ -619,6 +661,7 @@ fn with_no_node_answering_emergency_calls_still_route_and_others_get_503() {
         emergency_gw: SocketAddr::from(([127, 0, 0, 1], gw)),
         tcp: false,
         http_header: None,
+        conference_bridge: None,
     });
     // The emergency gateway answers busy: a 486 at the caller shows the call got there.
     let gateway = Sipp::gateway("uas_busy.xml", gw, 2, LIMIT);
