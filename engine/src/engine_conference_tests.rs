@@ -3,7 +3,6 @@
 
 use super::tests::{basis, r, reason, NOW};
 use super::*;
-use crate::load::{self, LoadErrors, Records};
 use crate::numbering::NumberType;
 use crate::pools::PoolKind;
 use crate::Basis;
@@ -28,15 +27,7 @@ m,zonea@m.com,,US,SPE_E5;MCOPSTN1,,DialoutCPCZoneAPSTNDisabled
 ";
 
 fn engine() -> Engine {
-    let mut e = LoadErrors::default();
-    let rec = Records {
-        tenants: load::parse_tenants(TENANTS, &mut e),
-        users: load::parse_users(USERS, &mut e),
-        catalog: load::parse_catalog(include_str!("../../config/catalog.toml"), &mut e),
-        rates: load::parse_rates(include_str!("../../config/rates.csv"), &mut e),
-    };
-    assert!(e.is_empty(), "{e}");
-    let snap = Snapshot::build(rec).unwrap_or_else(|e| panic!("{e}"));
+    let snap = super::tests::snapshot_of(TENANTS, USERS);
     Engine::new(super::tests::plan(), EngineConfig::default(), snap, NOW)
 }
 

@@ -48,10 +48,15 @@ v,lim@v.com,,US,MCOEV;MCOPSTNC,,
 ";
 
 pub(super) fn snapshot() -> Snapshot {
+    snapshot_of(TENANTS, USERS)
+}
+
+/// A snapshot of these `tenants.toml` and `users.csv`, with the shipped catalog and rates.
+pub(super) fn snapshot_of(tenants: &str, users: &str) -> Snapshot {
     let mut e = LoadErrors::default();
     let rec = Records {
-        tenants: load::parse_tenants(TENANTS, &mut e),
-        users: load::parse_users(USERS, &mut e),
+        tenants: load::parse_tenants(tenants, &mut e),
+        users: load::parse_users(users, &mut e),
         catalog: load::parse_catalog(include_str!("../../config/catalog.toml"), &mut e),
         rates: load::parse_rates(include_str!("../../config/rates.csv"), &mut e),
     };

@@ -209,6 +209,28 @@ fn final_answer(k: &Kamailio, answers: &[SipResponse]) -> SipResponse {
         })
 }
 
+/// One call of a1 through the proxy to the sipp gateway on `gw`, answered and hung up by the
+/// caller after `hold_ms`; panics unless both sides completed it. Returns its Call-ID.
+fn one_call(k: &Kamailio, gw: u16, prefix: &str, hold_ms: u64) -> String {
+    let gateway = Sipp::gateway("uas_answer.xml", gw, 1, LIMIT);
+    let hold = hold_ms.to_string();
+    let caller = Sipp::caller(
+        "uac_call.xml",
+        k.addr,
+        "a1@acme.example",
+        US_NUMBER,
+        prefix,
+        1,
+        1,
+        &["-d", &hold],
+        LIMIT,
+    );
+    assert_ok(&caller.wait(LIMIT), k);
+    // The gateway got the call, the ACK and the caller's BYE through the proxy.
+    assert_ok(&gateway.wait(LIMIT), k);
+    format!("{prefix}-1@127.0.0.1")
+}
+
 #[test]
 fn an_answered_call_is_settled_with_its_real_duration() {
     let _serial = serial();
@@ -216,28 +238,12 @@ fn an_answered_call_is_settled_with_its_real_duration() {
     let gw = free_port();
     let tg = tollgate(&dir, gw, 60, None, "");
     let k = proxy(&[&tg], &tg, gw);
-    let gateway = Sipp::gateway("uas_answer.xml", gw, 1, LIMIT);
     // The caller hangs up after 3 s.
-    let caller = Sipp::caller(
-        "uac_call.xml",
-        k.addr,
-        "a1@acme.example",
-        US_NUMBER,
-        "held",
-        1,
-        1,
-        &["-d", "3000"],
-        LIMIT,
-    );
-    assert_ok(&caller.wait(LIMIT), &k);
-    // The gateway got the call, the ACK and the caller's BYE through the proxy.
-    assert_ok(&gateway.wait(LIMIT), &k);
-
-    let id = "held-1@127.0.0.1";
+    let id = one_call(&k, gw, "held", 3000);
     eventually(&k, 5, "the call settled", || {
-        call(&tg, id).1["state"] == "settled"
+        call(&tg, &id).1["state"] == "settled"
     });
-    let (_, v) = call(&tg, id);
+    let (_, v) = call(&tg, &id);
     // From the 200 OK to the BYE: 3 s and a little, in whole seconds as the proxy counts them.
     let billable = u64_of(&v, "billable_seconds");
     assert!((3..=4).contains(&billable), "billable {billable}: {v}");
@@ -289,28 +295,16 @@ fn the_proxy_reaches_tollgate_over_tcp_with_a_token() {
         true,
         Some("Authorization: Bearer k4m-t0ken".into()),
     );
-    let gateway = Sipp::gateway("uas_answer.xml", gw, 1, LIMIT);
-    let caller = Sipp::caller(
-        "uac_call.xml",
-        k.addr,
-        "a1@acme.example",
-        US_NUMBER,
-        "tcp",
-        1,
-        1,
-        &["-d", "1000"],
-        LIMIT,
-    );
-    assert_ok(&caller.wait(LIMIT), &k);
-    assert_ok(&gateway.wait(LIMIT), &k);
-    let id = "tcp-1@127.0.0.1";
+    let id = one_call(&k, gw, "tcp", 1000);
     let auth = "Authorization: Bearer k4m-t0ken\r\n";
     let call = |id: &str| -> Value {
         let (_, body) = tg.http_with("GET", &format!("/v1/calls/{}", encode(id)), auth, "");
         serde_json::from_str(&body).unwrap_or(Value::Null)
     };
-    eventually(&k, 5, "the call settled", || call(id)["state"] == "settled");
-    let v = call(id);
+    eventually(&k, 5, "the call settled", || {
+        call(&id)["state"] == "settled"
+    });
+    let v = call(&id);
     let billable = u64_of(&v, "billable_seconds");
     assert!((1..=2).contains(&billable), "billable {billable}: {v}");
     let (_, body) = tg.http_with("GET", "/v1/pools?tenant=acme", auth, "");
