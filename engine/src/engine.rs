@@ -690,6 +690,8 @@ impl Engine {
             Route::Emergency => out.push_str(&self.config.routes.emergency),
             Route::CallingPlan(r) => self.config.routes.push_calling_plan_host(*r, out),
             Route::Direct(gw) => out.push_str(gw),
+            // The first Contact's; the 302 lists them all (`crate::routing::PolicyRoute::contacts`).
+            Route::Policy(p) => out.push_str(p.first_host()),
         }
     }
 }

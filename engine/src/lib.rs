@@ -56,6 +56,7 @@ pub mod pools;
 pub mod reload_guard;
 pub mod reservations;
 pub mod restore;
+pub mod routing;
 pub mod sequence;
 pub mod shares;
 
