@@ -19,6 +19,7 @@ use crate::load::{
 };
 use crate::numbering::{metadata, Region};
 use crate::pools::{PoolKey, PoolKind};
+use crate::routing::{Routing, ROUTING_FILE};
 
 /// A tenant of `tenants.toml`, checked: the unit pools, credits and limits belong to.
 #[derive(Clone, Debug)]
@@ -111,6 +112,8 @@ pub struct User {
     pub credits: bool,
     /// Direct Routing gateway (index into the tenant's gateways).
     pub gateway: Option<u32>,
+    /// Voice routing policy (`policy:<id>`; index into [`Routing::policies`]).
+    pub voice_policy: Option<u32>,
     /// The PSTN axis of the user's OnlineDialOutPolicy (rule 5).
     pub dial_out: DialOut,
     /// The CPC axis of the same policy: their meetings' dial-out ([`crate::conference`]).
@@ -162,6 +165,8 @@ pub struct Snapshot {
     pub rates: Rates,
     /// Pools by id: key and capacity in seconds for the month.
     pub pools: Vec<(PoolKey, u64)>,
+    /// The voice routing policies of `routing.toml` (none without the file).
+    pub routing: Routing,
     by_upn: FxMap<Arc<str>, u32>,
     by_line: FxMap<u64, u32>,
     by_domain: FxMap<String, u32>,
@@ -182,8 +187,11 @@ impl Snapshot {
     /// Parses and checks the four files of a directory (read by the caller: the engine does no
     /// I/O); every error of every file is reported. `users.csv` is streamed: one row at a time
     /// is parsed, checked and indexed.
-    pub fn from_files(files: DirectoryFiles) -> Result<Snapshot, LoadErrors> {
-        let (rec, users, read_errors) = load::read_dir_deferred(files);
+    pub fn from_files(mut files: DirectoryFiles) -> Result<Snapshot, LoadErrors> {
+        let routing = files.routing.take();
+        let (rec, users, mut read_errors) = load::read_dir_deferred(files);
+        // Present but unreadable: `Some(None)` (its users are not reported again).
+        let routing = routing.map(|f| load::text(ROUTING_FILE, f, &mut read_errors));
         // Without tenants or the catalog every user would be an error: stop at those.
         let blocking = [load::TENANTS_FILE, load::CATALOG_FILE];
         if read_errors
@@ -196,11 +204,12 @@ impl Snapshot {
         let users = users.unwrap_or_default();
         let hint = users.bytes().filter(|&b| b == b'\n').count();
         let mut csv_errors = LoadErrors::default();
-        let (snap, mut errors) = Snapshot::build_with(rec, hint, |add| {
-            if !users.is_empty() {
-                load::for_each_user(&users, &mut csv_errors, add)
-            }
-        });
+        let (snap, mut errors) =
+            Snapshot::build_with(rec, routing.as_ref().map(|t| t.as_deref()), hint, |add| {
+                if !users.is_empty() {
+                    load::for_each_user(&users, &mut csv_errors, add)
+                }
+            });
         errors.0.extend(read_errors.0);
         errors.0.extend(csv_errors.0);
         finish(snap, errors)
@@ -209,7 +218,7 @@ impl Snapshot {
     /// Checks and indexes parsed records.
     pub fn build(mut rec: Records) -> Result<Snapshot, LoadErrors> {
         let users = std::mem::take(&mut rec.users);
-        let (snap, errors) = Snapshot::build_with(rec, users.len(), |add| {
+        let (snap, errors) = Snapshot::build_with(rec, None, users.len(), |add| {
             // Consumed one by one: each record's strings are freed as soon as it is indexed.
             for u in users {
                 add(&u);
@@ -218,9 +227,12 @@ impl Snapshot {
         finish(snap, errors)
     }
 
-    /// Builds from `rec` (its `users` ignored) and the users `feed` passes to its argument.
+    /// Builds from `rec` (its `users` ignored), the text of `routing.toml` if there is one
+    /// (`Some(None)`: there is one, but it could not be read), and the users `feed` passes to
+    /// its argument.
     fn build_with(
         rec: Records,
+        routing: Option<Option<&str>>,
         hint: usize,
         feed: impl FnOnce(&mut dyn FnMut(&UserRecord)),
     ) -> (Snapshot, LoadErrors) {
@@ -236,6 +248,8 @@ impl Snapshot {
         for t in rec.tenants {
             s.add_tenant(t, &mut tenant_ix, &mut errors);
         }
+        // After the tenants (routes name their gateways), before the users (who name policies).
+        s.routing = Routing::build(routing, &s.tenants, &tenant_ix, &mut errors);
         let mut pool_ix: FxMap<PoolIx, u64> = FxMap::default();
         s.users.reserve(hint);
         s.by_upn.reserve(hint);
@@ -495,8 +509,15 @@ impl Snapshot {
                 });
             }
         }
+        let mut voice_policy = None;
         let gateway = match u.voice_routing.trim() {
             "" | "calling_plan" => None,
+            v if v.starts_with("policy:") => {
+                let id = &v["policy:".len()..];
+                let t = tenant.map(|t| (t, u.tenant.trim()));
+                voice_policy = self.routing.user_policy(id, t, u.line, errors);
+                None
+            }
             v => match (v.strip_prefix("direct_routing:"), tenant) {
                 (Some(gw), Some(t)) => {
                     let g = self.tenants[t as usize]
@@ -522,7 +543,10 @@ impl Snapshot {
                         f,
                         line,
                         "voice_routing",
-                        format!("{v:?} is neither `calling_plan` nor `direct_routing:<gateway>`"),
+                        format!(
+                            "{v:?} is none of `calling_plan`, `direct_routing:<gateway>`, \
+                             `policy:<id>`"
+                        ),
                     );
                     None
                 }
@@ -590,6 +614,7 @@ impl Snapshot {
             plan,
             credits,
             gateway,
+            voice_policy,
             dial_out,
             cpc,
             domestic_pool: NO_POOL,
@@ -711,7 +736,8 @@ fn finish(snap: Snapshot, mut errors: LoadErrors) -> Result<Snapshot, LoadErrors
         load::CATALOG_FILE => 0,
         load::RATES_FILE => 1,
         load::TENANTS_FILE => 2,
-        _ => 3,
+        ROUTING_FILE => 3,
+        _ => 4,
     };
     errors.0.sort_by_key(|e| (rank(&e.file), e.line));
     errors.into_result(snap)

@@ -746,6 +746,8 @@ impl Engine {
             Route::Emergency => out.push_str(&config.routes.emergency),
             Route::CallingPlan(r) => config.routes.push_calling_plan_host(*r, out),
             Route::Direct(gw) => out.push_str(gw),
+            // The first Contact's; the 302 lists them all (`crate::routing::PolicyRoute::contacts`).
+            Route::Policy(p) => out.push_str(p.first_host()),
         }
     }
 }

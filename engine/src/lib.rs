@@ -57,6 +57,7 @@ pub mod pools;
 pub mod reload_guard;
 pub mod reservations;
 pub mod restore;
+pub mod routing;
 pub mod sequence;
 pub mod shares;
 

@@ -147,7 +147,8 @@ pub struct UserRecord {
     pub usage_location: String,
     /// `licenses`: `;`-separated SKU part numbers (`MCOEV;MCOPSTN1`).
     pub licenses: String,
-    /// `voice_routing`: `calling_plan` (empty: the same) or `direct_routing:<gateway id>`.
+    /// `voice_routing`: `calling_plan` (empty: the same), `direct_routing:<gateway id>` or
+    /// `policy:<id>` (a voice routing policy of `routing.toml`).
     pub voice_routing: String,
     /// `dial_out_policy`: an OnlineDialOutPolicy name (empty: the default).
     pub dial_out_policy: String,
@@ -285,6 +286,8 @@ pub struct DirectoryFiles {
     pub catalog: Result<Vec<u8>, String>,
     /// [`RATES_FILE`].
     pub rates: Result<Vec<u8>, String>,
+    /// [`crate::routing::ROUTING_FILE`], an optional file: `None` when the directory has none.
+    pub routing: Option<Result<Vec<u8>, String>>,
 }
 
 impl DirectoryFiles {
@@ -295,6 +298,7 @@ impl DirectoryFiles {
             users: read(USERS_FILE),
             catalog: read(CATALOG_FILE),
             rates: read(RATES_FILE),
+            routing: None,
         }
     }
 }
@@ -334,7 +338,11 @@ pub(crate) fn read_dir_deferred(files: DirectoryFiles) -> (Records, Option<Strin
 
 /// A file's bytes as text. Bytes that are not UTF-8 are an error at their line; the rest of the
 /// file is still read (with U+FFFD in their place) so that its other errors are reported too.
-fn text(name: &str, file: Result<Vec<u8>, String>, errors: &mut LoadErrors) -> Option<String> {
+pub(crate) fn text(
+    name: &str,
+    file: Result<Vec<u8>, String>,
+    errors: &mut LoadErrors,
+) -> Option<String> {
     match file {
         Ok(bytes) => Some(match String::from_utf8(bytes) {
             Ok(t) => t,
@@ -355,10 +363,14 @@ fn text(name: &str, file: Result<Vec<u8>, String>, errors: &mut LoadErrors) -> O
 /// The files of `dir`, read with `std::fs` (tests only: the daemon reads them itself).
 #[cfg(test)]
 pub(crate) fn read_for_tests(dir: &std::path::Path) -> DirectoryFiles {
-    DirectoryFiles::with(|name| {
+    let mut files = DirectoryFiles::with(|name| {
         let path = dir.join(name);
         std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    })
+    });
+    files.routing = std::fs::read(dir.join(crate::routing::ROUTING_FILE))
+        .ok()
+        .map(Ok);
+    files
 }
 
 /// 1-based line of byte offset `at` in `text`.
@@ -371,7 +383,7 @@ pub fn line_of(text: &str, at: usize) -> usize {
         + 1
 }
 
-fn toml_error(file: &str, text: &str, e: &toml::de::Error, errors: &mut LoadErrors) {
+pub(crate) fn toml_error(file: &str, text: &str, e: &toml::de::Error, errors: &mut LoadErrors) {
     let line = e.span().map(|s| line_of(text, s.start));
     // The message of toml names the key ("unknown field `x`", "missing field `id`").
     let msg = e.message().to_string();

@@ -60,6 +60,10 @@ pub enum Reason {
     StoreUnavailable,
     /// The request itself is unusable (empty Call-ID, ...): SIP 400 ([`Rule::Request`]).
     BadRequest,
+    /// Rule 7: the caller's voice routing policy has no route for the number and the caller has
+    /// no Calling Plan (nor credits) to fall back to: "the call is dropped"
+    /// (teams-pstn-features §2.4); SIP 404, Q.850 3 (DESIGN §2).
+    NoRoute,
     /// A meeting dial-out whose organizer's OnlineDialOutPolicy is `…CPCDisabled…`
     /// ([`crate::conference`]).
     ConferenceDialoutDisabledByPolicy,
@@ -68,7 +72,7 @@ pub enum Reason {
 impl Reason {
     /// Every reason, in the order of the DESIGN §2 table (for metrics, which pre-register a
     /// label per reason, and tests).
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::UntrustedPeer,
         Reason::UnknownCaller,
         Reason::NoPhoneSystem,
@@ -85,6 +89,7 @@ impl Reason {
         Reason::Overloaded,
         Reason::StoreUnavailable,
         Reason::BadRequest,
+        Reason::NoRoute,
         Reason::ConferenceDialoutDisabledByPolicy,
     ];
 
@@ -107,6 +112,7 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::StoreUnavailable => "store_unavailable",
             Reason::BadRequest => "bad_request",
+            Reason::NoRoute => "no_route",
             Reason::ConferenceDialoutDisabledByPolicy => "conference_dialout_disabled_by_policy",
         }
     }
@@ -230,7 +236,9 @@ impl Rule {
                 "5: the caller's dial-out policy (its CPC part for a meeting's dial-out)"
             }
             Rule::Barred => "6: barred destination (premium rate, UK 449, not reachable)",
-            Rule::DirectRouting => "7: Direct Routing users go to their gateway",
+            Rule::DirectRouting => {
+                "7: Direct Routing users go to their gateway, or the routes of their voice routing policy"
+            }
             Rule::Domestic => "8: domestic toll-free numbers are free",
             Rule::Pool => {
                 "9: a minute pool (the calling plan's; the tenant's conferencing pool for a meeting's dial-out)"
@@ -260,6 +268,9 @@ pub enum Route {
     CallingPlan(Region),
     /// The user's Direct Routing gateway.
     Direct(Arc<str>),
+    /// The gateways of the routes of the user's voice routing policy that match the number,
+    /// one Contact each with a falling `q` ([`crate::routing`]).
+    Policy(crate::routing::PolicyRoute),
 }
 
 /// The answer to one call. Cloning copies `Arc`s only.
@@ -428,8 +439,23 @@ pub(crate) fn evaluate(
             Some(Route::Direct(Arc::clone(gw))),
         );
     }
-    let route = Route::CallingPlan(user.pool_region);
     let has_pstn = user.plan.is_some() || user.credits;
+    // Rule 7, voice routing policy: a matching route wins even over a Calling Plan; no match
+    // falls back to the plan ("applies automatically as the last route"), or is dropped.
+    if let Some(policy) = user.voice_policy {
+        match snap.routing.select(policy, d.e164()) {
+            Some(r) => {
+                return fin(
+                    Outcome::Admit(Basis::DirectRouting),
+                    Rule::DirectRouting,
+                    Some(Route::Policy(r)),
+                )
+            }
+            None if !has_pstn => return reject(Reason::NoRoute, Rule::DirectRouting),
+            None => {}
+        }
+    }
+    let route = Route::CallingPlan(user.pool_region);
     // Rule 8: domestic toll-free is free (for users who can call the PSTN at all).
     if domestic && has_pstn && snap.catalog.is_free_domestic(d.number_type) {
         return fin(Outcome::Admit(Basis::Free), Rule::Domestic, Some(route));
@@ -479,6 +505,7 @@ mod tests {
             "overloaded",
             "store_unavailable",
             "bad_request",
+            "no_route",
             "conference_dialout_disabled_by_policy",
         ];
         assert_eq!(Reason::ALL.len(), expect.len());

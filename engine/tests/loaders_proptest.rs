@@ -5,7 +5,7 @@
 //! the numbering plan, and every user is found under their UPN.
 
 use proptest::prelude::*;
-use tollgate_engine::load::{self, LoadErrors, Records};
+use tollgate_engine::load::{DirectoryFiles, LoadErrors};
 use tollgate_engine::numbering::metadata::is_builtin_region;
 use tollgate_engine::Snapshot;
 
@@ -13,7 +13,14 @@ const TENANTS: &str = include_str!("../../config/tenants.toml");
 const USERS: &str = include_str!("../../config/users.csv");
 const CATALOG: &str = include_str!("../../config/catalog.toml");
 const RATES: &str = include_str!("../../config/rates.csv");
-const FILES: [&str; 4] = ["tenants.toml", "users.csv", "catalog.toml", "rates.csv"];
+const ROUTING: &str = include_str!("../../config/routing.toml");
+const FILES: [&str; 5] = [
+    "tenants.toml",
+    "users.csv",
+    "catalog.toml",
+    "rates.csv",
+    "routing.toml",
+];
 
 /// How a file gets damaged.
 #[derive(Clone, Debug)]
@@ -104,30 +111,21 @@ fn apply(text: &str, d: &Damage) -> String {
     }
 }
 
-fn load(files: &[String; 4]) -> Result<Snapshot, LoadErrors> {
-    let mut errors = LoadErrors::default();
-    let rec = Records {
-        tenants: load::parse_tenants(&files[0], &mut errors),
-        users: load::parse_users(&files[1], &mut errors),
-        catalog: load::parse_catalog(&files[2], &mut errors),
-        rates: load::parse_rates(&files[3], &mut errors),
-    };
-    match Snapshot::build(rec) {
-        Ok(s) if errors.is_empty() => Ok(s),
-        Ok(_) => Err(errors),
-        Err(mut e) => {
-            e.0.extend(errors.0);
-            Err(e)
-        }
-    }
+fn load(files: &[String; 5]) -> Result<Snapshot, LoadErrors> {
+    let mut dir = DirectoryFiles::with(|name| {
+        let i = FILES.iter().position(|f| *f == name).unwrap_or(0);
+        Ok(files[i].as_bytes().to_vec())
+    });
+    dir.routing = Some(Ok(files[4].as_bytes().to_vec()));
+    Snapshot::from_files(dir)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
 
     #[test]
-    fn damaged_directories_get_an_answer(which in 0..4usize, damages in prop::collection::vec(damage(), 1..4)) {
-        let mut files = [TENANTS, USERS, CATALOG, RATES].map(str::to_string);
+    fn damaged_directories_get_an_answer(which in 0..5usize, damages in prop::collection::vec(damage(), 1..4)) {
+        let mut files = [TENANTS, USERS, CATALOG, RATES, ROUTING].map(str::to_string);
         for d in &damages {
             files[which] = apply(&files[which], d);
         }
@@ -152,7 +150,7 @@ proptest! {
 
 #[test]
 fn the_shipped_directory_loads() {
-    let files = [TENANTS, USERS, CATALOG, RATES].map(str::to_string);
+    let files = [TENANTS, USERS, CATALOG, RATES, ROUTING].map(str::to_string);
     let snap = load(&files).unwrap_or_else(|e| panic!("{e}"));
     assert!(!snap.users.is_empty());
 }

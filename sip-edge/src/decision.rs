@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 use tollgate_engine::conference::Service;
-use tollgate_engine::{Decision, Engine, Outcome};
+use tollgate_engine::routing::PolicyRoute;
+use tollgate_engine::{Decision, Engine, Outcome, Route};
 
 use crate::server::status::SipStatus;
 
@@ -31,6 +32,10 @@ pub struct Line<'a> {
     pub number_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// A call routed by the caller's voice routing policy (rule 7): which policy, usage and
+    /// route decided, and every Contact of the 302 with its `q`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice_routing: Option<VoiceRouting>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<u64>,
     /// Where the pools came from (the CLI only; the daemon's own are live): `ledger`, or
@@ -67,8 +72,60 @@ pub fn line<'a>(
         region: d.destination.map(|x| x.region.as_str().to_string()),
         number_type: d.destination.map(|x| x.number_type.as_str()),
         route: d.route.as_ref().map(|r| engine.route_host(r)),
+        voice_routing: match &d.route {
+            Some(Route::Policy(p)) => Some(VoiceRouting::of(p)),
+            _ => None,
+        },
         max_duration: d.max_duration,
         pools: None,
         pools_note: None,
+    }
+}
+
+/// The `voice_routing` of a decision line.
+#[derive(Serialize, Debug)]
+pub struct VoiceRouting {
+    /// The caller's policy id (`routing.toml` `[[voice_routing_policy]]`).
+    pub policy: String,
+    /// The first PSTN usage of the policy with a matching route.
+    pub usage: String,
+    /// The deciding route: the matching one with the lowest priority.
+    pub route: String,
+    /// The Contacts of the 302, in order.
+    pub contacts: Vec<ContactLine>,
+}
+
+/// One Contact of a voice-routed 302.
+#[derive(Serialize, Debug)]
+pub struct ContactLine {
+    /// The gateway id of `[tenant.direct_routing]`.
+    pub gateway: String,
+    /// Its host, the Contact's host part.
+    pub host: String,
+    /// The Contact's `q`.
+    pub q: &'static str,
+    /// The matching route that listed it first.
+    pub route: String,
+}
+
+impl VoiceRouting {
+    fn of(p: &PolicyRoute) -> VoiceRouting {
+        VoiceRouting {
+            policy: p.policy.to_string(),
+            usage: p.usage.name.to_string(),
+            route: p
+                .first_route()
+                .map(|r| r.name.to_string())
+                .unwrap_or_default(),
+            contacts: p
+                .contacts()
+                .map(|c| ContactLine {
+                    gateway: c.gateway.id.to_string(),
+                    host: c.gateway.host.to_string(),
+                    q: c.q,
+                    route: c.route.name.to_string(),
+                })
+                .collect(),
+        }
     }
 }

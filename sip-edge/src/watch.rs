@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tollgate_engine::load::{CATALOG_FILE, RATES_FILE, TENANTS_FILE, USERS_FILE};
+use tollgate_engine::routing::ROUTING_FILE;
 
 use crate::server::Server;
 use crate::transport::{stopped, Shutdown};
@@ -37,7 +38,14 @@ use crate::transport::{stopped, Shutdown};
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// The names whose changes reload the directory.
-const WATCHED: [&str; 5] = [TENANTS_FILE, USERS_FILE, CATALOG_FILE, RATES_FILE, "..data"];
+const WATCHED: [&str; 6] = [
+    TENANTS_FILE,
+    USERS_FILE,
+    CATALOG_FILE,
+    RATES_FILE,
+    ROUTING_FILE,
+    "..data",
+];
 
 /// Starts watching `directory` (now, so that a change made once this returns is seen) and
 /// spawns the task that reloads `server` on change, until `shutdown`. A watch that cannot be set
@@ -182,6 +190,7 @@ mod tests {
             "users.csv",
             "catalog.toml",
             "rates.csv",
+            "routing.toml",
             "..data",
         ] {
             assert!(relevant(

@@ -130,3 +130,67 @@ fn check_reports_every_error() {
     assert!(err.contains("users.csv:3: usage_location:"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Rule 7 by voice routing policy (`config/routing.toml`): the matched policy, usage and route,
+/// and each Contact with its gateway and `q`; no matching route is `no_route`.
+#[test]
+fn voice_routing_policy() {
+    let d = decide("kim@contoso.com", "+1 206 555 0100");
+    assert_eq!(d["outcome"], "admit", "{d}");
+    assert_eq!(d["basis"], "direct_routing", "{d}");
+    assert!(d["rule"].as_str().unwrap().starts_with("7:"), "{d}");
+    assert_eq!(d["route"], "sbc1.contoso.com:5061;transport=tls", "{d}");
+    let v = &d["voice_routing"];
+    assert_eq!(v["policy"], "US-Only", "{d}");
+    assert_eq!(v["usage"], "US and Canada", "{d}");
+    assert_eq!(v["route"], "US and Canada", "{d}");
+    let contacts: Vec<(&str, &str, &str)> = v["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["gateway"].as_str().unwrap(),
+                c["q"].as_str().unwrap(),
+                c["route"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        contacts,
+        [
+            ("sbc1", "1.0", "US and Canada"),
+            ("sbc2", "1.0", "US and Canada"),
+            ("sbc3", "0.9", "US and Canada backup"),
+        ]
+    );
+    assert_eq!(
+        v["contacts"][2]["host"], "sbc3.contoso.net:5061;transport=tls",
+        "{d}"
+    );
+
+    let d = decide("kim@contoso.com", "+44 20 7946 0000");
+    assert_eq!(d["outcome"], "reject", "{d}");
+    assert_eq!(d["status"], 404, "{d}");
+    assert_eq!(d["reason"], "no_route", "{d}");
+    assert!(d["rule"].as_str().unwrap().starts_with("7:"), "{d}");
+    assert!(d.get("voice_routing").is_none(), "{d}");
+
+    // The text form lists the policy and the Contacts.
+    let text = tollgate_tests::decide_output(
+        std::path::Path::new(&config()),
+        "kim@contoso.com",
+        "+12065550100",
+        &[],
+    );
+    assert!(
+        text.contains("policy:       US-Only (usage \"US and Canada\", route \"US and Canada\")"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "contact:      q=0.9 sbc3 sbc3.contoso.net:5061;transport=tls (route \"US and Canada backup\")"
+        ),
+        "{text}"
+    );
+}

@@ -19,7 +19,13 @@ use tollgate_tests::daemon::{temp_dir, Daemon};
 use tollgate_tests::{repo_root, tollgate_bin};
 
 /// The directory's files (DESIGN §3), which every deployment ships beside `tollgate.toml`.
-const DIRECTORY_FILES: [&str; 4] = ["tenants.toml", "users.csv", "catalog.toml", "rates.csv"];
+const DIRECTORY_FILES: [&str; 5] = [
+    "tenants.toml",
+    "users.csv",
+    "catalog.toml",
+    "rates.csv",
+    "routing.toml",
+];
 
 fn deploy_path(rel: &str) -> PathBuf {
     repo_root().join("deploy").join(rel)

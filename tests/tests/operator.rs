@@ -181,7 +181,13 @@ fn log_level_is_reloaded_and_text_format_still_works() {
 /// rate (0.25 a minute) reach it.
 fn directory_with_limit() -> PathBuf {
     let dir = temp_dir("operator-dir");
-    for f in ["tenants.toml", "users.csv", "catalog.toml", "rates.csv"] {
+    for f in [
+        "tenants.toml",
+        "users.csv",
+        "catalog.toml",
+        "rates.csv",
+        "routing.toml",
+    ] {
         std::fs::copy(repo_root().join("config").join(f), dir.join(f)).expect("copy");
     }
     let tenants = std::fs::read_to_string(dir.join("tenants.toml")).expect("tenants");

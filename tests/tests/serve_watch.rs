@@ -56,7 +56,13 @@ fn replace(file: &Path, text: &str) {
 #[test]
 fn file_changes_reload_and_bad_files_keep_the_old_snapshot() {
     let dir = temp_dir("watch");
-    for f in ["tenants.toml", "users.csv", "catalog.toml", "rates.csv"] {
+    for f in [
+        "tenants.toml",
+        "users.csv",
+        "catalog.toml",
+        "rates.csv",
+        "routing.toml",
+    ] {
         std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
     }
     let users_csv = dir.join("users.csv");
@@ -111,7 +117,13 @@ fn file_changes_reload_and_bad_files_keep_the_old_snapshot() {
 #[test]
 fn watch_false_reloads_only_on_request() {
     let dir = temp_dir("nowatch");
-    for f in ["tenants.toml", "users.csv", "catalog.toml", "rates.csv"] {
+    for f in [
+        "tenants.toml",
+        "users.csv",
+        "catalog.toml",
+        "rates.csv",
+        "routing.toml",
+    ] {
         std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
     }
     let users_csv = dir.join("users.csv");

@@ -87,6 +87,10 @@ const TAIL: &str = concat!(
 pub struct ResponseExtras<'x> {
     /// `Contact: <uri>` (a 302's target, e.g. `sip:+442079460000@pstn-gb.example.net;user=phone`).
     pub contact: Option<&'x str>,
+    /// Several Contacts, written as the whole header value (`<uri>;q=1.0, <uri>;q=0.9`): a
+    /// Direct Routing call's gateways for the proxy to fail over (DESIGN §2). Written instead
+    /// of `contact` when both are given.
+    pub contacts: Option<&'x str>,
     /// `X-Tollgate-Basis`.
     pub basis: Option<&'x str>,
     /// `X-Tollgate-Max-Duration`, seconds.
@@ -259,7 +263,11 @@ pub fn rewrite_response(out: &mut Vec<u8>, ours: &[u8], status: u16, extras: &Re
 
 /// The headers of [`ResponseExtras`], in the order of DESIGN §2.
 fn write_extras(out: &mut Vec<u8>, x: &ResponseExtras<'_>) {
-    if let Some(contact) = x.contact {
+    if let Some(contacts) = x.contacts {
+        out.extend_from_slice(b"Contact: ");
+        write_text(out, contacts);
+        out.extend_from_slice(b"\r\n");
+    } else if let Some(contact) = x.contact {
         out.extend_from_slice(b"Contact: <");
         write_text(out, contact);
         out.extend_from_slice(b">\r\n");
@@ -510,6 +518,25 @@ mod tests {
             }
             assert_eq!(to_tag(call_id, branch), *format!("{h:016x}").as_bytes());
         }
+    }
+
+    /// A voice-routed 302 (DESIGN §2): several Contacts in one header, in place of `contact`,
+    /// control characters dropped like any written value.
+    #[test]
+    fn several_contacts_are_one_header() {
+        let mut out = Vec::new();
+        let x = ResponseExtras {
+            contact: Some("sip:ignored@x"),
+            contacts: Some("<sip:+1@a;user=phone>;q=1.0, <sip:+1@b;user=phone>;q=0.9\r\nX: y"),
+            basis: Some("direct_routing"),
+            ..ResponseExtras::default()
+        };
+        write_extras(&mut out, &x);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Contact: <sip:+1@a;user=phone>;q=1.0, <sip:+1@b;user=phone>;q=0.9X: y\r\n\
+             X-Tollgate-Basis: direct_routing\r\n"
+        );
     }
 
     #[test]

@@ -178,6 +178,20 @@ fn print_human(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
             writeln!(out, "  {:<13} {v}", format!("{k}:"))?;
         }
     }
+    if let Some(v) = &l.voice_routing {
+        writeln!(
+            out,
+            "  policy:       {} (usage {:?}, route {:?})",
+            v.policy, v.usage, v.route
+        )?;
+        for c in &v.contacts {
+            writeln!(
+                out,
+                "  contact:      q={} {} {} (route {:?})",
+                c.q, c.gateway, c.host, c.route
+            )?;
+        }
+    }
     Ok(())
 }
 

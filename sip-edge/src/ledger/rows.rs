@@ -6,6 +6,7 @@ use rusqlite::{Row, Statement};
 use tollgate_engine::credits::Money;
 use tollgate_engine::numbering::{Destination, NumberType, Region};
 use tollgate_engine::pools::{MonthKey, PoolKey, PoolKind};
+use tollgate_engine::routing::PolicyRoute;
 use tollgate_engine::{Basis, CallState, Route, StoredCall, StoredFunding};
 
 use super::LedgerError;
@@ -177,7 +178,9 @@ pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall, s: &mut Scratch) -> rusqli
     stmt.execute(rusqlite::params_from_iter(v.iter()))
 }
 
-/// `emergency`, `calling_plan:US`, `direct:sbc.example.com`, appended to `out`.
+/// `emergency`, `calling_plan:US`, `direct:sbc.example.com`, or the Contacts of a voice
+/// routing policy, `voice:1.0 sbc1.example.com,0.9 sbc2.example.com`
+/// (`tollgate_engine::routing::PolicyRoute::push_text`), appended to `out`.
 fn push_route_name(r: &Route, out: &mut String) {
     match r {
         Route::Emergency => out.push_str("emergency"),
@@ -189,6 +192,10 @@ fn push_route_name(r: &Route, out: &mut String) {
             out.push_str("direct:");
             out.push_str(host);
         }
+        Route::Policy(p) => {
+            out.push_str("voice:");
+            p.push_text(out);
+        }
     }
 }
 
@@ -198,6 +205,9 @@ fn parse_route(s: &str) -> Option<Route> {
     }
     if let Some(r) = s.strip_prefix("calling_plan:") {
         return Region::new(r).map(Route::CallingPlan);
+    }
+    if let Some(text) = s.strip_prefix("voice:") {
+        return PolicyRoute::from_text(text).map(Route::Policy);
     }
     s.strip_prefix("direct:").map(|h| Route::Direct(h.into()))
 }
@@ -443,10 +453,22 @@ mod tests {
             Route::Emergency,
             Route::CallingPlan(Region::new("PR").unwrap()),
             Route::Direct("sbc.example.com".into()),
+            Route::Policy(
+                PolicyRoute::from_text("1.0 sbc1.example.com:5061;transport=tls,1.0 sbc2.example.com,0.9 [2001:db8::1]:5060")
+                    .unwrap(),
+            ),
         ] {
             let mut name = String::new();
             push_route_name(&r, &mut name);
             assert_eq!(parse_route(&name), Some(r));
+        }
+        // A voice route's Contacts with their q, in order, as written.
+        let mut name = String::new();
+        let r = parse_route("voice:1.0 a.example,1.0 b.example,0.9 c.example").unwrap();
+        push_route_name(&r, &mut name);
+        assert_eq!(name, "voice:1.0 a.example,1.0 b.example,0.9 c.example");
+        for bad in ["voice:", "voice:a.example", "voice:2.0 a.example"] {
+            assert_eq!(parse_route(bad), None, "{bad}");
         }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use tollgate_engine::{
-    Decision, Engine, Outcome, Reason, Request as EngineRequest, Rule, StoredCall,
+    Decision, Engine, Outcome, Reason, Request as EngineRequest, Route, Rule, StoredCall,
 };
 
 use tollgate_engine::reload_guard::ReloadGuard;
@@ -558,9 +558,10 @@ impl Server {
         }
         CONTACT.with_borrow_mut(|contact| {
             contact.clear();
-            self.contact(&d, dialed, contact);
+            let several = self.contact(&d, dialed, contact);
             let extras = ResponseExtras {
-                contact: Some(contact),
+                contact: (!several).then_some(contact.as_str()),
+                contacts: several.then_some(contact.as_str()),
                 basis: Some(basis.as_str()),
                 max_duration: d.max_duration.map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
                 ..Default::default()
@@ -627,9 +628,26 @@ impl Server {
         }
     }
 
-    /// `sip:{e164}@{route host};user=phone` (DESIGN §2 "SIP answer contract").
-    fn contact(&self, d: &Decision, dialed: &str, out: &mut String) {
+    /// `sip:{e164}@{route host};user=phone` (DESIGN §2 "SIP answer contract"). For a call a
+    /// voice routing policy routes, the whole header value instead, one Contact per gateway
+    /// with its `q` (`<sip:…@sbc1;user=phone>;q=1.0, <sip:…@sbc3;user=phone>;q=0.9`), and
+    /// `true`: the proxy fails over by falling `q` (RFC 3261 §8.1.3.4, §20.10).
+    fn contact(&self, d: &Decision, dialed: &str, out: &mut String) -> bool {
         let number = d.destination.as_ref().map_or(dialed, |x| x.e164());
+        if let Some(Route::Policy(p)) = &d.route {
+            for (i, c) in p.contacts().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str("<sip:");
+                out.push_str(number);
+                out.push('@');
+                out.push_str(&c.gateway.host);
+                out.push_str(";user=phone>;q=");
+                out.push_str(c.q);
+            }
+            return true;
+        }
         out.push_str("sip:");
         out.push_str(number);
         out.push('@');
@@ -637,6 +655,7 @@ impl Server {
             self.engine.push_route_host(r, out);
         }
         out.push_str(";user=phone");
+        false
     }
 
     /// The reject of the DESIGN §2 table: status, `Reason` (RFC 3326), `X-Tollgate-Reason`,

@@ -13,7 +13,7 @@ pub trait SipStatus {
 impl SipStatus for Reason {
     fn sip_status(&self) -> u16 {
         match self {
-            Reason::InvalidNumber => 404,
+            Reason::InvalidNumber | Reason::NoRoute => 404,
             Reason::IncompleteNumber => 484,
             Reason::Overloaded | Reason::StoreUnavailable => 503,
             Reason::BadRequest => 400,
@@ -51,6 +51,8 @@ pub fn q850_cause(reason: Reason) -> Option<u16> {
         Reason::Overloaded => 42,
         Reason::StoreUnavailable => 41,
         Reason::BadRequest => return None,
+        // "No route to specified transit network" (DESIGN §2).
+        Reason::NoRoute => 3,
     })
 }
 
@@ -77,6 +79,7 @@ mod tests {
             ("overloaded", 503, Some(42)),
             ("store_unavailable", 503, Some(41)),
             ("bad_request", 400, None),
+            ("no_route", 404, Some(3)),
             ("conference_dialout_disabled_by_policy", 403, Some(57)),
         ];
         assert_eq!(Reason::ALL.len(), expect.len());
