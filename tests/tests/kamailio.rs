@@ -356,6 +356,56 @@ fn only_the_conferencing_bridge_may_mark_a_dial_out() {
     }
 }
 
+/// A Direct Routing user whose voice routing policy has two routes: the 302 carries both
+/// gateways, the first route's at q=1.0 and the backup's at q=0.9. The first gateway answers
+/// 503, and the proxy tries the next Contact, which takes the call; Tollgate settles it.
+#[test]
+fn a_failing_gateway_is_passed_over_for_the_next_contact_by_q() {
+    let _serial = serial();
+    let (first, backup) = (free_port(), free_port());
+    let dir = temp_dir("kamailio-routing");
+    let config = repo_root().join("config");
+    for f in ["catalog.toml", "rates.csv"] {
+        std::fs::copy(config.join(f), dir.join(f)).expect("copy directory file");
+    }
+    std::fs::write(
+        dir.join("tenants.toml"),
+        format!(
+            "[[tenant]]\nid = \"acme\"\ndomains = [\"acme.example\"]\ncredits = \"0.00\"\n\
+             [tenant.direct_routing]\nfirst = \"127.0.0.1:{first}\"\nbackup = \"127.0.0.1:{backup}\"\n"
+        ),
+    )
+    .expect("tenants");
+    std::fs::write(
+        dir.join("users.csv"),
+        "tenant,user,usage_location,licenses,voice_routing\n\
+         acme,a1@acme.example,US,MCOEV,policy:failover\n",
+    )
+    .expect("users");
+    std::fs::write(
+        dir.join("routing.toml"),
+        "[[voice_route]]\ntenant = \"acme\"\nname = \"first\"\nusage = \"all\"\n\
+         pattern = '^\\+1'\npriority = 1\ngateways = [\"first\"]\n\
+         [[voice_route]]\ntenant = \"acme\"\nname = \"backup\"\nusage = \"all\"\n\
+         pattern = '^\\+1'\npriority = 2\ngateways = [\"backup\"]\n\
+         [[voice_routing_policy]]\ntenant = \"acme\"\nid = \"failover\"\nusages = [\"all\"]\n",
+    )
+    .expect("routing");
+    let tg = tollgate(&dir, backup, 60, None, "");
+    let k = proxy(&[&tg], &tg, backup);
+    let refusing = Sipp::gateway("uas_unavailable.xml", first, 1, LIMIT);
+    let id = one_call(&k, backup, "failover", 1000);
+    // The first gateway was tried, and refused.
+    assert_ok(&refusing.wait(LIMIT), &k);
+    eventually(&k, 5, "the call settled", || {
+        call(&tg, &id).1["state"] == "settled"
+    });
+    let (_, v) = call(&tg, &id);
+    assert_eq!(v["basis"], "direct_routing", "{v}");
+    let billable = u64_of(&v, "billable_seconds");
+    assert!((1..=2).contains(&billable), "billable {billable}: {v}");
+}
+
 #[test]
 fn a_refusal_reaches_the_caller_with_its_reason() {
     let _serial = serial();
