@@ -54,6 +54,9 @@ pub struct Routes {
     pub calling_plan: String,
     /// Where emergency calls go (rule 1), whoever the caller.
     pub emergency: String,
+    /// Where a call to a user of the caller's own tenant goes (basis `internal`, DESIGN §2):
+    /// the Teams side, not the PSTN.
+    pub internal: String,
 }
 
 impl Default for Routes {
@@ -61,6 +64,7 @@ impl Default for Routes {
         Routes {
             calling_plan: "pstn-{region}.example.net".into(),
             emergency: "emergency.example.net".into(),
+            internal: "teams.example.net".into(),
         }
     }
 }
@@ -356,6 +360,7 @@ impl EngineConfig {
         let routes = [
             ("calling_plan", &self.routes.calling_plan, true),
             ("emergency", &self.routes.emergency, false),
+            ("internal", &self.routes.internal, false),
         ];
         for (field, value, placeholder) in routes {
             if let Err(message) = check_route(value, placeholder) {
@@ -517,15 +522,17 @@ mod tests {
             routes: Routes {
                 calling_plan: "pstn {region}".into(),
                 emergency: "sos-{region}.example.net".into(),
+                internal: "teams example".into(),
             },
             ..EngineConfig::default()
         };
         let errors = c.errors();
-        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors.len(), 3, "{errors:?}");
         assert_eq!(errors[0].field(), Some(("routes", "calling_plan")));
         assert!(errors[0]
             .to_string()
             .starts_with("tollgate.toml: [routes].calling_plan: \"pstn {region}\": "));
         assert_eq!(errors[1].field(), Some(("routes", "emergency")));
+        assert_eq!(errors[2].field(), Some(("routes", "internal")));
     }
 }

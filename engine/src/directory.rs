@@ -719,6 +719,15 @@ impl Snapshot {
         self.tenants.get(i as usize)
     }
 
+    /// Whether `e164` is the line URI of a user of `caller`'s tenant (another one, or the
+    /// caller's own line: a user may call their voicemail). One hash lookup, no allocation.
+    pub fn is_internal(&self, caller: &User, e164: &str) -> bool {
+        e164_digits(e164)
+            .and_then(|n| self.by_line.get(&n))
+            .and_then(|&i| self.users.get(i as usize))
+            .is_some_and(|callee| callee.tenant == caller.tenant)
+    }
+
     /// The route of a Direct Routing user.
     pub fn gateway_route(&self, user: &User) -> Option<&Arc<str>> {
         let g = user.gateway?;

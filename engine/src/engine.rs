@@ -744,6 +744,7 @@ impl Engine {
         let config = self.config.load();
         match route {
             Route::Emergency => out.push_str(&config.routes.emergency),
+            Route::Internal => out.push_str(&config.routes.internal),
             Route::CallingPlan(r) => config.routes.push_calling_plan_host(*r, out),
             Route::Direct(gw) => out.push_str(gw),
             // The first Contact's; the 302 lists them all (`crate::routing::PolicyRoute::contacts`).

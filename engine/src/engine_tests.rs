@@ -585,3 +585,30 @@ fn only_emergency_calls_are_never_shed() {
     assert!(e.may_shed("us1@t.com", "999", NOW));
     assert!(e.may_shed("stranger@nowhere.example", "999", NOW));
 }
+
+#[test]
+fn a_line_of_the_callers_own_tenant_is_internal_and_free() {
+    let e = engine();
+    let line = |n: &str| Destination::new(n, 1, r("US"), NumberType::FixedLineOrMobile);
+    // No calling plan, or PSTN calls disabled: a colleague's line is still free.
+    for (caller, id) in [("ps@t.com", "i1"), ("dis@t.com", "i2"), ("us1@t.com", "i3")] {
+        let d = call(&e, caller, line("+17875550101"), id);
+        assert_eq!(
+            (basis(&d), d.rule),
+            (Some("internal"), Rule::Internal),
+            "{caller}"
+        );
+        assert_eq!(e.route_host(d.route.as_ref().unwrap()), "teams.example.net");
+        assert_eq!(
+            d.max_duration,
+            Some(EngineConfig::default().grants.max_call_seconds)
+        );
+    }
+    assert!(e.pools(NOW).iter().all(|p| p.reserved_seconds == 0));
+    // Phone System is still needed.
+    let d = call(&e, "none@t.com", line("+17875550101"), "i4");
+    assert_eq!(reason(&d), Some("no_phone_system"));
+    // Another tenant's line is an ordinary PSTN call.
+    let d = call(&e, "small@u.com", line("+12065550101"), "i5");
+    assert_eq!(basis(&d), Some("domestic_pool"));
+}

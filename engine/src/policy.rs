@@ -147,6 +147,9 @@ pub enum Basis {
     /// A meeting's dial-out drawn from the tenant's Audio Conferencing pool
     /// ([`crate::conference`]).
     ConferencePool,
+    /// A call to the line URI of a user of the caller's own tenant: Teams to Teams, "free"
+    /// (calling-plan-rules §4); never charged, routed to `[routes].internal`.
+    Internal,
 }
 
 impl Basis {
@@ -159,7 +162,7 @@ impl Basis {
     }
 
     /// Every basis, in a stable order (metrics labels, tests).
-    pub const ALL: [Basis; 7] = [
+    pub const ALL: [Basis; 8] = [
         Basis::Emergency,
         Basis::DirectRouting,
         Basis::DomesticPool,
@@ -167,6 +170,7 @@ impl Basis {
         Basis::Credits,
         Basis::Free,
         Basis::ConferencePool,
+        Basis::Internal,
     ];
 
     /// The pinned name of `X-Tollgate-Basis` (DESIGN §2): `"domestic_pool"`, ...
@@ -179,6 +183,7 @@ impl Basis {
             Basis::Credits => "credits",
             Basis::Free => "free",
             Basis::ConferencePool => "conference_pool",
+            Basis::Internal => "internal",
         }
     }
 }
@@ -217,6 +222,9 @@ pub enum Rule {
     /// Not one of the ten: the Call-ID already holds an admission (a retransmitted INVITE that
     /// reached the engine), whose answer is given again; nothing new is reserved.
     Replay = 11,
+    /// Not one of the ten (DESIGN §2 `internal`): the number is a line of the caller's own
+    /// tenant, a Teams-to-Teams call. Decided after rules 1–4, before the PSTN rules.
+    Internal = 12,
 }
 
 impl Rule {
@@ -246,6 +254,7 @@ impl Rule {
             Rule::Credits => "10: Communications Credits when no pool can serve (else why not)",
             Rule::Request => "0: the request itself",
             Rule::Replay => "the Call-ID was already admitted: the same answer, nothing reserved",
+            Rule::Internal => "internal: a line of the caller's own tenant, free (Teams to Teams)",
         }
     }
 }
@@ -268,6 +277,8 @@ pub enum Route {
     CallingPlan(Region),
     /// The user's Direct Routing gateway.
     Direct(Arc<str>),
+    /// `[routes].internal`: a call to a user of the caller's own tenant (basis `internal`).
+    Internal,
     /// The gateways of the routes of the user's voice routing policy that match the number,
     /// one Contact each with a falling `q` ([`crate::routing`]).
     Policy(crate::routing::PolicyRoute),
@@ -414,6 +425,16 @@ pub(crate) fn evaluate(
         Err(v) => return v,
     };
     let d = &d;
+    // A line of the caller's own tenant: Teams to Teams, free whatever the plan, the policy
+    // or the pools ("Calls to other … Teams users are free"). It is no PSTN call, so the PSTN
+    // rules below do not apply to it.
+    if snap.is_internal(user, d.e164()) {
+        return fin(
+            Outcome::Admit(Basis::Internal),
+            Rule::Internal,
+            Some(Route::Internal),
+        );
+    }
     let domestic = snap.catalog.is_domestic(user.usage_location, d.region);
     // Rule 5: OnlineDialOutPolicy, PSTN axis.
     match user.dial_out {
@@ -523,7 +544,8 @@ mod tests {
                 "international_pool",
                 "credits",
                 "free",
-                "conference_pool"
+                "conference_pool",
+                "internal"
             ]
         );
     }

@@ -178,12 +178,13 @@ pub fn bind(stmt: &mut Statement<'_>, c: &StoredCall, s: &mut Scratch) -> rusqli
     stmt.execute(rusqlite::params_from_iter(v.iter()))
 }
 
-/// `emergency`, `calling_plan:US`, `direct:sbc.example.com`, or the Contacts of a voice
+/// `emergency`, `internal`, `calling_plan:US`, `direct:sbc.example.com`, or the Contacts of a voice
 /// routing policy, `voice:1.0 sbc1.example.com,0.9 sbc2.example.com`
 /// (`tollgate_engine::routing::PolicyRoute::push_text`), appended to `out`.
 fn push_route_name(r: &Route, out: &mut String) {
     match r {
         Route::Emergency => out.push_str("emergency"),
+        Route::Internal => out.push_str("internal"),
         Route::CallingPlan(region) => {
             out.push_str("calling_plan:");
             out.push_str(region.as_str());
@@ -200,8 +201,10 @@ fn push_route_name(r: &Route, out: &mut String) {
 }
 
 fn parse_route(s: &str) -> Option<Route> {
-    if s == "emergency" {
-        return Some(Route::Emergency);
+    match s {
+        "emergency" => return Some(Route::Emergency),
+        "internal" => return Some(Route::Internal),
+        _ => {}
     }
     if let Some(r) = s.strip_prefix("calling_plan:") {
         return Region::new(r).map(Route::CallingPlan);
@@ -451,6 +454,7 @@ mod tests {
         }
         for r in [
             Route::Emergency,
+            Route::Internal,
             Route::CallingPlan(Region::new("PR").unwrap()),
             Route::Direct("sbc.example.com".into()),
             Route::Policy(
