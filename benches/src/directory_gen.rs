@@ -88,6 +88,7 @@ pub fn records(n: usize) -> Records {
                 licenses,
                 voice_routing,
                 dial_out_policy,
+                dial_plan: String::new(),
             }
         })
         .collect();

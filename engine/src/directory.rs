@@ -13,6 +13,7 @@ use crate::bytes::{find_either, trim};
 use crate::catalog::{Catalog, PlanKind};
 use crate::conference::Cpc;
 use crate::credits::{Money, Rates};
+use crate::dialplan::{DialPlans, DIALPLANS_FILE};
 use crate::fxhash::FxMap;
 use crate::load::{
     self, DirectoryFiles, LoadErrors, Records, TenantRecord, UserRecord, TENANTS_FILE, USERS_FILE,
@@ -20,6 +21,14 @@ use crate::load::{
 use crate::numbering::{metadata, Region};
 use crate::pools::{PoolKey, PoolKind};
 use crate::routing::{Routing, ROUTING_FILE};
+
+/// The optional files' text: `None`, the directory has none; `Some(None)`, it could not be
+/// read (reported already).
+#[derive(Clone, Copy, Default)]
+struct Optional<'a> {
+    routing: Option<Option<&'a str>>,
+    dialplans: Option<Option<&'a str>>,
+}
 
 /// A tenant of `tenants.toml`, checked: the unit pools, credits and limits belong to.
 #[derive(Clone, Debug)]
@@ -112,6 +121,9 @@ pub struct User {
     pub credits: bool,
     /// Direct Routing gateway (index into the tenant's gateways).
     pub gateway: Option<u32>,
+    /// The user's dial plan (index into [`DialPlans::plans`]): the one they name, else their
+    /// tenant's default.
+    pub dial_plan: Option<u32>,
     /// Voice routing policy (`policy:<id>`; index into [`Routing::policies`]).
     pub voice_policy: Option<u32>,
     /// The PSTN axis of the user's OnlineDialOutPolicy (rule 5).
@@ -167,6 +179,8 @@ pub struct Snapshot {
     pub pools: Vec<(PoolKey, u64)>,
     /// The voice routing policies of `routing.toml` (none without the file).
     pub routing: Routing,
+    /// The tenant dial plans of `dialplans.toml` (none without the file).
+    pub dial_plans: DialPlans,
     by_upn: FxMap<Arc<str>, u32>,
     by_line: FxMap<u64, u32>,
     by_domain: FxMap<String, u32>,
@@ -189,9 +203,11 @@ impl Snapshot {
     /// is parsed, checked and indexed.
     pub fn from_files(mut files: DirectoryFiles) -> Result<Snapshot, LoadErrors> {
         let routing = files.routing.take();
+        let dialplans = files.dialplans.take();
         let (rec, users, mut read_errors) = load::read_dir_deferred(files);
         // Present but unreadable: `Some(None)` (its users are not reported again).
         let routing = routing.map(|f| load::text(ROUTING_FILE, f, &mut read_errors));
+        let dialplans = dialplans.map(|f| load::text(DIALPLANS_FILE, f, &mut read_errors));
         // Without tenants or the catalog every user would be an error: stop at those.
         let blocking = [load::TENANTS_FILE, load::CATALOG_FILE];
         if read_errors
@@ -204,12 +220,15 @@ impl Snapshot {
         let users = users.unwrap_or_default();
         let hint = users.bytes().filter(|&b| b == b'\n').count();
         let mut csv_errors = LoadErrors::default();
-        let (snap, mut errors) =
-            Snapshot::build_with(rec, routing.as_ref().map(|t| t.as_deref()), hint, |add| {
-                if !users.is_empty() {
-                    load::for_each_user(&users, &mut csv_errors, add)
-                }
-            });
+        let optional = Optional {
+            routing: routing.as_ref().map(|t| t.as_deref()),
+            dialplans: dialplans.as_ref().map(|t| t.as_deref()),
+        };
+        let (snap, mut errors) = Snapshot::build_with(rec, optional, hint, |add| {
+            if !users.is_empty() {
+                load::for_each_user(&users, &mut csv_errors, add)
+            }
+        });
         errors.0.extend(read_errors.0);
         errors.0.extend(csv_errors.0);
         finish(snap, errors)
@@ -218,7 +237,7 @@ impl Snapshot {
     /// Checks and indexes parsed records.
     pub fn build(mut rec: Records) -> Result<Snapshot, LoadErrors> {
         let users = std::mem::take(&mut rec.users);
-        let (snap, errors) = Snapshot::build_with(rec, None, users.len(), |add| {
+        let (snap, errors) = Snapshot::build_with(rec, Optional::default(), users.len(), |add| {
             // Consumed one by one: each record's strings are freed as soon as it is indexed.
             for u in users {
                 add(&u);
@@ -232,7 +251,7 @@ impl Snapshot {
     /// its argument.
     fn build_with(
         rec: Records,
-        routing: Option<Option<&str>>,
+        optional: Optional<'_>,
         hint: usize,
         feed: impl FnOnce(&mut dyn FnMut(&UserRecord)),
     ) -> (Snapshot, LoadErrors) {
@@ -249,7 +268,8 @@ impl Snapshot {
             s.add_tenant(t, &mut tenant_ix, &mut errors);
         }
         // After the tenants (routes name their gateways), before the users (who name policies).
-        s.routing = Routing::build(routing, &s.tenants, &tenant_ix, &mut errors);
+        s.routing = Routing::build(optional.routing, &s.tenants, &tenant_ix, &mut errors);
+        s.dial_plans = DialPlans::build(optional.dialplans, &tenant_ix, &mut errors);
         let mut pool_ix: FxMap<PoolIx, u64> = FxMap::default();
         s.users.reserve(hint);
         s.by_upn.reserve(hint);
@@ -509,6 +529,12 @@ impl Snapshot {
                 });
             }
         }
+        let dial_plan = self.dial_plans.user_plan(
+            &u.dial_plan,
+            tenant.map(|t| (t, u.tenant.trim())),
+            u.line,
+            errors,
+        );
         let mut voice_policy = None;
         let gateway = match u.voice_routing.trim() {
             "" | "calling_plan" => None,
@@ -615,6 +641,7 @@ impl Snapshot {
             credits,
             gateway,
             voice_policy,
+            dial_plan,
             dial_out,
             cpc,
             domestic_pool: NO_POOL,
@@ -746,7 +773,8 @@ fn finish(snap: Snapshot, mut errors: LoadErrors) -> Result<Snapshot, LoadErrors
         load::RATES_FILE => 1,
         load::TENANTS_FILE => 2,
         ROUTING_FILE => 3,
-        _ => 4,
+        DIALPLANS_FILE => 4,
+        _ => 5,
     };
     errors.0.sort_by_key(|e| (rank(&e.file), e.line));
     errors.into_result(snap)

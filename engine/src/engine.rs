@@ -10,6 +10,7 @@ use dashmap::mapref::entry::Entry;
 use crate::conference::Service;
 use crate::config::EngineConfig;
 use crate::credits::{CreditAccount, Money, SpendLedger};
+use crate::dialplan::Normalized;
 use crate::directory::{Snapshot, User};
 use crate::numbering::{Destination, NumberError, NumberType, NumberingPlan, Region};
 use crate::policy::{evaluate, Decision, Outcome, Reason, Route, Rule, Verdict};
@@ -65,6 +66,10 @@ pub struct Engine {
     /// should the clock have gone back.
     seq: Sequence,
 }
+
+/// The longest outside-line (access) prefix a dial plan may put before an emergency number:
+/// "up to four characters" (Teams' former `ExternalAccessPrefix`, teams-pstn-features §2.3).
+const ACCESS_PREFIX_MAX: usize = 4;
 
 /// Whether `decide_classified` reserves.
 #[derive(Clone, Copy, Debug)]
@@ -355,8 +360,45 @@ impl Engine {
     ) -> Decision {
         let live = self.live_for(now);
         let user = live.snap.lookup(caller).map(|(_, u)| u);
+        let (dest, normalized) = self.destination(&live.snap, user, caller, dialed);
+        let mut d = self.decide_in(&live, user, dialed, dest, service, now, mode);
+        d.dial_plan = normalized;
+        d
+    }
+
+    /// `dialed` classified for the caller, after their dial plan ([`crate::dialplan`]): an
+    /// emergency number as dialed stays one whatever a rule would make of it; else the first
+    /// rule that matches rewrites it (and what it makes is classified, an emergency number
+    /// included); else it is classified as dialed.
+    fn destination(
+        &self,
+        snap: &Snapshot,
+        user: Option<&User>,
+        caller: &str,
+        dialed: &str,
+    ) -> (Result<Destination, NumberError>, Option<Normalized>) {
         let dest = self.classify_for(user, caller, dialed);
-        self.decide_in(&live, user, dialed, dest, service, now, mode)
+        if matches!(&dest, Ok(d) if d.number_type == NumberType::Emergency) {
+            return (dest, None);
+        }
+        let Some(plan) = user.and_then(|u| u.dial_plan) else {
+            return (dest, None);
+        };
+        // Any rule that makes an emergency number of a short string wins, whatever the order.
+        let digits = dialed.bytes().filter(u8::is_ascii_digit).count();
+        if digits <= self.numbering.longest_emergency_number() + ACCESS_PREFIX_MAX {
+            let emergency = snap.dial_plans.each_rewrite(plan, dialed, |n| {
+                let d = self.classify_for(user, caller, &n.number).ok()?;
+                (d.number_type == NumberType::Emergency).then_some((Ok(d), Some(n)))
+            });
+            if let Some(found) = emergency {
+                return found;
+            }
+        }
+        match snap.dial_plans.normalize(plan, dialed) {
+            Some(n) => (self.classify_for(user, caller, &n.number), Some(n)),
+            None => (dest, None),
+        }
     }
 
     /// Whether an INVITE may be refused unexamined while the daemon sheds load (`503
@@ -365,14 +407,18 @@ impl Engine {
     /// sheddable at a glance (the common case, and the cheap one); a shorter one is classified
     /// for the caller exactly as [`Engine::authorize`] would.
     pub fn may_shed(&self, caller: &str, dialed: &str, now: u64) -> bool {
+        let live = self.live_for(now);
+        // A dial plan may make an emergency number of a longer string (`9911`): with plans,
+        // every number is looked at.
         let digits = dialed.bytes().filter(u8::is_ascii_digit).count();
-        if digits > self.numbering.longest_emergency_number() {
+        if digits > self.numbering.longest_emergency_number()
+            && live.snap.dial_plans.plans().is_empty()
+        {
             return true;
         }
-        let live = self.live_for(now);
         let user = live.snap.lookup(caller).map(|(_, u)| u);
         !matches!(
-            self.classify_for(user, caller, dialed),
+            self.destination(&live.snap, user, caller, dialed).0,
             Ok(d) if d.number_type == NumberType::Emergency
         )
     }
@@ -505,6 +551,7 @@ impl Engine {
             max_duration: Some(max),
             grant: None,
             lacking: None,
+            dial_plan: None,
         };
         if let Mode::Reserve(call_id) = mode {
             let grant = Grant {
@@ -800,3 +847,7 @@ mod share_tests;
 #[cfg(test)]
 #[path = "engine_conference_tests.rs"]
 mod conference_tests;
+
+#[cfg(test)]
+#[path = "engine_dialplan_tests.rs"]
+mod dialplan_tests;

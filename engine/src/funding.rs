@@ -62,6 +62,7 @@ impl Engine {
             route: Some(route.clone()),
             max_duration: Some(seconds),
             lacking: None,
+            dial_plan: None,
             grant: reserving.then(|| Grant {
                 seq: 0, // numbered as it is recorded (`reserved`)
                 basis,

@@ -47,6 +47,7 @@ pub mod catalog;
 pub mod conference;
 pub mod config;
 pub mod credits;
+pub mod dialplan;
 pub mod directory;
 pub mod engine;
 pub mod fxhash;

@@ -152,6 +152,8 @@ pub struct UserRecord {
     pub voice_routing: String,
     /// `dial_out_policy`: an OnlineDialOutPolicy name (empty: the default).
     pub dial_out_policy: String,
+    /// `dial_plan`: a dial plan of `dialplans.toml` (empty: the tenant's default plan).
+    pub dial_plan: String,
 }
 
 /// The `[regions]` table of `catalog.toml`.
@@ -288,6 +290,9 @@ pub struct DirectoryFiles {
     pub rates: Result<Vec<u8>, String>,
     /// [`crate::routing::ROUTING_FILE`], an optional file: `None` when the directory has none.
     pub routing: Option<Result<Vec<u8>, String>>,
+    /// [`crate::dialplan::DIALPLANS_FILE`], an optional file: `None` when the directory has
+    /// none.
+    pub dialplans: Option<Result<Vec<u8>, String>>,
 }
 
 impl DirectoryFiles {
@@ -299,6 +304,7 @@ impl DirectoryFiles {
             catalog: read(CATALOG_FILE),
             rates: read(RATES_FILE),
             routing: None,
+            dialplans: None,
         }
     }
 }
@@ -368,6 +374,9 @@ pub(crate) fn read_for_tests(dir: &std::path::Path) -> DirectoryFiles {
         std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
     });
     files.routing = std::fs::read(dir.join(crate::routing::ROUTING_FILE))
+        .ok()
+        .map(Ok);
+    files.dialplans = std::fs::read(dir.join(crate::dialplan::DIALPLANS_FILE))
         .ok()
         .map(Ok);
     files
@@ -537,7 +546,7 @@ fn read_csv(
 }
 
 const USER_REQUIRED: [&str; 4] = ["tenant", "user", "usage_location", "licenses"];
-const USER_OPTIONAL: [&str; 3] = ["line_uri", "voice_routing", "dial_out_policy"];
+const USER_OPTIONAL: [&str; 4] = ["line_uri", "voice_routing", "dial_out_policy", "dial_plan"];
 
 /// Calls `f` with each row of `users.csv`, reusing one record (no allocation per row once the
 /// strings have grown).
@@ -559,6 +568,7 @@ pub fn for_each_user(text: &str, errors: &mut LoadErrors, mut f: impl FnMut(&Use
                 (&mut u.line_uri, c[4]),
                 (&mut u.voice_routing, c[5]),
                 (&mut u.dial_out_policy, c[6]),
+                (&mut u.dial_plan, c[7]),
             ] {
                 dst.clear();
                 dst.push_str(src);

@@ -304,6 +304,9 @@ pub struct Decision {
     /// account that may still have more was short ([`crate::shares`]): the daemon may draw
     /// more for it and decide again.
     pub lacking: Option<crate::shares::Short>,
+    /// The caller's dial plan rewrote the dialed string: which rule, and into what
+    /// ([`crate::dialplan`]).
+    pub dial_plan: Option<crate::dialplan::Normalized>,
 }
 
 impl Decision {
@@ -317,6 +320,7 @@ impl Decision {
             max_duration: None,
             grant: None,
             lacking: None,
+            dial_plan: None,
         }
     }
 

@@ -434,5 +434,6 @@ pub(crate) fn replay(r: &CallRecord, destination: Option<Destination>) -> Decisi
         max_duration: Some(r.grant.reserved_seconds),
         grant: Some(r.grant.clone()),
         lacking: None,
+        dial_plan: None,
     }
 }

@@ -37,6 +37,7 @@ fn selecting_a_voice_route_allocates_nothing() {
     let mut files =
         DirectoryFiles::with(|name| std::fs::read(dir.join(name)).map_err(|e| e.to_string()));
     files.routing = Some(std::fs::read(dir.join("routing.toml")).map_err(|e| e.to_string()));
+    files.dialplans = Some(std::fs::read(dir.join("dialplans.toml")).map_err(|e| e.to_string()));
     let snap = Snapshot::from_files(files).unwrap_or_else(|e| panic!("{e}"));
     let policies: Vec<u32> = (0..snap.routing.policies().len() as u32).collect();
     let numbers = [

@@ -14,12 +14,14 @@ const USERS: &str = include_str!("../../config/users.csv");
 const CATALOG: &str = include_str!("../../config/catalog.toml");
 const RATES: &str = include_str!("../../config/rates.csv");
 const ROUTING: &str = include_str!("../../config/routing.toml");
-const FILES: [&str; 5] = [
+const DIALPLANS: &str = include_str!("../../config/dialplans.toml");
+const FILES: [&str; 6] = [
     "tenants.toml",
     "users.csv",
     "catalog.toml",
     "rates.csv",
     "routing.toml",
+    "dialplans.toml",
 ];
 
 /// How a file gets damaged.
@@ -111,12 +113,13 @@ fn apply(text: &str, d: &Damage) -> String {
     }
 }
 
-fn load(files: &[String; 5]) -> Result<Snapshot, LoadErrors> {
+fn load(files: &[String; 6]) -> Result<Snapshot, LoadErrors> {
     let mut dir = DirectoryFiles::with(|name| {
         let i = FILES.iter().position(|f| *f == name).unwrap_or(0);
         Ok(files[i].as_bytes().to_vec())
     });
     dir.routing = Some(Ok(files[4].as_bytes().to_vec()));
+    dir.dialplans = Some(Ok(files[5].as_bytes().to_vec()));
     Snapshot::from_files(dir)
 }
 
@@ -124,8 +127,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
 
     #[test]
-    fn damaged_directories_get_an_answer(which in 0..5usize, damages in prop::collection::vec(damage(), 1..4)) {
-        let mut files = [TENANTS, USERS, CATALOG, RATES, ROUTING].map(str::to_string);
+    fn damaged_directories_get_an_answer(which in 0..6usize, damages in prop::collection::vec(damage(), 1..4)) {
+        let mut files = [TENANTS, USERS, CATALOG, RATES, ROUTING, DIALPLANS].map(str::to_string);
         for d in &damages {
             files[which] = apply(&files[which], d);
         }
@@ -150,7 +153,7 @@ proptest! {
 
 #[test]
 fn the_shipped_directory_loads() {
-    let files = [TENANTS, USERS, CATALOG, RATES, ROUTING].map(str::to_string);
+    let files = [TENANTS, USERS, CATALOG, RATES, ROUTING, DIALPLANS].map(str::to_string);
     let snap = load(&files).unwrap_or_else(|e| panic!("{e}"));
     assert!(!snap.users.is_empty());
 }

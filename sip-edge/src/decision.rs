@@ -24,6 +24,12 @@ pub struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     pub rule: &'static str,
+    /// The caller's dial plan rewrote the dialed string: the rule's name, and what it made
+    /// of it (then classified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dial_plan_rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalized: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub e164: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +74,8 @@ pub fn line<'a>(
         basis,
         reason,
         rule: d.rule.describe(),
+        dial_plan_rule: d.dial_plan.as_ref().map(|n| n.rule.to_string()),
+        normalized: d.dial_plan.as_ref().map(|n| n.number.to_string()),
         e164: d.destination.map(|x| x.e164().to_string()),
         region: d.destination.map(|x| x.region.as_str().to_string()),
         number_type: d.destination.map(|x| x.number_type.as_str()),

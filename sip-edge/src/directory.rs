@@ -1,15 +1,16 @@
 //! Reading the directory (DESIGN §3: `tenants.toml`, `users.csv`, `catalog.toml`, `rates.csv`,
-//! and the optional `routing.toml`)
+//! and the optional `routing.toml` and `dialplans.toml`)
 //! for the engine, which parses and checks it: the engine does no I/O of its own (DESIGN §1).
 
 use std::path::Path;
 
+use tollgate_engine::dialplan::DIALPLANS_FILE;
 use tollgate_engine::load::{DirectoryFiles, LoadErrors};
 use tollgate_engine::routing::ROUTING_FILE;
 use tollgate_engine::Snapshot;
 
 /// The four files of `dir` as bytes; a file that cannot be read says why, with its path. The
-/// optional `routing.toml` (DESIGN §3) is read when it exists.
+/// optional `routing.toml` and `dialplans.toml` (DESIGN §3) are read when they exist.
 pub fn files(dir: &Path) -> DirectoryFiles {
     let read = |name: &str| {
         let path = dir.join(name);
@@ -17,6 +18,7 @@ pub fn files(dir: &Path) -> DirectoryFiles {
     };
     let mut files = DirectoryFiles::with(read);
     files.routing = optional(dir, ROUTING_FILE);
+    files.dialplans = optional(dir, DIALPLANS_FILE);
     files
 }
 

@@ -28,6 +28,7 @@ use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tollgate_engine::dialplan::DIALPLANS_FILE;
 use tollgate_engine::load::{CATALOG_FILE, RATES_FILE, TENANTS_FILE, USERS_FILE};
 use tollgate_engine::routing::ROUTING_FILE;
 
@@ -38,12 +39,13 @@ use crate::transport::{stopped, Shutdown};
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// The names whose changes reload the directory.
-const WATCHED: [&str; 6] = [
+const WATCHED: [&str; 7] = [
     TENANTS_FILE,
     USERS_FILE,
     CATALOG_FILE,
     RATES_FILE,
     ROUTING_FILE,
+    DIALPLANS_FILE,
     "..data",
 ];
 
@@ -191,6 +193,7 @@ mod tests {
             "catalog.toml",
             "rates.csv",
             "routing.toml",
+            "dialplans.toml",
             "..data",
         ] {
             assert!(relevant(

@@ -11,12 +11,13 @@ use serde_json::Value;
 use tollgate_tests::daemon::{temp_dir, Daemon, Options, SipRequest};
 use tollgate_tests::{repo_root, tollgate_bin};
 
-const FILES: [&str; 5] = [
+const FILES: [&str; 6] = [
     "tenants.toml",
     "users.csv",
     "catalog.toml",
     "rates.csv",
     "routing.toml",
+    "dialplans.toml",
 ];
 const DECIDE_ALICE: &str = "/v1/decide?caller=alice%40contoso.com&dial=%2B12065550100";
 /// How long a watched change may take (the debounce is 300 ms).
@@ -87,15 +88,15 @@ fn eventually(d: &Daemon, what: &str, mut ok: impl FnMut() -> bool) {
 fn rows_that_would_disable_a_user_are_refused_by_check_and_serve() {
     let cases = [
         (
-            "contoso,uk@contoso.com,+442079460001,UK,MCOEV;MCOPSTN1,calling_plan,,Sales",
+            "contoso,uk@contoso.com,+442079460001,UK,MCOEV;MCOPSTN1,calling_plan,,Sales,",
             "usage_location",
         ),
         (
-            "contoso,xx@contoso.com,,XX,MCOEV;MCOPSTN1,calling_plan,,Sales",
+            "contoso,xx@contoso.com,,XX,MCOEV;MCOPSTN1,calling_plan,,Sales,",
             "usage_location",
         ),
         (
-            "contoso,sp@contoso.com,,US,MCOEV MCOPSTN1,calling_plan,,Sales",
+            "contoso,sp@contoso.com,,US,MCOEV MCOPSTN1,calling_plan,,Sales,",
             "licenses",
         ),
         (
@@ -152,7 +153,7 @@ fn a_reload_with_a_bad_usage_location_changes_nothing() {
     });
     std::fs::write(
         dir.join("users.csv"),
-        users_with("contoso,uk@contoso.com,+442079460001,UK,MCOEV;MCOPSTN1,calling_plan,,Sales"),
+        users_with("contoso,uk@contoso.com,+442079460001,UK,MCOEV;MCOPSTN1,calling_plan,,Sales,"),
     )
     .unwrap();
     let (status, body) = d.http("POST", "/v1/reload", "");
@@ -292,7 +293,7 @@ fn a_directory_replaced_by_mv_is_still_watched() {
         std::fs::write(
             next.join("users.csv"),
             users_with(&format!(
-                "contoso,zoe@contoso.com,+14255550199,US{zoe_line},calling_plan,,Sales"
+                "contoso,zoe@contoso.com,+14255550199,US{zoe_line},calling_plan,,Sales,"
             )),
         )
         .unwrap();

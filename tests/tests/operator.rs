@@ -187,6 +187,7 @@ fn directory_with_limit() -> PathBuf {
         "catalog.toml",
         "rates.csv",
         "routing.toml",
+        "dialplans.toml",
     ] {
         std::fs::copy(repo_root().join("config").join(f), dir.join(f)).expect("copy");
     }

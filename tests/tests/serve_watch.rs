@@ -9,7 +9,7 @@ use tollgate_tests::daemon::{temp_dir, Daemon, Options};
 use tollgate_tests::repo_root;
 
 /// A licensed US user who is not in the shipped `users.csv`.
-const ZOE: &str = "contoso,zoe@contoso.com,+14255550199,US,MCOEV;MCOPSTN1,calling_plan,,Sales";
+const ZOE: &str = "contoso,zoe@contoso.com,+14255550199,US,MCOEV;MCOPSTN1,calling_plan,,Sales,";
 const DECIDE_ZOE: &str = "/v1/decide?caller=zoe%40contoso.com&dial=%2B12065550100";
 const DECIDE_ALICE: &str = "/v1/decide?caller=alice%40contoso.com&dial=%2B12065550100";
 
@@ -62,6 +62,7 @@ fn file_changes_reload_and_bad_files_keep_the_old_snapshot() {
         "catalog.toml",
         "rates.csv",
         "routing.toml",
+        "dialplans.toml",
     ] {
         std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
     }
@@ -123,6 +124,7 @@ fn watch_false_reloads_only_on_request() {
         "catalog.toml",
         "rates.csv",
         "routing.toml",
+        "dialplans.toml",
     ] {
         std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
     }

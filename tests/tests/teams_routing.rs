@@ -31,6 +31,7 @@ fn directory(tag: &str, extra_users: &str) -> PathBuf {
         "catalog.toml",
         "rates.csv",
         "routing.toml",
+        "dialplans.toml",
     ] {
         std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
     }
@@ -117,7 +118,7 @@ fn a_calling_plan_user_falls_back_to_the_plan() {
     // rest to the plan's pools.
     let dir = directory(
         "routing-fallback",
-        "contoso,lena@contoso.com,+14255550120,US,MCOEV;MCOPSTN2,policy:US-Only,,Ops\n",
+        "contoso,lena@contoso.com,+14255550120,US,MCOEV;MCOPSTN2,policy:US-Only,,Ops,\n",
     );
     let d = Daemon::start_in("", &dir);
     let lena = "sip:lena@contoso.com";

@@ -157,6 +157,8 @@ fn print_human(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
         writeln!(out, "  service:      {service}")?;
     }
     let fields = [
+        ("dial_plan", l.dial_plan_rule.clone()),
+        ("normalized", l.normalized.clone()),
         ("e164", l.e164.clone()),
         ("region", l.region.clone()),
         ("number_type", l.number_type.map(str::to_string)),

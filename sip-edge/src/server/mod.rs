@@ -289,6 +289,7 @@ impl Server {
                 RULE_UNTRUSTED,
                 source,
                 label,
+                None,
             );
             return true;
         }
@@ -525,11 +526,13 @@ impl Server {
                     RULE_SHARE_SHORT,
                     source,
                     label,
+                    d.dial_plan.as_ref(),
                 );
                 return true;
             }
             Outcome::Reject(reason) => {
-                self.reject(out, req, reason, d.rule.describe(), source, label);
+                let plan = d.dial_plan.as_ref();
+                self.reject(out, req, reason, d.rule.describe(), source, label, plan);
                 if d.lacking.is_none() {
                     self.transactions.insert(key, Answer::Reject(reason), at);
                 }
@@ -548,6 +551,8 @@ impl Server {
                     .filter(|u| !u.is_empty())
                     .unwrap_or(&caller),
                 dialed,
+                dial_plan_rule = d.dial_plan.as_ref().map(|n| &*n.rule),
+                normalized = d.dial_plan.as_ref().map(|n| &*n.number),
                 tenant = grant.map(|g| &*g.tenant).filter(|t| !t.is_empty()),
                 basis = basis.as_str(),
                 service = service.map(|s| s.as_str()),
@@ -663,6 +668,7 @@ impl Server {
     /// Logged at info with what an operator needs to answer "why was this call refused"
     /// (DESIGN §2: `reason` is the `X-Tollgate-Reason` of the answer); the directory lookup
     /// for the caller's UPN and tenant only runs when the line is wanted.
+    #[allow(clippy::too_many_arguments)]
     fn reject(
         &self,
         out: &mut Vec<u8>,
@@ -671,6 +677,7 @@ impl Server {
         rule: &'static str,
         source: SocketAddr,
         label: &'static str,
+        dial_plan: Option<&tollgate_engine::dialplan::Normalized>,
     ) {
         self.metrics.rejected(reason);
         let status = reason.sip_status();
@@ -680,6 +687,8 @@ impl Server {
                 call_id = req.call_id,
                 caller = &*caller,
                 dialed = identity::dialed(&req.uri),
+                dial_plan_rule = dial_plan.map(|n| &*n.rule),
+                normalized = dial_plan.map(|n| &*n.number),
                 tenant = tenant.as_deref(),
                 reason = reason.as_str(),
                 rule,
