@@ -19,6 +19,9 @@ pub enum PlanKind {
     Domestic,
     /// Domestic minutes plus a separate international pool (MCOPSTN2).
     International,
+    /// Pay-As-You-Go (MCOPSTN_PAYG_1, _2): "No outgoing minutes are included. All outgoing
+    /// calls are charged" — every call paid by Communications Credits, no pool.
+    Payg,
 }
 
 /// What one SKU grants.
@@ -41,6 +44,56 @@ pub struct Sku {
     /// Audio Conferencing dial-out minutes per license per month (MCOMEETADV, E5: 60),
     /// added to the tenant's conferencing pool ([`crate::conference`]).
     pub conferencing_minutes: u32,
+    /// The usage locations it is sold for (a PAYG plan's country zone); empty: everywhere. A
+    /// licence held by a user licensed elsewhere grants nothing.
+    pub regions: Vec<Region>,
+}
+
+impl Sku {
+    /// Whether it grants anything to a user licensed in `region`.
+    pub fn sold_in(&self, region: Region) -> bool {
+        self.regions.is_empty() || self.regions.contains(&region)
+    }
+}
+
+/// A set of regions, one bit each: membership in a few instructions on the call path (the
+/// international list holds ~200 regions).
+#[derive(Clone, Debug, Default)]
+pub struct RegionSet {
+    /// Alpha-2 codes: bit `(a - 'A') * 26 + (b - 'A')`; then `001`.
+    bits: [u64; 11],
+    len: usize,
+}
+
+impl RegionSet {
+    fn index(r: Region) -> Option<usize> {
+        if r == Region::NON_GEO {
+            return Some(26 * 26);
+        }
+        let [a, b, _] = r.bytes();
+        (a.is_ascii_uppercase() && b.is_ascii_uppercase())
+            .then(|| usize::from(a - b'A') * 26 + usize::from(b - b'A'))
+    }
+
+    /// Adds `r`.
+    pub fn insert(&mut self, r: Region) {
+        if let Some(i) = Self::index(r) {
+            if self.bits[i / 64] & (1 << (i % 64)) == 0 {
+                self.len += 1;
+            }
+            self.bits[i / 64] |= 1 << (i % 64);
+        }
+    }
+
+    /// Whether `r` is in the set.
+    pub fn contains(&self, r: Region) -> bool {
+        Self::index(r).is_some_and(|i| self.bits[i / 64] & (1 << (i % 64)) != 0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Sku {
@@ -63,12 +116,15 @@ pub struct Catalog {
     /// Region → domestic group id.
     domestic_group: FxMap<Region, u16>,
     /// Reachable international destinations; empty = all.
-    international: Vec<Region>,
+    international: RegionSet,
     /// Audio Conferencing Zone A ([`crate::conference`]).
     zone_a: Vec<Region>,
     free_domestic: Vec<NumberType>,
     barred: Vec<NumberType>,
     barred_prefixes: Vec<String>,
+    /// E.164 prefixes callable only with Communications Credits, whatever their number type
+    /// (UK shared-cost numbers, classified premium rate).
+    credits_only_prefixes: Vec<String>,
 }
 
 impl Catalog {
@@ -112,7 +168,7 @@ impl Catalog {
         }
         for code in &rec.regions.international {
             if let Some(r) = region(code, "regions.international", rl, errors) {
-                c.international.push(r);
+                c.international.insert(r);
             }
         }
         for code in &rec.regions.zone_a {
@@ -133,36 +189,51 @@ impl Catalog {
         };
         c.free_domestic = types(&rec.numbers.free_domestic, "numbers.free_domestic", errors);
         c.barred = types(&rec.numbers.barred, "numbers.barred", errors);
-        for p in &rec.numbers.barred_prefixes {
-            let ok =
-                p.len() > 1 && p.starts_with('+') && p[1..].bytes().all(|b| b.is_ascii_digit());
-            if ok {
-                c.barred_prefixes.push(p.clone());
-            } else {
-                errors.push(
-                    f,
-                    nl,
-                    "numbers.barred_prefixes",
-                    format!("{p:?} is not `+` and digits"),
-                );
+        let prefixes = |list: &[String], field: &str, errors: &mut LoadErrors| {
+            let mut out = Vec::new();
+            for p in list {
+                let ok =
+                    p.len() > 1 && p.starts_with('+') && p[1..].bytes().all(|b| b.is_ascii_digit());
+                if ok {
+                    out.push(p.clone());
+                } else {
+                    errors.push(f, nl, field, format!("{p:?} is not `+` and digits"));
+                }
             }
-        }
+            out
+        };
+        c.barred_prefixes = prefixes(
+            &rec.numbers.barred_prefixes,
+            "numbers.barred_prefixes",
+            errors,
+        );
+        c.credits_only_prefixes = prefixes(
+            &rec.numbers.credits_only_prefixes,
+            "numbers.credits_only_prefixes",
+            errors,
+        );
         for s in &rec.skus {
             let line = Some(s.line);
             let plan = match s.plan.as_deref() {
                 None => None,
                 Some("domestic") => Some(PlanKind::Domestic),
                 Some("international") => Some(PlanKind::International),
+                Some("payg") => Some(PlanKind::Payg),
                 Some(other) => {
                     errors.push(
                         f,
                         line,
                         "plan",
-                        format!("{other:?} is neither `domestic` nor `international`"),
+                        format!("{other:?} is none of `domestic`, `international`, `payg`"),
                     );
                     None
                 }
             };
+            let regions = s
+                .regions
+                .iter()
+                .filter_map(|code| region(code, "regions", line, errors))
+                .collect();
             let mut minutes = HashMap::new();
             let mut minutes_default = 0;
             for (k, v) in &s.minutes {
@@ -172,7 +243,9 @@ impl Catalog {
                     minutes.insert(r, *v);
                 }
             }
-            if plan.is_some() && !s.minutes.contains_key("default") {
+            if matches!(plan, Some(PlanKind::Domestic | PlanKind::International))
+                && !s.minutes.contains_key("default")
+            {
                 errors.push(f, line, "minutes", "a calling plan needs `minutes.default`");
             }
             if plan == Some(PlanKind::International) && s.international_minutes == 0 {
@@ -198,6 +271,7 @@ impl Catalog {
                 international_minutes: s.international_minutes,
                 credits: s.credits,
                 conferencing_minutes: s.conferencing_minutes,
+                regions,
             });
         }
         c
@@ -269,15 +343,25 @@ impl Catalog {
         dest: Region,
         domestic: bool,
     ) -> bool {
-        if self.barred.contains(&t)
-            || self
-                .barred_prefixes
-                .iter()
-                .any(|p| e164.starts_with(p.as_bytes()))
+        if self
+            .barred_prefixes
+            .iter()
+            .any(|p| e164.starts_with(p.as_bytes()))
+            || (self.barred.contains(&t) && !self.is_credits_only(e164))
         {
             return true;
         }
-        !domestic && !self.international.is_empty() && !self.international.contains(&dest)
+        !domestic && !self.international.is_empty() && !self.international.contains(dest)
+    }
+
+    /// Whether `e164` may be called only with Communications Credits
+    /// (`[numbers].credits_only_prefixes`: UK shared-cost numbers "are supported using
+    /// Communications Credits to pay per minute", calling-plan-rules §4). The number type
+    /// barred for the rest of its kind (premium rate) does not bar it.
+    pub fn is_credits_only(&self, e164: &[u8]) -> bool {
+        self.credits_only_prefixes
+            .iter()
+            .any(|p| e164.starts_with(p.as_bytes()))
     }
 }
 
@@ -285,6 +369,23 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::load::parse_catalog;
+
+    #[test]
+    fn region_sets() {
+        let mut set = RegionSet::default();
+        assert!(set.is_empty());
+        for c in ["GB", "us", "001", "ZZ", "AA"] {
+            set.insert(Region::new(c).unwrap());
+        }
+        set.insert(Region::new("GB").unwrap());
+        assert_eq!(set.len, 5);
+        for c in ["GB", "US", "001", "ZZ", "AA"] {
+            assert!(set.contains(Region::new(c).unwrap()), "{c}");
+        }
+        for c in ["GA", "FR", "AB"] {
+            assert!(!set.contains(Region::new(c).unwrap()), "{c}");
+        }
+    }
 
     fn shipped() -> Catalog {
         let text = include_str!("../../config/catalog.toml");

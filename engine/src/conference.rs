@@ -146,9 +146,11 @@ pub(crate) fn evaluate(snap: &Snapshot, user: &User, d: &Destination) -> Verdict
             route: Some(route),
         };
     }
+    // "Non-premium numbers in ANY of the Zone A countries": a credits-only number (UK shared
+    // cost) is not one.
     let pool = user
         .conference_pool()
-        .filter(|_| zone_a)
+        .filter(|_| zone_a && !snap.catalog.is_credits_only(d.e164_bytes()))
         .map(|p| (p, Basis::ConferencePool));
     let otherwise = match (pool, licensed) {
         (Some(_), _) => Reason::PoolExhausted,

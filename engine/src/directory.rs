@@ -519,8 +519,14 @@ impl Snapshot {
             let Some(sku) = self.catalog.sku(i) else {
                 continue;
             };
+            // A plan sold for other usage locations (a PAYG plan of another zone) grants
+            // nothing here.
+            if usage_location.is_some_and(|r| !sku.sold_in(r)) {
+                continue;
+            }
             phone_system |= sku.phone_system;
-            credits |= sku.credits;
+            // A Pay-As-You-Go plan pays every call from Communications Credits, MCOPSTNC or not.
+            credits |= sku.credits || sku.plan == Some(PlanKind::Payg);
             conferencing_minutes = conferencing_minutes.max(sku.conferencing_minutes);
             if let Some(kind) = sku.plan {
                 plan = Some(match plan {
@@ -612,7 +618,8 @@ impl Snapshot {
         }
         let pool_region = self.catalog.pool_region(usage_location);
         // Capacity counts assigned licenses: minutes(SKU, usage location) per user holding it.
-        if let Some((sku_i, kind)) = plan {
+        // A Pay-As-You-Go plan has no minutes, so no pool.
+        if let Some((sku_i, kind)) = plan.filter(|(_, k)| *k != PlanKind::Payg) {
             if let Some(sku) = self.catalog.sku(sku_i) {
                 let mut add = |k: PoolKind, minutes: u32| {
                     *pools.entry((tenant, pool_region, sku_i, k)).or_insert(0) +=
@@ -656,14 +663,15 @@ impl Snapshot {
     }
 
     /// When a user holds several calling-plan SKUs, the International plan wins, then the one
-    /// with the most domestic minutes.
+    /// with the most domestic minutes; a Pay-As-You-Go plan last (its credits still pay once
+    /// the bundled minutes run out: "overages on plans with bundled minutes").
     fn better_plan(&self, a: (u16, PlanKind), b: (u16, PlanKind), region: Option<Region>) -> bool {
         let rank = |(i, k): (u16, PlanKind)| {
             let m = match (self.catalog.sku(i), region) {
                 (Some(s), Some(r)) => s.minutes_for(r),
                 _ => 0,
             };
-            (k == PlanKind::International, m)
+            (k != PlanKind::Payg, k == PlanKind::International, m)
         };
         rank(a) >= rank(b)
     }

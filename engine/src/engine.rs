@@ -851,3 +851,7 @@ mod conference_tests;
 #[cfg(test)]
 #[path = "engine_dialplan_tests.rs"]
 mod dialplan_tests;
+
+#[cfg(test)]
+#[path = "engine_catalog_tests.rs"]
+mod catalog_tests;

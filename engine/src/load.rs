@@ -188,6 +188,9 @@ pub struct NumbersRecord {
     /// E.164 prefixes barred (`+449`, rule 6).
     #[serde(default)]
     pub barred_prefixes: Vec<String>,
+    /// E.164 prefixes callable with Communications Credits only (UK shared cost).
+    #[serde(default)]
+    pub credits_only_prefixes: Vec<String>,
 }
 
 /// A `[[sku]]` table of `catalog.toml`.
@@ -202,9 +205,12 @@ pub struct SkuRecord {
     /// Whether it includes Phone System (rule 3).
     #[serde(default)]
     pub phone_system: bool,
-    /// `domestic` or `international`.
+    /// `domestic`, `international` or `payg`.
     #[serde(default)]
     pub plan: Option<String>,
+    /// Usage locations it is sold for (a PAYG plan's country zone); empty: everywhere.
+    #[serde(default)]
+    pub regions: Vec<String>,
     /// Minutes per user per calendar month: `default` plus per-region overrides.
     #[serde(default)]
     pub minutes: BTreeMap<String, u32>,

@@ -481,6 +481,16 @@ pub(crate) fn evaluate(
         }
     }
     let route = Route::CallingPlan(user.pool_region);
+    // UK shared-cost numbers: "supported using Communications Credits to pay per minute",
+    // never from a pool (catalog `credits_only_prefixes`).
+    if snap.catalog.is_credits_only(d.e164_bytes()) {
+        return Verdict::Fund {
+            pool: None,
+            credits: user.credits,
+            otherwise: Reason::DestinationNotSupported,
+            route,
+        };
+    }
     // Rule 8: domestic toll-free is free (for users who can call the PSTN at all).
     if domestic && has_pstn && snap.catalog.is_free_domestic(d.number_type) {
         return fin(Outcome::Admit(Basis::Free), Rule::Domestic, Some(route));

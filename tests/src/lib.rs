@@ -48,6 +48,27 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The files of the shipped directory (`config/`), the optional ones included.
+pub const DIRECTORY_FILES: [&str; 6] = [
+    "tenants.toml",
+    "users.csv",
+    "catalog.toml",
+    "rates.csv",
+    "routing.toml",
+    "dialplans.toml",
+];
+
+/// A copy of the shipped directory in a fresh temporary directory (`tag` names it), for a
+/// test to change.
+pub fn shipped_directory(tag: &str) -> PathBuf {
+    let dir = daemon::temp_dir(tag);
+    for f in DIRECTORY_FILES {
+        std::fs::copy(repo_root().join("config").join(f), dir.join(f))
+            .unwrap_or_else(|e| panic!("copying config/{f}: {e}"));
+    }
+    dir
+}
+
 /// `tollgate SUBCOMMAND --config CONFIG ARGS…`: its standard output, asserting it succeeded.
 pub fn tollgate_output(subcommand: &str, config: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new(tollgate_bin())

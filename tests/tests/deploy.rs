@@ -19,14 +19,7 @@ use tollgate_tests::daemon::{temp_dir, Daemon};
 use tollgate_tests::{repo_root, tollgate_bin};
 
 /// The directory's files (DESIGN §3), which every deployment ships beside `tollgate.toml`.
-const DIRECTORY_FILES: [&str; 6] = [
-    "tenants.toml",
-    "users.csv",
-    "catalog.toml",
-    "rates.csv",
-    "routing.toml",
-    "dialplans.toml",
-];
+use tollgate_tests::DIRECTORY_FILES;
 
 fn deploy_path(rel: &str) -> PathBuf {
     repo_root().join("deploy").join(rel)

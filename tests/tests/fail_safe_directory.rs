@@ -11,14 +11,7 @@ use serde_json::Value;
 use tollgate_tests::daemon::{temp_dir, Daemon, Options, SipRequest};
 use tollgate_tests::{repo_root, tollgate_bin};
 
-const FILES: [&str; 6] = [
-    "tenants.toml",
-    "users.csv",
-    "catalog.toml",
-    "rates.csv",
-    "routing.toml",
-    "dialplans.toml",
-];
+use tollgate_tests::DIRECTORY_FILES as FILES;
 const DECIDE_ALICE: &str = "/v1/decide?caller=alice%40contoso.com&dial=%2B12065550100";
 /// How long a watched change may take (the debounce is 300 ms).
 const WITHIN: Duration = Duration::from_secs(10);

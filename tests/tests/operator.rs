@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tollgate_tests::daemon::{temp_dir, Daemon, Options, SipRequest};
-use tollgate_tests::repo_root;
 
 /// The log tests must see the level they configure, whatever the shell running them set.
 const NO_RUST_LOG: &[&str] = &["RUST_LOG"];
@@ -180,17 +179,7 @@ fn log_level_is_reloaded_and_text_format_still_works() {
 /// The shipped directory with contoso's `user_spend_limit` at 0.50: two minutes at the default
 /// rate (0.25 a minute) reach it.
 fn directory_with_limit() -> PathBuf {
-    let dir = temp_dir("operator-dir");
-    for f in [
-        "tenants.toml",
-        "users.csv",
-        "catalog.toml",
-        "rates.csv",
-        "routing.toml",
-        "dialplans.toml",
-    ] {
-        std::fs::copy(repo_root().join("config").join(f), dir.join(f)).expect("copy");
-    }
+    let dir = tollgate_tests::shipped_directory("operator-dir");
     let tenants = std::fs::read_to_string(dir.join("tenants.toml")).expect("tenants");
     let limited = tenants.replace(
         "user_spend_limit = \"20.00\"",

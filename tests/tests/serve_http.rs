@@ -145,16 +145,7 @@ fn wait_for_metric(d: &Daemon, needle: &str) {
 
 #[test]
 fn reload_good_and_bad() {
-    let dir = temp_dir("directory");
-    for f in [
-        "tenants.toml",
-        "users.csv",
-        "catalog.toml",
-        "rates.csv",
-        "routing.toml",
-    ] {
-        std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
-    }
+    let dir = tollgate_tests::shipped_directory("directory");
     // Only the reloads asked for here: no file watch (`serve_watch.rs` tests that).
     let d = Daemon::start_opts(&Options {
         directory: Some(&dir),

@@ -5,8 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tollgate_tests::daemon::{temp_dir, Daemon, Options};
-use tollgate_tests::repo_root;
+use tollgate_tests::daemon::{Daemon, Options};
 
 /// A licensed US user who is not in the shipped `users.csv`.
 const ZOE: &str = "contoso,zoe@contoso.com,+14255550199,US,MCOEV;MCOPSTN1,calling_plan,,Sales,";
@@ -55,17 +54,7 @@ fn replace(file: &Path, text: &str) {
 
 #[test]
 fn file_changes_reload_and_bad_files_keep_the_old_snapshot() {
-    let dir = temp_dir("watch");
-    for f in [
-        "tenants.toml",
-        "users.csv",
-        "catalog.toml",
-        "rates.csv",
-        "routing.toml",
-        "dialplans.toml",
-    ] {
-        std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
-    }
+    let dir = tollgate_tests::shipped_directory("watch");
     let users_csv = dir.join("users.csv");
     let users = std::fs::read_to_string(&users_csv).unwrap();
     let d = Daemon::start_in("", &dir);
@@ -117,17 +106,7 @@ fn file_changes_reload_and_bad_files_keep_the_old_snapshot() {
 
 #[test]
 fn watch_false_reloads_only_on_request() {
-    let dir = temp_dir("nowatch");
-    for f in [
-        "tenants.toml",
-        "users.csv",
-        "catalog.toml",
-        "rates.csv",
-        "routing.toml",
-        "dialplans.toml",
-    ] {
-        std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
-    }
+    let dir = tollgate_tests::shipped_directory("nowatch");
     let users_csv = dir.join("users.csv");
     let users = std::fs::read_to_string(&users_csv).unwrap();
     let d = Daemon::start_opts(&Options {

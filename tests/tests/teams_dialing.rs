@@ -5,23 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use tollgate_tests::daemon::{temp_dir, Daemon, Options, SipRequest, SipResponse};
-use tollgate_tests::repo_root;
+use tollgate_tests::daemon::{Daemon, Options, SipRequest, SipResponse};
 
 const ERIN: &str = "sip:erin@contoso.com";
 
 /// A copy of the shipped directory, to break on purpose.
 fn directory() -> PathBuf {
-    let dir = temp_dir("dialing");
-    for f in std::fs::read_dir(repo_root().join("config")).expect("config") {
-        let f = f.expect("entry").path();
-        if f.extension().is_some_and(|e| e == "toml" || e == "csv") {
-            let name = f.file_name().expect("name");
-            std::fs::copy(&f, dir.join(name)).expect("copy");
-        }
-    }
-    std::fs::remove_file(dir.join("tollgate.toml")).expect("not a directory file");
-    dir
+    tollgate_tests::shipped_directory("dialing")
 }
 
 fn invite(d: &Daemon, from: &str, dial: &str, call_id: &str) -> SipResponse {

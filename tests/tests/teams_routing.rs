@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use tollgate_tests::daemon::{temp_dir, Daemon, Options, SipRequest, SipResponse};
-use tollgate_tests::repo_root;
 
 /// `kim@contoso.com` of the shipped directory: Phone System only, policy `US-Only`.
 const KIM: &str = "sip:kim@contoso.com";
@@ -24,17 +23,7 @@ fn us_only_contacts(number: &str) -> String {
 
 /// A copy of the shipped directory (with `routing.toml`) and, if given, `extra_users` rows.
 fn directory(tag: &str, extra_users: &str) -> PathBuf {
-    let dir = temp_dir(tag);
-    for f in [
-        "tenants.toml",
-        "users.csv",
-        "catalog.toml",
-        "rates.csv",
-        "routing.toml",
-        "dialplans.toml",
-    ] {
-        std::fs::copy(repo_root().join("config").join(f), dir.join(f)).unwrap();
-    }
+    let dir = tollgate_tests::shipped_directory(tag);
     let users = std::fs::read_to_string(dir.join("users.csv")).unwrap();
     std::fs::write(dir.join("users.csv"), format!("{users}{extra_users}")).unwrap();
     dir

@@ -235,8 +235,8 @@ mod tests {
     fn shipped_directory_callers() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
         let mix = Mix::from_directory(&dir, Weights::DEFAULT).unwrap();
-        // 20 users, 19 with a line URI.
-        assert_eq!(mix.callers(), 39);
+        // 21 users, 20 with a line URI.
+        assert_eq!(mix.callers(), 41);
         let (caller, dial) = mix.pick(7);
         assert!(caller.starts_with("sip:"), "{caller}");
         assert!(!dial.is_empty());
