@@ -93,6 +93,18 @@ pub struct DaemonConfig {
     pub cluster: ClusterTable,
     pub log: LogTable,
     pub tls: TlsTable,
+    pub numbering: NumberingTable,
+}
+
+/// `[numbering]`: where the libphonenumber metadata comes from. Numbering plans change every
+/// month; an operator can use a newer `PhoneNumberMetadata.xml` and `ShortNumberMetadata.xml`
+/// without a new build. `metadata` is a directory holding both (relative as
+/// `[directory].path`); empty, the copy built in (libphonenumber v9.0.35). Read and checked at
+/// start (`check` and `serve`); a change takes a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NumberingTable {
+    pub metadata: String,
 }
 
 /// `[tls]` (DESIGN §3): the certificate of `tls:` SIP listeners and, with `[http].tls = true`,

@@ -1,4 +1,7 @@
-//! `tollgate numbers --region CC`: the numbering plan as a filter (DESIGN §5).
+//! `tollgate numbers --region CC [--metadata DIR]`: the numbering plan as a filter (DESIGN §5);
+//! with `--metadata`, the plan of that directory's `PhoneNumberMetadata.xml` and
+//! `ShortNumberMetadata.xml` (as `[numbering].metadata` would give the daemon), to try newer
+//! metadata before pointing the daemon at it.
 
 use std::io::{BufRead, Write};
 
@@ -10,6 +13,9 @@ pub struct Args {
     /// The caller's region (ISO 3166 alpha-2), which decides national and IDD formats.
     #[arg(long)]
     pub region: String,
+    /// A directory holding newer libphonenumber metadata (default: the copy built in).
+    #[arg(long)]
+    pub metadata: Option<std::path::PathBuf>,
 }
 
 /// One output line. Field names are pinned by DESIGN §5.
@@ -31,7 +37,23 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
         return Ok(2);
     };
-    let plan = NumberingPlan::builtin().context("compiling the numbering plan")?;
+    let plan = match &args.metadata {
+        None => NumberingPlan::builtin().context("compiling the numbering plan")?,
+        Some(dir) => {
+            // Resolved as given (not against a tollgate.toml).
+            let here = std::path::Path::new("tollgate.toml");
+            match super::setup::numbering_plan(here, &dir.display().to_string()) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    eprintln!(
+                        "tollgate numbers: --metadata: {}",
+                        e.replace("tollgate.toml: [numbering].metadata: ", "")
+                    );
+                    return Ok(2);
+                }
+            }
+        }
+    };
     let stdin = std::io::stdin().lock();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for line in stdin.split(b'\n') {

@@ -20,6 +20,8 @@ pub struct Setup {
     pub config: EngineConfig,
     pub directory: PathBuf,
     pub snapshot: Snapshot,
+    /// The numbering plan: `[numbering].metadata`'s, else the one built in.
+    pub plan: Arc<NumberingPlan>,
     /// The bearer token of `[http].token_file`, read when serving only.
     pub token: Option<Arc<str>>,
     /// The `[tls]` certificate, read when serving only, and only when `[tls]` names one.
@@ -59,6 +61,7 @@ pub fn load(config_path: &Path, serving: bool) -> Result<Setup, Vec<String>> {
     } else {
         None
     };
+    let metadata = file.numbering.metadata.clone();
     let daemon = file
         .check()
         .map_err(|es| errors.extend(es.iter().map(|e| e.located(&text))));
@@ -66,16 +69,62 @@ pub fn load(config_path: &Path, serving: bool) -> Result<Setup, Vec<String>> {
         errors.extend(e.0.iter().map(|e| format!("{}: {e}", directory.display())));
         Snapshot::default()
     });
-    match daemon {
-        Ok(daemon) if errors.is_empty() => Ok(Setup {
+    let plan = numbering_plan(config_path, &metadata)
+        .and_then(|plan| covers_directory(plan, &snapshot))
+        .map_err(|e| errors.push(crate::config::locate(e, &text, "numbering", "metadata")))
+        .ok();
+    match (daemon, plan) {
+        (Ok(daemon), Some(plan)) if errors.is_empty() => Ok(Setup {
             config: daemon.engine.clone(),
             daemon,
             directory,
             snapshot,
+            plan: Arc::new(plan),
             token,
             tls,
         }),
         _ => Err(errors),
+    }
+}
+
+/// The numbering plan of `[numbering].metadata` (`metadata`, relative as `[directory].path`):
+/// the directory's `PhoneNumberMetadata.xml` and `ShortNumberMetadata.xml`, or the copy built in
+/// when empty. An error names the field, the file and, for a file that does not parse, its line.
+pub fn numbering_plan(config_path: &Path, metadata: &str) -> Result<NumberingPlan, String> {
+    let field = "tollgate.toml: [numbering].metadata";
+    if metadata.is_empty() {
+        return NumberingPlan::builtin().map_err(|e| format!("{field}: the built-in copy: {e}"));
+    }
+    let dir = resolve_path(config_path, metadata);
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path)
+            .map_err(|e| format!("{field}: {}: cannot read: {e}", path.display()))
+    };
+    let phone = read("PhoneNumberMetadata.xml")?;
+    let short = read("ShortNumberMetadata.xml")?;
+    NumberingPlan::from_xml(&phone, &short).map_err(|e| format!("{field}: {}/{e}", dir.display()))
+}
+
+/// `plan`, if it can read the numbers of every usage location of the directory: a region it
+/// lacks would make its users' national numbers, emergency numbers included, unreadable.
+fn covers_directory(plan: NumberingPlan, snapshot: &Snapshot) -> Result<NumberingPlan, String> {
+    let mut missing: Vec<String> = snapshot
+        .users
+        .iter()
+        .map(|u| u.usage_location)
+        .filter(|r| !plan.has_region(*r))
+        .map(|r| r.as_str().to_string())
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        Ok(plan)
+    } else {
+        Err(format!(
+            "tollgate.toml: [numbering].metadata: lacks regions the directory's users are licensed in: {}",
+            missing.join(", ")
+        ))
     }
 }
 
@@ -152,11 +201,5 @@ pub fn ledger_settings(config_path: &Path, file: &DaemonConfig) -> Option<crate:
 
 /// An engine over the loaded directory.
 pub fn engine(setup: Setup) -> anyhow::Result<Engine> {
-    let plan = NumberingPlan::builtin()?;
-    Ok(Engine::new(
-        Arc::new(plan),
-        setup.config,
-        setup.snapshot,
-        now(),
-    ))
+    Ok(Engine::new(setup.plan, setup.config, setup.snapshot, now()))
 }

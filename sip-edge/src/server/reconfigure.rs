@@ -19,7 +19,7 @@
 //!   names now, and serve every connection accepted from then on ([`crate::tls`]).
 //!
 //! What is bound at start-up — `[sip].listen`, `[http].listen` and `tls`, `[directory]`,
-//! `[ledger]`, `[cluster]`, `[log].format` — is logged as needing a restart, and the running
+//! `[ledger]`, `[cluster]`, `[numbering]`, `[log].format` — is logged as needing a restart, and the running
 //! values stay. A file that does not parse or check (or a token file or TLS file that does
 //! not read) fails the whole reload, like a bad directory does: nothing changes, the errors are
 //! logged and `tollgate_reloads_total{result="error"}` counts (DESIGN §3).
@@ -157,6 +157,7 @@ fn restart_needed(running: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static st
         ("[directory]", running.directory != new.directory),
         ("[ledger]", running.ledger != new.ledger),
         ("[cluster]", running.cluster != new.cluster),
+        ("[numbering]", running.numbering != new.numbering),
         ("[log].format", running.log.format != new.log.format),
     ]
     .into_iter()
