@@ -5,7 +5,12 @@
 //! cargo build --release -p tollgate-benches --example authorize_loop
 //! valgrind --tool=callgrind --toggle-collect='tollgate_engine::engine::Engine::authorize' \
 //!     target/release/examples/authorize_loop 100000
+//! target/release/examples/authorize_loop 1000000 teams   # dial plans and voice routing in use
+//! target/release/examples/authorize_loop 1000000 plans   # dial plans only (`routing`: policies only)
 //! ```
+//!
+//! With `teams`, the directory is `directory_gen::files_with_teams`: every user has a dial plan
+//! of five rules, one in five routes by a voice routing policy; the calls are the same.
 use std::sync::Arc;
 
 use tollgate_benches::directory_gen::{self, dialed, region, upn};
@@ -19,7 +24,19 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let snap = Snapshot::build(directory_gen::records(100_000)).expect("snapshot");
+    let mode = std::env::args().nth(2).unwrap_or_default();
+    let (plans, routing) = match mode.as_str() {
+        "teams" => (true, true),
+        "plans" => (true, false),
+        "routing" => (false, true),
+        _ => (false, false),
+    };
+    let snap = if plans || routing {
+        Snapshot::from_files(directory_gen::files_with_teams(100_000, plans, routing))
+            .expect("snapshot")
+    } else {
+        Snapshot::build(directory_gen::records(100_000)).expect("snapshot")
+    };
     let plan = Arc::new(NumberingPlan::builtin().expect("plan"));
     let e = Engine::new(plan, EngineConfig::default(), snap, NOW);
     let work: Vec<(String, &str)> = (0..100_000)

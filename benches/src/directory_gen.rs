@@ -129,6 +129,61 @@ pub fn write_dir(dir: &std::path::Path, n: usize) -> std::io::Result<()> {
     )
 }
 
+/// The directory of `n` users with the Teams routing features in use (issue 19's bench): with
+/// `plans_on`, every tenant has a default dial plan of five rules (extension, operator, site
+/// prefix, outside line, a national form); with `routing_on`, a voice routing policy of two
+/// usages and three routes, by which one user in five routes (`policy:dr`) instead of their
+/// calling plan. The files as the daemon would read them.
+pub fn files_with_teams(
+    n: usize,
+    plans_on: bool,
+    routing_on: bool,
+) -> tollgate_engine::load::DirectoryFiles {
+    let tenants = n.div_ceil(TENANT_SIZE).max(1);
+    let mut users = String::from(
+        "tenant,user,line_uri,usage_location,licenses,voice_routing,dial_out_policy\n",
+    );
+    for i in 0..n {
+        let mut f = user_fields(i);
+        if routing_on && i % 5 == 2 && f[5].is_empty() {
+            f[5] = "policy:dr".into();
+        }
+        users.push_str(&f.join(","));
+        users.push('\n');
+    }
+    let mut routing = String::new();
+    let mut plans = String::new();
+    for t in 0..tenants {
+        routing.push_str(&format!(
+            "[[voice_route]]\ntenant = \"t{t}\"\nname = \"nanp\"\nusage = \"domestic\"\n\
+             pattern = '^\\+1(\\d{{10}})$'\npriority = 1\ngateways = [\"sbc\"]\n\
+             [[voice_route]]\ntenant = \"t{t}\"\nname = \"nanp backup\"\nusage = \"domestic\"\n\
+             pattern = '^\\+1'\npriority = 2\ngateways = [\"sbc\"]\n\
+             [[voice_route]]\ntenant = \"t{t}\"\nname = \"world\"\nusage = \"international\"\n\
+             pattern = '^\\+[2-9]'\npriority = 1\ngateways = [\"sbc\"]\n\
+             [[voice_routing_policy]]\ntenant = \"t{t}\"\nid = \"dr\"\nusages = [\"domestic\", \"international\"]\n\n"
+        ));
+        plans.push_str(&format!(
+            "[[dial_plan]]\nid = \"main\"\ntenant = \"t{t}\"\ndefault = true\n\
+             [[dial_plan.rule]]\nname = \"extension\"\npattern = '^(\\d{{4}})$'\ntranslation = \"+1206555$1\"\n\
+             [[dial_plan.rule]]\nname = \"operator\"\npattern = '^0$'\ntranslation = \"+12065550100\"\n\
+             [[dial_plan.rule]]\nname = \"site\"\npattern = '^6222(\\d{{4}})$'\ntranslation = \"+1425555$1\"\n\
+             [[dial_plan.rule]]\nname = \"outside line\"\npattern = '^9(\\d{{11}})$'\ntranslation = \"+$1\"\n\
+             [[dial_plan.rule]]\nname = \"seven digits\"\npattern = '^(\\d{{7}})$'\ntranslation = \"+1206$1\"\n\n"
+        ));
+    }
+    let bytes = |s: String| Ok(s.into_bytes());
+    let mut files = tollgate_engine::load::DirectoryFiles::with(|name| match name {
+        load::TENANTS_FILE => bytes(tenants_toml(n)),
+        load::USERS_FILE => bytes(std::mem::take(&mut users)),
+        load::CATALOG_FILE => bytes(include_str!("../../config/catalog.toml").to_string()),
+        _ => bytes(include_str!("../../config/rates.csv").to_string()),
+    });
+    files.routing = routing_on.then(|| bytes(routing));
+    files.dialplans = plans_on.then(|| bytes(plans));
+    files
+}
+
 /// Mixed dialed strings for a caller in `region`: domestic national and E.164, international,
 /// toll-free, emergency, premium rate.
 pub fn dialed(region: &str, k: usize) -> &'static str {

@@ -36,7 +36,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -57,6 +57,11 @@ pub struct NormalizationRule {
     translation: Vec<Piece>,
 }
 
+/// Visual separators (RFC 3966 §5.1.1) and spaces: left out before the rules see the string.
+fn is_separator(b: u8) -> bool {
+    matches!(b, b'-' | b'.' | b'(' | b')' | b' ')
+}
+
 /// A piece of a translation: text, or a capture group of the pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Piece {
@@ -73,6 +78,9 @@ pub struct DialPlan {
     pub tenant: u32,
     /// In order: the first that matches rewrites the number.
     pub rules: Vec<NormalizationRule>,
+    /// Every rule's pattern in one automaton: a string no rule matches (most calls) costs one
+    /// pass, not one per rule. `None` (the set too large to build): every rule is tried.
+    any: Option<RegexSet>,
 }
 
 /// What a plan made of a dialed string.
@@ -147,17 +155,28 @@ impl DialPlans {
         mut f: impl FnMut(Normalized) -> Option<T>,
     ) -> Option<T> {
         let plan = self.plans.get(plan as usize)?;
-        DIGITS.with_borrow_mut(|digits| {
-            digits.clear();
-            digits.extend(
-                dialed
-                    .chars()
-                    .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' ')),
-            );
+        let mut apply = |digits: &str| {
+            if plan.any.as_ref().is_some_and(|set| !set.is_match(digits)) {
+                return None;
+            }
             plan.rules
                 .iter()
                 .filter(|r| r.pattern.is_match(digits))
                 .find_map(|rule| f(rule.rewrite(digits)?))
+        };
+        // Most numbers come without separators: matched as they are, nothing copied.
+        if !dialed.bytes().any(is_separator) {
+            return apply(dialed);
+        }
+        DIGITS.with_borrow_mut(|digits| {
+            digits.clear();
+            // Separators are ASCII: what is left of valid UTF-8 stays valid.
+            digits.extend(
+                dialed
+                    .chars()
+                    .filter(|c| !c.is_ascii() || !is_separator(*c as u8)),
+            );
+            apply(digits)
         })
     }
 
@@ -249,7 +268,15 @@ impl DialPlans {
                     out.defaults.insert(tenant, ix);
                 }
             }
-            out.plans.push(DialPlan { id, tenant, rules });
+            // The patterns compiled one by one, so together they do too (a size limit aside:
+            // then every rule is tried in turn).
+            let any = RegexSet::new(rules.iter().map(|r| r.pattern.as_str())).ok();
+            out.plans.push(DialPlan {
+                id,
+                tenant,
+                rules,
+                any,
+            });
         }
         out
     }
