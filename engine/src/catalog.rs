@@ -56,6 +56,20 @@ impl Sku {
     }
 }
 
+/// Whether `e164` starts with one of `prefixes` (`+` and at least one digit). Every call asks,
+/// and most numbers share not even their first three bytes (`+44`) with any prefix: those are
+/// compared inline first, the rest only for a prefix that agrees on them.
+fn has_prefix(prefixes: &[String], e164: &[u8]) -> bool {
+    let head = e164.first_chunk::<3>();
+    prefixes.iter().any(|p| {
+        let p = p.as_bytes();
+        match (p.first_chunk::<3>(), head) {
+            (Some(a), Some(b)) if a != b => false,
+            _ => e164.starts_with(p),
+        }
+    })
+}
+
 /// A set of regions, one bit each: membership in a few instructions on the call path (the
 /// international list holds ~200 regions).
 #[derive(Clone, Debug, Default)]
@@ -125,6 +139,8 @@ pub struct Catalog {
     /// E.164 prefixes callable only with Communications Credits, whatever their number type
     /// (UK shared-cost numbers, classified premium rate).
     credits_only_prefixes: Vec<String>,
+    /// Their first three bytes (`+44`), once each: most numbers are ruled out by these.
+    credits_only_heads: Vec<[u8; 3]>,
 }
 
 impl Catalog {
@@ -212,6 +228,13 @@ impl Catalog {
             "numbers.credits_only_prefixes",
             errors,
         );
+        c.credits_only_heads = c
+            .credits_only_prefixes
+            .iter()
+            .filter_map(|p| p.as_bytes().first_chunk::<3>().copied())
+            .collect();
+        c.credits_only_heads.sort_unstable();
+        c.credits_only_heads.dedup();
         for s in &rec.skus {
             let line = Some(s.line);
             let plan = match s.plan.as_deref() {
@@ -343,10 +366,7 @@ impl Catalog {
         dest: Region,
         domestic: bool,
     ) -> bool {
-        if self
-            .barred_prefixes
-            .iter()
-            .any(|p| e164.starts_with(p.as_bytes()))
+        if has_prefix(&self.barred_prefixes, e164)
             || (self.barred.contains(&t) && !self.is_credits_only(e164))
         {
             return true;
@@ -359,9 +379,12 @@ impl Catalog {
     /// Communications Credits to pay per minute", calling-plan-rules §4). The number type
     /// barred for the rest of its kind (premium rate) does not bar it.
     pub fn is_credits_only(&self, e164: &[u8]) -> bool {
-        self.credits_only_prefixes
-            .iter()
-            .any(|p| e164.starts_with(p.as_bytes()))
+        // A two-byte prefix (`+1`) has no head of three: then every prefix is compared.
+        let short = self.credits_only_prefixes.iter().any(|p| p.len() < 3);
+        let head_matches = e164
+            .first_chunk::<3>()
+            .is_some_and(|h| self.credits_only_heads.contains(h));
+        (short || head_matches) && has_prefix(&self.credits_only_prefixes, e164)
     }
 }
 

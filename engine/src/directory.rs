@@ -756,8 +756,26 @@ impl Snapshot {
 
     /// Whether `e164` is the line URI of a user of `caller`'s tenant (another one, or the
     /// caller's own line: a user may call their voicemail). One hash lookup, no allocation.
-    pub fn is_internal(&self, caller: &User, e164: &str) -> bool {
-        e164_digits(e164)
+    pub fn is_internal(&self, caller: &User, e164: &[u8]) -> bool {
+        if self.by_line.is_empty() {
+            return false;
+        }
+        // `+` and the digits as one integer, as line URIs are indexed ([`e164_digits`]),
+        // without going through text.
+        let Some((b'+', digits)) = e164.split_first() else {
+            return false;
+        };
+        if digits.len() < 4 || digits.len() > 15 || digits.first() == Some(&b'0') {
+            return false;
+        }
+        let mut n = 0u64;
+        for &b in digits {
+            if !b.is_ascii_digit() {
+                return false;
+            }
+            n = n * 10 + u64::from(b - b'0');
+        }
+        Some(n)
             .and_then(|n| self.by_line.get(&n))
             .and_then(|&i| self.users.get(i as usize))
             .is_some_and(|callee| callee.tenant == caller.tenant)

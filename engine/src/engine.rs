@@ -362,7 +362,7 @@ impl Engine {
         let user = live.snap.lookup(caller).map(|(_, u)| u);
         let (dest, normalized) = self.destination(&live.snap, user, caller, dialed);
         let mut d = self.decide_in(&live, user, dialed, dest, service, now, mode);
-        d.dial_plan = normalized;
+        d.dial_plan = normalized.map(Arc::new);
         d
     }
 

@@ -306,7 +306,7 @@ pub struct Decision {
     pub lacking: Option<crate::shares::Short>,
     /// The caller's dial plan rewrote the dialed string: which rule, and into what
     /// ([`crate::dialplan`]).
-    pub dial_plan: Option<crate::dialplan::Normalized>,
+    pub dial_plan: Option<Arc<crate::dialplan::Normalized>>,
 }
 
 impl Decision {
@@ -432,7 +432,7 @@ pub(crate) fn evaluate(
     // A line of the caller's own tenant: Teams to Teams, free whatever the plan, the policy
     // or the pools ("Calls to other … Teams users are free"). It is no PSTN call, so the PSTN
     // rules below do not apply to it.
-    if snap.is_internal(user, d.e164()) {
+    if snap.is_internal(user, d.e164_bytes()) {
         return fin(
             Outcome::Admit(Basis::Internal),
             Rule::Internal,

@@ -526,12 +526,12 @@ impl Server {
                     RULE_SHARE_SHORT,
                     source,
                     label,
-                    d.dial_plan.as_ref(),
+                    d.dial_plan.as_deref(),
                 );
                 return true;
             }
             Outcome::Reject(reason) => {
-                let plan = d.dial_plan.as_ref();
+                let plan = d.dial_plan.as_deref();
                 self.reject(out, req, reason, d.rule.describe(), source, label, plan);
                 if d.lacking.is_none() {
                     self.transactions.insert(key, Answer::Reject(reason), at);
