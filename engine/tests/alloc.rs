@@ -3,33 +3,10 @@
 //! per-thread regex cache is created on first use and reused after.
 
 mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod counting;
 
 use common::{examples, plan};
 use tollgate_engine::numbering::Region;
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 #[test]
 fn classify_allocates_nothing() {
@@ -64,12 +41,12 @@ fn classify_allocates_nothing() {
     for (d, r) in &inputs {
         let _ = plan.classify(d, *r);
     }
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = counting::allocations();
     let mut ok = 0;
     for (d, r) in &inputs {
         ok += plan.classify(d, *r).is_ok() as usize;
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = counting::allocations();
     assert!(
         ok > inputs.len() / 2,
         "only {ok} of {} classified",

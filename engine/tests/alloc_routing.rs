@@ -3,33 +3,12 @@
 //! `routing.toml` selected and their Contacts walked, after a warm-up that creates the regex
 //! engines' per-thread caches.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod counting;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tollgate_engine::load::DirectoryFiles;
 use tollgate_engine::Snapshot;
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 #[test]
 fn selecting_a_voice_route_allocates_nothing() {
@@ -60,9 +39,9 @@ fn selecting_a_voice_route_allocates_nothing() {
         contacts
     };
     let warm = walk();
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = counting::allocations();
     let contacts = walk();
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = counting::allocations();
     assert_eq!(contacts, warm);
     assert!(
         contacts >= 6,

@@ -25,6 +25,13 @@ fn metadata(tag: &str, edit: impl Fn(String) -> String) -> PathBuf {
     dir
 }
 
+/// `PhoneNumberMetadata.xml` without Great Britain's territory.
+fn without_gb(xml: String) -> String {
+    let start = xml.find("<territory id=\"GB\"").expect("GB");
+    let end = start + xml[start..].find("</territory>").expect("end") + "</territory>".len();
+    format!("{}{}", &xml[..start], &xml[end..])
+}
+
 /// A `tollgate.toml` over the shipped directory with `[numbering].metadata = dir`.
 fn config(tag: &str, dir: &Path) -> PathBuf {
     let at = temp_dir(tag);
@@ -66,11 +73,7 @@ fn a_metadata_directory_is_used_and_checked_at_start() {
     let out = run(&["check"], Some(&config("meta-same-cfg", &same)), "");
     assert!(out.status.success(), "{out:?}");
     // A region dropped (Great Britain): the directory has users licensed there.
-    let no_gb = metadata("meta-nogb", |x| {
-        let start = x.find("<territory id=\"GB\"").expect("GB");
-        let end = start + x[start..].find("</territory>").expect("end") + "</territory>".len();
-        format!("{}{}", &x[..start], &x[end..])
-    });
+    let no_gb = metadata("meta-nogb", without_gb);
     let cfg = config("meta-nogb-cfg", &no_gb);
     for cmd in [&["check"][..], &["serve"][..]] {
         let out = run(cmd, Some(&cfg), "");
@@ -105,11 +108,7 @@ fn a_metadata_directory_is_used_and_checked_at_start() {
 #[test]
 fn numbers_tries_a_metadata_directory() {
     // Metadata without GB: `numbers` reads the given directory, not the copy built in.
-    let no_gb = metadata("meta-numbers", |x| {
-        let start = x.find("<territory id=\"GB\"").expect("GB");
-        let end = start + x[start..].find("</territory>").expect("end") + "</territory>".len();
-        format!("{}{}", &x[..start], &x[end..])
-    });
+    let no_gb = metadata("meta-numbers", without_gb);
     let input = "+442079460000\n";
     let builtin = run(&["numbers", "--region", "US"], None, input);
     assert!(String::from_utf8_lossy(&builtin.stdout).contains("\"region\":\"GB\""));
