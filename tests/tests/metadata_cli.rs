@@ -57,12 +57,12 @@ fn run(args: &[&str], config: Option<&Path>, stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child
+    // A command that fails at once may not read its input: a broken pipe here is no error.
+    let _ = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write");
+        .write_all(stdin.as_bytes());
     child.wait_with_output().expect("wait")
 }
 
