@@ -194,3 +194,34 @@ fn voice_routing_policy() {
         "{text}"
     );
 }
+
+/// erin's dial plan (`config/dialplans.toml`, `redmond`) in `decide`: the rule and what it made
+/// of the number, in JSON and in text.
+#[test]
+fn dial_plan_rule_and_normalized_number() {
+    let d = decide("erin@contoso.com", "0101");
+    assert_eq!(
+        (&d["basis"], &d["dial_plan_rule"], &d["normalized"]),
+        (
+            &Value::from("internal"),
+            &Value::from("extension"),
+            &Value::from("+14255550101")
+        ),
+        "{d}"
+    );
+    // No rule matched: neither field.
+    let d = decide("erin@contoso.com", "+12125550100");
+    assert!(
+        d.get("dial_plan_rule").is_none() && d.get("normalized").is_none(),
+        "{d}"
+    );
+    let text = tollgate_tests::decide_output(
+        std::path::Path::new(&config()),
+        "erin@contoso.com",
+        "9911",
+        &[],
+    );
+    assert!(text.starts_with("admit 302 emergency"), "{text}");
+    assert!(text.contains("dial_plan:    outside line"), "{text}");
+    assert!(text.contains("normalized:   911"), "{text}");
+}
