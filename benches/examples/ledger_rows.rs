@@ -125,6 +125,7 @@ fn call() -> StoredCall {
             reserved_money: Money::ZERO,
             started_at: NOW,
             expires_at: NOW + 1800 + 120,
+            hold: None,
         },
     )
 }

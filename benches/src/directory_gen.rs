@@ -89,6 +89,7 @@ pub fn records(n: usize) -> Records {
                 voice_routing,
                 dial_out_policy,
                 dial_plan: String::new(),
+                concurrent_calls: String::new(),
             }
         })
         .collect();

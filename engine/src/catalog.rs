@@ -138,9 +138,44 @@ pub struct Catalog {
     barred_prefixes: Vec<String>,
     /// E.164 prefixes callable only with Communications Credits, whatever their number type
     /// (UK shared-cost numbers, classified premium rate).
-    credits_only_prefixes: Vec<String>,
-    /// Their first three bytes (`+44`), once each: most numbers are ruled out by these.
-    credits_only_heads: Vec<[u8; 3]>,
+    credits_only: PrefixSet,
+    /// High-risk prefixes (`[numbers].high_risk_prefixes`): refused with
+    /// `high_risk_destination` unless the caller's tenant allows them ([`crate::limits`]).
+    high_risk: PrefixSet,
+}
+
+/// E.164 prefixes that most numbers are ruled out of by their first three bytes.
+#[derive(Clone, Debug, Default)]
+struct PrefixSet {
+    prefixes: Vec<String>,
+    /// The prefixes' first three bytes (`+44`), once each.
+    heads: Vec<[u8; 3]>,
+    /// Some prefix is shorter than three bytes (`+1`): then every prefix is compared.
+    short: bool,
+}
+
+impl PrefixSet {
+    fn new(prefixes: Vec<String>) -> PrefixSet {
+        let mut heads: Vec<[u8; 3]> = prefixes
+            .iter()
+            .filter_map(|p| p.as_bytes().first_chunk::<3>().copied())
+            .collect();
+        heads.sort_unstable();
+        heads.dedup();
+        let short = prefixes.iter().any(|p| p.len() < 3);
+        PrefixSet {
+            prefixes,
+            heads,
+            short,
+        }
+    }
+
+    fn contains(&self, e164: &[u8]) -> bool {
+        let head_matches = e164
+            .first_chunk::<3>()
+            .is_some_and(|h| self.heads.contains(h));
+        (self.short || head_matches) && has_prefix(&self.prefixes, e164)
+    }
 }
 
 impl Catalog {
@@ -223,18 +258,16 @@ impl Catalog {
             "numbers.barred_prefixes",
             errors,
         );
-        c.credits_only_prefixes = prefixes(
+        c.credits_only = PrefixSet::new(prefixes(
             &rec.numbers.credits_only_prefixes,
             "numbers.credits_only_prefixes",
             errors,
-        );
-        c.credits_only_heads = c
-            .credits_only_prefixes
-            .iter()
-            .filter_map(|p| p.as_bytes().first_chunk::<3>().copied())
-            .collect();
-        c.credits_only_heads.sort_unstable();
-        c.credits_only_heads.dedup();
+        ));
+        c.high_risk = PrefixSet::new(prefixes(
+            &rec.numbers.high_risk_prefixes,
+            "numbers.high_risk_prefixes",
+            errors,
+        ));
         for s in &rec.skus {
             let line = Some(s.line);
             let plan = match s.plan.as_deref() {
@@ -379,12 +412,13 @@ impl Catalog {
     /// Communications Credits to pay per minute", calling-plan-rules §4). The number type
     /// barred for the rest of its kind (premium rate) does not bar it.
     pub fn is_credits_only(&self, e164: &[u8]) -> bool {
-        // A two-byte prefix (`+1`) has no head of three: then every prefix is compared.
-        let short = self.credits_only_prefixes.iter().any(|p| p.len() < 3);
-        let head_matches = e164
-            .first_chunk::<3>()
-            .is_some_and(|h| self.credits_only_heads.contains(h));
-        (short || head_matches) && has_prefix(&self.credits_only_prefixes, e164)
+        self.credits_only.contains(e164)
+    }
+
+    /// Whether `e164` starts with one of `[numbers].high_risk_prefixes` (satellite and
+    /// international networks, revenue-share ranges; rule 6, [`crate::limits`]).
+    pub fn is_high_risk(&self, e164: &[u8]) -> bool {
+        self.high_risk.contains(e164)
     }
 }
 

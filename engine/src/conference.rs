@@ -31,8 +31,11 @@
 //! free as for any call (rule 8).
 
 use crate::directory::{DialOut, Snapshot, User};
-use crate::numbering::{Destination, NumberType};
-use crate::policy::{Basis, Outcome, Reason, Route, Rule, Verdict};
+use crate::limits::ReasonSet;
+use crate::numbering::Destination;
+use crate::policy::{
+    is_barred, is_high_risk, refuses, Basis, Outcome, Reason, Route, Rule, Verdict,
+};
 
 /// What an INVITE asks for: `X-Tollgate-Service` (absent: a user's own call).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -107,7 +110,15 @@ impl Cpc {
 
 /// The rules of a meeting dial-out for a known organizer and a readable, non-emergency number
 /// (rules 1, 2 and 4 are the caller's: [`crate::policy::evaluate`]).
-pub(crate) fn evaluate(snap: &Snapshot, user: &User, d: &Destination) -> Verdict {
+///
+/// Shadow mode as in [`crate::policy::evaluate`].
+pub(crate) fn evaluate(
+    snap: &Snapshot,
+    user: &User,
+    d: &Destination,
+    shadow: ReasonSet,
+    shadowed: &mut Option<Reason>,
+) -> Verdict {
     let reject = |r, rule| Verdict::Final {
         outcome: Outcome::Reject(r),
         rule,
@@ -115,26 +126,20 @@ pub(crate) fn evaluate(snap: &Snapshot, user: &User, d: &Destination) -> Verdict
     };
     let domestic = snap.catalog.is_domestic(user.usage_location, d.region);
     let zone_a = snap.catalog.is_zone_a(d.region);
-    match user.cpc {
-        Cpc::Disabled => {
-            return reject(
-                Reason::ConferenceDialoutDisabledByPolicy,
-                Rule::DialOutPolicy,
-            )
-        }
-        Cpc::Domestic if !domestic => {
-            return reject(Reason::InternationalDisabledByPolicy, Rule::DialOutPolicy)
-        }
-        Cpc::ZoneA if !zone_a => {
-            return reject(Reason::InternationalDisabledByPolicy, Rule::DialOutPolicy)
-        }
-        _ => {}
+    let mut refuses = |r: Reason| refuses(r, shadow, shadowed);
+    let policy = match user.cpc {
+        Cpc::Disabled => Some(Reason::ConferenceDialoutDisabledByPolicy),
+        Cpc::Domestic if !domestic => Some(Reason::InternationalDisabledByPolicy),
+        Cpc::ZoneA if !zone_a => Some(Reason::InternationalDisabledByPolicy),
+        _ => None,
+    };
+    if let Some(r) = policy.filter(|r| refuses(*r)) {
+        return reject(r, Rule::DialOutPolicy);
     }
-    if d.number_type == NumberType::ShortCode
-        || snap
-            .catalog
-            .is_barred_bytes(d.e164_bytes(), d.number_type, d.region, domestic)
-    {
+    if is_high_risk(snap, user, d) && refuses(Reason::HighRiskDestination) {
+        return reject(Reason::HighRiskDestination, Rule::Barred);
+    }
+    if is_barred(snap, d, domestic) && refuses(Reason::DestinationNotSupported) {
         return reject(Reason::DestinationNotSupported, Rule::Barred);
     }
     let route = Route::CallingPlan(user.pool_region);

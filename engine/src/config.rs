@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use crate::limits::ReasonSet;
 use crate::numbering::Region;
 
 /// The longest duration any `[grants]` setting or a reported `billable_seconds` may have:
@@ -109,6 +110,39 @@ impl Emergency {
     }
 }
 
+/// `[enforcement]`: which refusals are report-only (DESIGN §2 "Shadow mode"), so an operator
+/// can turn a rule on, watch what it would refuse (`X-Tollgate-Shadow`,
+/// `tollgate_shadow_rejections_total`), and only then enforce it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Enforcement {
+    /// The reasons, by their DESIGN §2 names; only [`ReasonSet::SHADOWABLE`] ones.
+    #[serde(deserialize_with = "shadow_reasons")]
+    pub shadow: ReasonSet,
+}
+
+/// Reads `shadow = ["call_limit_reached", ...]`: a name that is no reason, or a reason that
+/// cannot be shadowed, is an error at its line.
+fn shadow_reasons<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ReasonSet, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    let mut set = ReasonSet::EMPTY;
+    for n in names {
+        let r = crate::Reason::from_name(n.trim()).ok_or_else(|| {
+            serde::de::Error::custom(format!("[enforcement].shadow: {n:?} is not a reason code"))
+        })?;
+        if !ReasonSet::SHADOWABLE.contains(&r) {
+            let can: Vec<&str> = ReasonSet::SHADOWABLE.iter().map(|r| r.as_str()).collect();
+            return Err(serde::de::Error::custom(format!(
+                "[enforcement].shadow: {n:?} cannot be shadowed (a call refused for it cannot \
+                 be admitted as if the rule had not fired); these can: {}",
+                can.join(", ")
+            )));
+        }
+        set.insert(r);
+    }
+    Ok(set)
+}
+
 /// The engine's part of `tollgate.toml`. Other tables (`[sip]`, `[http]`, ...) belong to the
 /// daemon and are ignored here.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -120,6 +154,8 @@ pub struct EngineConfig {
     pub routes: Routes,
     /// `[emergency]`.
     pub emergency: Emergency,
+    /// `[enforcement]`.
+    pub enforcement: Enforcement,
     /// Pools and credit balances are kept by a store shared by several nodes (the daemon's
     /// `[cluster].store`): this node admits against its [shares](crate::shares).
     #[serde(skip)]

@@ -50,6 +50,8 @@ pub struct Tenant {
     pub user_spend_limit: Option<Money>,
     /// Direct Routing gateways: (id, route).
     pub gateways: Vec<(String, Arc<str>)>,
+    /// `[tenant.limits]` and `[[tenant.velocity]]`: the abuse controls ([`crate::limits`]).
+    pub limits: crate::limits::Limits,
 }
 
 /// The `PSTN…` axis of an OnlineDialOutPolicy (DESIGN §4 rule 5;
@@ -130,6 +132,9 @@ pub struct User {
     pub dial_out: DialOut,
     /// The CPC axis of the same policy: their meetings' dial-out ([`crate::conference`]).
     pub cpc: Cpc,
+    /// The user's own live-call limit (`users.csv` `concurrent_calls`; `Some(0)`: none);
+    /// `None`: the tenant's `user_concurrent_calls`.
+    pub concurrent_calls: Option<u32>,
     pub(crate) domestic_pool: u32,
     pub(crate) international_pool: u32,
     pub(crate) conference_pool: u32,
@@ -399,6 +404,7 @@ impl Snapshot {
                 ),
             }
         }
+        let limits = crate::limits::Limits::build(t.limits.as_ref(), &t.velocity, t.line, errors);
         ix.insert(id.clone(), n);
         self.tenants.push(Tenant {
             id: id.into(),
@@ -408,6 +414,7 @@ impl Snapshot {
             currency: t.currency.unwrap_or_default(),
             user_spend_limit,
             gateways,
+            limits,
         });
     }
 
@@ -584,6 +591,21 @@ impl Snapshot {
                 }
             },
         };
+        let concurrent_calls = match u.concurrent_calls.trim() {
+            "" => None,
+            n => match n.parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    errors.push(
+                        f,
+                        line,
+                        "concurrent_calls",
+                        format!("{n:?} is not a whole number of calls (0: no limit)"),
+                    );
+                    None
+                }
+            },
+        };
         let dial_out = DialOut::from_policy(&u.dial_out_policy);
         let cpc = Cpc::from_policy(&u.dial_out_policy);
         if dial_out.is_none() || cpc.is_none() {
@@ -651,6 +673,7 @@ impl Snapshot {
             dial_plan,
             dial_out,
             cpc,
+            concurrent_calls,
             domestic_pool: NO_POOL,
             international_pool: NO_POOL,
             // Its id once pool ids are known.

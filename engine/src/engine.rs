@@ -12,12 +12,11 @@ use crate::config::EngineConfig;
 use crate::credits::{CreditAccount, Money, SpendLedger};
 use crate::dialplan::Normalized;
 use crate::directory::{Snapshot, User};
+use crate::limits::{Gate, Passed, TenantUsage, UserUsage};
 use crate::numbering::{Destination, NumberError, NumberType, NumberingPlan, Region};
-use crate::policy::{evaluate, Decision, Outcome, Reason, Route, Rule, Verdict};
+use crate::policy::{evaluate, Basis, Decision, Outcome, Reason, Route, Rule, Verdict};
 use crate::pools::{MonthKey, PoolStatus, PoolTable};
-use crate::reservations::{
-    replay, CallError, CallRecord, CallState, Funding, Grant, Reservations, Settlement,
-};
+use crate::reservations::{replay, CallError, CallState, Funding, Grant, Reservations, Settlement};
 use crate::restore::StoredCall;
 use crate::sequence::Sequence;
 use crate::shares::{Lack, ShareOf};
@@ -40,6 +39,10 @@ struct Live {
     pools: Arc<PoolTable>,
     /// Credit accounts by tenant index of `snap`.
     accounts: Vec<Arc<CreditAccount>>,
+    /// Live counts by user index of `snap` ([`crate::limits`]).
+    users: Vec<Arc<UserUsage>>,
+    /// Live counts by tenant index of `snap`.
+    tenants: Vec<Arc<TenantUsage>>,
 }
 
 /// The decision core: one per daemon, shared by every thread (`&self` everywhere).
@@ -200,6 +203,8 @@ impl Engine {
                     snap: Arc::clone(&cur.snap),
                     pools: Arc::new(PoolTable::build(month, &cur.snap.pools, None, self.shared)),
                     accounts: cur.accounts.clone(),
+                    users: cur.users.clone(),
+                    tenants: cur.tenants.clone(),
                 };
                 self.live.store(Arc::new(live));
             }
@@ -218,6 +223,28 @@ impl Engine {
     ) {
         let l = self.live_for(now);
         (l.pools.month, l.pools.counters.clone(), l.accounts.clone())
+    }
+
+    /// The hold a stored call of `user` in `tenant` had (for [`Engine::restore`]): its user's
+    /// and tenant's live counts, when both are in the directory and the call is one limits
+    /// count (not emergency, not internal).
+    pub(crate) fn hold_of(
+        &self,
+        basis: Basis,
+        user: &str,
+        tenant: &str,
+    ) -> Option<crate::limits::Hold> {
+        if matches!(basis, Basis::Emergency | Basis::Internal) {
+            return None;
+        }
+        let live = self.live.load();
+        let (ix, u) = live.snap.lookup(user)?;
+        let t = live.tenants.get(u.tenant as usize)?;
+        let user = live.users.get(ix as usize)?;
+        (*t.tenant == *tenant).then(|| crate::limits::Hold {
+            user: Arc::clone(user),
+            tenant: Arc::clone(t),
+        })
     }
 
     pub(crate) fn spend_ledger(&self) -> &SpendLedger {
@@ -359,9 +386,10 @@ impl Engine {
         mode: Mode<'_>,
     ) -> Decision {
         let live = self.live_for(now);
-        let user = live.snap.lookup(caller).map(|(_, u)| u);
+        let who = live.snap.lookup(caller);
+        let user = who.map(|(_, u)| u);
         let (dest, normalized) = self.destination(&live.snap, user, caller, dialed);
-        let mut d = self.decide_in(&live, user, dialed, dest, service, now, mode);
+        let mut d = self.decide_in(&live, who, dialed, dest, service, now, mode);
         d.dial_plan = normalized.map(Arc::new);
         d
     }
@@ -497,23 +525,27 @@ impl Engine {
         mode: Mode<'_>,
     ) -> Decision {
         let live = self.live_for(now);
-        let user = live.snap.lookup(caller).map(|(_, u)| u);
+        let who = live.snap.lookup(caller);
         let dialed = dest.as_ref().map_or("", |d| d.e164()).to_string();
-        self.decide_in(&live, user, &dialed, dest, service, now, mode)
+        self.decide_in(&live, who, &dialed, dest, service, now, mode)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn decide_in(
         &self,
         live: &Live,
-        user: Option<&User>,
+        who: Option<(u32, &User)>,
         dialed: &str,
         dest: Result<Destination, NumberError>,
         service: Service,
         now: u64,
         mode: Mode<'_>,
     ) -> Decision {
-        let verdict = evaluate(&live.snap, user, &dest, service);
+        let user = who.map(|(_, u)| u);
+        let config = self.config.load();
+        let shadow = config.enforcement.shadow;
+        let mut shadowed = None;
+        let verdict = evaluate(&live.snap, user, &dest, service, shadow, &mut shadowed);
         let destination = dest.ok();
         let (outcome, rule, route) = match verdict {
             Verdict::Final {
@@ -527,14 +559,17 @@ impl Engine {
                 route,
             } => (outcome, rule, route),
             fund @ Verdict::Fund { .. } => {
-                let (Some(user), Some(d)) = (user, destination) else {
+                let (Some((ix, user)), Some(d)) = (who, destination) else {
                     return Decision::reject(Reason::BadRequest, Rule::Request, destination);
                 };
-                return self.fund(live, user, dialed, d, fund, now, mode);
+                let gate = self.gate(live, ix, user, shadow);
+                let mut decision = self.fund(live, user, gate, dialed, d, fund, now, mode);
+                decision.shadow = decision.shadow.or(shadowed);
+                return decision;
             }
         };
-        // Admitted without funding: emergency, Direct Routing, free.
-        let grants = self.config.load().grants.clone();
+        // Admitted without funding: emergency, Direct Routing, free, internal.
+        let grants = &config.grants;
         let max = grants.max_call_seconds;
         let Outcome::Admit(basis) = outcome else {
             return Decision::reject(Reason::BadRequest, Rule::Request, destination);
@@ -543,7 +578,7 @@ impl Engine {
             .and_then(|u| live.snap.tenant(u.tenant))
             .map(|t| Arc::clone(&t.id))
             .unwrap_or_else(|| Arc::from(""));
-        let decision = Decision {
+        let mut decision = Decision {
             outcome,
             rule,
             destination,
@@ -552,51 +587,71 @@ impl Engine {
             grant: None,
             lacking: None,
             dial_plan: None,
+            shadow: shadowed,
+            limit: None,
+            warning: None,
         };
-        if let Mode::Reserve(call_id) = mode {
-            let grant = Grant {
-                seq: 0, // numbered as it is recorded (`record`)
-                basis,
-                tenant,
-                user: user.map_or_else(|| Arc::from(""), |u| Arc::clone(&u.upn)),
-                dialed: dialed.into(),
-                destination,
-                route: decision.route.clone(),
-                funding: Funding::None,
-                reserved_seconds: max,
-                reserved_money: Money::ZERO,
-                started_at: now,
-                expires_at: now + max + grants.settle_grace_seconds,
-            };
-            return self.record(call_id, decision, grant, || {});
-        }
-        decision
+        // Emergency calls and calls inside the tenant are never limited (nor counted).
+        let gate = match (basis, who, destination) {
+            (Basis::Emergency | Basis::Internal, _, _) => None,
+            (_, Some((ix, u)), Some(_)) => self.gate(live, ix, u, shadow),
+            _ => None,
+        };
+        let slot = match mode {
+            Mode::Reserve(call_id) => match self.reservations.map.entry(call_id.to_string()) {
+                Entry::Occupied(e) => return replay(e.get(), destination),
+                Entry::Vacant(v) => Some(v),
+            },
+            Mode::DryRun => None,
+        };
+        let passed = match (&gate, destination) {
+            (Some(g), Some(d)) => match g.pass(&d, now, slot.is_some()) {
+                Ok(p) => p,
+                Err(hit) => return Decision::limited(hit, Rule::Limits, destination),
+            },
+            _ => Passed::default(),
+        };
+        decision.note(&passed);
+        let Some(slot) = slot else { return decision };
+        let grant = Grant {
+            seq: 0, // numbered as it is recorded
+            basis,
+            tenant,
+            user: user.map_or_else(|| Arc::from(""), |u| Arc::clone(&u.upn)),
+            dialed: dialed.into(),
+            destination,
+            route: decision.route.clone(),
+            funding: Funding::None,
+            reserved_seconds: max,
+            reserved_money: Money::ZERO,
+            started_at: now,
+            expires_at: now + max + grants.settle_grace_seconds,
+            hold: passed.hold,
+        };
+        decision.grant = Some(grant);
+        crate::reservations::reserved(slot, decision, self.seq.next())
     }
 
-    /// Stores the reservation under `call_id`. If another thread stored one first, undoes ours
-    /// with `undo` and answers with theirs.
-    fn record(
+    /// The limits a call of `user` (index `ix` of the live snapshot) is judged against.
+    fn gate<'a>(
         &self,
-        call_id: &str,
-        mut decision: Decision,
-        grant: Grant,
-        undo: impl FnOnce(),
-    ) -> Decision {
-        match self.reservations.map.entry(call_id.to_string()) {
-            Entry::Occupied(e) => {
-                undo();
-                replay(e.get(), decision.destination)
-            }
-            Entry::Vacant(v) => {
-                let grant = Grant {
-                    seq: self.seq.next(),
-                    ..grant
-                };
-                decision.grant = Some(grant.clone());
-                v.insert(CallRecord::reserved(grant));
-                decision
-            }
-        }
+        live: &'a Live,
+        ix: u32,
+        user: &User,
+        shadow: crate::limits::ReasonSet,
+    ) -> Option<Gate<'a>> {
+        let t = live.snap.tenant(user.tenant)?;
+        Some(Gate {
+            user: live.users.get(ix as usize)?,
+            tenant: live.tenants.get(user.tenant as usize)?,
+            limits: &t.limits,
+            user_concurrent: match user.concurrent_calls {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => t.limits.user_concurrent_calls,
+            },
+            shadow,
+        })
     }
 
     /// `POST /v1/calls/{id}/extend`: another grant for a call still reserved, up to
@@ -633,15 +688,22 @@ impl Engine {
                     if secs < inc.min(want) {
                         return Err(CallError::Exhausted(Reason::CreditsExhausted));
                     }
-                    let limit = self
-                        .live
-                        .load()
-                        .snap
-                        .tenants
-                        .iter()
-                        .find(|t| t.id == r.grant.tenant)
-                        .and_then(|t| t.user_spend_limit);
-                    self.take_credits(account, spend, limit, cost)
+                    let live = self.live.load();
+                    let tenant = live.snap.tenants.iter().find(|t| t.id == r.grant.tenant);
+                    let limit = tenant.and_then(|t| t.user_spend_limit);
+                    // The day the call started pays for all of it (its end gives back there).
+                    let shadowed = config
+                        .enforcement
+                        .shadow
+                        .contains(Reason::DailySpendLimitReached);
+                    let daily = r.grant.hold.as_ref().map(|h| funding::Daily {
+                        usage: &h.tenant,
+                        day: crate::limits::day_of(r.grant.started_at),
+                        cap: tenant
+                            .and_then(|t| t.limits.daily_spend)
+                            .filter(|_| !shadowed),
+                    });
+                    self.take_credits(account, spend, limit, daily, cost)
                         .map_err(|e| e.map_or(CallError::ShareShort, CallError::Exhausted))?;
                     r.grant.reserved_money.0 += cost.0;
                     secs
@@ -819,11 +881,55 @@ fn build_live(snap: Snapshot, month: MonthKey, prev: Option<&Live>, shared: bool
             }
         })
         .collect();
+    let (users, tenants) = usage_for(&snap, prev);
     Live {
         snap: Arc::new(snap),
         pools: Arc::new(pools),
         accounts,
+        users,
+        tenants,
     }
+}
+
+/// The live counts of `snap`'s users and tenants: those of the same UPN or tenant id in
+/// `prev` carry over (their calls hold them), the rest start at zero.
+fn usage_for(snap: &Snapshot, prev: Option<&Live>) -> (Vec<Arc<UserUsage>>, Vec<Arc<TenantUsage>>) {
+    let (old_users, old_tenants): (
+        std::collections::HashMap<&str, &Arc<UserUsage>>,
+        std::collections::HashMap<&str, &Arc<TenantUsage>>,
+    ) = match prev {
+        Some(p) => (
+            p.snap
+                .users
+                .iter()
+                .zip(&p.users)
+                .map(|(u, x)| (&*u.upn, x))
+                .collect(),
+            p.tenants.iter().map(|t| (&*t.tenant, t)).collect(),
+        ),
+        None => Default::default(),
+    };
+    let users = snap
+        .users
+        .iter()
+        .map(|u| {
+            old_users
+                .get(&*u.upn)
+                .map_or_else(|| Arc::new(UserUsage::default()), |x| Arc::clone(x))
+        })
+        .collect();
+    let tenants = snap
+        .tenants
+        .iter()
+        .map(|t| match old_tenants.get(&*t.id) {
+            Some(x) => {
+                x.set_velocity(&t.limits.velocity);
+                Arc::clone(x)
+            }
+            None => Arc::new(TenantUsage::new(Arc::clone(&t.id), &t.limits.velocity)),
+        })
+        .collect();
+    (users, tenants)
 }
 
 #[path = "funding.rs"]

@@ -17,6 +17,10 @@ domains = ["t.com", "t.example"]
 credits = "10.00"
 [tenant.direct_routing]
 sbc1 = "sbc1.t.com:5061;transport=tls"
+# These tests run more calls of one user than the default limits allow (limits_tests.rs).
+[tenant.limits]
+user_concurrent_calls = 0
+user_calls_per_minute = 0
 
 [[tenant]]
 id = "u"

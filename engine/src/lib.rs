@@ -51,6 +51,7 @@ pub mod dialplan;
 pub mod directory;
 pub mod engine;
 pub mod fxhash;
+pub mod limits;
 pub mod load;
 pub mod numbering;
 pub mod policy;

@@ -119,6 +119,12 @@ pub struct TenantRecord {
     /// Gateway id → `host[:port][;params]`, for `direct_routing:<id>` users.
     #[serde(default)]
     pub direct_routing: BTreeMap<String, String>,
+    /// `[tenant.limits]`: the abuse controls ([`crate::limits`]); absent, their defaults.
+    #[serde(default)]
+    pub limits: Option<crate::limits::LimitsRecord>,
+    /// `[[tenant.velocity]]`: calls to a destination in a window ([`crate::limits`]).
+    #[serde(default)]
+    pub velocity: Vec<crate::limits::VelocityRecord>,
     /// Line of the `[[tenant]]` table (filled by the loader).
     #[serde(skip)]
     pub line: usize,
@@ -154,6 +160,9 @@ pub struct UserRecord {
     pub dial_out_policy: String,
     /// `dial_plan`: a dial plan of `dialplans.toml` (empty: the tenant's default plan).
     pub dial_plan: String,
+    /// `concurrent_calls`: the user's own live-call limit (empty: the tenant's
+    /// `user_concurrent_calls`; 0: none).
+    pub concurrent_calls: String,
 }
 
 /// The `[regions]` table of `catalog.toml`.
@@ -191,6 +200,10 @@ pub struct NumbersRecord {
     /// E.164 prefixes callable with Communications Credits only (UK shared cost).
     #[serde(default)]
     pub credits_only_prefixes: Vec<String>,
+    /// High-risk E.164 prefixes, blocked unless a tenant allows them
+    /// (`[tenant.limits].high_risk`).
+    #[serde(default)]
+    pub high_risk_prefixes: Vec<String>,
 }
 
 /// A `[[sku]]` table of `catalog.toml`.
@@ -500,8 +513,8 @@ fn read_csv(
     if missing {
         return;
     }
-    // At most 8 columns are asked for (a fixed array: no allocation per row).
-    index.truncate(8);
+    // At most 9 columns are asked for (a fixed array: no allocation per row).
+    index.truncate(9);
     let mut rec = csv::StringRecord::new();
     loop {
         match rdr.read_record(&mut rec) {
@@ -531,7 +544,7 @@ fn read_csv(
                     );
                     continue;
                 }
-                let mut fields = [""; 8];
+                let mut fields = [""; 9];
                 for (f, i) in fields.iter_mut().zip(&index) {
                     *f = i.and_then(|i| rec.get(i)).unwrap_or("");
                 }
@@ -552,7 +565,13 @@ fn read_csv(
 }
 
 const USER_REQUIRED: [&str; 4] = ["tenant", "user", "usage_location", "licenses"];
-const USER_OPTIONAL: [&str; 4] = ["line_uri", "voice_routing", "dial_out_policy", "dial_plan"];
+const USER_OPTIONAL: [&str; 5] = [
+    "line_uri",
+    "voice_routing",
+    "dial_out_policy",
+    "dial_plan",
+    "concurrent_calls",
+];
 
 /// Calls `f` with each row of `users.csv`, reusing one record (no allocation per row once the
 /// strings have grown).
@@ -575,6 +594,7 @@ pub fn for_each_user(text: &str, errors: &mut LoadErrors, mut f: impl FnMut(&Use
                 (&mut u.voice_routing, c[5]),
                 (&mut u.dial_out_policy, c[6]),
                 (&mut u.dial_plan, c[7]),
+                (&mut u.concurrent_calls, c[8]),
             ] {
                 dst.clear();
                 dst.push_str(src);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::catalog::PlanKind;
 use crate::conference::Service;
 use crate::directory::{DialOut, Snapshot, User};
+use crate::limits::{HighRisk, ReasonSet};
 use crate::numbering::{Destination, NumberError, NumberType, Region};
 use crate::reservations::Grant;
 
@@ -67,12 +68,26 @@ pub enum Reason {
     /// A meeting dial-out whose organizer's OnlineDialOutPolicy is `…CPCDisabled…`
     /// ([`crate::conference`]).
     ConferenceDialoutDisabledByPolicy,
+    /// The caller or their tenant holds as many live calls as `[tenant.limits]` allows
+    /// (`user_concurrent_calls`, `concurrent_calls`; [`crate::limits`]). SIP 403, Q.850 34.
+    CallLimitReached,
+    /// The caller or their tenant was admitted as many calls in the last minute as allowed
+    /// (`user_calls_per_minute`, `calls_per_minute`), or a velocity rule's `block` is reached
+    /// for the destination ([`crate::limits`]). SIP 403 with `Retry-After`.
+    RateLimitReached,
+    /// The number starts with one of the catalog's `high_risk_prefixes` (satellite and
+    /// international networks, revenue-share ranges) and the tenant does not allow them.
+    HighRiskDestination,
+    /// A credits call whose `rates.csv` price is above the tenant's `max_price_per_minute`.
+    DestinationRateTooHigh,
+    /// A credits call that would take the tenant past its `daily_spend` this UTC day.
+    DailySpendLimitReached,
 }
 
 impl Reason {
     /// Every reason, in the order of the DESIGN §2 table (for metrics, which pre-register a
     /// label per reason, and tests).
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 23] = [
         Reason::UntrustedPeer,
         Reason::UnknownCaller,
         Reason::NoPhoneSystem,
@@ -91,6 +106,11 @@ impl Reason {
         Reason::BadRequest,
         Reason::NoRoute,
         Reason::ConferenceDialoutDisabledByPolicy,
+        Reason::CallLimitReached,
+        Reason::RateLimitReached,
+        Reason::HighRiskDestination,
+        Reason::DestinationRateTooHigh,
+        Reason::DailySpendLimitReached,
     ];
 
     /// The pinned name (DESIGN §2).
@@ -114,6 +134,11 @@ impl Reason {
             Reason::BadRequest => "bad_request",
             Reason::NoRoute => "no_route",
             Reason::ConferenceDialoutDisabledByPolicy => "conference_dialout_disabled_by_policy",
+            Reason::CallLimitReached => "call_limit_reached",
+            Reason::RateLimitReached => "rate_limit_reached",
+            Reason::HighRiskDestination => "high_risk_destination",
+            Reason::DestinationRateTooHigh => "destination_rate_too_high",
+            Reason::DailySpendLimitReached => "daily_spend_limit_reached",
         }
     }
 
@@ -225,6 +250,9 @@ pub enum Rule {
     /// Not one of the ten (DESIGN §2 `internal`): the number is a line of the caller's own
     /// tenant, a Teams-to-Teams call. Decided after rules 1–4, before the PSTN rules.
     Internal = 12,
+    /// Not one of the ten: the abuse controls of `[tenant.limits]` ([`crate::limits`]), judged
+    /// once rules 1–8 would admit, before anything is reserved.
+    Limits = 13,
 }
 
 impl Rule {
@@ -243,7 +271,9 @@ impl Rule {
             Rule::DialOutPolicy => {
                 "5: the caller's dial-out policy (its CPC part for a meeting's dial-out)"
             }
-            Rule::Barred => "6: barred destination (premium rate, UK 449, not reachable)",
+            Rule::Barred => {
+                "6: barred destination (premium rate, UK 449, not reachable, high risk)"
+            }
             Rule::DirectRouting => {
                 "7: Direct Routing users go to their gateway, or the routes of their voice routing policy"
             }
@@ -255,6 +285,7 @@ impl Rule {
             Rule::Request => "0: the request itself",
             Rule::Replay => "the Call-ID was already admitted: the same answer, nothing reserved",
             Rule::Internal => "internal: a line of the caller's own tenant, free (Teams to Teams)",
+            Rule::Limits => "limits: the tenant's live-call, call-rate and velocity limits",
         }
     }
 }
@@ -307,6 +338,14 @@ pub struct Decision {
     /// The caller's dial plan rewrote the dialed string: which rule, and into what
     /// ([`crate::dialplan`]).
     pub dial_plan: Option<Arc<crate::dialplan::Normalized>>,
+    /// Shadow mode (DESIGN §2): the reason the call would have been refused for, had
+    /// `[enforcement] shadow` not made it report-only (`X-Tollgate-Shadow`).
+    pub shadow: Option<Reason>,
+    /// The limit of [`crate::limits`] that refused the call, or (with `shadow`) would have; or
+    /// a velocity rule's warning on an admission. Boxed: most decisions have none.
+    pub limit: Option<Box<crate::limits::LimitHit>>,
+    /// A velocity rule's `warn` threshold passed by this admission (logged and counted).
+    pub warning: Option<Box<crate::limits::LimitHit>>,
 }
 
 impl Decision {
@@ -321,6 +360,42 @@ impl Decision {
             grant: None,
             lacking: None,
             dial_plan: None,
+            shadow: None,
+            limit: None,
+            warning: None,
+        }
+    }
+
+    /// A refusal by a limit of [`crate::limits`], with its figures.
+    pub fn limited(
+        hit: crate::limits::LimitHit,
+        rule: Rule,
+        destination: Option<Destination>,
+    ) -> Decision {
+        Decision {
+            limit: Some(Box::new(hit.clone())),
+            ..Decision::reject(hit.reason, rule, destination)
+        }
+    }
+
+    /// Carries what the limits' gate noted on an admission: a shadowed refusal, a warning.
+    pub(crate) fn note(&mut self, passed: &crate::limits::Passed) {
+        if let (Some(hit), None) = (&passed.shadow, self.shadow) {
+            self.shadow = Some(hit.reason);
+            self.limit = Some(Box::new(hit.clone()));
+        }
+        if let Some(w) = &passed.warning {
+            self.warning = Some(Box::new(w.clone()));
+        }
+    }
+
+    /// `Retry-After` of a `rate_limit_reached` refusal: seconds until one more call fits.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self.outcome {
+            Outcome::Reject(Reason::RateLimitReached) => {
+                self.limit.as_ref().and_then(|l| l.retry_after)
+            }
+            _ => None,
         }
     }
 
@@ -380,12 +455,45 @@ pub(crate) enum Verdict {
     },
 }
 
+/// Whether `r` refuses the call: not when `[enforcement] shadow` lists it, which is then noted
+/// in `shadowed` (the first one only).
+pub(crate) fn refuses(r: Reason, shadow: ReasonSet, shadowed: &mut Option<Reason>) -> bool {
+    if shadow.contains(r) {
+        shadowed.get_or_insert(r);
+        false
+    } else {
+        true
+    }
+}
+
+/// Rule 6's high-risk part: the number starts with a catalog `high_risk_prefixes` entry and
+/// the caller's tenant does not allow them.
+pub(crate) fn is_high_risk(snap: &Snapshot, user: &User, d: &Destination) -> bool {
+    snap.catalog.is_high_risk(d.e164_bytes())
+        && snap
+            .tenant(user.tenant)
+            .is_none_or(|t| t.limits.high_risk == HighRisk::Block)
+}
+
+/// Rule 6's bars: a non-emergency short code, or a destination the catalog bars.
+pub(crate) fn is_barred(snap: &Snapshot, d: &Destination, domestic: bool) -> bool {
+    d.number_type == NumberType::ShortCode
+        || snap
+            .catalog
+            .is_barred_bytes(d.e164_bytes(), d.number_type, d.region, domestic)
+}
+
 /// Rules 1–8 of DESIGN §4, in order, for a known or unknown caller and a classified number.
+///
+/// A reason in `shadow` does not refuse: the rule is passed as if it had not fired, and the
+/// first such reason is left in `shadowed` (DESIGN §2 "Shadow mode").
 pub(crate) fn evaluate(
     snap: &Snapshot,
     user: Option<&User>,
     dest: &Result<Destination, NumberError>,
     service: Service,
+    shadow: ReasonSet,
+    shadowed: &mut Option<Reason>,
 ) -> Verdict {
     let fin = |outcome, rule, route| Verdict::Final {
         outcome,
@@ -415,7 +523,7 @@ pub(crate) fn evaluate(
     // A meeting's dial-out has rules of its own after these (no Phone System needed).
     if service == Service::ConferenceDialout {
         return match number(dest) {
-            Ok(d) => crate::conference::evaluate(snap, user, &d),
+            Ok(d) => crate::conference::evaluate(snap, user, &d, shadow, shadowed),
             Err(v) => v,
         };
     }
@@ -440,20 +548,23 @@ pub(crate) fn evaluate(
         );
     }
     let domestic = snap.catalog.is_domestic(user.usage_location, d.region);
+    let mut refuses = |r: Reason| refuses(r, shadow, shadowed);
     // Rule 5: OnlineDialOutPolicy, PSTN axis.
-    match user.dial_out {
-        DialOut::Disabled => return reject(Reason::PstnDisabledByPolicy, Rule::DialOutPolicy),
-        DialOut::Domestic if !domestic => {
-            return reject(Reason::InternationalDisabledByPolicy, Rule::DialOutPolicy)
-        }
-        _ => {}
+    let policy = match user.dial_out {
+        DialOut::Disabled => Some(Reason::PstnDisabledByPolicy),
+        DialOut::Domestic if !domestic => Some(Reason::InternationalDisabledByPolicy),
+        _ => None,
+    };
+    if let Some(r) = policy.filter(|r| refuses(*r)) {
+        return reject(r, Rule::DialOutPolicy);
     }
-    // Rule 6: barred destinations. Non-emergency short codes are not routable to the PSTN.
-    if d.number_type == NumberType::ShortCode
-        || snap
-            .catalog
-            .is_barred_bytes(d.e164_bytes(), d.number_type, d.region, domestic)
-    {
+    // Rule 6: barred destinations. A high-risk prefix first (its own reason), unless the
+    // tenant allows them; then non-emergency short codes (not routable to the PSTN) and the
+    // catalog's bars.
+    if is_high_risk(snap, user, d) && refuses(Reason::HighRiskDestination) {
+        return reject(Reason::HighRiskDestination, Rule::Barred);
+    }
+    if is_barred(snap, d, domestic) && refuses(Reason::DestinationNotSupported) {
         return reject(Reason::DestinationNotSupported, Rule::Barred);
     }
     // Rule 7: "Direct Routing calls never touch Calling Plan pools".
@@ -542,6 +653,11 @@ mod tests {
             "bad_request",
             "no_route",
             "conference_dialout_disabled_by_policy",
+            "call_limit_reached",
+            "rate_limit_reached",
+            "high_risk_destination",
+            "destination_rate_too_high",
+            "daily_spend_limit_reached",
         ];
         assert_eq!(Reason::ALL.len(), expect.len());
         for (r, name) in Reason::ALL.iter().zip(expect) {

@@ -11,6 +11,7 @@ use dashmap::mapref::entry::VacantEntry;
 use dashmap::DashMap;
 
 use crate::credits::{CreditAccount, Money, SpendLedger};
+use crate::limits::{day_of, Hold};
 use crate::numbering::Destination;
 use crate::policy::{Basis, Decision, Outcome, Route, Rule};
 use crate::pools::{MonthKey, PoolCounter};
@@ -66,6 +67,9 @@ pub struct Grant {
     pub started_at: u64,
     /// After this the reservation settles as fully used (grant + `settle_grace_seconds`).
     pub expires_at: u64,
+    /// The call's place in its user's and tenant's live counts ([`crate::limits`]); `None`
+    /// for calls no limit counts (emergency, internal).
+    pub hold: Option<Hold>,
 }
 
 /// The state of a call's reservation (`GET /v1/calls/{id}`).
@@ -208,6 +212,9 @@ impl CallRecord {
     ) {
         let g = &self.grant;
         let charged = charged.min(g.reserved_seconds);
+        if let Some(h) = &g.hold {
+            h.release();
+        }
         match &g.funding {
             Funding::None => {
                 self.charged_seconds = 0;
@@ -224,6 +231,9 @@ impl CallRecord {
                 let cost = Money::for_seconds(*per_minute, charged).min(g.reserved_money);
                 let back = Money(g.reserved_money.0 - cost.0);
                 account.refund(back);
+                if let Some(h) = &g.hold {
+                    h.tenant.unspend(day_of(g.started_at), back);
+                }
                 if let Some((user, month)) = limit {
                     spend.refund(user, *month, back);
                 }
@@ -390,6 +400,9 @@ impl Reservations {
                 }
             }
         }
+        if let Some(h) = &r.grant.hold {
+            h.unadmit(r.grant.started_at);
+        }
         r.finish(CallState::Released, 0, 0, 0, spend);
         true
     }
@@ -435,5 +448,8 @@ pub(crate) fn replay(r: &CallRecord, destination: Option<Destination>) -> Decisi
         grant: Some(r.grant.clone()),
         lacking: None,
         dial_plan: None,
+        shadow: None,
+        limit: None,
+        warning: None,
     }
 }

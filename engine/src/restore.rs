@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::credits::{CreditAccount, Money};
 use crate::engine::Engine;
+use crate::limits::day_of;
 use crate::numbering::Destination;
 use crate::policy::{Basis, Route};
 use crate::pools::{MonthKey, PoolCounter, PoolKey};
@@ -252,6 +253,25 @@ impl Engine {
                     }
                 }
             };
+            // The limits' counts: live calls, the rolling minute, velocity, today's spend.
+            let hold = self.hold_of(c.basis, &c.user, &c.tenant);
+            if let Some(h) = &hold {
+                h.restore_admission(c.started_at, now, c.destination.as_ref());
+                if open {
+                    h.restore_live();
+                }
+                if let StoredFunding::Credits { .. } = &c.funding {
+                    let day = day_of(c.started_at);
+                    if day == day_of(now) {
+                        let taken = if open {
+                            c.reserved_money
+                        } else {
+                            c.charged_money
+                        };
+                        h.tenant.spend(day, taken, None);
+                    }
+                }
+            }
             if !open {
                 out.ended += 1;
                 continue;
@@ -269,6 +289,7 @@ impl Engine {
                 reserved_money: c.reserved_money,
                 started_at: c.started_at,
                 expires_at: c.expires_at,
+                hold,
             });
             record.version = c.version;
             self.reservations().map.insert(c.call_id, record);

@@ -90,6 +90,7 @@ pub struct DaemonConfig {
     pub grants: Grants,
     pub routes: Routes,
     pub emergency: Emergency,
+    pub enforcement: tollgate_engine::config::Enforcement,
     pub cluster: ClusterTable,
     pub log: LogTable,
     pub tls: TlsTable,
@@ -480,6 +481,7 @@ impl DaemonConfig {
             grants: self.grants.clone(),
             routes: self.routes.clone(),
             emergency: self.emergency.clone(),
+            enforcement: self.enforcement.clone(),
             shares: self.cluster.enabled(),
         };
         errors.extend(engine.errors().into_iter().map(ConfigError::from));

@@ -9,7 +9,7 @@
 //!   accepted, are judged by them;
 //! - `[sip].tcp_max_connections`, `tcp_max_connections_per_peer`, `tcp_idle_timeout_seconds`:
 //!   for connections accepted from then on (lowering a limit closes none that are open);
-//! - `[grants]`, `[routes]`, `[emergency]`: for admissions, extensions and settlements from
+//! - `[grants]`, `[routes]`, `[emergency]`, `[enforcement]`: for admissions, extensions and settlements from
 //!   then on ([`tollgate_engine::Engine::reconfigure`]); a reservation already made keeps what
 //!   it holds and its expiry;
 //! - `[http].token_file`, and the token in it: read again (rotating the token takes a reload);
@@ -102,7 +102,8 @@ impl ConfigFile {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let engine_changed = running.grants != file.grants
             || running.routes != file.routes
-            || running.emergency != file.emergency;
+            || running.emergency != file.emergency
+            || running.enforcement != file.enforcement;
         let limits = Limits::of(&file.sip);
         Ok(Reread {
             peers: Peers {
@@ -131,6 +132,7 @@ impl ConfigFile {
         running.grants = r.file.grants.clone();
         running.routes = r.file.routes.clone();
         running.emergency = r.file.emergency.clone();
+        running.enforcement = r.file.enforcement.clone();
         running.log.level = r.file.log.level.clone();
         running.tls = r.file.tls.clone();
     }

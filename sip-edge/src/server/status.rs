@@ -53,6 +53,12 @@ pub fn q850_cause(reason: Reason) -> Option<u16> {
         Reason::BadRequest => return None,
         // "No route to specified transit network" (DESIGN §2).
         Reason::NoRoute => 3,
+        // "No circuit/channel available": the caller's lines are all in use (DESIGN §2).
+        Reason::CallLimitReached => 34,
+        Reason::RateLimitReached
+        | Reason::HighRiskDestination
+        | Reason::DestinationRateTooHigh
+        | Reason::DailySpendLimitReached => 21,
     })
 }
 
@@ -81,6 +87,11 @@ mod tests {
             ("bad_request", 400, None),
             ("no_route", 404, Some(3)),
             ("conference_dialout_disabled_by_policy", 403, Some(57)),
+            ("call_limit_reached", 403, Some(34)),
+            ("rate_limit_reached", 403, Some(21)),
+            ("high_risk_destination", 403, Some(21)),
+            ("destination_rate_too_high", 403, Some(21)),
+            ("daily_spend_limit_reached", 403, Some(21)),
         ];
         assert_eq!(Reason::ALL.len(), expect.len());
         for (r, (name, status, q)) in Reason::ALL.iter().zip(expect) {

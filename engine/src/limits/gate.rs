@@ -1,0 +1,316 @@
+//! The gate an admission passes: its live, per-minute and velocity limits, counted without a
+//! lock (add, then check, then take back if over), and shadow mode.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::usage::{Hold, TenantUsage, UserUsage};
+use super::Limits;
+use crate::credits::Money;
+use crate::numbering::Destination;
+use crate::policy::Reason;
+
+/// Which limit fired, and its figures (`tollgate decide`, the decision log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitHit {
+    /// The reason it gives.
+    pub reason: Reason,
+    /// The setting, as `tenants.toml` names it (`user_calls_per_minute`, `velocity`, ...).
+    pub name: &'static str,
+    /// The limit.
+    pub limit: Figure,
+    /// What the call would have made of it (or the price, for `max_price_per_minute`).
+    pub current: Figure,
+    /// Seconds until one more call fits (rates and velocity).
+    pub retry_after: Option<u64>,
+    /// The velocity rule's destination (`+882`).
+    pub destination: Option<Arc<str>>,
+}
+
+/// A figure of a [`LimitHit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figure {
+    /// Calls.
+    Count(u64),
+    /// Money.
+    Money(Money),
+}
+
+impl std::fmt::Display for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Figure::Count(n) => write!(f, "{n}"),
+            Figure::Money(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl LimitHit {
+    /// In words: `user_calls_per_minute 60 reached (61 in the last minute)`.
+    pub fn describe(&self) -> String {
+        let what = match self.name {
+            "concurrent_calls" | "user_concurrent_calls" => "live calls",
+            "calls_per_minute" | "user_calls_per_minute" => "calls in the last minute",
+            "velocity" => "calls to it in the window",
+            "daily_spend" => "spent today with this call",
+            "max_price_per_minute" => "the destination's price",
+            _ => "",
+        };
+        let name = match &self.destination {
+            Some(d) => format!("velocity {d}"),
+            None => self.name.to_string(),
+        };
+        format!("{name} {} reached ({} {what})", self.limit, self.current)
+    }
+}
+
+/// The set of reasons `[enforcement] shadow` makes report-only (DESIGN §2 "Shadow mode").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReasonSet(u64);
+
+impl ReasonSet {
+    /// The reasons that may be shadowed: the abuse controls and the policy rules, which an
+    /// operator turns on for users already calling. A call refused for what it lacks (a
+    /// licence, a pool, credits, a number) cannot be admitted "as if the rule had not fired";
+    /// emergency is never refused and `untrusted_peer` never shadowed (DESIGN §2).
+    pub const SHADOWABLE: [Reason; 9] = [
+        Reason::CallLimitReached,
+        Reason::RateLimitReached,
+        Reason::HighRiskDestination,
+        Reason::DestinationRateTooHigh,
+        Reason::DailySpendLimitReached,
+        Reason::PstnDisabledByPolicy,
+        Reason::InternationalDisabledByPolicy,
+        Reason::ConferenceDialoutDisabledByPolicy,
+        Reason::DestinationNotSupported,
+    ];
+
+    /// No reason.
+    pub const EMPTY: ReasonSet = ReasonSet(0);
+
+    fn bit(r: Reason) -> u64 {
+        1 << (r as u64)
+    }
+
+    /// Adds `r`.
+    pub fn insert(&mut self, r: Reason) {
+        self.0 |= Self::bit(r);
+    }
+
+    /// Whether `r` is in.
+    pub fn contains(self, r: Reason) -> bool {
+        self.0 & Self::bit(r) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// What a passed gate took, to be taken back if the admission fails after it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Taken {
+    live: bool,
+    rates: bool,
+    velocity: u32,
+}
+
+/// A call that passed the gate: its hold, what to undo, and what it would have been refused
+/// for under shadow mode, or warned of.
+#[derive(Debug, Default)]
+pub(crate) struct Passed {
+    pub hold: Option<Hold>,
+    pub taken: Taken,
+    pub shadow: Option<LimitHit>,
+    pub warning: Option<LimitHit>,
+}
+
+/// The counts and limits one admission is judged against.
+pub(crate) struct Gate<'a> {
+    pub user: &'a Arc<UserUsage>,
+    pub tenant: &'a Arc<TenantUsage>,
+    pub limits: &'a Limits,
+    /// The user's own `concurrent_calls` (users.csv), else the tenant's `user_concurrent_calls`.
+    pub user_concurrent: Option<u32>,
+    pub shadow: ReasonSet,
+}
+
+impl Gate<'_> {
+    /// Judges one admission at `now` to `d`: counts it if `reserve` (a dry run only looks),
+    /// or refuses it with the limit that fired, having counted nothing.
+    pub(crate) fn pass(
+        &self,
+        d: &Destination,
+        now: u64,
+        reserve: bool,
+    ) -> Result<Passed, LimitHit> {
+        let mut p = Passed::default();
+        let r = self.check_live(reserve, &mut p);
+        let r = r.and_then(|()| self.check_rates(now, reserve, &mut p));
+        let r = r.and_then(|()| self.check_velocity(d, now, reserve, &mut p));
+        match r {
+            Ok(()) => {
+                if reserve {
+                    p.hold = Some(Hold {
+                        user: Arc::clone(self.user),
+                        tenant: Arc::clone(self.tenant),
+                    });
+                }
+                Ok(p)
+            }
+            Err(hit) => {
+                self.undo(&p.taken, now);
+                Err(hit)
+            }
+        }
+    }
+
+    /// A limit fired: refused, or under shadow mode noted (the first one) and passed.
+    fn fired(&self, hit: LimitHit, p: &mut Passed) -> Result<(), LimitHit> {
+        if self.shadow.contains(hit.reason) {
+            if p.shadow.is_none() {
+                p.shadow = Some(hit);
+            }
+            Ok(())
+        } else {
+            Err(hit)
+        }
+    }
+
+    fn check_live(&self, reserve: bool, p: &mut Passed) -> Result<(), LimitHit> {
+        let (u, t) = (&self.user.live, &self.tenant.live);
+        let (nu, nt) = if reserve {
+            p.taken.live = true;
+            (
+                u.fetch_add(1, Ordering::AcqRel) + 1,
+                t.fetch_add(1, Ordering::AcqRel) + 1,
+            )
+        } else {
+            (u.load(Ordering::Acquire) + 1, t.load(Ordering::Acquire) + 1)
+        };
+        let hit = |name, limit: u32, n: u32| LimitHit {
+            reason: Reason::CallLimitReached,
+            name,
+            limit: Figure::Count(limit.into()),
+            current: Figure::Count(n.into()),
+            retry_after: None,
+            destination: None,
+        };
+        if let Some(max) = self.user_concurrent.filter(|m| nu > *m) {
+            self.fired(hit("user_concurrent_calls", max, nu), p)?;
+        }
+        if let Some(max) = self.limits.concurrent_calls.filter(|m| nt > *m) {
+            self.fired(hit("concurrent_calls", max, nt), p)?;
+        }
+        Ok(())
+    }
+
+    /// Every admission is counted in both windows, limited or not: a limit set by a reload
+    /// judges the minute before it, and [`Hold::unadmit`] knows what to take back.
+    fn check_rates(&self, now: u64, reserve: bool, p: &mut Passed) -> Result<(), LimitHit> {
+        let (user, tenant) = (self.user.rate(), &self.tenant.rate);
+        let counts = if reserve {
+            p.taken.rates = true;
+            user.add_n(now, 1);
+            tenant.add_n(now, 1);
+            (0, 0)
+        } else {
+            (1, 1)
+        };
+        let windows = [
+            (
+                self.limits.user_calls_per_minute,
+                "user_calls_per_minute",
+                user,
+                counts.0,
+            ),
+            (
+                self.limits.calls_per_minute,
+                "calls_per_minute",
+                tenant,
+                counts.1,
+            ),
+        ];
+        for (limit, name, w, extra) in windows {
+            let Some(limit) = limit else { continue };
+            let n = w.count(now) + extra;
+            if n > u64::from(limit) {
+                let hit = LimitHit {
+                    reason: Reason::RateLimitReached,
+                    name,
+                    limit: Figure::Count(limit.into()),
+                    current: Figure::Count(n),
+                    retry_after: Some(w.retry_after(now, u64::from(limit) + 1 - extra)),
+                    destination: None,
+                };
+                self.fired(hit, p)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_velocity(
+        &self,
+        d: &Destination,
+        now: u64,
+        reserve: bool,
+        p: &mut Passed,
+    ) -> Result<(), LimitHit> {
+        if self.limits.velocity.is_empty() {
+            return Ok(());
+        }
+        let v = self.tenant.velocity.load();
+        for (i, (rule, w)) in v.rules.iter().zip(v.windows.iter()).enumerate() {
+            if !rule.target.matches(d) {
+                continue;
+            }
+            let n = if reserve {
+                p.taken.velocity |= 1 << i;
+                w.add(now)
+            } else {
+                w.count(now) + 1
+            };
+            let hit = |reason, limit: u32, retry| LimitHit {
+                reason,
+                name: "velocity",
+                limit: Figure::Count(limit.into()),
+                current: Figure::Count(n),
+                retry_after: retry,
+                destination: Some(Arc::clone(&rule.name)),
+            };
+            if let Some(block) = rule.block.filter(|b| n > u64::from(*b)) {
+                let retry = w.retry_after(now, u64::from(block) + u64::from(reserve));
+                self.fired(hit(Reason::RateLimitReached, block, Some(retry)), p)?;
+            } else if let Some(warn) = rule.warn.filter(|x| n > u64::from(*x)) {
+                if p.warning.is_none() {
+                    p.warning = Some(hit(Reason::RateLimitReached, warn, None));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes back what [`Gate::pass`] counted (the admission failed after it).
+    pub(crate) fn undo(&self, taken: &Taken, now: u64) {
+        if taken.live {
+            Hold {
+                user: Arc::clone(self.user),
+                tenant: Arc::clone(self.tenant),
+            }
+            .release();
+        }
+        if taken.rates {
+            self.user.rate().remove(now);
+            self.tenant.rate.remove(now);
+        }
+        if taken.velocity != 0 {
+            let v = self.tenant.velocity.load();
+            for (i, w) in v.windows.iter().enumerate().take(32) {
+                if taken.velocity & (1 << i) != 0 {
+                    w.remove(now);
+                }
+            }
+        }
+    }
+}

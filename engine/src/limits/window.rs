@@ -1,0 +1,101 @@
+//! The sliding window the per-minute and velocity limits count admissions in.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The number of slots of a [`Window`].
+pub(super) const SLOTS: u64 = 60;
+
+/// Admissions over a sliding window of 60 slots of `width` seconds (a rolling minute in
+/// seconds, a rolling hour in minutes). Each slot is one `AtomicU64`: the slot's number
+/// (`now / width`) in the high half, its count in the low half, so a slot left from an
+/// earlier turn of the ring is recognised and counted as empty, with no sweeping.
+#[derive(Debug)]
+pub struct Window {
+    width: u64,
+    pub(super) slots: [AtomicU64; SLOTS as usize],
+}
+
+impl Window {
+    /// An empty window of 60 slots of `width` seconds.
+    pub fn new(width: u64) -> Window {
+        Window {
+            width: width.max(1),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn slot(&self, now: u64) -> u64 {
+        now / self.width
+    }
+
+    /// Counts one admission at `now`; returns the admissions in the window, this one included.
+    pub fn add(&self, now: u64) -> u64 {
+        self.add_n(now, 1);
+        self.count(now)
+    }
+
+    /// Counts `n` admissions at `at` (a restart rebuilding the window from the ledger).
+    pub fn add_n(&self, at: u64, n: u32) {
+        let s = self.slot(at);
+        let cell = &self.slots[(s % SLOTS) as usize];
+        let mut v = cell.load(Ordering::Relaxed);
+        loop {
+            let (stamp, count) = (v >> 32, v & 0xffff_ffff);
+            let new = match stamp.cmp(&(s & 0xffff_ffff)) {
+                // A slot of an older turn: starts again at `n`.
+                std::cmp::Ordering::Less => ((s & 0xffff_ffff) << 32) | u64::from(n),
+                // A newer turn already (this admission's `now` is a little behind another
+                // worker's): counted there, the window is off by one slot at most.
+                _ => (stamp << 32) | (count + u64::from(n)).min(0xffff_ffff),
+            };
+            match cell.compare_exchange_weak(v, new, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(x) => v = x,
+            }
+        }
+    }
+
+    /// Takes back one admission counted at `now` (an admission refused after all).
+    pub fn remove(&self, now: u64) {
+        let s = self.slot(now) & 0xffff_ffff;
+        let cell = &self.slots[(s % SLOTS) as usize];
+        let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
+            (v >> 32 == s && v & 0xffff_ffff > 0).then(|| v - 1)
+        });
+    }
+
+    /// Admissions in the window ending at `now`.
+    pub fn count(&self, now: u64) -> u64 {
+        let s = self.slot(now);
+        self.slots
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .filter(|v| {
+                let stamp = v >> 32;
+                stamp <= s && s - stamp < SLOTS
+            })
+            .map(|v| v & 0xffff_ffff)
+            .sum()
+    }
+
+    /// Seconds from `now` until the window holds fewer than `limit` admissions, so one more
+    /// fits (`Retry-After`, RFC 3261 §20.33): the oldest slots drop out first. At least 1.
+    pub fn retry_after(&self, now: u64, limit: u64) -> u64 {
+        let s = self.slot(now);
+        let mut over = self.count(now).saturating_sub(limit.saturating_sub(1));
+        for age in (0..SLOTS).rev() {
+            let Some(slot) = s.checked_sub(age) else {
+                continue;
+            };
+            let v = self.slots[(slot % SLOTS) as usize].load(Ordering::Acquire);
+            if v >> 32 == slot & 0xffff_ffff {
+                over = over.saturating_sub(v & 0xffff_ffff);
+            }
+            if over == 0 {
+                // This slot leaves the window when slot + 60 begins.
+                return ((slot + SLOTS) * self.width).saturating_sub(now).max(1);
+            }
+        }
+        SLOTS * self.width
+    }
+}
