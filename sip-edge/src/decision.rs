@@ -44,6 +44,16 @@ pub struct Line<'a> {
     pub voice_routing: Option<VoiceRouting>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<u64>,
+    /// Shadow mode (DESIGN §2): the reason the call would have been refused for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_reason: Option<&'static str>,
+    /// The limit of `[tenant.limits]` that refused the call (or, with `shadow_reason`, would
+    /// have), with its figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitLine>,
+    /// A velocity rule's `warn` threshold this call passes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<LimitLine>,
     /// Where the pools came from (the CLI only; the daemon's own are live): `ledger`, or
     /// `not_consulted` when there was no ledger to read (`cli::decide::Pools`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,8 +95,49 @@ pub fn line<'a>(
             _ => None,
         },
         max_duration: d.max_duration,
+        shadow_reason: d.shadow.map(|r| r.as_str()),
+        limit: d.limit.as_deref().map(LimitLine::of),
+        warning: d.warning.as_deref().map(LimitLine::of),
         pools: None,
         pools_note: None,
+    }
+}
+
+/// The `limit` and `warning` of a decision line: the setting of `[tenant.limits]` (or
+/// `velocity` and its destination), its figure and what the call made of it.
+#[derive(Serialize, Debug)]
+pub struct LimitLine {
+    /// `user_concurrent_calls`, `calls_per_minute`, `velocity`, `daily_spend`, ...
+    pub name: &'static str,
+    /// The limit: calls, or money as a decimal string.
+    pub limit: serde_json::Value,
+    /// The calls (with this one) or money (spent with this call; the destination's price).
+    pub current: serde_json::Value,
+    /// Seconds until one more call fits (`Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// A velocity rule's destination (`+882`, `CU`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// All of it in words.
+    pub text: String,
+}
+
+impl LimitLine {
+    fn of(l: &tollgate_engine::limits::LimitHit) -> LimitLine {
+        use tollgate_engine::limits::Figure;
+        let json = |f: Figure| match f {
+            Figure::Count(n) => serde_json::Value::from(n),
+            Figure::Money(m) => serde_json::Value::from(m.to_string()),
+        };
+        LimitLine {
+            name: l.name,
+            limit: json(l.limit),
+            current: json(l.current),
+            retry_after: l.retry_after,
+            destination: l.destination.as_ref().map(|d| d.to_string()),
+            text: l.describe(),
+        }
     }
 }
 

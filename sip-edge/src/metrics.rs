@@ -46,6 +46,12 @@ pub struct TenantLabels {
     pub tenant: String,
 }
 
+/// The labels of `tollgate_shadow_rejections_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub reason: &'static str,
+}
+
 /// A tenant's credits figures at a scrape ([`Metrics::set_credits`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TenantCredits {
@@ -195,6 +201,12 @@ pub struct Metrics {
     /// [`TLS_HANDSHAKE_FAILURES`]: a proxy with a wrong certificate or CA shows here, and only
     /// here (its connection never carries a request).
     pub tls_handshake_failures: HandshakeFailures,
+    /// Calls shadow mode admitted that a rule would have refused, by that rule's reason
+    /// (DESIGN §2 "Shadow mode"): what turning the rule on would refuse.
+    pub shadow_rejections: Family<ShadowLabels, Counter>,
+    /// Admissions past a velocity rule's `warn` threshold, by tenant (beyond DESIGN §5's
+    /// list; the tenant label is bounded by the directory, as the pool gauges').
+    pub velocity_warnings: Family<TenantLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -345,6 +357,21 @@ impl Default for Metrics {
                 drop(tls_handshake_failures.get_or_create(&HandshakeLabels { listener, reason }));
             }
         }
+        let shadow_rejections = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_rejections",
+            "Calls admitted under shadow mode that a rule would have refused, by reason",
+            shadow_rejections.clone(),
+        );
+        for r in tollgate_engine::limits::ReasonSet::SHADOWABLE {
+            drop(shadow_rejections.get_or_create(&ShadowLabels { reason: r.as_str() }));
+        }
+        let velocity_warnings = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "velocity_warnings",
+            "Admissions past a velocity rule's warn threshold, by tenant",
+            velocity_warnings.clone(),
+        );
         // Every series of the bounded sets exists from the start, at 0.
         let decision = |outcome, reason| {
             decisions
@@ -403,6 +430,8 @@ impl Default for Metrics {
             cluster_store_up,
             tcp_refused,
             tls_handshake_failures,
+            shadow_rejections,
+            velocity_warnings,
         }
     }
 }
@@ -434,6 +463,24 @@ impl Metrics {
         if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
             self.hot.rejects[i].inc();
         }
+    }
+
+    /// `tollgate_shadow_rejections_total{reason}`.
+    pub fn shadow_rejected(&self, reason: Reason) {
+        self.shadow_rejections
+            .get_or_create(&ShadowLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// `tollgate_velocity_warnings_total{tenant}`.
+    pub fn velocity_warning(&self, tenant: &str) {
+        self.velocity_warnings
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .inc();
     }
 
     /// `tollgate_decisions_total{outcome="admit"}`, the basis in `reason`.

@@ -95,11 +95,14 @@ pub struct ResponseExtras<'x> {
     pub basis: Option<&'x str>,
     /// `X-Tollgate-Max-Duration`, seconds.
     pub max_duration: Option<u32>,
+    /// `X-Tollgate-Shadow`: the reason a 302 would have been a reject for, had shadow mode
+    /// not made it report-only (DESIGN §2).
+    pub shadow: Option<&'x str>,
     /// Q.850 cause for `Reason: Q.850;cause=N;text="<reason>"` (RFC 3326); needs `reason`.
     pub q850_cause: Option<u16>,
     /// `X-Tollgate-Reason`, and the text of `Reason`.
     pub reason: Option<&'x str>,
-    /// `Retry-After`, seconds (503).
+    /// `Retry-After`, seconds (503; 403 `rate_limit_reached`).
     pub retry_after: Option<u32>,
     /// Add `Allow: INVITE, ACK, CANCEL, OPTIONS` (405).
     pub allow: bool,
@@ -277,6 +280,9 @@ fn write_extras(out: &mut Vec<u8>, x: &ResponseExtras<'_>) {
     }
     if let Some(d) = x.max_duration {
         number_header(out, b"X-Tollgate-Max-Duration: ", d);
+    }
+    if let Some(shadow) = x.shadow {
+        header(out, b"X-Tollgate-Shadow: ", shadow);
     }
     if let (Some(cause), Some(reason)) = (x.q850_cause, x.reason) {
         out.extend_from_slice(b"Reason: Q.850;cause=");

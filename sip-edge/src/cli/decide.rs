@@ -164,6 +164,16 @@ fn print_human(out: &mut impl Write, l: &Line<'_>) -> std::io::Result<()> {
         ("number_type", l.number_type.map(str::to_string)),
         ("route", l.route.clone()),
         ("max_duration", l.max_duration.map(|m| format!("{m} s"))),
+        ("shadow", l.shadow_reason.map(str::to_string)),
+        ("limit", l.limit.as_ref().map(|x| x.text.clone())),
+        (
+            "retry_after",
+            l.limit
+                .as_ref()
+                .and_then(|x| x.retry_after)
+                .map(|r| format!("{r} s")),
+        ),
+        ("warning", l.warning.as_ref().map(|x| x.text.clone())),
         (
             "pools",
             match (&l.pools, &l.pools_note) {

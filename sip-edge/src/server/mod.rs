@@ -81,7 +81,22 @@ fn reject_extras(reason: Reason) -> ResponseExtras<'static> {
 /// Writes the reject of `reason` to the request with `headers` from `source`: the same bytes
 /// for the same request (the transaction cache relies on it, see `transactions`).
 fn write_reject(out: &mut Vec<u8>, headers: &Headers<'_>, reason: Reason, source: SocketAddr) {
-    let extras = reject_extras(reason);
+    write_reject_after(out, headers, reason, None, source);
+}
+
+/// [`write_reject`] with a `Retry-After` of its own: `rate_limit_reached` says when one more
+/// call fits (DESIGN §2).
+fn write_reject_after(
+    out: &mut Vec<u8>,
+    headers: &Headers<'_>,
+    reason: Reason,
+    retry_after: Option<u64>,
+    source: SocketAddr,
+) {
+    let mut extras = reject_extras(reason);
+    if let Some(r) = retry_after {
+        extras.retry_after = Some(u32::try_from(r).unwrap_or(u32::MAX));
+    }
     write_response(out, headers, reason.sip_status(), None, source, &extras);
 }
 
@@ -131,6 +146,16 @@ pub struct Server {
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::driver::Driver>>,
     /// This server, for parked calls to come back to.
     me: std::sync::OnceLock<std::sync::Weak<Server>>,
+}
+
+/// What a reject's log line says about why ([`Server::reject`]).
+struct Why<'a> {
+    /// The rule that fired, in words.
+    rule: &'static str,
+    /// The caller's dial plan rule, if one rewrote the number.
+    dial_plan: Option<&'a tollgate_engine::dialplan::Normalized>,
+    /// The limit that fired, with its figures.
+    limit: Option<&'a tollgate_engine::limits::LimitHit>,
 }
 
 /// The metric label of a transport.
@@ -282,15 +307,12 @@ impl Server {
             if req.method == Method::Ack {
                 return false;
             }
-            self.reject(
-                out,
-                &req,
-                Reason::UntrustedPeer,
-                RULE_UNTRUSTED,
-                source,
-                label,
-                None,
-            );
+            let why = Why {
+                rule: RULE_UNTRUSTED,
+                dial_plan: None,
+                limit: None,
+            };
+            self.reject(out, &req, Reason::UntrustedPeer, why, source, label);
             return true;
         }
         match req.method {
@@ -519,26 +541,35 @@ impl Server {
                         return false;
                     }
                 }
-                self.reject(
-                    out,
-                    req,
-                    Reason::StoreUnavailable,
-                    RULE_SHARE_SHORT,
-                    source,
-                    label,
-                    d.dial_plan.as_deref(),
-                );
+                let why = Why {
+                    rule: RULE_SHARE_SHORT,
+                    dial_plan: d.dial_plan.as_deref(),
+                    limit: None,
+                };
+                self.reject(out, req, Reason::StoreUnavailable, why, source, label);
                 return true;
             }
             Outcome::Reject(reason) => {
-                let plan = d.dial_plan.as_deref();
-                self.reject(out, req, reason, d.rule.describe(), source, label, plan);
+                let why = Why {
+                    rule: d.rule.describe(),
+                    dial_plan: d.dial_plan.as_deref(),
+                    limit: d.limit.as_deref(),
+                };
+                self.reject(out, req, reason, why, source, label);
                 if d.lacking.is_none() {
-                    self.transactions.insert(key, Answer::Reject(reason), at);
+                    // A `Retry-After` counts down: a retransmission gets the bytes first sent.
+                    let answer = match d.retry_after() {
+                        Some(_) => Answer::Bytes(out[..].into()),
+                        None => Answer::Reject(reason),
+                    };
+                    self.transactions.insert(key, answer, at);
                 }
                 return true;
             }
         };
+        if !d.is_replay() {
+            self.limits_noted(&d, req.call_id, &caller, dialed);
+        }
         if !d.is_replay() {
             // Once per decision: a retransmission is answered from the transaction cache, or
             // replayed by the engine (`Rule::Replay`), and logs nothing. The fields are only
@@ -569,6 +600,7 @@ impl Server {
                 contacts: several.then_some(contact.as_str()),
                 basis: Some(basis.as_str()),
                 max_duration: d.max_duration.map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
+                shadow: d.shadow.map(|r| r.as_str()),
                 ..Default::default()
             };
             write_response(out, &req.headers, 302, None, source, &extras);
@@ -668,16 +700,14 @@ impl Server {
     /// Logged at info with what an operator needs to answer "why was this call refused"
     /// (DESIGN §2: `reason` is the `X-Tollgate-Reason` of the answer); the directory lookup
     /// for the caller's UPN and tenant only runs when the line is wanted.
-    #[allow(clippy::too_many_arguments)]
     fn reject(
         &self,
         out: &mut Vec<u8>,
         req: &Request<'_>,
         reason: Reason,
-        rule: &'static str,
+        why: Why<'_>,
         source: SocketAddr,
         label: &'static str,
-        dial_plan: Option<&tollgate_engine::dialplan::Normalized>,
     ) {
         self.metrics.rejected(reason);
         let status = reason.sip_status();
@@ -687,18 +717,53 @@ impl Server {
                 call_id = req.call_id,
                 caller = &*caller,
                 dialed = identity::dialed(&req.uri),
-                dial_plan_rule = dial_plan.map(|n| &*n.rule),
-                normalized = dial_plan.map(|n| &*n.number),
+                dial_plan_rule = why.dial_plan.map(|n| &*n.rule),
+                normalized = why.dial_plan.map(|n| &*n.number),
                 tenant = tenant.as_deref(),
                 reason = reason.as_str(),
-                rule,
+                rule = why.rule,
+                limit = why.limit.map(|l| l.describe()),
                 status,
                 %source,
                 "reject"
             );
         }
-        write_reject(out, &req.headers, reason, source);
+        let retry = why
+            .limit
+            .filter(|l| l.reason == Reason::RateLimitReached && reason == l.reason)
+            .and_then(|l| l.retry_after);
+        write_reject_after(out, &req.headers, reason, retry, source);
         self.metrics.message_out(status, label);
+    }
+
+    /// An admission that shadow mode let through, or that passed a velocity rule's `warn`:
+    /// counted and logged (DESIGN §2 "Shadow mode"), once per decision.
+    fn limits_noted(&self, d: &Decision, call_id: &str, caller: &str, dialed: &str) {
+        let tenant = d.grant.as_ref().map(|g| &*g.tenant).unwrap_or("");
+        if let Some(reason) = d.shadow {
+            self.metrics.shadow_rejected(reason);
+            tracing::info!(
+                call_id,
+                caller,
+                dialed,
+                tenant,
+                shadow_reason = reason.as_str(),
+                limit = d.limit.as_ref().map(|l| l.describe()),
+                "shadow: would have been refused, admitted"
+            );
+        }
+        if let Some(w) = &d.warning {
+            self.metrics.velocity_warning(tenant);
+            tracing::warn!(
+                call_id,
+                caller,
+                dialed,
+                tenant,
+                destination = w.destination.as_deref(),
+                warning = w.describe(),
+                "velocity rule's warn threshold passed"
+            );
+        }
     }
 
     /// For the decision log: the directory's UPN and tenant of a caller as presented
