@@ -894,21 +894,13 @@ fn build_live(snap: Snapshot, month: MonthKey, prev: Option<&Live>, shared: bool
 /// The live counts of `snap`'s users and tenants: those of the same UPN or tenant id in
 /// `prev` carry over (their calls hold them), the rest start at zero.
 fn usage_for(snap: &Snapshot, prev: Option<&Live>) -> (Vec<Arc<UserUsage>>, Vec<Arc<TenantUsage>>) {
-    let (old_users, old_tenants): (
-        std::collections::HashMap<&str, &Arc<UserUsage>>,
-        std::collections::HashMap<&str, &Arc<TenantUsage>>,
-    ) = match prev {
-        Some(p) => (
-            p.snap
-                .users
-                .iter()
-                .zip(&p.users)
-                .map(|(u, x)| (&*u.upn, x))
-                .collect(),
-            p.tenants.iter().map(|t| (&*t.tenant, t)).collect(),
-        ),
-        None => Default::default(),
-    };
+    use std::collections::HashMap;
+    let mut old_users: HashMap<&str, &Arc<UserUsage>> = HashMap::new();
+    let mut old_tenants: HashMap<&str, &Arc<TenantUsage>> = HashMap::new();
+    if let Some(p) = prev {
+        old_users.extend(p.snap.users.iter().zip(&p.users).map(|(u, x)| (&*u.upn, x)));
+        old_tenants.extend(p.tenants.iter().map(|t| (&*t.tenant, t)));
+    }
     let users = snap
         .users
         .iter()
@@ -961,3 +953,7 @@ mod dialplan_tests;
 #[cfg(test)]
 #[path = "engine_catalog_tests.rs"]
 mod catalog_tests;
+
+#[cfg(test)]
+#[path = "engine_limits_tests.rs"]
+mod limits_tests;

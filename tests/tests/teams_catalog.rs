@@ -29,18 +29,39 @@ fn payg_shared_cost_and_the_international_list_over_sip() {
     // only (oliver); 449 stays barred even with credits.
     let r = invite(&d, "amelia@northwind.co.uk", "+448451234567", "cat-3");
     assert_eq!(r.header("X-Tollgate-Basis"), Some("credits"), "{}", r.text);
-    for (from, dial, id) in [
-        ("oliver@northwind.co.uk", "+448451234567", "cat-4"),
-        ("amelia@northwind.co.uk", "+449091234567", "cat-5"),
-        // Not on the international list: North Korea, a satellite phone.
-        ("amelia@northwind.co.uk", "+85021234567", "cat-6"),
-        ("amelia@northwind.co.uk", "+8816123456789", "cat-7"),
+    for (from, dial, id, reason) in [
+        (
+            "oliver@northwind.co.uk",
+            "+448451234567",
+            "cat-4",
+            "destination_not_supported",
+        ),
+        (
+            "amelia@northwind.co.uk",
+            "+449091234567",
+            "cat-5",
+            "destination_not_supported",
+        ),
+        // Not on the international list, and high risk besides (the catalog's
+        // high_risk_prefixes, decided first): North Korea, a satellite phone.
+        (
+            "amelia@northwind.co.uk",
+            "+85021234567",
+            "cat-6",
+            "high_risk_destination",
+        ),
+        (
+            "amelia@northwind.co.uk",
+            "+8816123456789",
+            "cat-7",
+            "high_risk_destination",
+        ),
     ] {
         let r = invite(&d, from, dial, id);
         assert_eq!(r.status(), 403, "{dial}: {}", r.text);
         assert_eq!(
             r.header("X-Tollgate-Reason"),
-            Some("destination_not_supported"),
+            Some(reason),
             "{dial}: {}",
             r.text
         );
