@@ -122,6 +122,17 @@ fn the_international_list_bars_what_it_does_not_name() {
         e.decide_classified("credits@p.com", Ok(d), NOW, Mode::DryRun)
     };
     assert_eq!(basis(&dial("+97142000000", 971, "AE")), Some("credits"));
+    // South Sudan and Timor-Leste are not on the list.
+    for (n, cc, region) in [("+211912345678", 211, "SS"), ("+6707212345", 670, "TL")] {
+        let d = dial(n, cc, region);
+        assert_eq!(
+            (reason(&d), d.rule),
+            (Some("destination_not_supported"), Rule::Barred),
+            "{n}"
+        );
+    }
+    // Nor are North Korea, satellites and Cuba, which the catalog's high-risk prefixes name
+    // first: rule 6 gives that reason.
     for (n, cc, region) in [
         ("+85021234567", 850, "KP"),
         ("+8816123456789", 881, "001"),
@@ -130,7 +141,7 @@ fn the_international_list_bars_what_it_does_not_name() {
         let d = dial(n, cc, region);
         assert_eq!(
             (reason(&d), d.rule),
-            (Some("destination_not_supported"), Rule::Barred),
+            (Some("high_risk_destination"), Rule::Barred),
             "{n}"
         );
     }

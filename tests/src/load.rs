@@ -11,13 +11,18 @@ use crate::{repo_root, tollgate_load_bin};
 /// Runs `tollgate-load` against `d` with the repository's `config/` callers, `--quiet` and
 /// `args`; asserts it succeeded and printed its table; returns the parsed JSON report.
 pub fn run(d: &Daemon, args: &[&str]) -> Value {
+    run_with_callers(d, &repo_root().join("config"), args)
+}
+
+/// [`run`] with the callers of `callers` (a directory holding a `users.csv`).
+pub fn run_with_callers(d: &Daemon, callers: &std::path::Path, args: &[&str]) -> Value {
     let dir = temp_dir("load");
     let json = dir.join("report.json");
     let out = Command::new(tollgate_load_bin())
         .arg("--target")
         .arg(d.sip.to_string())
         .arg("--directory")
-        .arg(repo_root().join("config"))
+        .arg(callers)
         .arg("--json")
         .arg(&json)
         .arg("--quiet")

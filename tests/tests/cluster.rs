@@ -26,6 +26,11 @@ fn postgres() -> Arc<Postgres> {
     pg
 }
 
+/// These tests drain pools with many calls of few users, faster than the default per-user
+/// limits allow (`[tenant.limits]`, tested in `abuse.rs`): every tenant here lifts them.
+const NO_USER_LIMITS: &str =
+    "[tenant.limits]\nuser_concurrent_calls = 0\nuser_calls_per_minute = 0\n";
+
 /// `acme`: three US users on the 120-minute plan (a 21,600 s pool); `cred`: one user on
 /// Communications Credits only, 1.00 at 0.019 a minute in the US (52 one-minute grants);
 /// `lim`: plenty of credits, but a user spend limit of 0.50 (26 one-minute grants).
@@ -37,10 +42,12 @@ fn directory() -> PathBuf {
     }
     std::fs::write(
         dir.join("tenants.toml"),
-        "[[tenant]]\nid = \"acme\"\ndomains = [\"acme.example\"]\ncredits = \"0.00\"\n\n\
-         [[tenant]]\nid = \"cred\"\ndomains = [\"cred.example\"]\ncredits = \"1.00\"\n\n\
-         [[tenant]]\nid = \"lim\"\ndomains = [\"lim.example\"]\ncredits = \"100.00\"\n\
-         user_spend_limit = \"0.50\"\n",
+        format!(
+            "[[tenant]]\nid = \"acme\"\ndomains = [\"acme.example\"]\ncredits = \"0.00\"\n{NO_USER_LIMITS}\n\
+             [[tenant]]\nid = \"cred\"\ndomains = [\"cred.example\"]\ncredits = \"1.00\"\n{NO_USER_LIMITS}\n\
+             [[tenant]]\nid = \"lim\"\ndomains = [\"lim.example\"]\ncredits = \"100.00\"\n\
+             user_spend_limit = \"0.50\"\n{NO_USER_LIMITS}",
+        ),
     )
     .expect("tenants");
     std::fs::write(

@@ -34,7 +34,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// `acme`: two US users on the Domestic Calling Plan (a 360,000 s pool between them), and one
-/// holding the plan without Phone System (refused: `no_phone_system`).
+/// holding the plan without Phone System (refused: `no_phone_system`); per-user limits raised.
 fn directory() -> PathBuf {
     let dir = temp_dir("kamailio-dir");
     let config = repo_root().join("config");
@@ -43,7 +43,10 @@ fn directory() -> PathBuf {
     }
     std::fs::write(
         dir.join("tenants.toml"),
-        "[[tenant]]\nid = \"acme\"\ndomains = [\"acme.example\"]\ncredits = \"0.00\"\n",
+        // The load runs send 50 calls a second from one user: above the default per-user
+        // limits, which stay on at figures these runs stay under.
+        "[[tenant]]\nid = \"acme\"\ndomains = [\"acme.example\"]\ncredits = \"0.00\"\n\
+         [tenant.limits]\nuser_concurrent_calls = 500\nuser_calls_per_minute = 5000\n",
     )
     .expect("tenants");
     std::fs::write(

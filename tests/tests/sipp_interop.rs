@@ -43,7 +43,21 @@ fn sipp(d: &Daemon, scenario: &str, caller: &str, dial: &str) {
 
 #[test]
 fn sipp_invite_302_ack_and_invite_403_ack() {
-    let d = Daemon::start();
+    // The shipped directory, with contoso's per-user limits lifted: 10,000 calls of one user in
+    // 10 s is what the default limits are there to refuse (`abuse.rs`).
+    let dir = tollgate_tests::shipped_directory("sipp-dir");
+    let tenants = std::fs::read_to_string(dir.join("tenants.toml")).expect("tenants.toml");
+    let contoso = "user_spend_limit = \"20.00\"\n";
+    assert!(tenants.contains(contoso), "{tenants}");
+    let lifted = tenants.replacen(
+        contoso,
+        &format!(
+            "{contoso}[tenant.limits]\nuser_concurrent_calls = 0\nuser_calls_per_minute = 0\n"
+        ),
+        1,
+    );
+    std::fs::write(dir.join("tenants.toml"), lifted).expect("write tenants.toml");
+    let d = Daemon::start_in("", &dir);
     // A Direct Routing user: admitted to the tenant's SBC, no pool to run dry.
     sipp(&d, "invite_302.xml", "grace@contoso.com", "+442079460000");
     // A Domestic-plan user dialing abroad: 403 international_not_in_plan.
