@@ -238,12 +238,10 @@ impl Engine {
             return None;
         }
         let live = self.live.load();
-        let (ix, u) = live.snap.lookup(user)?;
-        let t = live.tenants.get(u.tenant as usize)?;
-        let user = live.users.get(ix as usize)?;
-        (*t.tenant == *tenant).then(|| crate::limits::Hold {
-            user: Arc::clone(user),
-            tenant: Arc::clone(t),
+        let (ix, _) = live.snap.lookup(user)?;
+        let usage = live.users.get(ix as usize)?;
+        (*usage.tenant.tenant == *tenant).then(|| crate::limits::Hold {
+            user: Arc::clone(usage),
         })
     }
 
@@ -563,7 +561,7 @@ impl Engine {
                     return Decision::reject(Reason::BadRequest, Rule::Request, destination);
                 };
                 let gate = self.gate(live, ix, user, shadow);
-                let mut decision = self.fund(live, user, gate, dialed, d, fund, now, mode);
+                let mut decision = self.fund(live, &config, user, gate, dialed, d, fund, now, mode);
                 decision.shadow = decision.shadow.or(shadowed);
                 return decision;
             }
@@ -611,7 +609,7 @@ impl Engine {
             },
             _ => Passed::default(),
         };
-        decision.note(&passed);
+        decision.note(passed.shadow.as_ref(), passed.warning.as_ref());
         let Some(slot) = slot else { return decision };
         let grant = Grant {
             seq: 0, // numbered as it is recorded
@@ -641,9 +639,10 @@ impl Engine {
         shadow: crate::limits::ReasonSet,
     ) -> Option<Gate<'a>> {
         let t = live.snap.tenant(user.tenant)?;
+        let usage = live.users.get(ix as usize)?;
         Some(Gate {
-            user: live.users.get(ix as usize)?,
-            tenant: live.tenants.get(user.tenant as usize)?,
+            user: usage,
+            tenant: &usage.tenant,
             limits: &t.limits,
             user_concurrent: match user.concurrent_calls {
                 Some(0) => None,
@@ -697,7 +696,7 @@ impl Engine {
                         .shadow
                         .contains(Reason::DailySpendLimitReached);
                     let daily = r.grant.hold.as_ref().map(|h| funding::Daily {
-                        usage: &h.tenant,
+                        usage: h.tenant(),
                         day: crate::limits::day_of(r.grant.started_at),
                         cap: tenant
                             .and_then(|t| t.limits.daily_spend)
@@ -901,16 +900,7 @@ fn usage_for(snap: &Snapshot, prev: Option<&Live>) -> (Vec<Arc<UserUsage>>, Vec<
         old_users.extend(p.snap.users.iter().zip(&p.users).map(|(u, x)| (&*u.upn, x)));
         old_tenants.extend(p.tenants.iter().map(|t| (&*t.tenant, t)));
     }
-    let users = snap
-        .users
-        .iter()
-        .map(|u| {
-            old_users
-                .get(&*u.upn)
-                .map_or_else(|| Arc::new(UserUsage::default()), |x| Arc::clone(x))
-        })
-        .collect();
-    let tenants = snap
+    let tenants: Vec<Arc<TenantUsage>> = snap
         .tenants
         .iter()
         .map(|t| match old_tenants.get(&*t.id) {
@@ -919,6 +909,18 @@ fn usage_for(snap: &Snapshot, prev: Option<&Live>) -> (Vec<Arc<UserUsage>>, Vec<
                 Arc::clone(x)
             }
             None => Arc::new(TenantUsage::new(Arc::clone(&t.id), &t.limits.velocity)),
+        })
+        .collect();
+    let users = snap
+        .users
+        .iter()
+        .map(|u| {
+            let tenant = &tenants[u.tenant as usize];
+            match old_users.get(&*u.upn) {
+                // Moved to another tenant: counted afresh there.
+                Some(x) if Arc::ptr_eq(&x.tenant, tenant) => Arc::clone(x),
+                _ => Arc::new(UserUsage::new(Arc::clone(tenant))),
+            }
         })
         .collect();
     (users, tenants)

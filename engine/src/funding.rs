@@ -8,6 +8,7 @@ use std::sync::Arc;
 use dashmap::mapref::entry::Entry;
 
 use super::{Engine, Live, Mode};
+use crate::config::EngineConfig;
 use crate::credits::{CreditAccount, Money, SpendLack};
 use crate::directory::User;
 use crate::limits::{day_of, Figure, Gate, LimitHit, Passed, TenantUsage};
@@ -24,6 +25,7 @@ impl Engine {
     pub(super) fn fund(
         &self,
         live: &Live,
+        config: &EngineConfig,
         user: &User,
         gate: Option<Gate<'_>>,
         dialed: &str,
@@ -41,7 +43,6 @@ impl Engine {
         else {
             return Decision::reject(Reason::BadRequest, Rule::Request, Some(d));
         };
-        let config = self.config.load();
         let g = &config.grants;
         let inc = g.billing_increment_seconds;
         // A Call-ID already known: same answer, nothing new reserved. Otherwise its slot is
@@ -58,7 +59,12 @@ impl Engine {
         let tenant = live.snap.tenant(user.tenant);
         let tenant_id = tenant.map(|t| &t.id);
         // The limits, before anything is reserved: a call they refuse takes nothing.
-        let passed = match &gate {
+        let Passed {
+            hold,
+            taken,
+            shadow: gate_shadow,
+            warning,
+        } = match &gate {
             Some(g) => match g.pass(&d, now, reserving) {
                 Ok(p) => p,
                 Err(hit) => return Decision::limited(hit, Rule::Limits, Some(d)),
@@ -68,15 +74,15 @@ impl Engine {
         // Whatever refuses the call from here on gives back what the gate counted.
         let undo = |decision: Decision| {
             if let Some(g) = &gate {
-                g.undo(&passed.taken, now);
+                g.undo(&taken, now);
             }
             decision
         };
         let shadow = config.enforcement.shadow;
         let mut shadowed: Option<LimitHit> = None;
         // The decision, with its grant when reserving (built in place: no separate grant to
-        // move around, and none at all for a dry run).
-        let admit = |basis, rule, seconds, funding, money, shadowed: &Option<LimitHit>| {
+        // move around, and none at all for a dry run). Called once: it takes the call's hold.
+        let admit = move |basis, rule, seconds, funding, money, shadowed: &Option<LimitHit>| {
             let mut dec = Decision {
                 outcome: Outcome::Admit(basis),
                 rule,
@@ -101,10 +107,10 @@ impl Engine {
                     reserved_money: money,
                     started_at: now,
                     expires_at: now + seconds + g.settle_grace_seconds,
-                    hold: passed.hold.clone(),
+                    hold,
                 }),
             };
-            dec.note(&passed);
+            dec.note(gate_shadow.as_ref(), warning.as_ref());
             if let (Some(hit), None) = (shadowed, dec.shadow) {
                 dec.shadow = Some(hit.reason);
                 dec.limit = Some(Box::new(hit.clone()));

@@ -378,13 +378,18 @@ impl Decision {
         }
     }
 
-    /// Carries what the limits' gate noted on an admission: a shadowed refusal, a warning.
-    pub(crate) fn note(&mut self, passed: &crate::limits::Passed) {
-        if let (Some(hit), None) = (&passed.shadow, self.shadow) {
+    /// Carries what the limits' gate noted on an admission: a shadowed refusal (unless a rule
+    /// before it was shadowed already), a warning.
+    pub(crate) fn note(
+        &mut self,
+        shadow: Option<&crate::limits::LimitHit>,
+        warning: Option<&crate::limits::LimitHit>,
+    ) {
+        if let (Some(hit), None) = (shadow, self.shadow) {
             self.shadow = Some(hit.reason);
             self.limit = Some(Box::new(hit.clone()));
         }
-        if let Some(w) = &passed.warning {
+        if let Some(w) = warning {
             self.warning = Some(Box::new(w.clone()));
         }
     }

@@ -232,7 +232,7 @@ impl CallRecord {
                 let back = Money(g.reserved_money.0 - cost.0);
                 account.refund(back);
                 if let Some(h) = &g.hold {
-                    h.tenant.unspend(day_of(g.started_at), back);
+                    h.tenant().unspend(day_of(g.started_at), back);
                 }
                 if let Some((user, month)) = limit {
                     spend.refund(user, *month, back);

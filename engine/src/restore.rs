@@ -268,7 +268,7 @@ impl Engine {
                         } else {
                             c.charged_money
                         };
-                        h.tenant.spend(day, taken, None);
+                        h.tenant().spend(day, taken, None);
                     }
                 }
             }

@@ -154,7 +154,6 @@ impl Gate<'_> {
                 if reserve {
                     p.hold = Some(Hold {
                         user: Arc::clone(self.user),
-                        tenant: Arc::clone(self.tenant),
                     });
                 }
                 Ok(p)
@@ -296,7 +295,6 @@ impl Gate<'_> {
         if taken.live {
             Hold {
                 user: Arc::clone(self.user),
-                tenant: Arc::clone(self.tenant),
             }
             .release();
         }

@@ -44,7 +44,7 @@ mod window;
 pub use gate::{Figure, LimitHit, ReasonSet};
 pub(crate) use gate::{Gate, Passed};
 pub use usage::{day_of, Hold, TenantUsage, UserUsage};
-pub use window::Window;
+pub use window::{Minute, Window, MINUTE_STEP, VELOCITY_SLOTS};
 
 /// A user's live calls at most unless the tenant says otherwise (`user_concurrent_calls`):
 /// generous for a person, who holds one or two calls, and still a bound on what one stolen
@@ -54,7 +54,7 @@ pub const DEFAULT_USER_CONCURRENT_CALLS: u32 = 20;
 /// (`user_calls_per_minute`): one a second, which no person dials, and the 54,800 calls a
 /// second one account was once admitted become 60 a minute.
 pub const DEFAULT_USER_CALLS_PER_MINUTE: u32 = 60;
-/// Velocity rules per tenant at most (each one is a [`Window`] of ~500 bytes).
+/// Velocity rules per tenant at most (each one is a [`Window`] of 480 bytes).
 pub const VELOCITY_RULES_MAX: usize = 32;
 /// The longest velocity window: a day.
 pub const VELOCITY_WINDOW_MAX: u32 = 86_400;

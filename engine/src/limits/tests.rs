@@ -6,7 +6,7 @@ const T: u64 = 1_795_000_000;
 
 #[test]
 fn a_window_counts_a_rolling_minute_and_forgets_what_slid_out() {
-    let w = Window::new(1);
+    let w = Window::<60>::new(1);
     for i in 0..3 {
         assert_eq!(w.add(T + i), i + 1);
     }
@@ -21,8 +21,21 @@ fn a_window_counts_a_rolling_minute_and_forgets_what_slid_out() {
 }
 
 #[test]
+fn a_minute_counts_in_five_second_steps() {
+    // T is the first second of a step: an admission at T counts until T + 60; one at T + 4,
+    // in the same step, also only until T + 60 (55 to 60 seconds, by where in its step).
+    let t = T - T % MINUTE_STEP;
+    let m = Minute::minute();
+    m.add(t);
+    m.add(t + 4);
+    assert_eq!(m.count(t + 59), 2);
+    assert_eq!(m.count(t + 60), 0);
+    assert_eq!(m.retry_after(t + 30, 2), 30);
+}
+
+#[test]
 fn retry_after_is_when_the_oldest_admissions_slide_out() {
-    let w = Window::new(1);
+    let w = Window::<60>::new(1);
     w.add(T);
     w.add(T + 10);
     w.add(T + 20);
@@ -36,7 +49,7 @@ fn retry_after_is_when_the_oldest_admissions_slide_out() {
 
 #[test]
 fn removing_takes_back_only_what_was_added_in_that_slot() {
-    let w = Window::new(1);
+    let w = Window::<60>::new(1);
     w.add(T);
     w.remove(T + 1); // another slot: nothing there to take
     assert_eq!(w.count(T + 1), 1);
@@ -49,7 +62,7 @@ fn removing_takes_back_only_what_was_added_in_that_slot() {
 fn an_hour_window_counts_in_minutes() {
     // Sixty slots of a minute: a call counts for 59 to 60 minutes, by where in its minute
     // it came.
-    let w = Window::new(60);
+    let w = Window::<60>::new(60);
     w.add(T);
     assert_eq!(w.count(T - T % 60 + 3599), 1);
     assert_eq!(w.count(T - T % 60 + 3600), 0);

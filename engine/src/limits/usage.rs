@@ -2,21 +2,24 @@
 //! holds of them.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use super::window::{Window, SLOTS};
+use super::window::{Minute, Window, VELOCITY_SLOTS};
 use super::Velocity;
 use crate::credits::Money;
 use crate::numbering::Destination;
 
 /// One user's live counts, shared (`Arc`) across reloads by UPN and held by each of their
-/// admitted calls, so a call ending after a reload takes itself off the right count.
-#[derive(Debug, Default)]
+/// admitted calls, so a call ending after a reload takes itself off the right count. It holds
+/// its tenant's counts: a call holds one `Arc`, not two (each is an atomic on a line every
+/// worker deciding for the tenant touches).
+#[derive(Debug)]
 pub struct UserUsage {
+    /// The counts of the user's tenant.
+    pub tenant: Arc<TenantUsage>,
     pub(super) live: AtomicU32,
-    /// Made on the user's first admission: a directory of 100,000 users that never call
-    /// costs nothing.
-    rate: OnceLock<Box<Window>>,
+    /// Admissions in the rolling minute.
+    pub(super) rate: Minute,
 }
 
 /// One tenant's live counts, shared like [`UserUsage`].
@@ -25,7 +28,7 @@ pub struct TenantUsage {
     /// The tenant id.
     pub tenant: Arc<str>,
     pub(super) live: AtomicU32,
-    pub(super) rate: Window,
+    pub(super) rate: Minute,
     /// Credits spent today: the UTC day number in the top 20 bits, micro-units below.
     day: AtomicU64,
     /// The velocity rules of the tenant's limits as last applied, with a window each: read
@@ -37,7 +40,7 @@ pub struct TenantUsage {
 #[derive(Debug, Default)]
 pub(super) struct Velocities {
     pub(super) rules: Vec<Velocity>,
-    pub(super) windows: Vec<Window>,
+    pub(super) windows: Vec<Window<VELOCITY_SLOTS>>,
 }
 
 /// The bits of [`TenantUsage::day`] that hold money: 2⁴⁴ micro-units, 17.5 million units of
@@ -51,13 +54,22 @@ pub fn day_of(now: u64) -> u64 {
 }
 
 impl UserUsage {
+    /// Fresh counts for a user of `tenant`.
+    pub(crate) fn new(tenant: Arc<TenantUsage>) -> UserUsage {
+        UserUsage {
+            tenant,
+            live: AtomicU32::new(0),
+            rate: Minute::minute(),
+        }
+    }
+
     /// Live admitted calls.
     pub fn live(&self) -> u32 {
         self.live.load(Ordering::Acquire)
     }
 
-    pub(super) fn rate(&self) -> &Window {
-        self.rate.get_or_init(|| Box::new(Window::new(1)))
+    pub(super) fn rate(&self) -> &Minute {
+        &self.rate
     }
 }
 
@@ -67,7 +79,7 @@ impl TenantUsage {
         let t = TenantUsage {
             tenant,
             live: AtomicU32::new(0),
-            rate: Window::new(1),
+            rate: Minute::minute(),
             day: AtomicU64::new(0),
             velocity: arc_swap::ArcSwap::from_pointee(Velocities::default()),
         };
@@ -85,7 +97,7 @@ impl TenantUsage {
         let windows = rules
             .iter()
             .map(|r| {
-                let w = Window::new(u64::from(r.window_seconds) / SLOTS);
+                let w = Window::new(u64::from(r.window_seconds) / VELOCITY_SLOTS as u64);
                 if let Some(o) = old.rules.iter().position(|o| o == r) {
                     if let Some(prev) = old.windows.get(o) {
                         for (n, p) in w.slots.iter().zip(prev.slots.iter()) {
@@ -154,43 +166,46 @@ impl TenantUsage {
 /// (settle, release, expiry, abort) takes it off, once.
 #[derive(Clone, Debug)]
 pub struct Hold {
-    /// The caller's counts.
+    /// The caller's counts (and through them, the tenant's).
     pub user: Arc<UserUsage>,
-    /// The tenant's counts.
-    pub tenant: Arc<TenantUsage>,
 }
 
 impl Hold {
+    /// The tenant's counts.
+    pub fn tenant(&self) -> &TenantUsage {
+        &self.user.tenant
+    }
+
     /// The call is over: one live call fewer for the user and the tenant.
     pub(crate) fn release(&self) {
         let dec = |a: &AtomicU32| {
             let _ = a.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
         };
         dec(&self.user.live);
-        dec(&self.tenant.live);
+        dec(&self.user.tenant.live);
     }
 
     /// An admission that was never made after all (the ledger could not record it): out of
     /// the per-minute windows again (its live count goes with the call's end).
     pub(crate) fn unadmit(&self, at: u64) {
         self.user.rate().remove(at);
-        self.tenant.rate.remove(at);
+        self.user.tenant.rate.remove(at);
     }
 
     /// A restored open call: counted live again.
     pub(crate) fn restore_live(&self) {
         self.user.live.fetch_add(1, Ordering::AcqRel);
-        self.tenant.live.fetch_add(1, Ordering::AcqRel);
+        self.user.tenant.live.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A restored call admitted at `at`: counted in the windows it still falls in.
     pub(crate) fn restore_admission(&self, at: u64, now: u64, dest: Option<&Destination>) {
         if now.saturating_sub(at) < 60 {
             self.user.rate().add_n(at, 1);
-            self.tenant.rate.add_n(at, 1);
+            self.user.tenant.rate.add_n(at, 1);
         }
         let Some(d) = dest else { return };
-        let v = self.tenant.velocity.load();
+        let v = self.user.tenant.velocity.load();
         for (rule, w) in v.rules.iter().zip(v.windows.iter()) {
             if now.saturating_sub(at) < u64::from(rule.window_seconds) && rule.target.matches(d) {
                 w.add_n(at, 1);

@@ -1,23 +1,45 @@
-//! The sliding window the per-minute and velocity limits count admissions in.
+//! The sliding windows the per-minute and velocity limits count admissions in.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The number of slots of a [`Window`].
-pub(super) const SLOTS: u64 = 60;
+/// A rolling minute in twelve steps of five seconds: the per-minute limits of users and
+/// tenants. 96 bytes, kept inline in every user's counts: a window of 60 one-second slots
+/// would be 480 bytes a user, 48 MB for 100,000 users, and eight cache lines read per call
+/// (measured: +25% on the engine's decision with them, `authorize_loop`).
+pub type Minute = Window<12>;
 
-/// Admissions over a sliding window of 60 slots of `width` seconds (a rolling minute in
-/// seconds, a rolling hour in minutes). Each slot is one `AtomicU64`: the slot's number
-/// (`now / width`) in the high half, its count in the low half, so a slot left from an
-/// earlier turn of the ring is recognised and counted as empty, with no sweeping.
+/// How wide a slot of a [`Minute`] is, seconds.
+pub const MINUTE_STEP: u64 = 5;
+
+/// The slots of a velocity rule's window: sixty of a sixtieth of the window each.
+pub const VELOCITY_SLOTS: usize = 60;
+
+/// Admissions over a sliding window of `N` slots of `width` seconds. Each slot is one
+/// `AtomicU64`: the slot's number (`now / width`) in the high half, its count in the low half,
+/// so a slot left from an earlier turn of the ring is recognised and counted as empty, with no
+/// sweeping. The window ending at `now` is the slot of `now` and the `N - 1` before it: an
+/// admission is counted for between `(N - 1) · width` and `N · width` seconds, by where in its
+/// slot it came.
 #[derive(Debug)]
-pub struct Window {
+pub struct Window<const N: usize> {
     width: u64,
-    pub(super) slots: [AtomicU64; SLOTS as usize],
+    pub(super) slots: [AtomicU64; N],
 }
 
-impl Window {
-    /// An empty window of 60 slots of `width` seconds.
-    pub fn new(width: u64) -> Window {
+const fn slots<const N: usize>() -> u64 {
+    N as u64
+}
+
+impl Minute {
+    /// An empty rolling minute.
+    pub fn minute() -> Minute {
+        Window::new(MINUTE_STEP)
+    }
+}
+
+impl<const N: usize> Window<N> {
+    /// An empty window of `N` slots of `width` seconds.
+    pub fn new(width: u64) -> Window<N> {
         Window {
             width: width.max(1),
             slots: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -37,7 +59,7 @@ impl Window {
     /// Counts `n` admissions at `at` (a restart rebuilding the window from the ledger).
     pub fn add_n(&self, at: u64, n: u32) {
         let s = self.slot(at);
-        let cell = &self.slots[(s % SLOTS) as usize];
+        let cell = &self.slots[(s % slots::<N>()) as usize];
         let mut v = cell.load(Ordering::Relaxed);
         loop {
             let (stamp, count) = (v >> 32, v & 0xffff_ffff);
@@ -58,7 +80,7 @@ impl Window {
     /// Takes back one admission counted at `now` (an admission refused after all).
     pub fn remove(&self, now: u64) {
         let s = self.slot(now) & 0xffff_ffff;
-        let cell = &self.slots[(s % SLOTS) as usize];
+        let cell = &self.slots[(s % slots::<N>()) as usize];
         let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
             (v >> 32 == s && v & 0xffff_ffff > 0).then(|| v - 1)
         });
@@ -72,7 +94,7 @@ impl Window {
             .map(|c| c.load(Ordering::Acquire))
             .filter(|v| {
                 let stamp = v >> 32;
-                stamp <= s && s - stamp < SLOTS
+                stamp <= s && s - stamp < slots::<N>()
             })
             .map(|v| v & 0xffff_ffff)
             .sum()
@@ -83,19 +105,19 @@ impl Window {
     pub fn retry_after(&self, now: u64, limit: u64) -> u64 {
         let s = self.slot(now);
         let mut over = self.count(now).saturating_sub(limit.saturating_sub(1));
-        for age in (0..SLOTS).rev() {
+        for age in (0..slots::<N>()).rev() {
             let Some(slot) = s.checked_sub(age) else {
                 continue;
             };
-            let v = self.slots[(slot % SLOTS) as usize].load(Ordering::Acquire);
+            let v = self.slots[(slot % slots::<N>()) as usize].load(Ordering::Acquire);
             if v >> 32 == slot & 0xffff_ffff {
                 over = over.saturating_sub(v & 0xffff_ffff);
             }
             if over == 0 {
                 // This slot leaves the window when slot + 60 begins.
-                return ((slot + SLOTS) * self.width).saturating_sub(now).max(1);
+                return ((slot + slots::<N>()) * self.width).saturating_sub(now).max(1);
             }
         }
-        SLOTS * self.width
+        slots::<N>() * self.width
     }
 }
