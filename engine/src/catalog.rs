@@ -144,24 +144,33 @@ pub struct Catalog {
     high_risk: PrefixSet,
 }
 
-/// E.164 prefixes that most numbers are ruled out of by their first three bytes.
+/// E.164 prefixes, most numbers ruled out at a glance by their first two digits.
 #[derive(Clone, Debug, Default)]
 struct PrefixSet {
     prefixes: Vec<String>,
-    /// The prefixes' first three bytes (`+44`), once each.
-    heads: Vec<[u8; 3]>,
+    /// Bit `10·a + b` is set when a prefix starts `+ab`: one test rules out every number whose
+    /// first two digits no prefix has.
+    heads: u128,
     /// Some prefix is shorter than three bytes (`+1`): then every prefix is compared.
     short: bool,
 }
 
+/// The two digits after `+`, as 0–99.
+fn head_of(e164: &[u8]) -> Option<u32> {
+    match e164 {
+        [b'+', a, b, ..] if a.is_ascii_digit() && b.is_ascii_digit() => {
+            Some(u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+        }
+        _ => None,
+    }
+}
+
 impl PrefixSet {
     fn new(prefixes: Vec<String>) -> PrefixSet {
-        let mut heads: Vec<[u8; 3]> = prefixes
+        let heads = prefixes
             .iter()
-            .filter_map(|p| p.as_bytes().first_chunk::<3>().copied())
-            .collect();
-        heads.sort_unstable();
-        heads.dedup();
+            .filter_map(|p| head_of(p.as_bytes()))
+            .fold(0u128, |set, h| set | 1 << h);
         let short = prefixes.iter().any(|p| p.len() < 3);
         PrefixSet {
             prefixes,
@@ -171,9 +180,7 @@ impl PrefixSet {
     }
 
     fn contains(&self, e164: &[u8]) -> bool {
-        let head_matches = e164
-            .first_chunk::<3>()
-            .is_some_and(|h| self.heads.contains(h));
+        let head_matches = head_of(e164).is_some_and(|h| self.heads & (1 << h) != 0);
         (self.short || head_matches) && has_prefix(&self.prefixes, e164)
     }
 }

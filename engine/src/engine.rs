@@ -238,10 +238,13 @@ impl Engine {
             return None;
         }
         let live = self.live.load();
-        let (ix, _) = live.snap.lookup(user)?;
+        let (ix, u) = live.snap.lookup(user)?;
         let usage = live.users.get(ix as usize)?;
+        let limits = &live.snap.tenant(u.tenant)?.limits;
         (*usage.tenant.tenant == *tenant).then(|| crate::limits::Hold {
             user: Arc::clone(usage),
+            tenant_live: limits.concurrent_calls.is_some(),
+            tenant_rate: limits.calls_per_minute.is_some(),
         })
     }
 

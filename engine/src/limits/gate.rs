@@ -111,8 +111,10 @@ impl ReasonSet {
 /// What a passed gate took, to be taken back if the admission fails after it.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Taken {
-    live: bool,
-    rates: bool,
+    user_live: bool,
+    tenant_live: bool,
+    user_rate: bool,
+    tenant_rate: bool,
     velocity: u32,
 }
 
@@ -154,6 +156,8 @@ impl Gate<'_> {
                 if reserve {
                     p.hold = Some(Hold {
                         user: Arc::clone(self.user),
+                        tenant_live: p.taken.tenant_live,
+                        tenant_rate: p.taken.tenant_rate,
                     });
                 }
                 Ok(p)
@@ -177,16 +181,26 @@ impl Gate<'_> {
         }
     }
 
+    /// The user's live calls are always counted; the tenant's only when it has a tenant-wide
+    /// limit (`concurrent_calls`): a count every call of a big tenant would touch is a cache
+    /// line all workers contend for, paid only by who asks for it. The call's hold records
+    /// what was counted, so its end takes off exactly that, whatever a reload does since.
     fn check_live(&self, reserve: bool, p: &mut Passed) -> Result<(), LimitHit> {
+        let tenant_limit = self.limits.concurrent_calls;
         let (u, t) = (&self.user.live, &self.tenant.live);
-        let (nu, nt) = if reserve {
-            p.taken.live = true;
-            (
-                u.fetch_add(1, Ordering::AcqRel) + 1,
-                t.fetch_add(1, Ordering::AcqRel) + 1,
-            )
+        let nu = if reserve {
+            p.taken.user_live = true;
+            u.fetch_add(1, Ordering::AcqRel) + 1
         } else {
-            (u.load(Ordering::Acquire) + 1, t.load(Ordering::Acquire) + 1)
+            u.load(Ordering::Acquire) + 1
+        };
+        let nt = match (tenant_limit, reserve) {
+            (None, _) => 0,
+            (Some(_), true) => {
+                p.taken.tenant_live = true;
+                t.fetch_add(1, Ordering::AcqRel) + 1
+            }
+            (Some(_), false) => t.load(Ordering::Acquire) + 1,
         };
         let hit = |name, limit: u32, n: u32| LimitHit {
             reason: Reason::CallLimitReached,
@@ -199,39 +213,38 @@ impl Gate<'_> {
         if let Some(max) = self.user_concurrent.filter(|m| nu > *m) {
             self.fired(hit("user_concurrent_calls", max, nu), p)?;
         }
-        if let Some(max) = self.limits.concurrent_calls.filter(|m| nt > *m) {
+        if let Some(max) = tenant_limit.filter(|m| nt > *m) {
             self.fired(hit("concurrent_calls", max, nt), p)?;
         }
         Ok(())
     }
 
-    /// Every admission is counted in both windows, limited or not: a limit set by a reload
-    /// judges the minute before it, and [`Hold::unadmit`] knows what to take back.
+    /// The user's admissions are always counted in their rolling minute (a limit set by a
+    /// reload judges the minute before it); the tenant's only when it has `calls_per_minute`
+    /// (see [`Gate::check_live`] for why).
     fn check_rates(&self, now: u64, reserve: bool, p: &mut Passed) -> Result<(), LimitHit> {
         let (user, tenant) = (self.user.rate(), &self.tenant.rate);
-        let counts = if reserve {
-            p.taken.rates = true;
+        let tenant_limit = self.limits.calls_per_minute;
+        let extra = if reserve {
+            p.taken.user_rate = true;
             user.add_n(now, 1);
-            tenant.add_n(now, 1);
-            (0, 0)
+            if tenant_limit.is_some() {
+                p.taken.tenant_rate = true;
+                tenant.add_n(now, 1);
+            }
+            0
         } else {
-            (1, 1)
+            1
         };
         let windows = [
             (
                 self.limits.user_calls_per_minute,
                 "user_calls_per_minute",
                 user,
-                counts.0,
             ),
-            (
-                self.limits.calls_per_minute,
-                "calls_per_minute",
-                tenant,
-                counts.1,
-            ),
+            (tenant_limit, "calls_per_minute", tenant),
         ];
-        for (limit, name, w, extra) in windows {
+        for (limit, name, w) in windows {
             let Some(limit) = limit else { continue };
             let n = w.count(now) + extra;
             if n > u64::from(limit) {
@@ -292,16 +305,12 @@ impl Gate<'_> {
 
     /// Takes back what [`Gate::pass`] counted (the admission failed after it).
     pub(crate) fn undo(&self, taken: &Taken, now: u64) {
-        if taken.live {
-            Hold {
-                user: Arc::clone(self.user),
-            }
-            .release();
+        Hold {
+            user: Arc::clone(self.user),
+            tenant_live: taken.tenant_live,
+            tenant_rate: taken.tenant_rate,
         }
-        if taken.rates {
-            self.user.rate().remove(now);
-            self.tenant.rate.remove(now);
-        }
+        .forget(taken.user_live, taken.user_rate, now);
         if taken.velocity != 0 {
             let v = self.tenant.velocity.load();
             for (i, w) in v.windows.iter().enumerate().take(32) {

@@ -168,6 +168,10 @@ impl TenantUsage {
 pub struct Hold {
     /// The caller's counts (and through them, the tenant's).
     pub user: Arc<UserUsage>,
+    /// Whether the tenant's live calls count this call (the tenant had `concurrent_calls`).
+    pub tenant_live: bool,
+    /// Whether the tenant's rolling minute counts it (the tenant had `calls_per_minute`).
+    pub tenant_rate: bool,
 }
 
 impl Hold {
@@ -176,33 +180,53 @@ impl Hold {
         &self.user.tenant
     }
 
-    /// The call is over: one live call fewer for the user and the tenant.
+    /// The call is over: one live call fewer for the user and, if it counted there, the
+    /// tenant.
     pub(crate) fn release(&self) {
-        let dec = |a: &AtomicU32| {
-            let _ = a.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
-        };
-        dec(&self.user.live);
-        dec(&self.user.tenant.live);
+        self.forget(true, false, 0);
     }
 
     /// An admission that was never made after all (the ledger could not record it): out of
     /// the per-minute windows again (its live count goes with the call's end).
     pub(crate) fn unadmit(&self, at: u64) {
         self.user.rate().remove(at);
-        self.user.tenant.rate.remove(at);
+        if self.tenant_rate {
+            self.user.tenant.rate.remove(at);
+        }
+    }
+
+    /// Takes the call off the live counts (`live`) and the rolling minutes of `at` (`rate`),
+    /// where it was counted.
+    pub(crate) fn forget(&self, live: bool, rate: bool, at: u64) {
+        let dec = |a: &AtomicU32| {
+            let _ = a.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+        };
+        if live {
+            dec(&self.user.live);
+            if self.tenant_live {
+                dec(&self.user.tenant.live);
+            }
+        }
+        if rate {
+            self.unadmit(at);
+        }
     }
 
     /// A restored open call: counted live again.
     pub(crate) fn restore_live(&self) {
         self.user.live.fetch_add(1, Ordering::AcqRel);
-        self.user.tenant.live.fetch_add(1, Ordering::AcqRel);
+        if self.tenant_live {
+            self.user.tenant.live.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// A restored call admitted at `at`: counted in the windows it still falls in.
     pub(crate) fn restore_admission(&self, at: u64, now: u64, dest: Option<&Destination>) {
         if now.saturating_sub(at) < 60 {
             self.user.rate().add_n(at, 1);
-            self.user.tenant.rate.add_n(at, 1);
+            if self.tenant_rate {
+                self.user.tenant.rate.add_n(at, 1);
+            }
         }
         let Some(d) = dest else { return };
         let v = self.user.tenant.velocity.load();

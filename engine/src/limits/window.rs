@@ -115,7 +115,9 @@ impl<const N: usize> Window<N> {
             }
             if over == 0 {
                 // This slot leaves the window when slot + 60 begins.
-                return ((slot + slots::<N>()) * self.width).saturating_sub(now).max(1);
+                return ((slot + slots::<N>()) * self.width)
+                    .saturating_sub(now)
+                    .max(1);
             }
         }
         slots::<N>() * self.width
