@@ -16,6 +16,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod usage;
 pub mod watch;
 
 /// The SIP codec, its own crate (`tollgate-sip`); re-exported so `crate::sip::…` paths stay.

@@ -46,6 +46,13 @@ pub struct TenantLabels {
     pub tenant: String,
 }
 
+/// The labels of `tollgate_usage_threshold_crossings_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrossingLabels {
+    pub kind: &'static str,
+    pub threshold: &'static str,
+}
+
 /// The labels of `tollgate_shadow_rejections_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShadowLabels {
@@ -207,6 +214,9 @@ pub struct Metrics {
     /// Admissions past a velocity rule's `warn` threshold, by tenant (beyond DESIGN §5's
     /// list; the tenant label is bounded by the directory, as the pool gauges').
     pub velocity_warnings: Family<TenantLabels, Counter>,
+    /// Pools and tenants' credits crossing 80 % and 100 % used ([`crate::usage`]), by kind
+    /// (`pool`, `credits`) and threshold (beyond DESIGN §5's list).
+    pub usage_crossings: Family<CrossingLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -372,6 +382,17 @@ impl Default for Metrics {
             "Admissions past a velocity rule's warn threshold, by tenant",
             velocity_warnings.clone(),
         );
+        let usage_crossings = Family::<CrossingLabels, Counter>::default();
+        registry.register(
+            "usage_threshold_crossings",
+            "Pools and tenants' credits crossing 80 and 100 percent used, by kind and threshold",
+            usage_crossings.clone(),
+        );
+        for kind in ["pool", "credits"] {
+            for threshold in ["80", "100"] {
+                drop(usage_crossings.get_or_create(&CrossingLabels { kind, threshold }));
+            }
+        }
         // Every series of the bounded sets exists from the start, at 0.
         let decision = |outcome, reason| {
             decisions
@@ -432,6 +453,7 @@ impl Default for Metrics {
             tls_handshake_failures,
             shadow_rejections,
             velocity_warnings,
+            usage_crossings,
         }
     }
 }
@@ -472,6 +494,22 @@ impl Metrics {
                 reason: reason.as_str(),
             })
             .inc();
+    }
+
+    /// `tollgate_usage_threshold_crossings_total{kind,threshold}`.
+    pub fn usage_crossed(&self, kind: &'static str, threshold: u8) {
+        let threshold = if threshold >= 100 { "100" } else { "80" };
+        self.usage_crossings
+            .get_or_create(&CrossingLabels { kind, threshold })
+            .inc();
+    }
+
+    /// Makes `tenant`'s series of `tollgate_velocity_warnings_total` exist (at 0 until a
+    /// warning).
+    pub fn velocity_warnings_of(&self, tenant: &str) {
+        drop(self.velocity_warnings.get_or_create(&TenantLabels {
+            tenant: tenant.to_string(),
+        }));
     }
 
     /// `tollgate_velocity_warnings_total{tenant}`.

@@ -144,6 +144,8 @@ pub struct Server {
     pools_written: std::sync::atomic::AtomicU32,
     /// Several nodes: the cluster driver ([`Server::start_cluster`]).
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::driver::Driver>>,
+    /// Pools' and credits' 80 % and 100 % marks ([`crate::usage`]), looked at on the tick.
+    usage: std::sync::Mutex<crate::usage::Watch>,
     /// This server, for parked calls to come back to.
     me: std::sync::OnceLock<std::sync::Weak<Server>>,
 }
@@ -198,6 +200,7 @@ impl Server {
             shed: std::sync::atomic::AtomicU64::new(0),
             queue_full_logged: std::sync::atomic::AtomicU64::new(0),
             queue_full: std::sync::atomic::AtomicU64::new(0),
+            usage: std::sync::Mutex::new(crate::usage::Watch::default()),
             pools_written: std::sync::atomic::AtomicU32::new(0),
             cluster: std::sync::OnceLock::new(),
             me: std::sync::OnceLock::new(),
@@ -933,6 +936,40 @@ impl Server {
         self.engine
             .reservations()
             .purge_ended(t.saturating_sub(KEEP_ENDED));
+        self.watch_usage(t);
+    }
+
+    /// Logs and counts the pools and credits that crossed 80 % or 100 % used since the last
+    /// tick ([`crate::usage`]). One node only: with several, this node's balance is its share
+    /// and the pools of record are the store's, so the marks are the gauges' alerts' business
+    /// (`deploy/prometheus/alerts.yml`).
+    fn watch_usage(&self, t: u64) {
+        if self.engine.config().shares {
+            return;
+        }
+        let snap = self.engine.snapshot();
+        let credits: Vec<(
+            String,
+            tollgate_engine::credits::Money,
+            tollgate_engine::credits::Money,
+        )> = snap
+            .tenants
+            .iter()
+            .filter_map(|x| {
+                let balance = self.engine.credits_balance(&x.id)?;
+                Some((x.id.to_string(), balance, x.credits))
+            })
+            .collect();
+        let pools = self.engine.pools(t);
+        let crossings = self.usage.lock().unwrap_or_else(|p| p.into_inner()).look(
+            self.engine.month(t),
+            &pools,
+            &credits,
+        );
+        for c in crossings {
+            c.log();
+            self.metrics.usage_crossed(c.kind(), c.threshold());
+        }
     }
 
     /// Refreshes the gauges read at scrape time.
@@ -943,6 +980,10 @@ impl Server {
         let t = now();
         self.metrics.set_pools(&self.engine.pools(t));
         self.metrics.set_credits(&self.tenant_credits(t));
+        // Each tenant's velocity warnings from 0, so an alert's increase() has a start.
+        for tenant in &self.engine.snapshot().tenants {
+            self.metrics.velocity_warnings_of(&tenant.id);
+        }
     }
 
     /// Each tenant's credits for the gauges: balance, configured figure, and how many of its
