@@ -565,7 +565,12 @@ impl Engine {
                 };
                 let gate = self.gate(live, ix, user, shadow);
                 let mut decision = self.fund(live, &config, user, gate, dialed, d, fund, now, mode);
-                decision.shadow = decision.shadow.or(shadowed);
+                // A policy rule comes before the limits: its shadowed refusal is the one the
+                // call would have had.
+                if shadowed.is_some() && decision.is_admit() {
+                    decision.shadow = shadowed;
+                    decision.limit = None;
+                }
                 return decision;
             }
         };

@@ -35,13 +35,13 @@ user_concurrent_calls = 0
 user_calls_per_minute = 0
 "#;
 
-const USERS: &str = "tenant,user,usage_location,licenses,concurrent_calls
-a,x@a.example,US,MCOEV;MCOPSTN1;MCOPSTN2,
-a,y@a.example,US,MCOEV;MCOPSTN1,
-a,c@a.example,US,MCOEV;MCOPSTNC,
-a,g@a.example,US,MCOEV;MCOPSTN2,1
-a,off@a.example,US,MCOEV;MCOPSTN1,
-b,w@b.example,US,MCOEV;MCOPSTN2,
+const USERS: &str = "tenant,user,usage_location,licenses,concurrent_calls,dial_out_policy
+a,x@a.example,US,MCOEV;MCOPSTN1;MCOPSTN2,,
+a,y@a.example,US,MCOEV;MCOPSTN1,,
+a,c@a.example,US,MCOEV;MCOPSTNC,,
+a,g@a.example,US,MCOEV;MCOPSTN2,1,
+a,off@a.example,US,MCOEV;MCOPSTN1,,DialoutCPCandPSTNDisabled
+b,w@b.example,US,MCOEV;MCOPSTN2,,
 ";
 
 const US: &str = "+12125550100";
@@ -290,11 +290,6 @@ fn credits_calls_are_held_to_a_dearest_rate_and_a_daily_cap() {
 #[test]
 fn shadow_mode_admits_and_reports_what_it_would_refuse() {
     let shadow = "[enforcement]\nshadow = [\"call_limit_reached\", \"high_risk_destination\", \"pstn_disabled_by_policy\"]\n";
-    let users = USERS.replace(
-        "a,off@a.example,US,MCOEV;MCOPSTN1,",
-        "a,off@a.example,US,MCOEV;MCOPSTN1,",
-    );
-    assert_eq!(users, USERS);
     let d = start_with(&directory(TENANTS), None, shadow);
     assert_eq!(invite(&d, "g@a.example", US, "s1").status(), 302);
     let r = invite(&d, "g@a.example", US, "s2");
@@ -328,6 +323,15 @@ fn shadow_mode_admits_and_reports_what_it_would_refuse() {
         "{}",
         r.text
     );
+    // A policy reason: off may not call the PSTN, and is admitted as if it could.
+    let r = invite(&d, "off@a.example", US, "s5");
+    assert_eq!(
+        r.header("X-Tollgate-Shadow"),
+        Some("pstn_disabled_by_policy"),
+        "{}",
+        r.text
+    );
+    end(&d, "s5");
     // A reason not listed still refuses: y's fifth call in a minute.
     for i in 0..4 {
         let id = format!("t{i}");
