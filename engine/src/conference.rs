@@ -33,9 +33,7 @@
 use crate::directory::{DialOut, Snapshot, User};
 use crate::limits::ReasonSet;
 use crate::numbering::Destination;
-use crate::policy::{
-    is_barred, is_high_risk, refuses, Basis, Outcome, Reason, Route, Rule, Verdict,
-};
+use crate::policy::{policy_and_bars, Basis, Outcome, Reason, Route, Rule, Verdict};
 
 /// What an INVITE asks for: `X-Tollgate-Service` (absent: a user's own call).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,21 +124,14 @@ pub(crate) fn evaluate(
     };
     let domestic = snap.catalog.is_domestic(user.usage_location, d.region);
     let zone_a = snap.catalog.is_zone_a(d.region);
-    let mut refuses = |r: Reason| refuses(r, shadow, shadowed);
     let policy = match user.cpc {
         Cpc::Disabled => Some(Reason::ConferenceDialoutDisabledByPolicy),
         Cpc::Domestic if !domestic => Some(Reason::InternationalDisabledByPolicy),
         Cpc::ZoneA if !zone_a => Some(Reason::InternationalDisabledByPolicy),
         _ => None,
     };
-    if let Some(r) = policy.filter(|r| refuses(*r)) {
-        return reject(r, Rule::DialOutPolicy);
-    }
-    if is_high_risk(snap, user, d) && refuses(Reason::HighRiskDestination) {
-        return reject(Reason::HighRiskDestination, Rule::Barred);
-    }
-    if is_barred(snap, d, domestic) && refuses(Reason::DestinationNotSupported) {
-        return reject(Reason::DestinationNotSupported, Rule::Barred);
+    if let Some(refused) = policy_and_bars(snap, user, d, domestic, policy, shadow, shadowed) {
+        return refused;
     }
     let route = Route::CallingPlan(user.pool_region);
     let licensed = user.conference_pool().is_some();

@@ -471,6 +471,37 @@ pub(crate) fn refuses(r: Reason, shadow: ReasonSet, shadowed: &mut Option<Reason
     }
 }
 
+/// Rules 5 and 6 once the call's policy has been read (`policy`: the reason it refuses the
+/// call for, if any): the policy; then the barred destinations — a high-risk prefix first (its
+/// own reason) unless the tenant allows them, then non-emergency short codes (not routable to
+/// the PSTN) and the catalog's bars. `None`: the call passes (or shadow mode let it pass).
+pub(crate) fn policy_and_bars(
+    snap: &Snapshot,
+    user: &User,
+    d: &Destination,
+    domestic: bool,
+    policy: Option<Reason>,
+    shadow: ReasonSet,
+    shadowed: &mut Option<Reason>,
+) -> Option<Verdict> {
+    let reject = |r, rule| Verdict::Final {
+        outcome: Outcome::Reject(r),
+        rule,
+        route: None,
+    };
+    let mut refuses = |r: Reason| refuses(r, shadow, shadowed);
+    if let Some(r) = policy.filter(|r| refuses(*r)) {
+        return Some(reject(r, Rule::DialOutPolicy));
+    }
+    if is_high_risk(snap, user, d) && refuses(Reason::HighRiskDestination) {
+        return Some(reject(Reason::HighRiskDestination, Rule::Barred));
+    }
+    if is_barred(snap, d, domestic) && refuses(Reason::DestinationNotSupported) {
+        return Some(reject(Reason::DestinationNotSupported, Rule::Barred));
+    }
+    None
+}
+
 /// Rule 6's high-risk part: the number starts with a catalog `high_risk_prefixes` entry and
 /// the caller's tenant does not allow them.
 pub(crate) fn is_high_risk(snap: &Snapshot, user: &User, d: &Destination) -> bool {
@@ -553,24 +584,14 @@ pub(crate) fn evaluate(
         );
     }
     let domestic = snap.catalog.is_domestic(user.usage_location, d.region);
-    let mut refuses = |r: Reason| refuses(r, shadow, shadowed);
     // Rule 5: OnlineDialOutPolicy, PSTN axis.
     let policy = match user.dial_out {
         DialOut::Disabled => Some(Reason::PstnDisabledByPolicy),
         DialOut::Domestic if !domestic => Some(Reason::InternationalDisabledByPolicy),
         _ => None,
     };
-    if let Some(r) = policy.filter(|r| refuses(*r)) {
-        return reject(r, Rule::DialOutPolicy);
-    }
-    // Rule 6: barred destinations. A high-risk prefix first (its own reason), unless the
-    // tenant allows them; then non-emergency short codes (not routable to the PSTN) and the
-    // catalog's bars.
-    if is_high_risk(snap, user, d) && refuses(Reason::HighRiskDestination) {
-        return reject(Reason::HighRiskDestination, Rule::Barred);
-    }
-    if is_barred(snap, d, domestic) && refuses(Reason::DestinationNotSupported) {
-        return reject(Reason::DestinationNotSupported, Rule::Barred);
+    if let Some(refused) = policy_and_bars(snap, user, d, domestic, policy, shadow, shadowed) {
+        return refused;
     }
     // Rule 7: "Direct Routing calls never touch Calling Plan pools".
     if let Some(gw) = snap.gateway_route(user) {
