@@ -117,11 +117,6 @@ pub(crate) fn evaluate(
     shadow: ReasonSet,
     shadowed: &mut Option<Reason>,
 ) -> Verdict {
-    let reject = |r, rule| Verdict::Final {
-        outcome: Outcome::Reject(r),
-        rule,
-        route: None,
-    };
     let domestic = snap.catalog.is_domestic(user.usage_location, d.region);
     let zone_a = snap.catalog.is_zone_a(d.region);
     let policy = match user.cpc {
