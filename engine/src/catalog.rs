@@ -183,6 +183,15 @@ impl PrefixSet {
         let head_matches = head_of(e164).is_some_and(|h| self.heads & (1 << h) != 0);
         (self.short || head_matches) && has_prefix(&self.prefixes, e164)
     }
+
+    /// The longest prefix `e164` starts with (for an operator: which entry matched).
+    fn matching(&self, e164: &[u8]) -> Option<&str> {
+        self.prefixes
+            .iter()
+            .filter(|p| e164.starts_with(p.as_bytes()))
+            .max_by_key(|p| p.len())
+            .map(String::as_str)
+    }
 }
 
 impl Catalog {
@@ -426,6 +435,11 @@ impl Catalog {
     /// international networks, revenue-share ranges; rule 6, [`crate::limits`]).
     pub fn is_high_risk(&self, e164: &[u8]) -> bool {
         self.high_risk.contains(e164)
+    }
+
+    /// The entry of `[numbers].high_risk_prefixes` that `e164` matches (the longest).
+    pub fn high_risk_prefix(&self, e164: &[u8]) -> Option<&str> {
+        self.high_risk.matching(e164)
     }
 }
 

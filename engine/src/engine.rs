@@ -553,7 +553,15 @@ impl Engine {
                 outcome: Outcome::Reject(r),
                 rule,
                 ..
-            } => return Decision::reject(r, rule, destination),
+            } => {
+                let mut d = Decision::reject(r, rule, destination);
+                // Which high-risk prefix matched, for `decide` and the log.
+                if let (Reason::HighRiskDestination, Some(x)) = (r, &destination) {
+                    let prefix = live.snap.catalog.high_risk_prefix(x.e164_bytes());
+                    d.limit = prefix.map(|p| Box::new(crate::limits::LimitHit::high_risk(p)));
+                }
+                return d;
+            }
             Verdict::Final {
                 outcome,
                 rule,

@@ -189,6 +189,11 @@ fn high_risk_prefixes_are_blocked_unless_the_tenant_allows_them() {
     let d = call(&e, "dr@a.com", sat, "h1");
     assert_eq!(reason(&d), Some("high_risk_destination"));
     assert_eq!(d.rule, Rule::Barred);
+    let hit = d.limit.as_deref().expect("the matching entry");
+    assert_eq!(
+        (hit.name, hit.destination.as_deref()),
+        ("high_risk_prefixes", Some("+881"))
+    );
     // Tenant b allows them: rule 6's international list decides instead.
     let d = call(&e, "w@b.com", sat, "h2");
     assert_eq!(reason(&d), Some("destination_not_supported"));

@@ -242,6 +242,8 @@ fn high_risk_numbers_are_refused_unless_the_tenant_allows_them() {
         let r = invite(&d, "w@b.example", n, &format!("hb{i}"));
         assert_ne!(reason(&r), Some("high_risk_destination"), "{n}: {}", r.text);
     }
+    let v = decide(&d, "x@a.example", "+8816123456789");
+    assert_eq!(v["limit"]["destination"], "+881", "{v}");
     // Emergency calls are never limited.
     for i in 0..5 {
         assert_eq!(

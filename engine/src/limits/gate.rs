@@ -46,6 +46,18 @@ impl std::fmt::Display for Figure {
 }
 
 impl LimitHit {
+    /// A high-risk refusal: the catalog entry that matched.
+    pub fn high_risk(prefix: &str) -> LimitHit {
+        LimitHit {
+            reason: Reason::HighRiskDestination,
+            name: "high_risk_prefixes",
+            limit: Figure::Count(0),
+            current: Figure::Count(1),
+            retry_after: None,
+            destination: Some(prefix.into()),
+        }
+    }
+
     /// In words: `user_calls_per_minute 60 reached (61 in the last minute)`.
     pub fn describe(&self) -> String {
         let what = match self.name {
@@ -56,6 +68,10 @@ impl LimitHit {
             "max_price_per_minute" => "the destination's price",
             _ => "",
         };
+        if self.reason == Reason::HighRiskDestination {
+            let prefix = self.destination.as_deref().unwrap_or("");
+            return format!("high_risk_prefixes {prefix} (the tenant's high_risk is block)");
+        }
         let name = match &self.destination {
             Some(d) => format!("velocity {d}"),
             None => self.name.to_string(),
