@@ -625,7 +625,7 @@ impl Engine {
             },
             _ => Passed::default(),
         };
-        decision.note(passed.shadow.as_ref(), passed.warning.as_ref());
+        decision.note(passed.shadow, passed.warning);
         let Some(slot) = slot else { return decision };
         let grant = Grant {
             seq: 0, // numbered as it is recorded

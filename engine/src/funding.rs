@@ -110,7 +110,7 @@ impl Engine {
                     hold,
                 }),
             };
-            dec.note(gate_shadow.as_ref(), warning.as_ref());
+            dec.note(gate_shadow, warning);
             if let (Some(hit), None) = (shadowed, dec.shadow) {
                 dec.shadow = Some(hit.reason);
                 dec.limit = Some(Box::new(hit.clone()));
@@ -172,7 +172,7 @@ impl Engine {
                 if !refuses(hit.reason, shadow, &mut None) {
                     shadowed.get_or_insert(hit);
                 } else {
-                    return undo(Decision::limited(hit, Rule::Credits, Some(d)));
+                    return undo(Decision::limited(Box::new(hit), Rule::Credits, Some(d)));
                 }
             }
         }
@@ -206,7 +206,7 @@ impl Engine {
             if fits < inc.min(g.grant_seconds) {
                 let hit = daily_hit(c, Money(spent.0 + Money::for_seconds(price, inc).0));
                 if refuses(hit.reason, shadow, &mut None) {
-                    return undo(Decision::limited(hit, Rule::Credits, Some(d)));
+                    return undo(Decision::limited(Box::new(hit), Rule::Credits, Some(d)));
                 }
                 shadowed.get_or_insert(hit);
                 cap = None;
@@ -237,7 +237,7 @@ impl Engine {
                 let c = cap.unwrap_or(Money::ZERO);
                 let now_spent = usage.map_or(Money::ZERO, |u| u.spent_on(day));
                 let hit = daily_hit(c, Money(now_spent.0 + cost.0));
-                undo(Decision::limited(hit, Rule::Credits, Some(d)))
+                undo(Decision::limited(Box::new(hit), Rule::Credits, Some(d)))
             }
             Err(Ok(r)) => reject(r),
             Err(Err(of)) => {

@@ -368,29 +368,34 @@ impl Decision {
 
     /// A refusal by a limit of [`crate::limits`], with its figures.
     pub fn limited(
-        hit: crate::limits::LimitHit,
+        hit: Box<crate::limits::LimitHit>,
         rule: Rule,
         destination: Option<Destination>,
     ) -> Decision {
         Decision {
-            limit: Some(Box::new(hit.clone())),
             ..Decision::reject(hit.reason, rule, destination)
         }
+        .with_limit(hit)
+    }
+
+    fn with_limit(mut self, hit: Box<crate::limits::LimitHit>) -> Decision {
+        self.limit = Some(hit);
+        self
     }
 
     /// Carries what the limits' gate noted on an admission: a shadowed refusal (unless a rule
     /// before it was shadowed already), a warning.
     pub(crate) fn note(
         &mut self,
-        shadow: Option<&crate::limits::LimitHit>,
-        warning: Option<&crate::limits::LimitHit>,
+        shadow: Option<Box<crate::limits::LimitHit>>,
+        warning: Option<Box<crate::limits::LimitHit>>,
     ) {
         if let (Some(hit), None) = (shadow, self.shadow) {
             self.shadow = Some(hit.reason);
-            self.limit = Some(Box::new(hit.clone()));
+            self.limit = Some(hit);
         }
-        if let Some(w) = warning {
-            self.warning = Some(Box::new(w.clone()));
+        if warning.is_some() {
+            self.warning = warning;
         }
     }
 
