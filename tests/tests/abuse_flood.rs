@@ -99,10 +99,10 @@ fn a_flooding_user_is_held_to_its_limit_while_its_tenant_is_served() {
         directory_extra: "watch = false",
         ..Options::default()
     });
-    // Both at once: 3000 INVITEs a second from one user for 3 s, and 100 a second from the
+    // Both at once: 2000 INVITEs a second from one user for 3 s, and 100 a second from the
     // rest of the tenant.
     let (r_flood, r_others) = std::thread::scope(|s| {
-        let f = s.spawn(|| load(&d, &flood, "3000", "3"));
+        let f = s.spawn(|| load(&d, &flood, "2000", "3"));
         let o = s.spawn(|| load(&d, &others, "100", "3"));
         (f.join().expect("flood run"), o.join().expect("others' run"))
     });
@@ -112,10 +112,12 @@ fn a_flooding_user_is_held_to_its_limit_while_its_tenant_is_served() {
         assert_eq!(r["answered"], r["sent"], "{r}");
     }
     let sent = r_flood["sent"].as_u64().unwrap_or(0);
-    assert!(sent >= 5000, "the flood was a flood: {r_flood}");
-    // Held to its limit exactly: the run is shorter than the minute it is counted over.
+    assert!(sent >= 4000, "the flood was a flood: {r_flood}");
+    // Held to its limit exactly: the run is shorter than the minute it is counted over. The
+    // rest are refused (a slow machine may shed some of them first: 503 overloaded).
     assert_eq!(count(&r_flood, "302"), PER_MINUTE, "{r_flood}");
-    assert_eq!(count(&r_flood, "403"), sent - PER_MINUTE, "{r_flood}");
+    let refused = count(&r_flood, "403");
+    assert_eq!(refused + count(&r_flood, "503"), sent - PER_MINUTE, "{r_flood}");
     // The rest of the tenant: served as without the flood — admitted, none refused (403) or
     // shed (503). (A few numbers of the generator's domestic mix are not valid in some
     // regions: those get their 404 as always.)
@@ -138,8 +140,5 @@ fn a_flooding_user_is_held_to_its_limit_while_its_tenant_is_served() {
         })
         .unwrap_or_default()
         .to_string();
-    assert!(
-        rate.ends_with(&format!(" {}", sent - PER_MINUTE)),
-        "{rate}\n{metrics}"
-    );
+    assert!(rate.ends_with(&format!(" {refused}")), "{rate}\n{metrics}");
 }
