@@ -24,10 +24,11 @@
 //! # What is per node
 //!
 //! Counts live in the node that admitted the calls. With several nodes (DESIGN §6) the money
-//! of record is the store's, but these counts are not: the shipped Kamailio configuration
-//! sends every call of one caller to the same node (the dispatcher hashes the caller's URI),
-//! so a user's limits hold cluster-wide while that node is up; a tenant's limits hold per node.
-//! The README says so beside each limit.
+//! of record is the store's, but these counts are not: sharing them would put a store round
+//! trip on every INVITE. A proxy that sends every call of one caller to the same node (the
+//! shipped Kamailio configuration with `TOLLGATE_DS_ALG "1"`, a hash of the From URI) makes a
+//! user's limits hold cluster-wide while that node is up; a tenant's limits, and the daily
+//! cap, hold per node. The README ("Toll-fraud and abuse controls") says so.
 
 use std::sync::Arc;
 
