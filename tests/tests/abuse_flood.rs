@@ -117,7 +117,11 @@ fn a_flooding_user_is_held_to_its_limit_while_its_tenant_is_served() {
     // rest are refused (a slow machine may shed some of them first: 503 overloaded).
     assert_eq!(count(&r_flood, "302"), PER_MINUTE, "{r_flood}");
     let refused = count(&r_flood, "403");
-    assert_eq!(refused + count(&r_flood, "503"), sent - PER_MINUTE, "{r_flood}");
+    assert_eq!(
+        refused + count(&r_flood, "503"),
+        sent - PER_MINUTE,
+        "{r_flood}"
+    );
     // The rest of the tenant: served as without the flood — admitted, none refused (403) or
     // shed (503). (A few numbers of the generator's domestic mix are not valid in some
     // regions: those get their 404 as always.)
