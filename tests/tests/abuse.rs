@@ -450,3 +450,42 @@ fn a_reload_applies_a_lower_limit_at_once_and_live_calls_still_count() {
     end(&d, "d1");
     assert_eq!(invite(&d, "x@a.example", US, "d3").status(), 302);
 }
+
+/// `tollgate decide` on the daemon's config reads its ledger: the limits it reports are those
+/// the daemon holds (x's two live calls), in JSON and in words.
+#[test]
+fn the_decide_cli_sees_the_daemons_live_calls() {
+    let dir = directory(TENANTS);
+    let ledger = temp_dir("abuse-decide").join("ledger.db");
+    let d = start_with(&dir, Some(&ledger), "");
+    assert_eq!(invite(&d, "x@a.example", US, "c1").status(), 302);
+    assert_eq!(invite(&d, "x@a.example", US, "c2").status(), 302);
+    let run = |json: bool| {
+        let mut cmd = Command::new(tollgate_bin());
+        cmd.args(["decide", "--config"]).arg(d.config_path()).args([
+            "--caller",
+            "x@a.example",
+            "--dial",
+            US,
+        ]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("run tollgate decide");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v: Value = serde_json::from_str(run(true).trim()).expect("JSON");
+    assert_eq!(v["reason"], "call_limit_reached", "{v}");
+    assert_eq!(v["pools"], "ledger", "{v}");
+    assert_eq!(
+        (v["limit"]["name"].as_str(), v["limit"]["current"].as_u64()),
+        (Some("user_concurrent_calls"), Some(3)),
+        "{v}"
+    );
+    let text = run(false);
+    assert!(
+        text.contains("limit:") && text.contains("user_concurrent_calls 2 reached (3 live calls)"),
+        "{text}"
+    );
+}
