@@ -169,6 +169,7 @@ impl Engine {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let cur = self.live.load();
         let live = build_live(snap, cur.pools.month, Some(&cur), self.shared);
+        let gained = tenant_wide_gained(&cur, &live);
         drop(cur);
         let old = self.live.swap(Arc::new(live));
         // Free the old snapshot here, not in whichever reader lets go of it last: wait (briefly)
@@ -180,6 +181,33 @@ impl Engine {
             std::thread::yield_now();
         }
         drop(old);
+        if !gained.is_empty() {
+            self.count_tenant_wide(&gained);
+        }
+    }
+
+    /// A reload that gives a tenant a tenant-wide limit (`concurrent_calls`,
+    /// `calls_per_minute`) it did not have: its counts were not kept until now
+    /// ([`crate::limits`] keeps them only while such a limit is set), so the calls still held
+    /// in memory are counted in now (live ones; those admitted within the minute), and their
+    /// holds say so, so that their ends take them off again. Decisions in flight on the old
+    /// snapshot are over by then (`reload` waits for them); a call admitted in that instant by
+    /// a reader still on it is the one that can be missed.
+    fn count_tenant_wide(&self, wanted: &[(Arc<TenantUsage>, bool, bool)]) {
+        for mut r in self.reservations.map.iter_mut() {
+            let open = r.state == CallState::Reserved;
+            let at = r.grant.started_at;
+            let Some(h) = r.grant.hold.as_mut() else {
+                continue;
+            };
+            let Some((_, concurrent, rate)) = wanted
+                .iter()
+                .find(|(u, _, _)| Arc::ptr_eq(u, &h.user.tenant))
+            else {
+                continue;
+            };
+            h.count_in_tenant(*concurrent && open, *rate, at);
+        }
     }
 
     /// The live table, rolled over to the month of `now` if that month has begun (pools reset
@@ -875,6 +903,30 @@ impl Engine {
             Route::Policy(p) => out.push_str(p.first_host()),
         }
     }
+}
+
+/// The tenants of `new` that have a tenant-wide limit `old` did not give them: (their counts,
+/// `concurrent_calls` newly set, `calls_per_minute` newly set).
+fn tenant_wide_gained(old: &Live, new: &Live) -> Vec<(Arc<TenantUsage>, bool, bool)> {
+    let before: std::collections::HashMap<&str, &crate::limits::Limits> = old
+        .snap
+        .tenants
+        .iter()
+        .map(|t| (&*t.id, &t.limits))
+        .collect();
+    new.snap
+        .tenants
+        .iter()
+        .zip(&new.tenants)
+        .filter_map(|(t, u)| {
+            let was = before.get(&*t.id);
+            let live = t.limits.concurrent_calls.is_some()
+                && was.is_none_or(|l| l.concurrent_calls.is_none());
+            let rate = t.limits.calls_per_minute.is_some()
+                && was.is_none_or(|l| l.calls_per_minute.is_none());
+            (live || rate).then(|| (Arc::clone(u), live, rate))
+        })
+        .collect()
 }
 
 fn build_live(snap: Snapshot, month: MonthKey, prev: Option<&Live>, shared: bool) -> Live {

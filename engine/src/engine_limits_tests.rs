@@ -358,3 +358,29 @@ fn a_reload_keeps_the_counts_and_applies_new_limits_at_once() {
     e.settle("1", 5, NOW).unwrap();
     assert!(call(&e, "x@a.com", us(), "3").is_admit());
 }
+
+#[test]
+fn a_tenant_wide_limit_set_by_a_reload_counts_the_calls_already_live() {
+    // Tenant b has no tenant-wide limit: its counts are not kept.
+    let e = engine();
+    for i in 0..3 {
+        assert!(call(&e, "w@b.com", us(), &format!("b{i}")).is_admit());
+    }
+    let limited = TENANTS.replace(
+        "high_risk = \"allow\"",
+        "high_risk = \"allow\"\nconcurrent_calls = 3\ncalls_per_minute = 4",
+    );
+    e.reload(snapshot_of(&limited, USERS));
+    // The three live calls count: the fourth is refused.
+    let d = call(&e, "w@b.com", us(), "b3");
+    assert_eq!(limit_name(&d), Some("concurrent_calls"));
+    // An end takes one off (its hold now says it was counted), and the minute holds the three
+    // admissions: one more fits, then the rate limit.
+    e.settle("b0", 5, NOW).unwrap();
+    assert!(call(&e, "w@b.com", us(), "b4").is_admit());
+    e.settle("b1", 5, NOW).unwrap();
+    assert_eq!(
+        limit_name(&call(&e, "w@b.com", us(), "b5")),
+        Some("calls_per_minute")
+    );
+}

@@ -34,6 +34,15 @@ fn a_minute_counts_in_five_second_steps() {
 }
 
 #[test]
+fn an_admission_a_whole_window_older_than_its_cell_is_not_counted() {
+    let w = Window::<60>::new(1);
+    w.add(T + 60);
+    // T is the same cell, one turn before: restored late, it is out of every window T + 60 is in.
+    w.add_n(T, 1);
+    assert_eq!(w.count(T + 60), 1);
+}
+
+#[test]
 fn retry_after_is_when_the_oldest_admissions_slide_out() {
     let w = Window::<60>::new(1);
     w.add(T);

@@ -212,6 +212,19 @@ impl Hold {
         }
     }
 
+    /// Counts the call in its tenant's live calls (`live`) and rolling minute of `at`
+    /// (`rate`), where it was not counted yet (a tenant-wide limit set by a reload).
+    pub(crate) fn count_in_tenant(&mut self, live: bool, rate: bool, at: u64) {
+        if live && !self.tenant_live {
+            self.tenant_live = true;
+            self.user.tenant.live.fetch_add(1, Ordering::AcqRel);
+        }
+        if rate && !self.tenant_rate {
+            self.tenant_rate = true;
+            self.user.tenant.rate.add_n(at, 1);
+        }
+    }
+
     /// A restored open call: counted live again.
     pub(crate) fn restore_live(&self) {
         self.user.live.fetch_add(1, Ordering::AcqRel);

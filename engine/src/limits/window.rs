@@ -66,9 +66,12 @@ impl<const N: usize> Window<N> {
             let new = match stamp.cmp(&(s & 0xffff_ffff)) {
                 // A slot of an older turn: starts again at `n`.
                 std::cmp::Ordering::Less => ((s & 0xffff_ffff) << 32) | u64::from(n),
-                // A newer turn already (this admission's `now` is a little behind another
-                // worker's): counted there, the window is off by one slot at most.
-                _ => (stamp << 32) | (count + u64::from(n)).min(0xffff_ffff),
+                std::cmp::Ordering::Equal => {
+                    (stamp << 32) | (count + u64::from(n)).min(0xffff_ffff)
+                }
+                // The cell holds a later turn of the ring: `at` is a whole window older than
+                // an admission counted already, out of every window that admission is in.
+                std::cmp::Ordering::Greater => return,
             };
             match cell.compare_exchange_weak(v, new, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return,
