@@ -273,6 +273,8 @@ impl Engine {
             user: Arc::clone(usage),
             tenant_live: limits.concurrent_calls.is_some(),
             tenant_rate: limits.calls_per_minute.is_some(),
+            // A restored call is never aborted: its velocity windows need no undoing.
+            velocity: 0,
         })
     }
 

@@ -342,6 +342,17 @@ fn an_aborted_admission_is_taken_back() {
     assert!(call(&e, "x@a.com", us(), "2").is_admit());
     assert!(e.abort("2"));
     assert!(call(&e, "x@a.com", us(), "3").is_admit());
+    // Out of the velocity window too: two more calls to the watched prefix fit, not one.
+    e.settle("1", 5, NOW).unwrap();
+    e.settle("3", 5, NOW).unwrap();
+    assert!(call(&e, "dr@a.com", mx(), "v1").is_admit());
+    assert!(e.abort("v1"));
+    assert!(call(&e, "dr@a.com", mx(), "v2").is_admit());
+    assert!(call(&e, "dr@a.com", mx(), "v3").is_admit());
+    assert_eq!(
+        limit_name(&call(&e, "dr@a.com", mx(), "v4")),
+        Some("velocity")
+    );
 }
 
 #[test]

@@ -176,6 +176,7 @@ impl Gate<'_> {
                         user: Arc::clone(self.user),
                         tenant_live: p.taken.tenant_live,
                         tenant_rate: p.taken.tenant_rate,
+                        velocity: p.taken.velocity,
                     });
                 }
                 Ok(p)
@@ -327,15 +328,8 @@ impl Gate<'_> {
             user: Arc::clone(self.user),
             tenant_live: taken.tenant_live,
             tenant_rate: taken.tenant_rate,
+            velocity: taken.velocity,
         }
         .forget(taken.user_live, taken.user_rate, now);
-        if taken.velocity != 0 {
-            let v = self.tenant.velocity.load();
-            for (i, w) in v.windows.iter().enumerate().take(32) {
-                if taken.velocity & (1 << i) != 0 {
-                    w.remove(now);
-                }
-            }
-        }
     }
 }

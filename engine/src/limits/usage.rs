@@ -172,6 +172,8 @@ pub struct Hold {
     pub tenant_live: bool,
     /// Whether the tenant's rolling minute counts it (the tenant had `calls_per_minute`).
     pub tenant_rate: bool,
+    /// The tenant's velocity rules that count it, one bit each (by index).
+    pub velocity: u32,
 }
 
 impl Hold {
@@ -192,6 +194,14 @@ impl Hold {
         self.user.rate().remove(at);
         if self.tenant_rate {
             self.user.tenant.rate.remove(at);
+        }
+        if self.velocity != 0 {
+            let v = self.user.tenant.velocity.load();
+            for (i, w) in v.windows.iter().enumerate().take(32) {
+                if self.velocity & (1 << i) != 0 {
+                    w.remove(at);
+                }
+            }
         }
     }
 
