@@ -299,6 +299,20 @@ impl Engine {
         l.accounts.get(i).map(|a| a.balance())
     }
 
+    /// Every tenant's credits as (id, live balance, configured figure), read from one
+    /// directory version so the two figures agree across a reload. One pass over the tenants,
+    /// for callers that look at all of them each second (the usage thresholds), where
+    /// [`Engine::credits_balance`] per tenant would be quadratic.
+    pub fn credits_balances(&self) -> Vec<(Arc<str>, Money, Money)> {
+        let l = self.live.load();
+        l.snap
+            .tenants
+            .iter()
+            .zip(l.accounts.iter())
+            .map(|(t, a)| (Arc::clone(&t.id), a.balance(), t.credits))
+            .collect()
+    }
+
     /// Each user's credits spending of the month of `now` (settled calls and the reservations
     /// of calls in progress, which count against `user_spend_limit` already), with the user's
     /// tenant, for reports (`GET /v1/tenants/{id}`, metrics). Users no longer in the directory

@@ -397,6 +397,16 @@ fn rule10_pool_exhausted_then_credits_then_exhausted() {
         (Some("credits_exhausted"), Rule::Credits)
     );
     assert_eq!(e.credits_balance("u"), Some(Money(12_000)));
+    // All tenants at once agree with each one's own figure, beside the configured one.
+    for (id, balance, configured) in e.credits_balances() {
+        assert_eq!(Some(balance), e.credits_balance(&id), "{id}");
+        let tenant = e.snapshot().tenants.iter().find(|t| t.id == id).cloned();
+        assert_eq!(tenant.map(|t| t.credits), Some(configured), "{id}");
+    }
+    assert!(e
+        .credits_balances()
+        .iter()
+        .any(|(id, b, c)| &**id == "u" && *b == Money(12_000) && *c == Money(1_000_000)));
 }
 
 #[test]

@@ -734,6 +734,31 @@ mod tests {
     }
 
     #[test]
+    fn usage_crossings_exist_from_0_and_count_by_kind_and_threshold() {
+        let m = Metrics::default();
+        let text = m.encode();
+        for kind in ["pool", "credits"] {
+            for threshold in ["80", "100"] {
+                let line = format!(
+                    "tollgate_usage_threshold_crossings_total{{kind=\"{kind}\",threshold=\"{threshold}\"}} 0\n"
+                );
+                assert!(text.contains(&line), "{line:?} missing in\n{text}");
+            }
+        }
+        m.usage_crossed("pool", 100);
+        m.usage_crossed("credits", 80);
+        m.usage_crossed("credits", 80);
+        let text = m.encode();
+        for line in [
+            "tollgate_usage_threshold_crossings_total{kind=\"pool\",threshold=\"100\"} 1\n",
+            "tollgate_usage_threshold_crossings_total{kind=\"pool\",threshold=\"80\"} 0\n",
+            "tollgate_usage_threshold_crossings_total{kind=\"credits\",threshold=\"80\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing in\n{text}");
+        }
+    }
+
+    #[test]
     fn cluster_store_up_has_a_sample_only_once_set() {
         let m = Metrics::default();
         let text = m.encode();

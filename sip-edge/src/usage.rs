@@ -11,6 +11,7 @@
 //! each month (its key carries the month).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tollgate_engine::credits::Money;
 use tollgate_engine::pools::{MonthKey, PoolKey, PoolStatus};
@@ -87,11 +88,13 @@ impl Crossing {
     }
 }
 
-/// The highest mark each pool and tenant stands past.
+/// The highest mark each pool and tenant stands past: one small entry per pool of the month
+/// and per tenant with credits, rebuilt on each look so pools of a past month and tenants
+/// a reload removed drop out.
 #[derive(Debug, Default)]
 pub struct Watch {
     pools: HashMap<(PoolKey, MonthKey), u8>,
-    credits: HashMap<String, u8>,
+    credits: HashMap<Arc<str>, u8>,
 }
 
 /// The percent `used` is of `of` (0 when `of` is 0), rounded down.
@@ -112,46 +115,50 @@ fn level(p: u64) -> u8 {
 }
 
 impl Watch {
-    /// The crossings since the last look: the pools of `month`, and each tenant's credits as
-    /// (id, balance, configured). Pools of other months and tenants gone are forgotten.
+    /// The crossings since the last look: each pool (keyed with its own month, so a new month
+    /// starts from no mark), and each tenant's credits as (id, balance, configured). Pools
+    /// and tenants not in this look are forgotten; pools of capacity 0 and tenants with no
+    /// configured credits have no share to cross and are skipped.
     pub fn look(
         &mut self,
-        month: MonthKey,
         pools: &[PoolStatus],
-        credits: &[(String, Money, Money)],
+        credits: &[(Arc<str>, Money, Money)],
     ) -> Vec<Crossing> {
         let mut out = Vec::new();
-        self.pools.retain(|(_, m), _| *m == month);
+        let mut seen = HashMap::with_capacity(pools.len());
         for p in pools.iter().filter(|p| p.capacity_seconds > 0) {
             let used = u128::from(p.used_seconds) + u128::from(p.reserved_seconds);
             let used_percent = percent(used, u128::from(p.capacity_seconds));
-            let was = self.pools.entry((p.key.clone(), month)).or_insert(0);
-            for t in rising(*was, level(used_percent)) {
-                out.push(Crossing::Pool {
-                    key: p.key.clone(),
-                    threshold: t,
-                    used_percent,
-                });
-            }
-            *was = level(used_percent);
+            let key = (p.key.clone(), p.month);
+            let was = self.pools.remove(&key).unwrap_or(0);
+            let now = level(used_percent);
+            out.extend(rising(was, now).map(|threshold| Crossing::Pool {
+                key: p.key.clone(),
+                threshold,
+                used_percent,
+            }));
+            seen.insert(key, now);
         }
-        self.credits
-            .retain(|t, _| credits.iter().any(|(id, _, _)| id == t));
+        self.pools = seen;
+        let mut seen = HashMap::with_capacity(credits.len());
         for (tenant, balance, configured) in credits.iter().filter(|c| c.2 .0 > 0) {
-            let spent = u128::try_from(configured.0 - balance.0.max(0)).unwrap_or(0);
+            // A balance above the configured figure (a reload lowered it) is nothing spent;
+            // below zero (calls settled past it) is all of it.
+            let spent =
+                u128::try_from(configured.0 - balance.0.clamp(0, configured.0)).unwrap_or(0);
             let used_percent = percent(spent, u128::try_from(configured.0).unwrap_or(1));
-            let was = self.credits.entry(tenant.clone()).or_insert(0);
-            for t in rising(*was, level(used_percent)) {
-                out.push(Crossing::Credits {
-                    tenant: tenant.clone(),
-                    threshold: t,
-                    used_percent,
-                    balance: *balance,
-                    configured: *configured,
-                });
-            }
-            *was = level(used_percent);
+            let was = self.credits.remove(tenant).unwrap_or(0);
+            let now = level(used_percent);
+            out.extend(rising(was, now).map(|threshold| Crossing::Credits {
+                tenant: tenant.to_string(),
+                threshold,
+                used_percent,
+                balance: *balance,
+                configured: *configured,
+            }));
+            seen.insert(Arc::clone(tenant), now);
         }
+        self.credits = seen;
         out
     }
 }
@@ -169,19 +176,34 @@ mod tests {
     use tollgate_engine::numbering::Region;
     use tollgate_engine::pools::PoolKind;
 
-    fn pool(used: u64, reserved: u64, capacity: u64) -> PoolStatus {
+    const NOV: u64 = 1_795_000_000;
+    const DEC: u64 = 1_797_000_000;
+
+    fn pool_of(sku: &str, at: u64, used: u64, reserved: u64, capacity: u64) -> PoolStatus {
         PoolStatus {
             key: PoolKey {
                 tenant: "contoso".into(),
                 region: Region::new("US").unwrap(),
-                sku: "MCOPSTN1".into(),
+                sku: sku.into(),
                 kind: PoolKind::Domestic,
             },
-            month: MonthKey::of(1_795_000_000),
+            month: MonthKey::of(at),
             capacity_seconds: capacity,
             used_seconds: used,
             reserved_seconds: reserved,
             remaining_seconds: capacity.saturating_sub(used + reserved),
+        }
+    }
+
+    fn pool(used: u64, reserved: u64, capacity: u64) -> PoolStatus {
+        pool_of("MCOPSTN1", NOV, used, reserved, capacity)
+    }
+
+    /// A figure in the tenant's currency; a leading '-' for an overspent balance.
+    fn money(s: &str) -> Money {
+        match s.strip_prefix('-') {
+            Some(s) => Money(-Money::parse(s).unwrap().0),
+            None => Money::parse(s).unwrap(),
         }
     }
 
@@ -191,55 +213,136 @@ mod tests {
 
     #[test]
     fn a_pool_crosses_each_mark_once_and_rearms_below_it() {
-        let month = MonthKey::of(1_795_000_000);
         let mut w = Watch::default();
-        let mut at = |used, reserved| marks(&w.look(month, &[pool(used, reserved, 1000)], &[]));
+        let mut at = |used, reserved| marks(&w.look(&[pool(used, reserved, 1000)], &[]));
         assert!(at(0, 0).is_empty());
         assert!(at(700, 90).is_empty(), "79 %");
         assert_eq!(at(700, 100), [("pool", 80)], "reserved counts: 80 %");
         assert!(at(850, 0).is_empty(), "still past 80: logged once");
         assert_eq!(at(1000, 0), [("pool", 100)]);
         assert!(at(1000, 0).is_empty());
+        assert!(
+            at(1200, 0).is_empty(),
+            "past capacity is still the one 100 % crossing"
+        );
         // Licences added: back below both marks, then past 80 again.
         assert!(at(500, 0).is_empty());
         assert_eq!(at(800, 0), [("pool", 80)]);
+        // Back between the marks re-arms 100 only.
+        assert_eq!(at(1000, 0), [("pool", 100)]);
+        assert!(at(900, 0).is_empty());
+        assert_eq!(at(1000, 0), [("pool", 100)]);
         // Straight from under 80 to 100: both marks, in order.
         assert!(at(100, 0).is_empty());
         assert_eq!(at(1000, 0), [("pool", 80), ("pool", 100)]);
     }
 
     #[test]
-    fn a_new_month_starts_afresh_and_empty_pools_are_ignored() {
-        let (nov, dec) = (MonthKey::of(1_795_000_000), MonthKey::of(1_797_000_000));
+    fn the_crossing_carries_what_the_log_line_needs() {
         let mut w = Watch::default();
-        assert_eq!(
-            marks(&w.look(nov, &[pool(900, 0, 1000)], &[])),
-            [("pool", 80)]
-        );
-        assert_eq!(
-            marks(&w.look(dec, &[pool(900, 0, 1000)], &[])),
-            [("pool", 80)]
-        );
-        assert!(w.look(dec, &[pool(0, 0, 0)], &[]).is_empty());
+        let c = w.look(&[pool(850, 0, 1000)], &[]);
+        let [Crossing::Pool {
+            key,
+            threshold,
+            used_percent,
+        }] = c.as_slice()
+        else {
+            panic!("{c:?}")
+        };
+        assert_eq!((&*key.tenant, &*key.sku), ("contoso", "MCOPSTN1"));
+        assert_eq!((*threshold, *used_percent), (80, 85));
+    }
+
+    #[test]
+    fn pools_are_watched_apart() {
+        let mut w = Watch::default();
+        let a = |used| pool_of("MCOPSTN1", NOV, used, 0, 1000);
+        let b = |used| pool_of("MCOPSTN5", NOV, used, 0, 1000);
+        assert_eq!(marks(&w.look(&[a(800), b(0)], &[])), [("pool", 80)]);
+        assert_eq!(marks(&w.look(&[a(800), b(800)], &[])), [("pool", 80)]);
+        assert!(w.look(&[a(800), b(800)], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_new_month_starts_afresh_and_empty_pools_are_ignored() {
+        let mut w = Watch::default();
+        let nov = pool_of("MCOPSTN1", NOV, 900, 0, 1000);
+        let dec = pool_of("MCOPSTN1", DEC, 900, 0, 1000);
+        assert_eq!(marks(&w.look(&[nov.clone()], &[])), [("pool", 80)]);
+        assert_eq!(marks(&w.look(&[dec.clone()], &[])), [("pool", 80)]);
+        assert!(w.look(&[dec], &[]).is_empty());
+        assert!(w.look(&[pool(0, 0, 0)], &[]).is_empty());
+        assert!(w.look(&[pool(10, 5, 0)], &[]).is_empty(), "capacity 0");
+        assert!(w.pools.is_empty(), "pools of capacity 0 are not kept");
+    }
+
+    #[test]
+    fn a_pool_a_reload_removed_is_forgotten() {
+        let mut w = Watch::default();
+        assert_eq!(marks(&w.look(&[pool(900, 0, 1000)], &[])), [("pool", 80)]);
+        assert!(w.look(&[], &[]).is_empty());
+        assert!(w.pools.is_empty());
+        // Back (licences assigned again) and still past 80: a new crossing.
+        assert_eq!(marks(&w.look(&[pool(900, 0, 1000)], &[])), [("pool", 80)]);
     }
 
     #[test]
     fn credits_cross_on_what_is_spent_of_the_configured_balance() {
-        let month = MonthKey::of(1_795_000_000);
         let mut w = Watch::default();
-        let m = |s: &str| Money::parse(s).unwrap();
-        let mut at =
-            |balance: &str| marks(&w.look(month, &[], &[("t".into(), m(balance), m("10.00"))]));
+        let m = money;
+        let mut at = |balance: &str| marks(&w.look(&[], &[("t".into(), m(balance), m("10.00"))]));
+        assert!(at("10.00").is_empty());
         assert!(at("2.01").is_empty(), "79.9 % spent");
         assert_eq!(at("2.00"), [("credits", 80)]);
         assert!(at("1.00").is_empty());
         assert_eq!(at("0.00"), [("credits", 100)]);
+        assert!(
+            at("-0.50").is_empty(),
+            "overspent: still the one 100 % crossing"
+        );
         // A top-up re-arms.
         assert!(at("9.00").is_empty());
         assert_eq!(at("1.50"), [("credits", 80)]);
-        // A tenant with no configured credits is never looked at.
+        assert!(
+            at("12.00").is_empty(),
+            "above the configured figure: nothing spent"
+        );
+        assert_eq!(at("-1.00"), [("credits", 80), ("credits", 100)]);
+    }
+
+    #[test]
+    fn the_credits_crossing_names_the_figures() {
+        let mut w = Watch::default();
+        let m = money;
+        let c = w.look(&[], &[("fabrikam".into(), m("1.50"), m("10.00"))]);
+        assert_eq!(
+            c,
+            [Crossing::Credits {
+                tenant: "fabrikam".into(),
+                threshold: 80,
+                used_percent: 85,
+                balance: m("1.50"),
+                configured: m("10.00"),
+            }]
+        );
+    }
+
+    #[test]
+    fn tenants_without_credits_are_skipped_and_removed_ones_forgotten() {
+        let mut w = Watch::default();
+        let m = money;
         assert!(w
-            .look(month, &[], &[("z".into(), Money::ZERO, Money::ZERO)])
+            .look(&[], &[("z".into(), Money::ZERO, Money::ZERO)])
             .is_empty());
+        assert!(w
+            .look(&[], &[("z".into(), m("-1.00"), Money::ZERO)])
+            .is_empty());
+        assert!(w.credits.is_empty());
+        assert_eq!(
+            marks(&w.look(&[], &[("t".into(), m("0.00"), m("1.00"))])),
+            [("credits", 80), ("credits", 100)]
+        );
+        assert!(w.look(&[], &[]).is_empty());
+        assert!(w.credits.is_empty());
     }
 }

@@ -947,25 +947,13 @@ impl Server {
         if self.engine.config().shares {
             return;
         }
-        let snap = self.engine.snapshot();
-        let credits: Vec<(
-            String,
-            tollgate_engine::credits::Money,
-            tollgate_engine::credits::Money,
-        )> = snap
-            .tenants
-            .iter()
-            .filter_map(|x| {
-                let balance = self.engine.credits_balance(&x.id)?;
-                Some((x.id.to_string(), balance, x.credits))
-            })
-            .collect();
+        let credits = self.engine.credits_balances();
         let pools = self.engine.pools(t);
-        let crossings = self.usage.lock().unwrap_or_else(|p| p.into_inner()).look(
-            self.engine.month(t),
-            &pools,
-            &credits,
-        );
+        let crossings = self
+            .usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .look(&pools, &credits);
         for c in crossings {
             c.log();
             self.metrics.usage_crossed(c.kind(), c.threshold());
