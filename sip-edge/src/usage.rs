@@ -268,8 +268,14 @@ mod tests {
         let mut w = Watch::default();
         let nov = pool_of("MCOPSTN1", NOV, 900, 0, 1000);
         let dec = pool_of("MCOPSTN1", DEC, 900, 0, 1000);
-        assert_eq!(marks(&w.look(&[nov.clone()], &[])), [("pool", 80)]);
-        assert_eq!(marks(&w.look(&[dec.clone()], &[])), [("pool", 80)]);
+        assert_eq!(
+            marks(&w.look(std::slice::from_ref(&nov), &[])),
+            [("pool", 80)]
+        );
+        assert_eq!(
+            marks(&w.look(std::slice::from_ref(&dec), &[])),
+            [("pool", 80)]
+        );
         assert!(w.look(&[dec], &[]).is_empty());
         assert!(w.look(&[pool(0, 0, 0)], &[]).is_empty());
         assert!(w.look(&[pool(10, 5, 0)], &[]).is_empty(), "capacity 0");
