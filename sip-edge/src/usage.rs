@@ -8,7 +8,9 @@
 //!
 //! Checked on the daemon's once-a-second tick, never on the call path. A mark re-arms when usage
 //! falls back below it (a reload added licences or credits), and a pool's marks start afresh
-//! each month (its key carries the month).
+//! each month (its key carries the month). The marks are held in memory only: after a restart a
+//! pool or balance still past a mark is logged once more, which says where things stand to
+//! whoever reads the new process's log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
