@@ -42,6 +42,7 @@ a,c@a.example,US,MCOEV;MCOPSTNC,,
 a,g@a.example,US,MCOEV;MCOPSTN2,1,
 a,off@a.example,US,MCOEV;MCOPSTN1,,DialoutCPCandPSTNDisabled
 b,w@b.example,US,MCOEV;MCOPSTN2,,
+a,i@a.example,US,MCOEV;MCOPSTN2,,
 ";
 
 const US: &str = "+12125550100";
@@ -488,4 +489,428 @@ fn the_decide_cli_sees_the_daemons_live_calls() {
         text.contains("limit:") && text.contains("user_concurrent_calls 2 reached (3 live calls)"),
         "{text}"
     );
+}
+
+/// Tenants each with one concern, for the tests below: `r` a tenant-wide minute, `v` a
+/// velocity rule on a region, `n` no limits written (the defaults), `u` a per-user live limit
+/// one user's own column lifts, `w` no tenant-wide limit until a reload sets one.
+const MORE_TENANTS: &str = r#"
+[[tenant]]
+id = "r"
+domains = ["r.example"]
+[tenant.limits]
+calls_per_minute = 3
+user_calls_per_minute = 0
+user_concurrent_calls = 0
+
+[[tenant]]
+id = "v"
+domains = ["v.example"]
+[[tenant.velocity]]
+destination = "MX"
+window_seconds = 120
+warn = 1
+block = 2
+
+[[tenant]]
+id = "n"
+domains = ["n.example"]
+
+[[tenant]]
+id = "u"
+domains = ["u.example"]
+[tenant.limits]
+user_concurrent_calls = 2
+
+[[tenant]]
+id = "w"
+domains = ["w.example"]
+"#;
+
+const MORE_USERS: &str = "tenant,user,usage_location,licenses,concurrent_calls
+r,r1@r.example,US,MCOEV;MCOPSTN2,
+r,r2@r.example,US,MCOEV;MCOPSTN2,
+v,v1@v.example,US,MCOEV;MCOPSTN2,
+v,v2@v.example,US,MCOEV;MCOPSTN2,
+v,v3@v.example,US,MCOEV;MCOPSTN2,
+n,n1@n.example,US,MCOEV;MCOPSTN2,
+u,u1@u.example,US,MCOEV;MCOPSTN2,
+u,z@u.example,US,MCOEV;MCOPSTN2,0
+w,w1@w.example,US,MCOEV;MCOPSTN2,
+w,w2@w.example,US,MCOEV;MCOPSTN2,
+w,w3@w.example,US,MCOEV;MCOPSTN2,
+";
+
+/// Mexico City: on the international list, paid from the international pool.
+const MX: &str = "+525512345678";
+
+fn more_directory(tenants: &str) -> PathBuf {
+    let dir = directory(tenants);
+    std::fs::write(dir.join("users.csv"), MORE_USERS).expect("users");
+    dir
+}
+
+fn start_more() -> Daemon {
+    start_with(&more_directory(MORE_TENANTS), None, "")
+}
+
+fn retry_after(r: &SipResponse) -> u64 {
+    r.header("Retry-After")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `tollgate decide --json` on the daemon's config (and so its ledger).
+fn decide_cli(d: &Daemon, caller: &str, dial: &str) -> Value {
+    let out = Command::new(tollgate_bin())
+        .args(["decide", "--json", "--config"])
+        .arg(d.config_path())
+        .args(["--caller", caller, "--dial", dial])
+        .output()
+        .expect("run tollgate decide");
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn a_tenants_calls_per_minute_hold_across_its_users_and_a_dry_run_counts_nothing() {
+    let d = start_more();
+    // Dry runs reserve nothing: the minute is still empty after them.
+    for _ in 0..5 {
+        assert_eq!(decide(&d, "r1@r.example", US)["outcome"], "admit");
+    }
+    for (i, who) in ["r1", "r2", "r1"].iter().enumerate() {
+        let id = format!("tm{i}");
+        let r = invite(&d, &format!("{who}@r.example"), US, &id);
+        assert_eq!(r.status(), 302, "{id}: {}", r.text);
+        end(&d, &id);
+    }
+    let req = SipRequest::invite("sip:r2@r.example", US, "tm3");
+    let r = d.udp(&req.render());
+    assert_eq!(
+        (r.status(), reason(&r)),
+        (403, Some("rate_limit_reached")),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.header("Reason"),
+        Some("Q.850;cause=21;text=\"rate_limit_reached\""),
+        "{}",
+        r.text
+    );
+    assert!((1..=60).contains(&retry_after(&r)), "{}", r.text);
+    // A retransmission gets the bytes first sent.
+    assert_eq!(d.udp(&req.render()).text, r.text);
+    let v = decide(&d, "r2@r.example", US);
+    assert_eq!(v["reason"], "rate_limit_reached", "{v}");
+    assert_eq!(v["limit"]["name"], "calls_per_minute", "{v}");
+    assert_eq!(
+        (v["limit"]["limit"].as_u64(), v["limit"]["current"].as_u64()),
+        (Some(3), Some(4)),
+        "{v}"
+    );
+    assert!(
+        v["limit"]["retry_after"]
+            .as_u64()
+            .is_some_and(|s| (1..=60).contains(&s)),
+        "{v}"
+    );
+    // Another tenant is not held by it.
+    assert_eq!(invite(&d, "n1@n.example", US, "tm4").status(), 302);
+}
+
+#[test]
+fn a_velocity_rule_on_a_region_counts_every_user_of_the_tenant() {
+    let d = start_more();
+    assert_eq!(invite(&d, "v1@v.example", MX, "vr1").status(), 302);
+    end(&d, "vr1");
+    // The next one passes the warn threshold: decide says so, and admits.
+    let v = decide(&d, "v2@v.example", MX);
+    assert_eq!(v["outcome"], "admit", "{v}");
+    assert_eq!(
+        (
+            v["warning"]["name"].as_str(),
+            v["warning"]["destination"].as_str()
+        ),
+        (Some("velocity"), Some("MX")),
+        "{v}"
+    );
+    let r = invite(&d, "v2@v.example", "+528112345678", "vr2");
+    assert_eq!(r.status(), 302, "{}", r.text);
+    end(&d, "vr2");
+    assert_eq!(
+        metric(&d, "tollgate_velocity_warnings_total{tenant=\"v\"}"),
+        "1"
+    );
+    // The third of the tenant to Mexico is refused, whoever places it.
+    let v = decide(&d, "v3@v.example", MX);
+    assert_eq!(v["reason"], "rate_limit_reached", "{v}");
+    assert_eq!(
+        (
+            v["limit"]["name"].as_str(),
+            v["limit"]["destination"].as_str(),
+            v["limit"]["limit"].as_u64(),
+            v["limit"]["current"].as_u64()
+        ),
+        (Some("velocity"), Some("MX"), Some(2), Some(3)),
+        "{v}"
+    );
+    let r = invite(&d, "v3@v.example", MX, "vr3");
+    assert_eq!(reason(&r), Some("rate_limit_reached"), "{}", r.text);
+    assert!((1..=120).contains(&retry_after(&r)), "{}", r.text);
+    assert!(
+        d.stderr().contains("velocity MX 2 reached"),
+        "{}",
+        d.stderr()
+    );
+    // Other destinations are not watched.
+    assert_eq!(invite(&d, "v3@v.example", US, "vr4").status(), 302);
+}
+
+#[test]
+fn a_tenant_that_writes_no_limits_has_the_default_ones() {
+    let d = start_more();
+    for i in 0..20 {
+        let r = invite(&d, "n1@n.example", US, &format!("dn{i}"));
+        assert_eq!(r.status(), 302, "call {i}: {}", r.text);
+    }
+    let r = invite(&d, "n1@n.example", US, "dn20");
+    assert_eq!(reason(&r), Some("call_limit_reached"), "{}", r.text);
+    let v = decide(&d, "n1@n.example", US);
+    assert_eq!(
+        (
+            v["limit"]["name"].as_str(),
+            v["limit"]["limit"].as_u64(),
+            v["limit"]["current"].as_u64()
+        ),
+        (Some("user_concurrent_calls"), Some(20), Some(21)),
+        "{v}"
+    );
+    for i in 0..20 {
+        end(&d, &format!("dn{i}"));
+    }
+    // 60 admissions a minute: 40 more, then refused.
+    for i in 21..61 {
+        let id = format!("dn{i}");
+        let r = invite(&d, "n1@n.example", US, &id);
+        assert_eq!(r.status(), 302, "{id}: {}", r.text);
+        end(&d, &id);
+    }
+    let r = invite(&d, "n1@n.example", US, "dn61");
+    assert_eq!(reason(&r), Some("rate_limit_reached"), "{}", r.text);
+    assert_eq!(
+        decide(&d, "n1@n.example", US)["limit"]["limit"].as_u64(),
+        Some(60)
+    );
+}
+
+#[test]
+fn a_release_frees_a_place_and_a_users_column_of_0_lifts_their_limit() {
+    let d = start_more();
+    assert_eq!(invite(&d, "u1@u.example", US, "ur1").status(), 302);
+    assert_eq!(invite(&d, "u1@u.example", US, "ur2").status(), 302);
+    assert_eq!(
+        reason(&invite(&d, "u1@u.example", US, "ur3")),
+        Some("call_limit_reached")
+    );
+    // The same Call-ID on another branch (a proxy trying again) is the same call: its 302.
+    let mut again = SipRequest::invite("sip:u1@u.example", US, "ur2");
+    again.branch = "z9hG4bK-ur2-again".into();
+    assert_eq!(d.udp(&again.render()).status(), 302);
+    let (status, body) = d.http("POST", "/v1/calls/ur1/release", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(invite(&d, "u1@u.example", US, "ur4").status(), 302);
+    // z's users.csv concurrent_calls is 0: no per-user limit, whatever the tenant's.
+    for i in 0..4 {
+        let r = invite(&d, "z@u.example", US, &format!("uz{i}"));
+        assert_eq!(r.status(), 302, "call {i}: {}", r.text);
+    }
+}
+
+#[test]
+fn shadowed_rates_prices_and_daily_caps_admit_and_report() {
+    let shadow = "[enforcement]\nshadow = [\"rate_limit_reached\", \"destination_rate_too_high\", \"daily_spend_limit_reached\"]\n";
+    let d = start_with(&directory(TENANTS), None, shadow);
+    for i in 0..4 {
+        let id = format!("sr{i}");
+        assert_eq!(invite(&d, "x@a.example", US, &id).status(), 302);
+        end(&d, &id);
+    }
+    // x's fifth call in the minute: admitted, no Retry-After.
+    let r = invite(&d, "x@a.example", US, "sr4");
+    assert_eq!(r.status(), 302, "{}", r.text);
+    assert_eq!(
+        r.header("X-Tollgate-Shadow"),
+        Some("rate_limit_reached"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.header("Retry-After"), None, "{}", r.text);
+    end(&d, "sr4");
+    // The CLI reads the daemon's ledger: x's minute is full there too.
+    let v = decide_cli(&d, "x@a.example", US);
+    assert_eq!(
+        (v["outcome"].as_str(), v["shadow_reason"].as_str()),
+        (Some("admit"), Some("rate_limit_reached")),
+        "{v}"
+    );
+    assert_eq!(v["limit"]["name"], "user_calls_per_minute", "{v}");
+    // A GB mobile, dearer than the tenant's dearest rate: admitted on credits.
+    let r = invite(&d, "c@a.example", "+447400123456", "sp1");
+    assert_eq!(
+        (
+            r.status(),
+            r.header("X-Tollgate-Basis"),
+            r.header("X-Tollgate-Shadow")
+        ),
+        (302, Some("credits"), Some("destination_rate_too_high")),
+        "{}",
+        r.text
+    );
+    // That call's grant shrank to what the 2.00 day had left: the next one is over the cap,
+    // admitted in full.
+    let r = invite(&d, "c@a.example", "+525512345678", "sp2");
+    assert_eq!(
+        (
+            r.status(),
+            r.header("X-Tollgate-Shadow"),
+            r.header("X-Tollgate-Max-Duration")
+        ),
+        (302, Some("daily_spend_limit_reached"), Some("1800")),
+        "{}",
+        r.text
+    );
+    for reason in [
+        "rate_limit_reached",
+        "destination_rate_too_high",
+        "daily_spend_limit_reached",
+    ] {
+        assert_eq!(
+            metric(
+                &d,
+                &format!("tollgate_shadow_rejections_total{{reason=\"{reason}\"}}")
+            ),
+            "1",
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_a_reason_that_cannot_be_shadowed() {
+    let dir = directory(TENANTS);
+    let config = dir.join("tollgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[directory]\npath = \"{}\"\n[enforcement]\nshadow = [\"call_limit_reached\", \"credits_exhausted\"]\n",
+            dir.display()
+        ),
+    )
+    .expect("config");
+    let out = Command::new(tollgate_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run tollgate serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("tollgate.toml:4")
+            && stderr.contains("[enforcement].shadow")
+            && stderr.contains("credits_exhausted"),
+        "{stderr}"
+    );
+}
+
+/// The tenant's live calls, a velocity window and the day's spend, as well as a user's, are
+/// read back from the ledger after `kill -9`; a restored call ends over HTTP.
+#[test]
+fn tenant_velocity_and_daily_counts_survive_kill_9() {
+    let dir = directory(TENANTS);
+    let ledger = temp_dir("abuse-ledger-t").join("ledger.db");
+    let d = start_with(&dir, Some(&ledger), "");
+    let london = |i: u32| format!("+44207946{i:04}");
+    for i in 1..3 {
+        let id = format!("kv{i}");
+        assert_eq!(invite(&d, "i@a.example", &london(i), &id).status(), 302);
+        end(&d, &id);
+    }
+    let r = invite(&d, "c@a.example", MX, "kc1");
+    assert_eq!(
+        r.header("X-Tollgate-Max-Duration"),
+        Some("1800"),
+        "{}",
+        r.text
+    );
+    let (s, _) = d.http("POST", "/v1/calls/kc1/end", r#"{"billable_seconds": 1800}"#);
+    assert_eq!(s, 200);
+    // The tenant's three places: x's two and g's one.
+    for (who, id) in [("x", "kt1"), ("x", "kt2"), ("g", "kt3")] {
+        let r = invite(&d, &format!("{who}@a.example"), US, id);
+        assert_eq!(r.status(), 302, "{id}: {}", r.text);
+    }
+    d.kill9();
+    let d = start_with(&dir, Some(&ledger), "");
+    let r = invite(&d, "y@a.example", US, "kt4");
+    assert_eq!(reason(&r), Some("call_limit_reached"), "{}", r.text);
+    assert_eq!(
+        decide(&d, "y@a.example", US)["limit"]["name"],
+        "concurrent_calls"
+    );
+    // A call restored from the ledger ends like any other, and gives its place back.
+    end(&d, "kt1");
+    let r = invite(&d, "i@a.example", &london(3), "kv3");
+    assert_eq!(reason(&r), Some("rate_limit_reached"), "{}", r.text);
+    assert_eq!(
+        decide(&d, "i@a.example", &london(3))["limit"]["name"],
+        "velocity"
+    );
+    // 1.50 of today's 2.00 was spent before the kill: 10 minutes at 0.05 are left.
+    let r = invite(&d, "c@a.example", MX, "kc2");
+    assert_eq!(
+        r.header("X-Tollgate-Max-Duration"),
+        Some("600"),
+        "{}",
+        r.text
+    );
+}
+
+/// A reload that gives a tenant a tenant-wide limit it had none of counts the calls it
+/// already holds, live and in the minute; one that lifts a limit lets the next call in.
+#[test]
+fn a_reload_that_sets_a_tenant_wide_limit_counts_the_calls_already_held() {
+    let dir = more_directory(MORE_TENANTS);
+    let d = start_with(&dir, None, "");
+    assert_eq!(invite(&d, "w1@w.example", US, "wr1").status(), 302);
+    assert_eq!(invite(&d, "w2@w.example", US, "wr2").status(), 302);
+    let with = |limits: &str| {
+        std::fs::write(
+            dir.join("tenants.toml"),
+            MORE_TENANTS.replace(
+                "id = \"w\"\ndomains = [\"w.example\"]\n",
+                &format!("id = \"w\"\ndomains = [\"w.example\"]\n[tenant.limits]\n{limits}\n"),
+            ),
+        )
+        .expect("rewrite");
+        let (status, body) = d.http("POST", "/v1/reload", "");
+        assert_eq!(status, 200, "{body}");
+    };
+    with("concurrent_calls = 2\ncalls_per_minute = 2");
+    let r = invite(&d, "w3@w.example", US, "wr3");
+    assert_eq!(reason(&r), Some("call_limit_reached"), "{}", r.text);
+    let v = decide(&d, "w3@w.example", US);
+    assert_eq!(
+        (v["limit"]["name"].as_str(), v["limit"]["current"].as_u64()),
+        (Some("concurrent_calls"), Some(3)),
+        "{v}"
+    );
+    // One ends: a live place is free, but both admissions are in the tenant's minute.
+    end(&d, "wr1");
+    let r = invite(&d, "w3@w.example", US, "wr4");
+    assert_eq!(reason(&r), Some("rate_limit_reached"), "{}", r.text);
+    // Lifted again: the next call is admitted at once.
+    with("concurrent_calls = 0\ncalls_per_minute = 0");
+    assert_eq!(invite(&d, "w3@w.example", US, "wr5").status(), 302);
 }
