@@ -616,14 +616,9 @@ impl Engine {
                     return Decision::reject(Reason::BadRequest, Rule::Request, destination);
                 };
                 let gate = self.gate(live, ix, user, shadow);
-                let mut decision = self.fund(live, &config, user, gate, dialed, d, fund, now, mode);
-                // A policy rule comes before the limits: its shadowed refusal is the one the
-                // call would have had.
-                if shadowed.is_some() && decision.is_admit() {
-                    decision.shadow = shadowed;
-                    decision.limit = None;
-                }
-                return decision;
+                return self.fund(
+                    live, &config, user, gate, shadowed, dialed, d, fund, now, mode,
+                );
             }
         };
         // Admitted without funding: emergency, Direct Routing, free, internal.
@@ -702,7 +697,6 @@ impl Engine {
         let usage = live.users.get(ix as usize)?;
         Some(Gate {
             user: usage,
-            tenant: &usage.tenant,
             limits: &t.limits,
             user_concurrent: match user.concurrent_calls {
                 Some(0) => None,

@@ -28,6 +28,7 @@ impl Engine {
         config: &EngineConfig,
         user: &User,
         gate: Option<Gate<'_>>,
+        policy_shadow: Option<Reason>,
         dialed: &str,
         d: Destination,
         verdict: Verdict,
@@ -79,10 +80,11 @@ impl Engine {
             decision
         };
         let shadow = config.enforcement.shadow;
-        let mut shadowed: Option<LimitHit> = None;
+        // A refusal of rule 10's limits (price, daily cap) that shadow mode let through.
+        let mut shadowed: Option<Box<LimitHit>> = None;
         // The decision, with its grant when reserving (built in place: no separate grant to
         // move around, and none at all for a dry run). Called once: it takes the call's hold.
-        let admit = move |basis, rule, seconds, funding, money, shadowed: &Option<LimitHit>| {
+        let admit = move |basis, rule, seconds, funding, money, shadowed| {
             let mut dec = Decision {
                 outcome: Outcome::Admit(basis),
                 rule,
@@ -91,7 +93,8 @@ impl Engine {
                 max_duration: Some(seconds),
                 lacking: None,
                 dial_plan: None,
-                shadow: None,
+                // A policy rule's shadowed refusal comes first (rule order): `note` keeps it.
+                shadow: policy_shadow,
                 limit: None,
                 warning: None,
                 grant: reserving.then(|| Grant {
@@ -111,10 +114,7 @@ impl Engine {
                 }),
             };
             dec.note(gate_shadow, warning);
-            if let (Some(hit), None) = (shadowed, dec.shadow) {
-                dec.shadow = Some(hit.reason);
-                dec.limit = Some(Box::new(hit.clone()));
-            }
+            dec.note(shadowed, None);
             dec
         };
         // Rule 9: the pool.
@@ -136,7 +136,7 @@ impl Engine {
                 }
                 if let Ok(s) = granted {
                     let funding = Funding::Pool(Arc::clone(counter));
-                    let dec = admit(basis, Rule::Pool, s, funding, Money::ZERO, &None);
+                    let dec = admit(basis, Rule::Pool, s, funding, Money::ZERO, None);
                     return match slot {
                         Some(v) => reserved(v, dec, self.seq.next()),
                         None => dec,
@@ -170,7 +170,7 @@ impl Engine {
                     destination: None,
                 };
                 if !refuses(hit.reason, shadow, &mut None) {
-                    shadowed.get_or_insert(hit);
+                    shadowed.get_or_insert(Box::new(hit));
                 } else {
                     return undo(Decision::limited(Box::new(hit), Rule::Credits, Some(d)));
                 }
@@ -208,7 +208,7 @@ impl Engine {
                 if refuses(hit.reason, shadow, &mut None) {
                     return undo(Decision::limited(Box::new(hit), Rule::Credits, Some(d)));
                 }
-                shadowed.get_or_insert(hit);
+                shadowed.get_or_insert(Box::new(hit));
                 cap = None;
             } else {
                 secs = fits;
@@ -221,14 +221,7 @@ impl Engine {
             per_minute: price,
             spend: spend.clone(),
         };
-        let dec = admit(
-            Basis::Credits,
-            Rule::Credits,
-            secs,
-            funding,
-            cost,
-            &shadowed,
-        );
+        let dec = admit(Basis::Credits, Rule::Credits, secs, funding, cost, shadowed);
         let Some(v) = slot else { return dec };
         let daily = usage.map(|u| Daily { usage: u, day, cap });
         match self.take_credits(account, &spend, limit, daily, cost) {

@@ -372,15 +372,9 @@ impl Decision {
         rule: Rule,
         destination: Option<Destination>,
     ) -> Decision {
-        Decision {
-            ..Decision::reject(hit.reason, rule, destination)
-        }
-        .with_limit(hit)
-    }
-
-    fn with_limit(mut self, hit: Box<crate::limits::LimitHit>) -> Decision {
-        self.limit = Some(hit);
-        self
+        let mut d = Decision::reject(hit.reason, rule, destination);
+        d.limit = Some(hit);
+        d
     }
 
     /// Carries what the limits' gate noted on an admission: a shadowed refusal (unless a rule

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::usage::{Hold, TenantUsage, UserUsage};
+use super::usage::{Hold, UserUsage};
 use super::Limits;
 use crate::credits::Money;
 use crate::numbering::Destination;
@@ -60,6 +60,10 @@ impl LimitHit {
 
     /// In words: `user_calls_per_minute 60 reached (61 in the last minute)`.
     pub fn describe(&self) -> String {
+        if self.reason == Reason::HighRiskDestination {
+            let prefix = self.destination.as_deref().unwrap_or("");
+            return format!("high_risk_prefixes {prefix} (the tenant's high_risk is block)");
+        }
         let what = match self.name {
             "concurrent_calls" | "user_concurrent_calls" => "live calls",
             "calls_per_minute" | "user_calls_per_minute" => "calls in the last minute",
@@ -68,10 +72,6 @@ impl LimitHit {
             "max_price_per_minute" => "the destination's price",
             _ => "",
         };
-        if self.reason == Reason::HighRiskDestination {
-            let prefix = self.destination.as_deref().unwrap_or("");
-            return format!("high_risk_prefixes {prefix} (the tenant's high_risk is block)");
-        }
         let name = match &self.destination {
             Some(d) => format!("velocity {d}"),
             None => self.name.to_string(),
@@ -148,8 +148,8 @@ pub(crate) struct Passed {
 
 /// The counts and limits one admission is judged against.
 pub(crate) struct Gate<'a> {
+    /// The caller's counts, and through them their tenant's.
     pub user: &'a Arc<UserUsage>,
-    pub tenant: &'a Arc<TenantUsage>,
     pub limits: &'a Limits,
     /// The user's own `concurrent_calls` (users.csv), else the tenant's `user_concurrent_calls`.
     pub user_concurrent: Option<u32>,
@@ -206,7 +206,7 @@ impl Gate<'_> {
     /// what was counted, so its end takes off exactly that, whatever a reload does since.
     fn check_live(&self, reserve: bool, p: &mut Passed) -> Result<(), Box<LimitHit>> {
         let tenant_limit = self.limits.concurrent_calls;
-        let (u, t) = (&self.user.live, &self.tenant.live);
+        let (u, t) = (&self.user.live, &self.user.tenant.live);
         let nu = if reserve {
             p.taken.user_live = true;
             u.fetch_add(1, Ordering::AcqRel) + 1
@@ -242,7 +242,7 @@ impl Gate<'_> {
     /// reload judges the minute before it); the tenant's only when it has `calls_per_minute`
     /// (see [`Gate::check_live`] for why).
     fn check_rates(&self, now: u64, reserve: bool, p: &mut Passed) -> Result<(), Box<LimitHit>> {
-        let (user, tenant) = (self.user.rate(), &self.tenant.rate);
+        let (user, tenant) = (&self.user.rate, &self.user.tenant.rate);
         let tenant_limit = self.limits.calls_per_minute;
         let extra = if reserve {
             p.taken.user_rate = true;
@@ -291,7 +291,7 @@ impl Gate<'_> {
         if self.limits.velocity.is_empty() {
             return Ok(());
         }
-        let v = self.tenant.velocity.load();
+        let v = self.user.tenant.velocity.load();
         for (i, (rule, w)) in v.rules.iter().zip(v.windows.iter()).enumerate() {
             if !rule.target.matches(d) {
                 continue;

@@ -67,10 +67,6 @@ impl UserUsage {
     pub fn live(&self) -> u32 {
         self.live.load(Ordering::Acquire)
     }
-
-    pub(super) fn rate(&self) -> &Minute {
-        &self.rate
-    }
 }
 
 impl TenantUsage {
@@ -191,7 +187,7 @@ impl Hold {
     /// An admission that was never made after all (the ledger could not record it): out of
     /// the per-minute windows again (its live count goes with the call's end).
     pub(crate) fn unadmit(&self, at: u64) {
-        self.user.rate().remove(at);
+        self.user.rate.remove(at);
         if self.tenant_rate {
             self.user.tenant.rate.remove(at);
         }
@@ -246,7 +242,7 @@ impl Hold {
     /// A restored call admitted at `at`: counted in the windows it still falls in.
     pub(crate) fn restore_admission(&self, at: u64, now: u64, dest: Option<&Destination>) {
         if now.saturating_sub(at) < 60 {
-            self.user.rate().add_n(at, 1);
+            self.user.rate.add_n(at, 1);
             if self.tenant_rate {
                 self.user.tenant.rate.add_n(at, 1);
             }

@@ -158,6 +158,8 @@ struct Why<'a> {
     dial_plan: Option<&'a tollgate_engine::dialplan::Normalized>,
     /// The limit that fired, with its figures.
     limit: Option<&'a tollgate_engine::limits::LimitHit>,
+    /// `Retry-After` of a `rate_limit_reached` ([`Decision::retry_after`]).
+    retry_after: Option<u64>,
 }
 
 /// The metric label of a transport.
@@ -314,6 +316,7 @@ impl Server {
                 rule: RULE_UNTRUSTED,
                 dial_plan: None,
                 limit: None,
+                retry_after: None,
             };
             self.reject(out, &req, Reason::UntrustedPeer, why, source, label);
             return true;
@@ -548,6 +551,7 @@ impl Server {
                     rule: RULE_SHARE_SHORT,
                     dial_plan: d.dial_plan.as_deref(),
                     limit: None,
+                    retry_after: None,
                 };
                 self.reject(out, req, Reason::StoreUnavailable, why, source, label);
                 return true;
@@ -557,6 +561,7 @@ impl Server {
                     rule: d.rule.describe(),
                     dial_plan: d.dial_plan.as_deref(),
                     limit: d.limit.as_deref(),
+                    retry_after: d.retry_after(),
                 };
                 self.reject(out, req, reason, why, source, label);
                 if d.lacking.is_none() {
@@ -731,11 +736,7 @@ impl Server {
                 "reject"
             );
         }
-        let retry = why
-            .limit
-            .filter(|l| l.reason == Reason::RateLimitReached && reason == l.reason)
-            .and_then(|l| l.retry_after);
-        write_reject_after(out, &req.headers, reason, retry, source);
+        write_reject_after(out, &req.headers, reason, why.retry_after, source);
         self.metrics.message_out(status, label);
     }
 
